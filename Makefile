@@ -1,0 +1,45 @@
+# kata-sandbox-operator — every target is idempotent; `make test` works from a fresh Debian machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
+APT_PACKAGES := protobuf-compiler qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
+	iproute2 socat openssl jq curl zstd
+NPM_STAMP := node_modules/.package-lock.json
+
+.PHONY: help setup deps build gen check-gen lint typecheck test unit
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install apt packages and npm dependencies (idempotent)
+	@hack/setup.sh $(APT_PACKAGES)
+	@$(MAKE) --no-print-directory deps
+
+deps: $(NPM_STAMP)
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: deps ## compile TypeScript to dist/
+	npx tsc -p tsconfig.build.json
+
+gen: deps ## regenerate src/generated/ from proto/ (protoc + ts-proto)
+	hack/gen-proto.sh src/generated
+
+check-gen: deps ## fail if src/generated/ differs from a fresh generation
+	hack/check-generated.sh
+
+typecheck: deps ## tsc --noEmit over src, test, bench
+	npx tsc --noEmit -p tsconfig.json
+
+lint: deps ## eslint + prettier --check
+	npx eslint .
+	npx prettier --check .
+
+unit: deps ## unit tests only
+	TEST_LAYERS=unit hack/run-tests.sh
+
+test: setup check-gen typecheck lint ## everything: setup, generated-code check, typecheck, lint, every test layer
+	hack/run-tests.sh

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every Jest test layer (or those in TEST_LAYERS, space-separated) and ends with one line:
+# "N passed, N failed[, N skipped]", read from Jest's own JSON results.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=.test-results
+mkdir -p "$out"
+rm -f "$out/jest.json"
+args=()
+if [ -n "${TEST_LAYERS:-}" ]; then
+  # shellcheck disable=SC2206
+  args+=(--selectProjects ${TEST_LAYERS})
+fi
+node --experimental-vm-modules node_modules/jest/bin/jest.js --ci --json --outputFile="$out/jest.json" \
+  "${args[@]}" "$@"
+rc=$?
+if [ ! -s "$out/jest.json" ]; then
+  echo "run-tests: Jest wrote no results (exit $rc)" >&2
+  echo "0 passed, 1 failed"
+  exit $(( rc == 0 ? 1 : rc ))
+fi
+node hack/test-summary.mjs "$out/jest.json"
+exit $rc
