@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Builds the guest image (vmlinuz + initrd + manifest.json) into
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest/<hash>/
+# and points .../guest/current at it. <hash> covers every input (exact Debian package versions of
+# the kernel, busybox-static, crun, iproute2 and every library they and node link, the node
+# binary's sha256, the init, this script, the agent bundle's sha256, the initrd compression), so
+# the image is rebuilt only when an input changes, and the same inputs give the same hash and the
+# same bytes (sorted cpio, fixed mtimes, owner root).
+#
+# Environment:
+#   GUEST_AGENT_BUNDLE        a ready agent bundle (.js/.mjs) to put in the image; default: bundle
+#                             src/agent/guest/main.ts with esbuild, or guest/placeholder-agent.mjs
+#                             while that does not exist
+#   GUEST_INITRD_COMPRESSION  none (default, fastest to unpack under TCG) | lz4 | zstd | gzip
+#   GUEST_NODE_OPTIONS        extra node flags for the agent (written to the image)
+#   GUEST_KERNEL_PACKAGE      override the kernel package (default: what linux-image-amd64 depends on)
+#   GUEST_FORCE=1             rebuild even when the cached image exists
+#   XDG_CACHE_HOME            cache root
+# Prints the image directory on stdout (last line).
+set -euo pipefail
+export LC_ALL=C
+
+GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$GUEST_DIR")
+CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest
+DEB_CACHE=$CACHE_ROOT/debs
+COMPRESSION=${GUEST_INITRD_COMPRESSION:-none}
+NODE_OPTIONS_GUEST=${GUEST_NODE_OPTIONS:-}
+NODE_BIN=$(readlink -f "$(command -v node)")
+
+# Modules the init loads (with whatever they depend on, from modinfo). crc32c_generic provides
+# the "crc32c" crypto algorithm that jbd2/ext4/libcrc32c ask for through a softdep.
+MODULES=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mmio
+  virtio_console netfs fscache 9pnet 9pnet_virtio 9p failover net_failover virtio_net virtio_blk
+  crc16 crc32c_generic libcrc32c mbcache jbd2 ext4 xfs)
+
+log() { echo "guest/build: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+case "$COMPRESSION" in none | lz4 | zstd | gzip) ;; *) die "GUEST_INITRD_COMPRESSION=$COMPRESSION (none|lz4|zstd|gzip)" ;; esac
+
+"$REPO_DIR/hack/setup.sh" busybox-static cpio crun kmod iproute2 zstd lz4 xz-utils
+
+mkdir -p "$CACHE_ROOT" "$DEB_CACHE"
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
+
+WORK=$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# --- agent bundle ---------------------------------------------------------------------------
+if [ -n "${GUEST_AGENT_BUNDLE:-}" ]; then
+  [ -f "$GUEST_AGENT_BUNDLE" ] || die "GUEST_AGENT_BUNDLE=$GUEST_AGENT_BUNDLE does not exist"
+  AGENT_BUNDLE=$GUEST_AGENT_BUNDLE
+  AGENT_SOURCE=$GUEST_AGENT_BUNDLE
+elif [ -f "$REPO_DIR/src/agent/guest/main.ts" ]; then
+  AGENT_BUNDLE=$WORK/kata-guest-agent.js
+  AGENT_SOURCE=src/agent/guest/main.ts
+  log "bundling $AGENT_SOURCE with esbuild"
+  (cd "$REPO_DIR" && npx --no-install esbuild src/agent/guest/main.ts --bundle --platform=node \
+    --format=esm --target=node20 --log-level=warning --outfile="$AGENT_BUNDLE" \
+    "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);")
+else
+  AGENT_BUNDLE=$GUEST_DIR/placeholder-agent.mjs
+  AGENT_SOURCE=guest/placeholder-agent.mjs
+  log "src/agent/guest/main.ts does not exist yet: using the placeholder agent"
+fi
+
+# --- inputs ---------------------------------------------------------------------------------
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
+
+KERNEL_PKG=${GUEST_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null |
+  sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)}
+[ -n "$KERNEL_PKG" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-get update?)"
+KERNEL_DEB_VERSION=$(apt-cache policy "$KERNEL_PKG" | sed -n 's/^ *Candidate: //p')
+[ -n "$KERNEL_DEB_VERSION" ] && [ "$KERNEL_DEB_VERSION" != "(none)" ] ||
+  die "no candidate version of $KERNEL_PKG"
+KVER=${KERNEL_PKG#linux-image-}
+
+BUSYBOX_BIN=/bin/busybox
+CRUN_BIN=$(readlink -f "$(command -v crun)")
+IP_BIN=$(readlink -f /usr/bin/ip 2>/dev/null || readlink -f /sbin/ip)
+
+# Libraries every dynamic binary links (ldd's resolved paths, plus the program interpreter).
+libs_of() {
+  ldd "$1" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}'
+}
+mapfile -t LIBS < <(for b in "$CRUN_BIN" "$NODE_BIN" "$IP_BIN"; do libs_of "$b"; done | sort -u)
+
+# The Debian package (and version) owning a file; the file's sha256 when no package does.
+owner_of() {
+  local f=$1 p
+  p=$(dpkg -S "$f" 2>/dev/null | head -n1 | cut -d: -f1) ||
+    true
+  if [ -z "$p" ]; then
+    p=$(dpkg -S "$(readlink -f "$f")" 2>/dev/null | head -n1 | cut -d: -f1) || true
+  fi
+  if [ -n "$p" ]; then
+    echo "pkg $p=$(dpkg-query -W -f='${Version}' "$p:amd64" 2>/dev/null || pkg_version "$p")"
+  else
+    echo "file $f sha256=$(sha "$f")"
+  fi
+}
+
+{
+  echo "builder sha256=$(sha "$GUEST_DIR/build.sh")"
+  echo "init sha256=$(sha "$GUEST_DIR/init")"
+  echo "agent $AGENT_SOURCE sha256=$(sha "$AGENT_BUNDLE")"
+  echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
+  echo "node-options $NODE_OPTIONS_GUEST"
+  echo "kernel $KERNEL_PKG=$KERNEL_DEB_VERSION"
+  echo "busybox-static=$(pkg_version busybox-static)"
+  echo "crun=$(pkg_version crun)"
+  echo "iproute2=$(pkg_version iproute2)"
+  echo "modules ${MODULES[*]}"
+  echo "compression $COMPRESSION"
+  for l in "${LIBS[@]}"; do echo "lib $l $(owner_of "$l")"; done
+} >"$WORK/inputs.txt"
+HASH=$(sha256sum "$WORK/inputs.txt" | cut -c1-16)
+OUT=$CACHE_ROOT/$HASH
+
+point_current() {
+  ln -sfn "$HASH" "$CACHE_ROOT/.current.tmp"
+  mv -T "$CACHE_ROOT/.current.tmp" "$CACHE_ROOT/current"
+}
+
+if [ -f "$OUT/manifest.json" ] && [ "${GUEST_FORCE:-0}" != 1 ]; then
+  log "up to date: $OUT"
+  point_current
+  echo "$OUT"
+  exit 0
+fi
+log "building $OUT"
+
+# --- kernel ---------------------------------------------------------------------------------
+deb=$(find "$DEB_CACHE" -maxdepth 1 -name "${KERNEL_PKG}_${KERNEL_DEB_VERSION//:/%3a}_amd64.deb" | head -n1)
+if [ -z "$deb" ]; then
+  log "downloading $KERNEL_PKG=$KERNEL_DEB_VERSION"
+  # apt's _apt user cannot write to a root-owned cache dir; download where it may, then move.
+  dl=$(mktemp -d)
+  chmod 777 "$dl"
+  (cd "$dl" && apt-get download -q "$KERNEL_PKG=$KERNEL_DEB_VERSION" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) || true
+  f=$(find "$dl" -maxdepth 1 -name '*.deb' | head -n1)
+  [ -n "$f" ] || die "apt-get download $KERNEL_PKG=$KERNEL_DEB_VERSION failed"
+  # keep only the newest few kernel debs
+  mv "$f" "$DEB_CACHE/"
+  rmdir "$dl" 2>/dev/null || rm -rf "$dl"
+  deb=$DEB_CACHE/$(basename "$f")
+  # shellcheck disable=SC2012
+  ls -1t "$DEB_CACHE"/*.deb | tail -n +4 | xargs -r rm -f
+fi
+
+KX=$WORK/kernel
+mkdir -p "$KX"
+dpkg-deb --fsys-tarfile "$deb" >"$WORK/kernel.tar"
+mapfile -t kernel_members < <(tar -tf "$WORK/kernel.tar" | grep -E "^\./boot/(vmlinuz|config)-|^\./lib/modules/$KVER/kernel/.*\.ko(\.xz|\.zst)?$")
+tar -xf "$WORK/kernel.tar" -C "$KX" "${kernel_members[@]}"
+rm -f "$WORK/kernel.tar"
+VMLINUZ=$KX/boot/vmlinuz-$KVER
+[ -f "$VMLINUZ" ] || die "no boot/vmlinuz-$KVER in $deb"
+
+# Locate every module file by name.
+declare -A MODPATH
+while IFS= read -r f; do
+  n=$(basename "$f")
+  n=${n%.xz}
+  n=${n%.zst}
+  n=${n%.ko}
+  MODPATH[$n]=$f
+done < <(find "$KX/lib/modules/$KVER/kernel" -name '*.ko*')
+
+# Aliases of the modules we can see, for resolving softdeps such as "pre: crypto-crc32c".
+declare -A ALIAS_OF
+for m in "${MODULES[@]}"; do
+  [ -n "${MODPATH[$m]:-}" ] || die "module $m not found in $KERNEL_PKG"
+  while IFS= read -r a; do ALIAS_OF[$a]=$m; done < <(modinfo -F alias "${MODPATH[$m]}")
+  ALIAS_OF[$m]=$m
+done
+
+# Dependency-ordered load list: depends (hard) and softdep "pre:" both come first.
+declare -A STATE
+ORDER=()
+visit() {
+  local m=$1 d f deps soft
+  [ "${STATE[$m]:-}" = done ] && return 0
+  [ "${STATE[$m]:-}" = active ] && die "module dependency cycle at $m"
+  STATE[$m]=active
+  f=${MODPATH[$m]:-}
+  [ -n "$f" ] || die "module $m (a dependency) not found in $KERNEL_PKG"
+  deps=$(modinfo -F depends "$f" | tr ',' ' ')
+  soft=$(modinfo -F softdep "$f" | sed -n 's/.*pre: *\([^:]*\)\( post:.*\)\{0,1\}$/\1/p')
+  for d in $soft; do
+    if [ -n "${ALIAS_OF[$d]:-}" ]; then visit "${ALIAS_OF[$d]}"; fi
+  done
+  for d in $deps; do visit "$d"; done
+  STATE[$m]=done
+  ORDER+=("$m")
+}
+for m in "${MODULES[@]}"; do visit "$m"; done
+log "module load order: ${ORDER[*]}"
+
+# --- root filesystem ------------------------------------------------------------------------
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,run,tmp,root,var,mnt}
+mkdir -p "$R/lib/modules/$KVER" "$R/var/lib" "$R/run/kata-containers"
+chmod 1777 "$R/tmp"
+chmod 0700 "$R/root"
+ln -s ../run "$R/var/run"
+
+cp "$BUSYBOX_BIN" "$R/bin/busybox"
+while IFS= read -r applet; do
+  [ -e "$R/$applet" ] || [ -L "$R/$applet" ] && continue
+  mkdir -p "$R/$(dirname "$applet")"
+  # relative link to /bin/busybox
+  rel=$(realpath -m --relative-to="/$(dirname "$applet")" /bin/busybox)
+  ln -s "$rel" "$R/$applet"
+done < <("$BUSYBOX_BIN" --list-full | sort)
+
+install_bin() { # src dest-in-image
+  rm -f "$R$2"
+  mkdir -p "$(dirname "$R$2")"
+  cp -L "$1" "$R$2"
+  chmod 0755 "$R$2"
+}
+install_bin "$NODE_BIN" /usr/bin/node
+install_bin "$CRUN_BIN" /usr/bin/crun
+install_bin "$IP_BIN" /sbin/ip # iproute2's ip (JSON output); busybox's stays as "busybox ip"
+for l in "${LIBS[@]}"; do
+  mkdir -p "$R$(dirname "$l")"
+  cp -L "$l" "$R$l"
+done
+
+for m in "${ORDER[@]}"; do
+  f=${MODPATH[$m]}
+  case "$f" in
+  *.ko.xz) xz -dc "$f" >"$R/lib/modules/$KVER/$m.ko" ;;
+  *.ko.zst) zstd -q -dc "$f" >"$R/lib/modules/$KVER/$m.ko" ;;
+  *) cp "$f" "$R/lib/modules/$KVER/$m.ko" ;;
+  esac
+done
+printf '%s\n' "${ORDER[@]}" >"$R/lib/modules/$KVER/load-order"
+
+cat >"$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$R/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+nogroup:x:65534:
+EOF
+cat >"$R/etc/hosts" <<'EOF'
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+EOF
+: >"$R/etc/resolv.conf"
+echo localhost >"$R/etc/hostname"
+printf '%s\n' "$NODE_OPTIONS_GUEST" >"$R/etc/kata-guest-agent.node-options"
+echo "$HASH" >"$R/etc/kata-guest-image"
+
+cp "$GUEST_DIR/init" "$R/init"
+chmod 0755 "$R/init"
+cp "$AGENT_BUNDLE" "$R/usr/bin/kata-guest-agent.js"
+chmod 0644 "$R/usr/bin/kata-guest-agent.js"
+
+# The kernel opens /dev/console for PID 1 before the init mounts devtmpfs.
+if [ "$(id -u)" = 0 ]; then
+  mknod -m 0600 "$R/dev/console" c 5 1
+  mknod -m 0666 "$R/dev/null" c 1 3
+fi
+
+# --- initrd: reproducible cpio --------------------------------------------------------------
+find "$R" -exec touch -h -d @0 {} +
+(cd "$R" && find . -mindepth 1 | sort | cpio --quiet --reproducible -o -H newc -R 0:0) >"$WORK/initrd.cpio"
+case "$COMPRESSION" in
+none) mv "$WORK/initrd.cpio" "$WORK/initrd" ;;
+lz4) lz4 -q -l -9 "$WORK/initrd.cpio" "$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
+zstd) zstd -q -19 --no-check "$WORK/initrd.cpio" -o "$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
+gzip) gzip -n -9 -c "$WORK/initrd.cpio" >"$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
+esac
+
+# --- output ---------------------------------------------------------------------------------
+STAGE=$WORK/out
+mkdir -p "$STAGE"
+mv "$WORK/initrd" "$STAGE/initrd"
+cp "$VMLINUZ" "$STAGE/vmlinuz"
+cp "$KX/boot/config-$KVER" "$STAGE/config"
+cp "$WORK/inputs.txt" "$STAGE/inputs.txt"
+rootfs_bytes=$(du -sb --apparent-size "$R" | cut -f1)
+
+HASH=$HASH KVER=$KVER KPKG="$KERNEL_PKG=$KERNEL_DEB_VERSION" COMPRESSION=$COMPRESSION \
+  ROOTFS_BYTES=$rootfs_bytes AGENT_SOURCE=$AGENT_SOURCE MODS="${ORDER[*]}" NODE_OPTS="$NODE_OPTIONS_GUEST" \
+  "$NODE_BIN" -e '
+const fs = require("fs");
+const d = process.argv[1];
+const size = (f) => fs.statSync(`${d}/${f}`).size;
+const e = process.env;
+const m = {
+  hash: e.HASH,
+  kernelVersion: e.KVER,
+  kernelPackage: e.KPKG,
+  nodeVersion: process.version,
+  agentSource: e.AGENT_SOURCE,
+  agentPath: "/usr/bin/kata-guest-agent.js",
+  agentNodeOptions: e.NODE_OPTS,
+  initrdCompression: e.COMPRESSION,
+  modules: e.MODS.split(" "),
+  sizes: { vmlinuz: size("vmlinuz"), initrd: size("initrd"), rootfsUncompressed: Number(e.ROOTFS_BYTES) },
+  cmdline: "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
+  inputs: fs.readFileSync(`${d}/inputs.txt`, "utf8").trim().split("\n"),
+};
+fs.writeFileSync(`${d}/manifest.json`, JSON.stringify(m, null, 2) + "\n");
+' "$STAGE"
+
+rm -rf "$OUT"
+mv -T "$STAGE" "$OUT"
+point_current
+log "built $OUT: vmlinuz $(stat -c %s "$OUT/vmlinuz") bytes, initrd $(stat -c %s "$OUT/initrd") bytes ($COMPRESSION)"
+echo "$OUT"
