@@ -8,7 +8,7 @@ APT_PACKAGES := protobuf-compiler qemu-system-x86 busybox-static cpio crun e2fsp
 	iproute2 socat openssl jq curl zstd
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: help setup deps build gen check-gen lint typecheck test unit
+.PHONY: help setup deps build gen check-gen manifests check-manifests lint typecheck test unit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ gen: deps ## regenerate src/generated/ from proto/ (protoc + ts-proto)
 check-gen: deps ## fail if src/generated/ differs from a fresh generation
 	hack/check-generated.sh
 
+manifests: deps ## regenerate deploy/crds/ from the schema in src/crds/
+	hack/gen-manifests.sh
+
+check-manifests: deps ## fail if deploy/crds/ differs from a fresh generation
+	hack/gen-manifests.sh --check
+
 typecheck: deps ## tsc --noEmit over src, test, bench
 	npx tsc --noEmit -p tsconfig.json
 
@@ -41,5 +47,5 @@ lint: deps ## eslint + prettier --check
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
-test: setup check-gen typecheck lint ## everything: setup, generated-code check, typecheck, lint, every test layer
+test: setup check-gen check-manifests typecheck lint ## everything: setup, generated-code check, typecheck, lint, every test layer
 	hack/run-tests.sh
