@@ -5,6 +5,7 @@ import {
   Server,
   ServerCredentials,
   status,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,7 +37,7 @@ function fakeAgent(
 ) {
   const handler =
     (rpc: string, reply: (req: never) => unknown = () => ({})) =>
-    (call: { request: unknown }, cb: (err: unknown, res?: unknown) => void) => {
+    (call: { request: unknown }, cb: sendUnaryData<unknown>) => {
       received.push({ rpc, request: call.request });
       if (behaviour.failNext?.rpc === rpc) {
         const { code } = behaviour.failNext;
