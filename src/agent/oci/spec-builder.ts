@@ -1,0 +1,166 @@
+import type { Spec, Mount as OciMount } from '../../generated/oci.js';
+import { buildProcess, type BuiltProcess } from '../process-spec.js';
+import { containerRootPath } from '../storage.js';
+import {
+  mergeEnv,
+  resolveArgs,
+  resolveUser,
+  resolveWorkingDir,
+  type ImageConfig,
+} from './image-config.js';
+
+/** A container as the KataSandbox spec gives it (the fields the OCI spec is built from). */
+export interface ContainerInput {
+  name: string;
+  command?: string[];
+  args?: string[];
+  env?: { name: string; value?: string }[];
+  workingDir?: string;
+  user?: string;
+  primaryGroup?: number;
+  supplementalGroups?: number[];
+  tty?: boolean;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  devices?: { hostPath: string; containerPath: string }[];
+}
+
+export interface SpecInputs {
+  container: ContainerInput;
+  /** Field path of the container in the sandbox spec, for error messages. */
+  field: string;
+  hostname: string;
+  image?: ImageConfig;
+  /** Guest paths of the sandbox's volumes (their 9p locations), by volume name. */
+  volumeGuestPaths: ReadonlyMap<string, string>;
+}
+
+// The capabilities container runtimes grant by default (Docker's and containerd's set).
+export const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+const MASKED_PATHS = [
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+];
+const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+const mount = (destination: string, type: string, source: string, options: string[]): OciMount => ({
+  destination,
+  type,
+  source,
+  options,
+});
+
+function baseMounts(): OciMount[] {
+  return [
+    mount('/proc', 'proc', 'proc', ['nosuid', 'noexec', 'nodev']),
+    mount('/dev', 'tmpfs', 'tmpfs', ['nosuid', 'strictatime', 'mode=755', 'size=65536k']),
+    mount('/dev/pts', 'devpts', 'devpts', [
+      'nosuid',
+      'noexec',
+      'newinstance',
+      'ptmxmode=0666',
+      'mode=0620',
+    ]),
+    mount('/dev/shm', 'tmpfs', 'shm', ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k']),
+    mount('/dev/mqueue', 'mqueue', 'mqueue', ['nosuid', 'noexec', 'nodev']),
+    mount('/sys', 'sysfs', 'sysfs', ['nosuid', 'noexec', 'nodev', 'ro']),
+    mount('/sys/fs/cgroup', 'cgroup', 'cgroup', ['nosuid', 'noexec', 'nodev', 'relatime', 'ro']),
+  ];
+}
+
+function volumeMounts(inputs: SpecInputs): OciMount[] {
+  return (inputs.container.volumeMounts ?? []).map((vm) => {
+    const source = inputs.volumeGuestPaths.get(vm.name);
+    if (source === undefined) {
+      // The CRD's CEL rule refuses this at admission; here it would be a bug in the caller.
+      throw new Error(
+        `${inputs.field}.volumeMounts: volume ${JSON.stringify(vm.name)} has no guest path`,
+      );
+    }
+    return mount(vm.mountPath, 'bind', source, ['rbind', vm.readOnly ? 'ro' : 'rw']);
+  });
+}
+
+export interface BuiltSpec extends BuiltProcess {
+  spec: Spec;
+}
+
+/**
+ * The OCI runtime spec of one container, before the seed's constraints (oci-constraints.ts) are
+ * applied. Devices are listed by container path; the guest agent fills in their numbers.
+ */
+export function buildContainerSpec(inputs: SpecInputs): BuiltSpec {
+  const c = inputs.container;
+  const built = buildProcess({
+    args: resolveArgs(inputs.field, c.command, c.args, inputs.image),
+    env: mergeEnv(c.env, inputs.image),
+    cwd: resolveWorkingDir(c.workingDir, inputs.image),
+    user: resolveUser(inputs.field, c.user, inputs.image),
+    primaryGroup: c.primaryGroup,
+    supplementalGroups: c.supplementalGroups,
+    terminal: c.tty ?? false,
+  });
+  const caps = [...DEFAULT_CAPABILITIES];
+  const spec: Spec = {
+    Version: '1.1.0',
+    Process: {
+      ...built.process,
+      Capabilities: {
+        Bounding: caps,
+        Effective: caps,
+        Inheritable: [],
+        Permitted: caps,
+        Ambient: [],
+      },
+      Rlimits: [{ Type: 'RLIMIT_NOFILE', Hard: 1_048_576, Soft: 1_048_576 }],
+      NoNewPrivileges: false,
+    },
+    Root: { Path: containerRootPath(c.name), Readonly: false },
+    Hostname: inputs.hostname,
+    Mounts: [...baseMounts(), ...volumeMounts(inputs)],
+    Annotations: {},
+    Linux: {
+      UIDMappings: [],
+      GIDMappings: [],
+      Sysctl: {},
+      CgroupsPath: '',
+      Namespaces: ['pid', 'ipc', 'uts', 'mount'].map((Type) => ({ Type, Path: '' })),
+      Devices: (c.devices ?? []).map((d) => ({
+        Path: d.containerPath,
+        Type: 'b',
+        Major: 0,
+        Minor: 0,
+        FileMode: 0o660,
+        UID: 0,
+        GID: 0,
+      })),
+      RootfsPropagation: '',
+      MaskedPaths: [...MASKED_PATHS],
+      ReadonlyPaths: [...READONLY_PATHS],
+      MountLabel: '',
+    },
+  };
+  return { ...built, spec };
+}

@@ -1,0 +1,127 @@
+import { describe, expect, it } from '@jest/globals';
+import { constrainSpec } from '../../../src/agent/oci-constraints.js';
+import { buildContainerSpec } from '../../../src/agent/oci/spec-builder.js';
+
+const volumes = new Map([
+  ['data', '/run/kata-containers/shared/containers/_volumes/data'],
+  ['logs', '/run/kata-containers/shared/containers/_volumes/logs'],
+]);
+
+describe('buildContainerSpec', () => {
+  const built = buildContainerSpec({
+    field: 'spec.containers[0]',
+    hostname: 'web',
+    volumeGuestPaths: volumes,
+    container: {
+      name: 'main',
+      command: ['/bin/sh'],
+      args: ['-c', 'echo hi'],
+      env: [{ name: 'GREETING', value: 'hi' }],
+      workingDir: '/tmp',
+      user: '1000:1000',
+      primaryGroup: 2000,
+      supplementalGroups: [10, 20],
+      volumeMounts: [
+        { name: 'data', mountPath: '/data', readOnly: true },
+        { name: 'logs', mountPath: '/logs' },
+      ],
+      devices: [{ hostPath: '/dev/loop3', containerPath: '/dev/xvdb' }],
+    },
+  });
+
+  it('runs the command with args, env, cwd, user and groups', () => {
+    expect(built.spec.Process).toMatchObject({
+      Args: ['/bin/sh', '-c', 'echo hi'],
+      Cwd: '/tmp',
+      Terminal: false,
+      User: { UID: 1000, GID: 2000, AdditionalGids: [10, 20] },
+    });
+    expect(built.spec.Process?.Env).toEqual([expect.stringMatching(/^PATH=/), 'GREETING=hi']);
+    expect(built.stringUser).toEqual({ uid: '1000', gid: '2000', additionalGids: ['10', '20'] });
+  });
+
+  it('roots the container in its shared directory, with the sandbox hostname', () => {
+    expect(built.spec.Root).toEqual({
+      Path: '/run/kata-containers/shared/containers/main/rootfs',
+      Readonly: false,
+    });
+    expect(built.spec.Hostname).toBe('web');
+  });
+
+  it('mounts the standard filesystems, /sys read-only, and volumes at their guest paths', () => {
+    const byDest = new Map(built.spec.Mounts.map((m) => [m.destination, m]));
+    expect([...byDest.keys()]).toEqual([
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/dev/mqueue',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/data',
+      '/logs',
+    ]);
+    expect(byDest.get('/sys')?.options).toContain('ro');
+    expect(byDest.get('/data')).toEqual({
+      destination: '/data',
+      type: 'bind',
+      source: '/run/kata-containers/shared/containers/_volumes/data',
+      options: ['rbind', 'ro'],
+    });
+    expect(byDest.get('/logs')?.options).toEqual(['rbind', 'rw']);
+  });
+
+  it('lists devices by container path and creates pid, ipc, uts and mount namespaces', () => {
+    expect(built.spec.Linux?.Devices).toEqual([
+      expect.objectContaining({ Path: '/dev/xvdb', Type: 'b' }),
+    ]);
+    expect(built.spec.Linux?.Namespaces.map((n) => n.Type)).toEqual(['pid', 'ipc', 'uts', 'mount']);
+  });
+
+  it('survives the seed constraints with /dev/shm as the guest tmpfs', () => {
+    const constrained = constrainSpec(built.spec);
+    expect(constrained.Mounts.find((m) => m.destination === '/dev/shm')).toMatchObject({
+      type: 'tmpfs',
+      source: 'shm',
+    });
+    expect(constrained.Linux?.Namespaces.every((n) => n.Path === '')).toBe(true);
+  });
+
+  it('takes entrypoint, cmd, env, workdir and user from the image when the container does not', () => {
+    const fromImage = buildContainerSpec({
+      field: 'spec.containers[0]',
+      hostname: 'h',
+      volumeGuestPaths: new Map(),
+      image: {
+        Entrypoint: ['/bin/app'],
+        Cmd: ['serve'],
+        Env: ['MODE=prod'],
+        WorkingDir: '/srv',
+        User: '33',
+      },
+      container: { name: 'app', env: [{ name: 'MODE', value: 'dev' }] },
+    });
+    expect(fromImage.spec.Process).toMatchObject({
+      Args: ['/bin/app', 'serve'],
+      Cwd: '/srv',
+      User: { UID: 33, GID: 0 },
+    });
+    expect(fromImage.spec.Process?.Env).toContain('MODE=dev');
+    expect(fromImage.spec.Process?.Env).not.toContain('MODE=prod');
+  });
+
+  it('refuses a mount of an unknown volume', () => {
+    expect(() =>
+      buildContainerSpec({
+        field: 'spec.containers[2]',
+        hostname: 'h',
+        volumeGuestPaths: new Map(),
+        container: {
+          name: 'x',
+          command: ['/bin/true'],
+          volumeMounts: [{ name: 'nope', mountPath: '/n' }],
+        },
+      }),
+    ).toThrow(/spec\.containers\[2\]\.volumeMounts: volume "nope"/);
+  });
+});
