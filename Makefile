@@ -44,6 +44,10 @@ lint: deps ## eslint + prettier --check
 	npx eslint .
 	npx prettier --check .
 
+.PHONY: guest
+guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
+	guest/build.sh
+
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
