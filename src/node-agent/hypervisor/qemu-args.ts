@@ -1,0 +1,276 @@
+// The QEMU command line, built from a typed config by a pure function: no shell ever sees it, and
+// every value that lands inside a QEMU option string is validated or escaped here.
+import path from 'node:path';
+import {
+  SERIAL_CHANNEL_NAME,
+  SERIAL_CHARDEV_ID,
+  SERIAL_DEVICE_ID,
+} from '../../agent/agent-address.js';
+import { InvalidInputError } from '../../agent/errors.js';
+import { virtioBlkSerial } from './block-serial.js';
+
+export type MachineType = 'pc' | 'q35' | 'microvm';
+export type Accelerator = 'kvm' | 'tcg';
+
+export const SHARE_MOUNT_TAG = 'kataShared';
+export const QMP_CHARDEV_ID = 'qmp';
+export const CONSOLE_CHARDEV_ID = 'con0';
+export const SHARE_FSDEV_ID = 'fs0';
+export const VIRTIO_SERIAL_ID = 'serial0';
+
+export interface DriveConfig {
+  /** Host file or block device (absolute). */
+  path: string;
+  /** The container or device id; the drive's virtio serial is derived from it (virtioBlkSerial). */
+  serialId: string;
+  readOnly?: boolean;
+  format?: 'raw' | 'qcow2';
+  /** `none` (O_DIRECT) keeps the host page cache out of the way; tmpfs refuses it, hence the choice. */
+  cache?: 'none' | 'writeback' | 'unsafe';
+}
+
+export interface NicConfig {
+  /** Tap device name (≤ 15 characters), already created in the netns QEMU runs in. */
+  tap: string;
+  /** The interface's MAC (the veth's), unicast, lower or upper case. */
+  mac: string;
+}
+
+export interface VmConfig {
+  /** Shown in `ps` and QMP; letters, digits, '-', '_', '.'. */
+  name: string;
+  machine: MachineType;
+  accelerator: Accelerator;
+  /** Defaults: `host` under KVM, QEMU's default model under TCG (`max` costs boot time under TCG). */
+  cpu?: string;
+  /** TCG only: `single` runs vCPUs and device emulation on one thread. */
+  tcgThread?: 'single' | 'multi';
+  vcpus: number;
+  memoryMiB: number;
+  kernel: string;
+  initrd?: string;
+  /** Added after the defaults (console, panic=-1, quiet). Each item one kernel parameter. */
+  kernelParams?: readonly string[];
+  /** Replace the default kernel parameters entirely (console= included). */
+  replaceDefaultKernelParams?: boolean;
+  /** Firmware image; microvm defaults to QEMU's bios-microvm.bin. */
+  bios?: string;
+  console: { logFile: string; kind?: 'serial' | 'virtconsole' };
+  qmpSocket: string;
+  /** The virtio-serial agent channel's chardev socket (QEMU listens, the node agent connects). */
+  agentChannelSocket?: string;
+  /** Host directory shared with the guest over 9p as mount tag `kataShared`. */
+  sharedDir?: string;
+  drives?: readonly DriveConfig[];
+  nics?: readonly NicConfig[];
+  pidFile?: string;
+}
+
+const ID = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
+const TAP = /^[A-Za-z0-9_.-]{1,15}$/;
+const MAC = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;
+const CPU_MODEL = /^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.+=-]+)*$/;
+const KERNEL_PARAM = /^[^\s\0]+$/;
+
+function checkPath(field: string, p: string): string {
+  if (!path.isAbsolute(p)) {
+    throw new InvalidInputError(field, `${JSON.stringify(p)} is not an absolute path`);
+  }
+  // A newline or NUL cannot reach QEMU intact through argv and would confuse logs and parsers.
+  if (/[\0\n\r]/.test(p)) {
+    throw new InvalidInputError(field, `${JSON.stringify(p)} contains a NUL or newline`);
+  }
+  return p;
+}
+
+/** A value inside a QEMU option string (`key=value,...`): a literal comma is written `,,`. */
+export function escapeOptionValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+function optPath(field: string, p: string): string {
+  return escapeOptionValue(checkPath(field, p));
+}
+
+function checkInt(field: string, n: number, min: number, max: number): number {
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new InvalidInputError(field, `${n} is not an integer in [${min}, ${max}]`);
+  }
+  return n;
+}
+
+/** The kernel parameters the guest boots with: ours first, then the caller's. */
+export function kernelCommandLine(config: VmConfig): string {
+  const consoleDev = (config.console.kind ?? 'serial') === 'serial' ? 'ttyS0' : 'hvc0';
+  // panic=-1 + QEMU's -no-reboot: a guest that panics (a broken initrd) ends QEMU at once, so a
+  // failed boot is seen in seconds instead of at the deadline.
+  const defaults = config.replaceDefaultKernelParams
+    ? []
+    : [`console=${consoleDev}`, 'panic=-1', 'quiet', 'tsc=reliable', 'no_timer_check'];
+  const extra = config.kernelParams ?? [];
+  extra.forEach((p, i) => {
+    if (!KERNEL_PARAM.test(p)) {
+      throw new InvalidInputError(
+        `kernelParams[${i}]`,
+        `${JSON.stringify(p)} is empty or contains whitespace or NUL`,
+      );
+    }
+  });
+  return [...defaults, ...extra].join(' ');
+}
+
+/** Every QEMU argument after the binary name. Throws InvalidInputError on any unsafe input. */
+export function buildQemuArgs(config: VmConfig): string[] {
+  if (!ID.test(config.name)) {
+    throw new InvalidInputError(
+      'name',
+      `${JSON.stringify(config.name)} must start with a letter and use only letters, digits, '-', '_', '.' (≤ 63)`,
+    );
+  }
+  const vcpus = checkInt('vcpus', config.vcpus, 1, 255);
+  const mem = checkInt('memoryMiB', config.memoryMiB, 64, 1024 * 1024);
+  const mmio = config.machine === 'microvm';
+  const dev = (pciName: string): string => (mmio ? `${pciName}-device` : `${pciName}-pci`);
+
+  const a: string[] = [];
+  a.push('-name', `${config.name},debug-threads=on`);
+  switch (config.machine) {
+    case 'pc':
+    case 'q35':
+      a.push('-machine', config.machine);
+      break;
+    case 'microvm':
+      // No legacy PIT/PIC/RTC to emulate; ACPI lets the stock kernel find the virtio-mmio devices.
+      a.push('-machine', 'microvm,acpi=on,pit=off,pic=off,rtc=off');
+      break;
+    default:
+      throw new InvalidInputError('machine', `${JSON.stringify(config.machine)} is not supported`);
+  }
+  if (config.accelerator === 'kvm') {
+    a.push('-accel', 'kvm');
+  } else if (config.accelerator === 'tcg') {
+    a.push('-accel', config.tcgThread ? `tcg,thread=${config.tcgThread}` : 'tcg');
+  } else {
+    throw new InvalidInputError(
+      'accelerator',
+      `${JSON.stringify(config.accelerator)} is neither kvm nor tcg`,
+    );
+  }
+  const cpu = config.cpu ?? (config.accelerator === 'kvm' ? 'host' : undefined);
+  if (cpu !== undefined) {
+    if (!CPU_MODEL.test(cpu)) {
+      throw new InvalidInputError('cpu', `${JSON.stringify(cpu)} is not a CPU model`);
+    }
+    a.push('-cpu', cpu);
+  }
+  a.push('-smp', String(vcpus), '-m', `${mem}M`);
+  a.push('-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot');
+  a.push('-msg', 'timestamp=on');
+
+  const bios = config.bios ?? (mmio ? '/usr/share/qemu/bios-microvm.bin' : undefined);
+  if (bios !== undefined) a.push('-bios', checkPath('bios', bios));
+  a.push('-kernel', checkPath('kernel', config.kernel));
+  if (config.initrd !== undefined) a.push('-initrd', checkPath('initrd', config.initrd));
+  a.push('-append', kernelCommandLine(config));
+
+  // Console: a file, so it survives the node agent and its tail can explain a failed boot.
+  a.push(
+    '-chardev',
+    `file,id=${CONSOLE_CHARDEV_ID},path=${optPath('console.logFile', config.console.logFile)}`,
+  );
+  const virtconsole = config.console.kind === 'virtconsole';
+  if (virtconsole) {
+    if (mmio) {
+      throw new InvalidInputError('console.kind', 'virtconsole is not supported on microvm here');
+    }
+  } else {
+    a.push('-serial', `chardev:${CONSOLE_CHARDEV_ID}`);
+  }
+
+  // QMP: QEMU listens; wait=off so QEMU does not block at start for a client.
+  a.push(
+    '-chardev',
+    `socket,id=${QMP_CHARDEV_ID},path=${optPath('qmpSocket', config.qmpSocket)},server=on,wait=off`,
+  );
+  a.push('-mon', `chardev=${QMP_CHARDEV_ID},mode=control`);
+
+  if (config.agentChannelSocket !== undefined || virtconsole) {
+    a.push('-device', `${dev('virtio-serial')},id=${VIRTIO_SERIAL_ID}`);
+  }
+  if (virtconsole) {
+    a.push('-device', `virtconsole,chardev=${CONSOLE_CHARDEV_ID},id=console0`);
+  }
+  if (config.agentChannelSocket !== undefined) {
+    const sock = optPath('agentChannelSocket', config.agentChannelSocket);
+    a.push('-chardev', `socket,id=${SERIAL_CHARDEV_ID},path=${sock},server=on,wait=off`);
+    a.push(
+      '-device',
+      `virtserialport,bus=${VIRTIO_SERIAL_ID}.0,chardev=${SERIAL_CHARDEV_ID},id=${SERIAL_DEVICE_ID},name=${SERIAL_CHANNEL_NAME}`,
+    );
+  }
+
+  if (config.sharedDir !== undefined) {
+    const dir = optPath('sharedDir', config.sharedDir);
+    // multidevs=remap: the share holds bind mounts from several host filesystems; without it,
+    // inode numbers from different devices can collide in the guest.
+    a.push('-fsdev', `local,id=${SHARE_FSDEV_ID},path=${dir},security_model=none,multidevs=remap`);
+    a.push('-device', `${dev('virtio-9p')},fsdev=${SHARE_FSDEV_ID},mount_tag=${SHARE_MOUNT_TAG}`);
+  }
+
+  (config.drives ?? []).forEach((d, n) => {
+    const file = optPath(`drives[${n}].path`, d.path);
+    const format = d.format ?? 'raw';
+    if (format !== 'raw' && format !== 'qcow2') {
+      throw new InvalidInputError(
+        `drives[${n}].format`,
+        `${JSON.stringify(format)} is not raw or qcow2`,
+      );
+    }
+    const cache = d.cache ?? 'none';
+    if (!['none', 'writeback', 'unsafe'].includes(cache)) {
+      throw new InvalidInputError(
+        `drives[${n}].cache`,
+        `${JSON.stringify(cache)} is not supported`,
+      );
+    }
+    let serial: string;
+    try {
+      serial = virtioBlkSerial(d.serialId);
+    } catch (e) {
+      throw new InvalidInputError(`drives[${n}].serialId`, (e as Error).message);
+    }
+    const ro = d.readOnly ? 'on' : 'off';
+    a.push(
+      '-drive',
+      `file=${file},if=none,id=drive-${n},format=${format},readonly=${ro},cache=${cache}`,
+    );
+    a.push('-device', `${dev('virtio-blk')},drive=drive-${n},id=blk-${n},serial=${serial}`);
+  });
+
+  const macs = new Set<string>();
+  (config.nics ?? []).forEach((nic, n) => {
+    if (!TAP.test(nic.tap)) {
+      throw new InvalidInputError(
+        `nics[${n}].tap`,
+        `${JSON.stringify(nic.tap)} is not a device name (1–15 of letters, digits, '-', '_', '.')`,
+      );
+    }
+    if (!MAC.test(nic.mac)) {
+      throw new InvalidInputError(
+        `nics[${n}].mac`,
+        `${JSON.stringify(nic.mac)} is not a MAC address`,
+      );
+    }
+    const mac = nic.mac.toLowerCase();
+    if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) {
+      throw new InvalidInputError(`nics[${n}].mac`, `${mac} is a multicast address`);
+    }
+    if (macs.has(mac)) throw new InvalidInputError(`nics[${n}].mac`, `${mac} is used twice`);
+    macs.add(mac);
+    a.push('-netdev', `tap,id=net${n},ifname=${nic.tap},script=no,downscript=no`);
+    a.push('-device', `${dev('virtio-net')},netdev=net${n},id=nic${n},mac=${mac}`);
+  });
+
+  if (config.pidFile !== undefined) a.push('-pidfile', checkPath('pidFile', config.pidFile));
+  return a;
+}
