@@ -7,9 +7,9 @@ out=deploy/crds/kata.sandbox.io_katasandboxes.yaml
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Bundled (yaml included) so the generator runs from a fresh clone without a tsc build.
-npx esbuild hack/gen-manifests.ts --bundle --platform=node --format=esm --log-level=warning \
-  --outfile="$tmp/gen.mjs"
-node "$tmp/gen.mjs" >"$tmp/crd.yaml"
+npx esbuild hack/gen-manifests.ts --bundle --platform=node --format=cjs --log-level=warning \
+  --outfile="$tmp/gen.cjs"
+node "$tmp/gen.cjs" >"$tmp/crd.yaml"
 if [ "${1:-}" = --check ]; then
   if ! diff -u "$out" "$tmp/crd.yaml" >"$tmp/diff"; then
     echo "$out is stale: run 'make manifests' and commit the result" >&2

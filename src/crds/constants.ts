@@ -1,0 +1,43 @@
+// Names shared by the CRD, the controller and the node agent (DESIGN §2, §3).
+export const CRD_GROUP = 'kata.sandbox.io';
+export const CRD_VERSION = 'v1alpha1';
+export const API_VERSION = `${CRD_GROUP}/${CRD_VERSION}` as const;
+export const KIND = 'KataSandbox';
+export const LIST_KIND = 'KataSandboxList';
+export const PLURAL = 'katasandboxes';
+export const SINGULAR = 'katasandbox';
+export const SHORT_NAMES = ['ksb'] as const;
+export const CATEGORIES = ['kata'] as const;
+export const CRD_NAME = `${PLURAL}.${CRD_GROUP}`;
+
+/** Namespace of the controller, the node agents and their Leases. */
+export const SYSTEM_NAMESPACE = 'kata-system';
+
+/** Label the controller sets to the chosen node; each node agent watches only its own. */
+export const NODE_LABEL = 'kata.sandbox.io/node';
+/** Finalizer: removed once the node's host work is cleaned up (or there never was any). */
+export const NODE_CLEANUP_FINALIZER = 'kata.sandbox.io/node-cleanup';
+/** Node agent Lease annotations advertising the node's capacity. */
+export const CAPACITY_SANDBOXES_ANNOTATION = 'kata.sandbox.io/capacity-sandboxes';
+export const CAPACITY_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/capacity-memory-mib';
+
+/** Name of the node agent's Lease for a node (in SYSTEM_NAMESPACE). */
+export function nodeLeaseName(nodeName: string): string {
+  return `kata-node-${nodeName}`;
+}
+
+/** Field managers for server-side apply of status (one writer per field). */
+export const CONTROLLER_FIELD_MANAGER = 'kata-controller';
+export const NODE_AGENT_FIELD_MANAGER = 'kata-node-agent';
+
+/** Condition types and their writers (DESIGN §3's ownership table). */
+export const CONDITION_TYPES = {
+  Scheduled: 'Scheduled',
+  VMReady: 'VMReady',
+  AgentConnected: 'AgentConnected',
+  NetworkReady: 'NetworkReady',
+  ContainersReady: 'ContainersReady',
+  Ready: 'Ready',
+  Terminated: 'Terminated',
+} as const;
+export type ConditionType = (typeof CONDITION_TYPES)[keyof typeof CONDITION_TYPES];
