@@ -11,8 +11,9 @@ if [ -n "${TEST_LAYERS:-}" ]; then
   # shellcheck disable=SC2206
   args+=(--selectProjects ${TEST_LAYERS})
 fi
+# --selectProjects takes several values, so it goes last, after any test path patterns.
 node --experimental-vm-modules node_modules/jest/bin/jest.js --ci --json --outputFile="$out/jest.json" \
-  "${args[@]}" "$@"
+  "$@" "${args[@]}"
 rc=$?
 if [ ! -s "$out/jest.json" ]; then
   echo "run-tests: Jest wrote no results (exit $rc)" >&2

@@ -1,0 +1,104 @@
+/** What the controller knows about one node agent (from its Lease) and its Node object, if any. */
+export interface NodeView {
+  name: string;
+  lease?: {
+    renewTime?: Date;
+    leaseDurationSeconds?: number;
+    capacitySandboxes?: number;
+    capacityMemoryMiB?: number;
+  };
+  node?: { labels: Record<string, string>; unschedulable: boolean };
+}
+
+export interface NodeLoad {
+  sandboxes: number;
+  memoryMiB: number;
+}
+
+export interface SchedulingRequest {
+  nodeName?: string;
+  nodeSelector?: Record<string, string>;
+  memoryMiB: number;
+}
+
+export type SchedulingResult = { node: string } | { unschedulable: string };
+
+type Rejection =
+  | 'lease expired'
+  | 'no node agent'
+  | 'cordoned'
+  | 'nodeName mismatch'
+  | 'nodeSelector mismatch'
+  | 'no Node object'
+  | 'sandbox capacity full'
+  | 'insufficient memory';
+
+export function leaseIsFresh(lease: NodeView['lease'], now: Date): boolean {
+  if (!lease?.renewTime || !lease.leaseDurationSeconds) return false;
+  return now.getTime() < lease.renewTime.getTime() + lease.leaseDurationSeconds * 1000;
+}
+
+function rejection(
+  view: NodeView,
+  req: SchedulingRequest,
+  load: NodeLoad,
+  now: Date,
+): Rejection | undefined {
+  if (!view.lease) return 'no node agent';
+  if (!leaseIsFresh(view.lease, now)) return 'lease expired';
+  if (req.nodeName && req.nodeName !== view.name) return 'nodeName mismatch';
+  if (view.node?.unschedulable) return 'cordoned';
+  const selector = Object.entries(req.nodeSelector ?? {});
+  if (selector.length > 0) {
+    // A selector can only match labels of a Node object that exists.
+    if (!view.node) return 'no Node object';
+    if (!selector.every(([k, v]) => view.node?.labels[k] === v)) return 'nodeSelector mismatch';
+  }
+  if (load.sandboxes + 1 > (view.lease.capacitySandboxes ?? 0)) return 'sandbox capacity full';
+  if (load.memoryMiB + req.memoryMiB > (view.lease.capacityMemoryMiB ?? 0))
+    return 'insufficient memory';
+  return undefined;
+}
+
+/**
+ * Picks the least-loaded node that can take the sandbox (fewest sandboxes, then most free memory,
+ * then name, so the choice is deterministic), or says why none can, as the scheduler does.
+ */
+export function chooseNode(
+  req: SchedulingRequest,
+  nodes: NodeView[],
+  loadOf: (node: string) => NodeLoad,
+  now: Date,
+): SchedulingResult {
+  const reasons = new Map<Rejection, number>();
+  const fits: { name: string; load: NodeLoad; freeMemory: number }[] = [];
+  for (const view of nodes) {
+    const load = loadOf(view.name);
+    const why = rejection(view, req, load, now);
+    if (why) reasons.set(why, (reasons.get(why) ?? 0) + 1);
+    else
+      fits.push({
+        name: view.name,
+        load,
+        freeMemory: (view.lease?.capacityMemoryMiB ?? 0) - load.memoryMiB,
+      });
+  }
+  fits.sort(
+    (a, b) =>
+      a.load.sandboxes - b.load.sandboxes ||
+      b.freeMemory - a.freeMemory ||
+      a.name.localeCompare(b.name),
+  );
+  const best = fits[0];
+  if (best) return { node: best.name };
+  if (req.nodeName && !nodes.some((n) => n.name === req.nodeName)) {
+    return {
+      unschedulable: `node ${JSON.stringify(req.nodeName)} (spec.nodeName) has no node agent`,
+    };
+  }
+  const detail = [...reasons]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([why, count]) => `${count} ${why}`)
+    .join(', ');
+  return { unschedulable: `0/${nodes.length} nodes are available${detail ? `: ${detail}` : ''}` };
+}
