@@ -1,0 +1,113 @@
+// Lease rules shared by the node heartbeat, the controller's scheduler and leader election — pure:
+// time is passed in, nothing here talks to the API server.
+import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+
+export const KATA_SYSTEM_NAMESPACE = 'kata-system';
+export const CONTROLLER_LEASE_NAME = 'kata-controller';
+export const CAPACITY_SANDBOXES_ANNOTATION = 'kata.sandbox.io/capacity-sandboxes';
+export const CAPACITY_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/capacity-memory-mib';
+export const NODE_LEASE_DURATION_SECONDS = 40;
+export const NODE_LEASE_RENEW_MS = 10_000;
+
+export function nodeLeaseName(node: string): string {
+  return `kata-node-${node}`;
+}
+
+/** The node name of a node-agent Lease, or undefined for any other Lease. */
+export function nodeOfLease(lease: V1Lease): string | undefined {
+  const name = lease.metadata?.name ?? '';
+  return name.startsWith('kata-node-') ? name.slice('kata-node-'.length) : undefined;
+}
+
+/** A MicroTime as read back (a string, or a Date from the typed client) in epoch ms. */
+export function timeMillis(t: Date | string | undefined | null): number | undefined {
+  if (t === undefined || t === null) return undefined;
+  const ms = typeof t === 'string' ? Date.parse(t) : t.getTime();
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** When the Lease stops being fresh (renewTime + leaseDurationSeconds), or undefined if it never was. */
+export function leaseExpiry(lease: V1Lease | undefined): number | undefined {
+  const renew = timeMillis(lease?.spec?.renewTime as Date | string | undefined);
+  const dur = lease?.spec?.leaseDurationSeconds;
+  if (renew === undefined || dur === undefined) return undefined;
+  return renew + dur * 1000;
+}
+
+/** DESIGN §3: fresh while now < renewTime + leaseDurationSeconds. */
+export function leaseIsFresh(lease: V1Lease | undefined, now: number): boolean {
+  const exp = leaseExpiry(lease);
+  return exp !== undefined && now < exp;
+}
+
+/** Whether `me` may take the Lease: nobody holds it, `me` already does, or the holder let it expire. */
+export function canAcquire(lease: V1Lease | undefined, me: string, now: number): boolean {
+  const holder = lease?.spec?.holderIdentity;
+  if (!holder || holder === me) return true;
+  return !leaseIsFresh(lease, now);
+}
+
+export interface NodeCapacity {
+  sandboxes: number;
+  memoryMiB: number;
+}
+
+/** The capacity a node agent advertises; undefined when either annotation is missing or not a number. */
+export function leaseCapacity(lease: V1Lease): NodeCapacity | undefined {
+  const a = lease.metadata?.annotations ?? {};
+  const sandboxes = Number(a[CAPACITY_SANDBOXES_ANNOTATION]);
+  const memoryMiB = Number(a[CAPACITY_MEMORY_MIB_ANNOTATION]);
+  if (!Number.isFinite(sandboxes) || !Number.isFinite(memoryMiB)) return undefined;
+  if (
+    a[CAPACITY_SANDBOXES_ANNOTATION] === undefined ||
+    a[CAPACITY_MEMORY_MIB_ANNOTATION] === undefined
+  )
+    return undefined;
+  return { sandboxes, memoryMiB };
+}
+
+export function capacityAnnotations(c: NodeCapacity): Record<string, string> {
+  return {
+    [CAPACITY_SANDBOXES_ANNOTATION]: String(Math.max(0, Math.floor(c.sandboxes))),
+    [CAPACITY_MEMORY_MIB_ANNOTATION]: String(Math.max(0, Math.floor(c.memoryMiB))),
+  };
+}
+
+/**
+ * The Lease `holder` writes to take or keep `prev` (undefined → a new Lease): renewTime now,
+ * acquireTime and leaseTransitions moved only when the holder changes; resourceVersion kept so the
+ * replace fails with 409 if someone wrote in between.
+ */
+export function renewedLease(
+  prev: V1Lease | undefined,
+  ref: { namespace: string; name: string },
+  holder: string,
+  leaseDurationSeconds: number,
+  now: Date,
+  annotations?: Record<string, string>,
+): V1Lease {
+  const prevHolder = prev?.spec?.holderIdentity;
+  const changed = prevHolder !== holder;
+  const transitions = prev?.spec?.leaseTransitions ?? 0;
+  // MicroTime must be written with 6 fractional digits; a plain Date serialises with 3.
+  const at = new V1MicroTime(now.getTime());
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: {
+      ...(prev?.metadata ?? {}),
+      name: ref.name,
+      namespace: ref.namespace,
+      annotations: { ...(prev?.metadata?.annotations ?? {}), ...(annotations ?? {}) },
+      // managedFields must not be sent back on an update
+      managedFields: undefined,
+    },
+    spec: {
+      holderIdentity: holder,
+      leaseDurationSeconds,
+      acquireTime: changed || !prev?.spec?.acquireTime ? at : prev.spec.acquireTime,
+      renewTime: at,
+      leaseTransitions: prev && changed && prevHolder ? transitions + 1 : transitions,
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// The node agent's heartbeat: keeps Lease kata-node-<node> in kata-system fresh (renew every 10 s,
+// duration 40 s) and advertises the node's capacity in its annotations.
+import type { V1Lease } from '@kubernetes/client-node';
+import type { Logger } from '../observability/logger.js';
+import { createLogger } from '../observability/logger.js';
+import { sleep } from './backoff.js';
+import {
+  callApi,
+  isAlreadyExists,
+  isConflict,
+  isNotFound,
+  type KubeClients,
+} from './kube-client.js';
+import {
+  capacityAnnotations,
+  KATA_SYSTEM_NAMESPACE,
+  NODE_LEASE_DURATION_SECONDS,
+  NODE_LEASE_RENEW_MS,
+  nodeLeaseName,
+  renewedLease,
+  type NodeCapacity,
+} from './lease.js';
+
+export interface NodeHeartbeatOptions {
+  clients: Pick<KubeClients, 'coordination'>;
+  nodeName: string;
+  /** holderIdentity; default the node name. */
+  identity?: string;
+  /** Read at every renewal, so capacity changes are advertised. */
+  capacity: () => NodeCapacity;
+  namespace?: string;
+  leaseDurationSeconds?: number;
+  renewIntervalMs?: number;
+  /** Per API call deadline (default 5 s). */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+export class NodeHeartbeat {
+  private readonly stopper = new AbortController();
+  private loop: Promise<void> | undefined;
+  private readonly log: Logger;
+  /** When the last renewal succeeded (epoch ms), 0 before the first. */
+  lastRenewed = 0;
+
+  constructor(private readonly opts: NodeHeartbeatOptions) {
+    this.log = opts.logger ?? createLogger('node-heartbeat');
+  }
+
+  get leaseName(): string {
+    return nodeLeaseName(this.opts.nodeName);
+  }
+
+  /** Create or update the Lease once; a 409 (someone wrote in between) is retried after a re-read. */
+  async renewOnce(signal?: AbortSignal): Promise<V1Lease> {
+    const namespace = this.opts.namespace ?? KATA_SYSTEM_NAMESPACE;
+    const name = this.leaseName;
+    const call = { signal, timeoutMs: this.opts.timeoutMs ?? 5_000 };
+    const api = this.opts.clients.coordination;
+    for (let attempt = 1; ; attempt++) {
+      let prev: V1Lease | undefined;
+      try {
+        prev = await callApi(
+          `get lease ${name}`,
+          () => api.readNamespacedLease({ namespace, name }),
+          call,
+        );
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      const body = renewedLease(
+        prev,
+        { namespace, name },
+        this.opts.identity ?? this.opts.nodeName,
+        this.opts.leaseDurationSeconds ?? NODE_LEASE_DURATION_SECONDS,
+        new Date(),
+        capacityAnnotations(this.opts.capacity()),
+      );
+      try {
+        const out = prev
+          ? await callApi(
+              `renew lease ${name}`,
+              () => api.replaceNamespacedLease({ namespace, name, body }),
+              call,
+            )
+          : await callApi(
+              `create lease ${name}`,
+              () => api.createNamespacedLease({ namespace, body }),
+              call,
+            );
+        this.lastRenewed = Date.now();
+        return out;
+      } catch (err) {
+        if (attempt >= 3 || !(isConflict(err) || isAlreadyExists(err))) throw err;
+      }
+    }
+  }
+
+  /** Renew now and then every interval until stop(); failures are logged and retried next tick. */
+  start(): void {
+    if (this.loop) return;
+    const signal = this.stopper.signal;
+    const every = this.opts.renewIntervalMs ?? NODE_LEASE_RENEW_MS;
+    this.loop = (async () => {
+      while (!signal.aborted) {
+        try {
+          await this.renewOnce(signal);
+        } catch (err) {
+          if (signal.aborted) break;
+          this.log.warn({ err, lease: this.leaseName }, 'lease renewal failed');
+        }
+        // Jitter (up to −10 %) so many agents restarted together do not renew in lockstep.
+        await sleep(every * (0.9 + Math.random() * 0.1), signal).catch(() => undefined);
+      }
+    })();
+  }
+
+  /** Stop renewing; the Lease is left to expire (that is how the controller learns the node left). */
+  async stop(): Promise<void> {
+    this.stopper.abort(new Error('heartbeat stopped'));
+    await this.loop;
+  }
+}
