@@ -1,3 +1,4 @@
+import type { ContainerSpec } from '../../crds/index.js';
 import type { Spec, Mount as OciMount } from '../../generated/oci.js';
 import { buildProcess, type BuiltProcess } from '../process-spec.js';
 import { containerRootPath } from '../storage.js';
@@ -9,20 +10,21 @@ import {
   type ImageConfig,
 } from './image-config.js';
 
-/** A container as the KataSandbox spec gives it (the fields the OCI spec is built from). */
-export interface ContainerInput {
-  name: string;
-  command?: string[];
-  args?: string[];
-  env?: { name: string; value?: string }[];
-  workingDir?: string;
-  user?: string;
-  primaryGroup?: number;
-  supplementalGroups?: number[];
-  tty?: boolean;
-  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
-  devices?: { hostPath: string; containerPath: string }[];
-}
+/** The fields of a KataSandbox container the OCI spec is built from. */
+export type ContainerInput = Pick<
+  ContainerSpec,
+  | 'name'
+  | 'command'
+  | 'args'
+  | 'env'
+  | 'workingDir'
+  | 'user'
+  | 'primaryGroup'
+  | 'supplementalGroups'
+  | 'tty'
+  | 'volumeMounts'
+  | 'devices'
+>;
 
 export interface SpecInputs {
   container: ContainerInput;
