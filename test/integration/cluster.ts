@@ -1,0 +1,107 @@
+// Access to the real control plane (hack/controlplane.sh) for integration tests.
+//
+// The Jest global setup (global-setup.ts) brings a plane up, or reuses one already up, and puts
+// the admin kubeconfig's absolute path in process.env.KUBECONFIG_TEST. Tests use:
+//   adminKubeConfig()                   a KubeConfig for the admin (group system:masters)
+//   serviceAccountKubeConfig(ns, sa)    a client certificate identity exactly as ServiceAccount
+//                                       <ns>/<sa> is authorized (RBAC applies; no Secret or token)
+//   tokenKubeConfig(token)              the plane's server and CA with a bearer token
+//   freshNamespace(prefix)              a namespace of its own for a test file
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+
+const execFileAsync = promisify(execFile);
+
+declare global {
+  /** Set by global-setup.ts, read by global-teardown.ts (same process): did this run start the plane? */
+  var __KATA_CP_STARTED_BY_RUN__: boolean | undefined;
+}
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CONTROLPLANE_SCRIPT = resolve(REPO_ROOT, 'hack/controlplane.sh');
+/** The environment variable that carries the admin kubeconfig path to test files. */
+export const KUBECONFIG_ENV = 'KUBECONFIG_TEST';
+
+/** Runs hack/controlplane.sh with an argv array; resolves to its stdout's last non-empty line. */
+export async function controlplane(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 60 * 60_000, // a cold build of kube-apiserver takes many minutes
+): Promise<string> {
+  const { stdout } = await execFileAsync(CONTROLPLANE_SCRIPT, args, {
+    env,
+    timeout: timeoutMs,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return lastLine(stdout);
+}
+
+export function lastLine(text: string): string {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  return lines[lines.length - 1] ?? '';
+}
+
+/** The admin kubeconfig path: from KUBECONFIG_TEST, else from a plane that is already up. */
+export async function adminKubeConfigPath(): Promise<string> {
+  const fromEnv = process.env[KUBECONFIG_ENV];
+  if (fromEnv) return fromEnv;
+  const path = await controlplane(['status']).catch(() => '');
+  if (!path) {
+    throw new Error(
+      `${KUBECONFIG_ENV} is unset and no control plane is up (hack/controlplane.sh up)`,
+    );
+  }
+  process.env[KUBECONFIG_ENV] = path;
+  return path;
+}
+
+export async function adminKubeConfig(): Promise<KubeConfig> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(await adminKubeConfigPath());
+  return kc;
+}
+
+/** Path of a kubeconfig whose client certificate says ServiceAccount <ns>/<sa>. */
+export async function serviceAccountKubeConfigPath(ns: string, sa: string): Promise<string> {
+  await adminKubeConfigPath();
+  return controlplane(['kubeconfig-for', ns, sa]);
+}
+
+export async function serviceAccountKubeConfig(ns: string, sa: string): Promise<KubeConfig> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(await serviceAccountKubeConfigPath(ns, sa));
+  return kc;
+}
+
+/** The plane's server and CA with a bearer token (e.g. one from the TokenRequest API). */
+export async function tokenKubeConfig(token: string): Promise<KubeConfig> {
+  const admin = await adminKubeConfig();
+  const cluster = admin.getCurrentCluster();
+  if (!cluster) throw new Error('the admin kubeconfig has no cluster');
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: 'token', token }],
+    contexts: [{ name: 'token', cluster: cluster.name, user: 'token' }],
+    currentContext: 'token',
+  });
+  return kc;
+}
+
+/**
+ * Creates a namespace named <prefix>-<random> and returns its name. There is no
+ * kube-controller-manager, so a deleted namespace stays Terminating: tests need not delete theirs
+ * (each run's plane is thrown away by `down`).
+ */
+export async function freshNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(4).toString('hex')}`.slice(0, 63);
+  const core = (await adminKubeConfig()).makeApiClient(CoreV1Api);
+  await core.createNamespace({
+    body: { metadata: { name, labels: { 'kata.sandbox.io/test': prefix } } },
+  });
+  return name;
+}
