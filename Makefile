@@ -48,6 +48,16 @@ lint: deps ## eslint + prettier --check
 guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
 	guest/build.sh
 
+.PHONY: controlplane controlplane-up controlplane-down
+controlplane: ## build kube-apiserver + etcd from Go modules (once per machine) into $(CACHE_DIR)/bin/
+	hack/controlplane.sh build
+
+controlplane-up: ## start the local control plane (idempotent); prints the admin kubeconfig path
+	hack/controlplane.sh up
+
+controlplane-down: ## stop the local control plane and remove its state
+	hack/controlplane.sh down
+
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
