@@ -1,0 +1,360 @@
+// Containers and their processes. Each container's init (`crun run`) and each exec (`crun exec`)
+// is the agent's own child in the foreground: Node.js can reap only its own children and cannot
+// take a console fd, so exit codes and stdio come from those children.
+import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import type {
+  CreateContainerRequest,
+  Device,
+  ExecProcessRequest,
+  Storage,
+} from '../../generated/agent.js';
+import type { Process } from '../../generated/oci.js';
+import type { Logger } from '../../observability/logger.js';
+import type { BlockDevices } from './block-devices.js';
+import { runCommand, type CommandRunner } from './command.js';
+import { validateDevice, withDevices, type ResolvedDevice } from './device-nodes.js';
+import { ociProcess, toOciConfig } from './oci-config.js';
+import { AGENT_DIR, guardPath, validateContainerId, validateId } from './path-guard.js';
+import { GuestProcess, ProcessTable } from './process-table.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './status-error.js';
+import { validateStorage, type StorageMounter } from './storage-mounter.js';
+
+export const TTY_UNSUPPORTED = 'tty is not supported by this guest agent';
+const CRUN_TIMEOUT_MS = 30_000;
+// After SIGKILL, how long to wait for crun to report the exit before going on with the removal.
+const KILL_WAIT_MS = 10_000;
+
+type ContainerState = 'created' | 'running' | 'stopped';
+
+interface Container {
+  id: string;
+  bundle: string;
+  init: GuestProcess;
+  removing: boolean;
+}
+
+export interface ContainerManagerOptions {
+  mounter: StorageMounter;
+  blockDevices: BlockDevices;
+  logger: Logger;
+  /** Where bundles go (<bundleRoot>/<container id>/config.json); default /run/kata-containers. */
+  bundleRoot?: string;
+  crunBin?: string;
+  /** Global crun flags (e.g. --root <dir>) put before the subcommand. */
+  crunGlobalArgs?: string[];
+  run?: CommandRunner;
+}
+
+const SIGNAL_NAMES = new Map<number, string>(
+  Object.entries(osConstants.signals).map(([name, n]) => [n, name.replace(/^SIG/, '')]),
+);
+
+/** The signal name crun takes ("KILL"), refusing numbers that are not signals. */
+export function signalName(signal: number): string {
+  const name = SIGNAL_NAMES.get(signal);
+  if (!name) throw invalidArgument(`signal ${signal} is not a signal`);
+  return name;
+}
+
+function checkProcess(p: Process | undefined, field: string): Process {
+  if (!p) throw invalidArgument(`${field} is missing`);
+  if (p.Args.length === 0) throw invalidArgument(`${field}.args is empty`);
+  if (p.Terminal) throw invalidArgument(`${field}.terminal: ${TTY_UNSUPPORTED}`);
+  return p;
+}
+
+const isBind = (m: { type: string; options: string[] }): boolean =>
+  m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
+
+export class ContainerManager {
+  readonly processes = new ProcessTable();
+  private readonly containers = new Map<string, Container>();
+  private readonly run: CommandRunner;
+  private readonly bundleRoot: string;
+
+  constructor(private readonly opts: ContainerManagerOptions) {
+    this.run = opts.run ?? runCommand;
+    this.bundleRoot = opts.bundleRoot ?? AGENT_DIR;
+  }
+
+  ids(): string[] {
+    return [...this.containers.keys()];
+  }
+
+  state(id: string): ContainerState {
+    const c = this.get(id);
+    return !c.init.started ? 'created' : c.init.exited ? 'stopped' : 'running';
+  }
+
+  async create(req: CreateContainerRequest): Promise<void> {
+    const id = validateContainerId('container_id', req.containerId);
+    if (req.execId && req.execId !== id) validateId('exec_id', req.execId);
+    const spec = req.OCI;
+    if (!spec) throw invalidArgument('OCI is missing');
+    checkProcess(spec.Process, 'OCI.process');
+    const rootPath = guardPath('OCI.root.path', spec.Root?.Path ?? '');
+    spec.Mounts.forEach((m, i) => {
+      if (isBind(m)) guardPath(`OCI.mounts[${i}].source`, m.source);
+    });
+    req.storages.forEach((s, i) => validateStorage(s, `storages[${i}]`));
+    req.devices.forEach((d, i) => validateDevice(d, `devices[${i}]`));
+    if (this.containers.has(id))
+      throw alreadyExists(`container_id ${JSON.stringify(id)} already exists`);
+
+    const bundle = path.join(this.bundleRoot, id);
+    const c: Container = { id, bundle, init: new GuestProcess(id, id), removing: false };
+    // Claimed before the first await, so a concurrent duplicate is refused too.
+    this.containers.set(id, c);
+    try {
+      await this.mountStorages(req.storages, id);
+      const devices = await this.resolveDevices(req.devices);
+      const config = withDevices(toOciConfig(spec, rootPath), devices);
+      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+    } catch (err) {
+      this.containers.delete(id);
+      await this.opts.mounter.unmountOwner(id);
+      await removeBundle(bundle).catch(() => {});
+      throw err;
+    }
+    this.processes.add(c.init);
+    this.opts.logger.info({ containerId: id, bundle }, 'container created');
+  }
+
+  async start(id: string): Promise<void> {
+    const c = this.get(id);
+    if (c.init.started) throw failedPrecondition(`container ${JSON.stringify(id)} already started`);
+    await c.init.start(this.crun, [
+      ...this.globalArgs,
+      'run',
+      '--bundle',
+      c.bundle,
+      '--pid-file',
+      path.join(c.bundle, 'init.pid'),
+      id,
+    ]);
+    this.opts.logger.info({ containerId: id, pid: c.init.pid }, 'container started');
+    void c.init.wait().then(
+      (status) => this.opts.logger.info({ containerId: id, status }, 'container exited'),
+      () => {},
+    );
+  }
+
+  async exec(req: ExecProcessRequest): Promise<void> {
+    const c = this.get(req.containerId);
+    const execId = validateId('exec_id', req.execId);
+    const p = checkProcess(req.process, 'process');
+    if (this.state(c.id) !== 'running') {
+      throw failedPrecondition(`container ${JSON.stringify(c.id)} is not running`);
+    }
+    if (this.processes.has(c.id, execId)) {
+      throw alreadyExists(
+        `exec_id ${JSON.stringify(execId)} already exists in container ${JSON.stringify(c.id)}`,
+      );
+    }
+    const processFile = path.join(c.bundle, `exec-${execId}.json`);
+    const pidFile = path.join(c.bundle, `exec-${execId}.pid`);
+    await writeFile(processFile, JSON.stringify(ociProcess(p)), { mode: 0o600 });
+    const proc = new GuestProcess(c.id, execId);
+    this.processes.add(proc);
+    try {
+      await proc.start(this.crun, [
+        ...this.globalArgs,
+        'exec',
+        '--process',
+        processFile,
+        '--pid-file',
+        pidFile,
+        c.id,
+      ]);
+    } catch (err) {
+      this.opts.logger.warn({ containerId: c.id, execId, err }, 'exec failed to start');
+      throw err;
+    }
+    // crun exec forks the process into the container; its pid (for SIGKILL, which crun cannot
+    // forward) is in the pid file once crun wrote it.
+    void readPidFile(pidFile, () => proc.exited).then((pid) => {
+      if (pid !== undefined) proc.realPid = pid;
+    });
+  }
+
+  /** One process (by exec id), or every process of the container when the exec id is empty. */
+  async signal(containerId: string, execId: string, signal: number): Promise<void> {
+    const c = this.get(containerId);
+    const sig = signalName(signal);
+    if (execId === '') {
+      if (this.state(c.id) !== 'running') return;
+      await this.crunKill(c, ['--all', c.id, sig]);
+      return;
+    }
+    const p = this.processes.get(c.id, execId);
+    if (!p.started) throw failedPrecondition(`container ${JSON.stringify(c.id)} has not started`);
+    if (p.exited) return;
+    if (p === c.init) {
+      await this.crunKill(c, [c.id, sig]);
+      return;
+    }
+    if (p.realPid !== undefined) {
+      try {
+        process.kill(p.realPid, signal);
+        return;
+      } catch {
+        // Gone already, or not yet known: fall back to crun, which forwards catchable signals.
+      }
+    }
+    p.kill(signal);
+  }
+
+  /** The process, or the container's init when the exec id is empty. */
+  process(containerId: string, execId: string): GuestProcess {
+    const c = this.get(containerId);
+    return this.processes.get(c.id, execId === '' ? c.id : execId);
+  }
+
+  /**
+   * Kills what is left (SIGKILL once `timeoutSeconds` passed; 0 waits for ever, as the protocol
+   * says), deletes the crun container, unmounts its storages and removes its bundle.
+   */
+  async remove(containerId: string, timeoutSeconds: number, killNow = false): Promise<void> {
+    const c = this.get(containerId);
+    if (c.removing) throw failedPrecondition(`container ${JSON.stringify(c.id)} is being removed`);
+    c.removing = true;
+    try {
+      const procs = this.processes.ofContainer(c.id);
+      const running = (): GuestProcess[] => procs.filter((p) => p.started && !p.exited);
+      if (running().length > 0 && !killNow) {
+        await waitAll(running(), timeoutSeconds === 0 ? undefined : timeoutSeconds * 1000);
+      }
+      if (running().length > 0) {
+        if (c.init.started && !c.init.exited) {
+          await this.crunKill(c, ['--all', c.id, 'KILL']).catch(() => {});
+        }
+        for (const p of running()) {
+          if (p.realPid !== undefined) {
+            try {
+              process.kill(p.realPid, 'SIGKILL');
+            } catch {
+              // already gone
+            }
+          }
+          p.kill('SIGKILL');
+        }
+        await waitAll(running(), KILL_WAIT_MS);
+      }
+      for (const p of procs) p.abandon('container removed before it started');
+      if (c.init.started) {
+        await this.run(this.crun, [...this.globalArgs, 'delete', '-f', c.id], {
+          timeoutMs: CRUN_TIMEOUT_MS,
+        }).catch((err: unknown) =>
+          this.opts.logger.warn({ containerId: c.id, err }, 'crun delete failed'),
+        );
+      }
+      const errors = await this.opts.mounter.unmountOwner(c.id);
+      if (errors.length > 0) {
+        throw failedPrecondition(
+          `container ${JSON.stringify(c.id)}: unmount failed: ${errors.map((e) => e.message).join('; ')}`,
+        );
+      }
+      await removeBundle(c.bundle);
+      this.processes.removeContainer(c.id);
+      this.containers.delete(c.id);
+      this.opts.logger.info({ containerId: c.id }, 'container removed');
+    } finally {
+      c.removing = false;
+    }
+  }
+
+  /** Removes every container, killing at once (DestroySandbox). */
+  async removeAll(): Promise<Error[]> {
+    const errors: Error[] = [];
+    for (const id of [...this.containers.keys()].reverse()) {
+      try {
+        await this.remove(id, 0, true);
+      } catch (err) {
+        errors.push(err as Error);
+      }
+    }
+    return errors;
+  }
+
+  private get(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw notFound(`container_id ${JSON.stringify(id)} not found`);
+    return c;
+  }
+
+  private get crun(): string {
+    return this.opts.crunBin ?? 'crun';
+  }
+
+  private get globalArgs(): string[] {
+    return this.opts.crunGlobalArgs ?? [];
+  }
+
+  private async crunKill(c: Container, args: string[]): Promise<void> {
+    try {
+      await this.run(this.crun, [...this.globalArgs, 'kill', ...args], {
+        timeoutMs: CRUN_TIMEOUT_MS,
+      });
+    } catch (err) {
+      // The container ending between our check and crun's is not an error.
+      if (c.init.exited) return;
+      throw err;
+    }
+  }
+
+  private async mountStorages(storages: Storage[], owner: string): Promise<void> {
+    for (const s of storages) await this.opts.mounter.mount(s, owner);
+  }
+
+  private async resolveDevices(devices: Device[]): Promise<ResolvedDevice[]> {
+    const out: ResolvedDevice[] = [];
+    for (const d of devices) {
+      const drive = await this.opts.blockDevices.find(d.id, d.vmPath || undefined);
+      out.push({ containerPath: d.containerPath, drive });
+    }
+    return out;
+  }
+}
+
+async function waitAll(procs: GuestProcess[], timeoutMs: number | undefined): Promise<void> {
+  const all = Promise.all(procs.map((p) => p.wait().catch(() => 0)));
+  if (timeoutMs === undefined) {
+    await all;
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+  clearTimeout(timer);
+}
+
+async function readPidFile(file: string, gaveUp: () => boolean): Promise<number | undefined> {
+  for (let i = 0; i < 100 && !gaveUp(); i++) {
+    try {
+      const pid = Number((await readFile(file, 'utf8')).trim());
+      if (Number.isInteger(pid) && pid > 0) return pid;
+    } catch {
+      // not written yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return undefined;
+}
+
+/** Removes only the files the agent wrote, never recursively (a mount could be below). */
+async function removeBundle(bundle: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(bundle);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (n === 'config.json' || n === 'init.pid' || /^exec-.*\.(json|pid)$/.test(n)) {
+      await unlink(path.join(bundle, n)).catch(() => {});
+    }
+  }
+  await rmdir(bundle).catch(() => {});
+}
