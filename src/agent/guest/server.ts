@@ -1,0 +1,79 @@
+// Builds the agent's parts and serves AgentService + Health on a unix socket.
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { AgentServiceService } from '../../generated/agent.js';
+import { HealthService } from '../../generated/health.js';
+import type { Logger } from '../../observability/logger.js';
+import { BlockDevices } from './block-devices.js';
+import type { CommandRunner } from './command.js';
+import { ContainerManager } from './container-manager.js';
+import { GuestNetwork } from './network.js';
+import { Sandbox } from './sandbox.js';
+import { agentService, healthService } from './service.js';
+import { StorageMounter } from './storage-mounter.js';
+
+export interface AgentServerOptions {
+  socketPath: string;
+  logger: Logger;
+  /** Defaults are the guest's real paths; tests point them elsewhere. */
+  bundleRoot?: string;
+  hostnameFile?: string;
+  resolvConf?: string;
+  sysBlockDir?: string;
+  crunBin?: string;
+  ipBin?: string;
+  run?: CommandRunner;
+}
+
+export interface AgentServer {
+  server: Server;
+  socketPath: string;
+  close(): Promise<void>;
+}
+
+export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
+  const { logger } = opts;
+  const blockDevices = new BlockDevices({ sysBlockDir: opts.sysBlockDir });
+  const mounter = new StorageMounter({ run: opts.run, blockDevices });
+  const containers = new ContainerManager({
+    mounter,
+    blockDevices,
+    logger,
+    bundleRoot: opts.bundleRoot,
+    crunBin: opts.crunBin,
+    run: opts.run,
+  });
+  const sandbox = new Sandbox({
+    mounter,
+    containers,
+    logger,
+    hostnameFile: opts.hostnameFile,
+    resolvConf: opts.resolvConf,
+  });
+  const network = new GuestNetwork({ run: opts.run, ipBin: opts.ipBin });
+
+  const server = new Server();
+  server.addService(AgentServiceService, agentService({ sandbox, containers, network, logger }));
+  server.addService(HealthService, healthService(logger));
+
+  await mkdir(path.dirname(opts.socketPath), { recursive: true });
+  // A socket left by an earlier run would make bind fail with EADDRINUSE.
+  await rm(opts.socketPath, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${opts.socketPath}`, ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  logger.info({ socket: opts.socketPath }, 'agent gRPC server listening');
+  return {
+    server,
+    socketPath: opts.socketPath,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.tryShutdown(() => resolve());
+        // Blocking reads and waits would hold a graceful shutdown open.
+        setTimeout(() => server.forceShutdown(), 1_000).unref();
+      }),
+  };
+}

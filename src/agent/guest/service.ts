@@ -1,0 +1,134 @@
+// The gRPC handlers: each RPC validates through the agent's parts and ends with their status.
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { AgentServiceServer } from '../../generated/agent.js';
+import type { HealthServer } from '../../generated/health.js';
+import type { Logger } from '../../observability/logger.js';
+import type { ContainerManager } from './container-manager.js';
+import { TTY_UNSUPPORTED } from './container-manager.js';
+import * as health from './health.js';
+import type { GuestNetwork } from './network.js';
+import type { Sandbox } from './sandbox.js';
+import { failedPrecondition, StatusError, toServiceError } from './status-error.js';
+import { validateContainerId, validateId } from './path-guard.js';
+
+export interface AgentParts {
+  sandbox: Sandbox;
+  containers: ContainerManager;
+  network: GuestNetwork;
+  logger: Logger;
+  memoryBlockSizeFile?: string;
+}
+
+type Handler<Q, R> = (req: Q, signal: AbortSignal) => Promise<R>;
+
+/** Adapts an async handler: errors become their gRPC status, a cancelled call aborts the work. */
+function unary<Q, R>(rpc: string, logger: Logger, fn: Handler<Q, R>) {
+  return (call: ServerUnaryCall<Q, R>, callback: sendUnaryData<R>): void => {
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    fn(call.request, ac.signal).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const e = toServiceError(err);
+        if (!(err instanceof StatusError)) logger.error({ rpc, err }, 'rpc failed');
+        else logger.debug({ rpc, code: e.code, details: e.details }, 'rpc refused');
+        callback(e as never);
+      },
+    );
+  };
+}
+
+const empty = {};
+
+/** Ids from the request, checked before they are looked up so messages name the field. */
+function ids(req: { containerId: string; execId: string }): { cid: string; eid: string } {
+  validateContainerId('container_id', req.containerId);
+  if (req.execId !== '') validateId('exec_id', req.execId);
+  return { cid: req.containerId, eid: req.execId };
+}
+
+export function agentService(parts: AgentParts): AgentServiceServer {
+  const { containers: cm, sandbox, network, logger } = parts;
+  const u = <Q, R>(rpc: string, fn: Handler<Q, R>) => unary(rpc, logger, fn);
+  return {
+    createContainer: u('CreateContainer', async (req) => {
+      await cm.create(req);
+      return empty;
+    }),
+    startContainer: u('StartContainer', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.start(req.containerId);
+      return empty;
+    }),
+    removeContainer: u('RemoveContainer', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.remove(req.containerId, req.timeout);
+      return empty;
+    }),
+    execProcess: u('ExecProcess', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.exec(req);
+      return empty;
+    }),
+    signalProcess: u('SignalProcess', async (req) => {
+      const { cid, eid } = ids(req);
+      await cm.signal(cid, eid, req.signal);
+      return empty;
+    }),
+    waitProcess: u('WaitProcess', async (req, signal) => {
+      const { cid, eid } = ids(req);
+      return { status: await cm.process(cid, eid).wait(signal) };
+    }),
+    writeStdin: u('WriteStdin', async (req) => {
+      const { cid, eid } = ids(req);
+      return { len: await cm.process(cid, eid).writeStdin(req.data) };
+    }),
+    readStdout: u('ReadStdout', async (req, signal) => {
+      const { cid, eid } = ids(req);
+      return { data: await cm.process(cid, eid).stdout.read(req.len, signal) };
+    }),
+    readStderr: u('ReadStderr', async (req, signal) => {
+      const { cid, eid } = ids(req);
+      return { data: await cm.process(cid, eid).stderr.read(req.len, signal) };
+    }),
+    closeStdin: u('CloseStdin', async (req) => {
+      const { cid, eid } = ids(req);
+      cm.process(cid, eid).closeStdin();
+      return empty;
+    }),
+    ttyWinResize: u('TtyWinResize', async (req) => {
+      const { cid, eid } = ids(req);
+      cm.process(cid, eid);
+      throw failedPrecondition(TTY_UNSUPPORTED);
+    }),
+    updateInterface: u('UpdateInterface', (req) => network.updateInterface(req.interface!)),
+    updateRoutes: u('UpdateRoutes', async (req) => ({
+      Routes: await network.updateRoutes(req.routes?.Routes ?? []),
+    })),
+    listInterfaces: u('ListInterfaces', async () => ({
+      Interfaces: await network.listInterfaces(),
+    })),
+    listRoutes: u('ListRoutes', async () => ({ Routes: await network.listRoutes() })),
+    createSandbox: u('CreateSandbox', async (req) => {
+      await sandbox.create(req);
+      return empty;
+    }),
+    destroySandbox: u('DestroySandbox', async () => {
+      const errors = await sandbox.destroy();
+      if (errors.length > 0) {
+        throw failedPrecondition(`DestroySandbox left: ${errors.map((e) => e.message).join('; ')}`);
+      }
+      return empty;
+    }),
+    getGuestDetails: u('GetGuestDetails', (req) =>
+      health.guestDetails(req, parts.memoryBlockSizeFile),
+    ),
+  };
+}
+
+export function healthService(logger: Logger): HealthServer {
+  return {
+    check: unary('Check', logger, async () => health.check()),
+    version: unary('Version', logger, async () => health.version()),
+  };
+}
