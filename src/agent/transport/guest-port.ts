@@ -78,7 +78,7 @@ export async function servePortIo(
   try {
     while (!signal.aborted) {
       if (conn && !conn.destroyed) {
-        if ((await Promise.race([conn.readable(), aborted])) === 'aborted') break;
+        if ((await Promise.race([conn.whenWanted(), aborted])) === 'aborted') break;
       }
       const n = await Promise.race([io.read(buf), aborted]);
       if (n === 'aborted') break;
@@ -117,7 +117,7 @@ class PortConnection extends Duplex {
   }
 
   /** Resolves when the session wants more bytes (read backpressure). */
-  readable(): Promise<void> {
+  whenWanted(): Promise<void> {
     if (this.wantsData || this.destroyed) return Promise.resolve();
     return new Promise<void>((resolve) => (this.waiter = resolve));
   }

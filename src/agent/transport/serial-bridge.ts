@@ -23,12 +23,10 @@ export interface SerialBridgeOptions {
   sessionOptions?: Omit<YamuxSessionOptions, 'role' | 'onStream'>;
 }
 
-export interface SerialBridge {
-  on(event: 'connected', listener: () => void): this;
-  on(event: 'disconnected', listener: (err: Error | undefined) => void): this;
-}
-
-export class SerialBridge extends EventEmitter {
+export class SerialBridge extends EventEmitter<{
+  connected: [];
+  disconnected: [Error | undefined];
+}> {
   private session: YamuxSession | undefined;
   private closing = false;
   private readonly stop = new AbortController();

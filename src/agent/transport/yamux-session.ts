@@ -209,14 +209,10 @@ export class YamuxStream extends Duplex {
   }
 }
 
-export interface YamuxSession {
-  on(event: 'stream', listener: (stream: YamuxStream) => void): this;
-  on(event: 'close', listener: (err?: Error) => void): this;
-  once(event: 'stream', listener: (stream: YamuxStream) => void): this;
-  once(event: 'close', listener: (err?: Error) => void): this;
-}
-
-export class YamuxSession extends EventEmitter {
+export class YamuxSession extends EventEmitter<{
+  stream: [YamuxStream];
+  close: [Error | undefined];
+}> {
   private readonly streams = new Map<number, YamuxStream>();
   private readonly parser = new FrameParser();
   private nextId: number;
