@@ -75,7 +75,11 @@ interface Pending {
 }
 
 function abortError(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error('aborted');
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  // AbortSignal.timeout's reason is a DOMException, which is not always an Error here.
+  const msg = (r as { message?: unknown } | undefined)?.message;
+  return new Error(typeof msg === 'string' ? msg : 'aborted');
 }
 
 /**
@@ -166,7 +170,7 @@ export class QmpClient extends EventEmitter {
   }
 
   private dispatch(msg: Record<string, unknown>): void {
-    if (this.greetingWaiter && 'QMP' in msg) {
+    if (this.greetingWaiter) {
       const w = this.greetingWaiter;
       this.greetingWaiter = undefined;
       w(msg);
@@ -266,6 +270,11 @@ export class QmpClient extends EventEmitter {
   /** Resolves with the next event of that name (SHUTDOWN, POWERDOWN…), or rejects on timeout/close. */
   waitForEvent(name: string, opts: QmpCallOpts = {}): Promise<QmpEvent> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (this.closedError) {
+      return Promise.reject(
+        new Error(`waiting for QMP event ${name}: ${this.closedError.message}`),
+      );
+    }
     return new Promise((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer);
