@@ -2,21 +2,26 @@
 // time is passed in, nothing here talks to the API server.
 import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 
-export const KATA_SYSTEM_NAMESPACE = 'kata-system';
+import {
+  CAPACITY_MEMORY_MIB_ANNOTATION,
+  CAPACITY_SANDBOXES_ANNOTATION,
+  nodeLeaseName,
+  SYSTEM_NAMESPACE,
+} from '../crds/constants.js';
+
+export { CAPACITY_MEMORY_MIB_ANNOTATION, CAPACITY_SANDBOXES_ANNOTATION, nodeLeaseName };
+export const KATA_SYSTEM_NAMESPACE = SYSTEM_NAMESPACE;
 export const CONTROLLER_LEASE_NAME = 'kata-controller';
-export const CAPACITY_SANDBOXES_ANNOTATION = 'kata.sandbox.io/capacity-sandboxes';
-export const CAPACITY_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/capacity-memory-mib';
 export const NODE_LEASE_DURATION_SECONDS = 40;
 export const NODE_LEASE_RENEW_MS = 10_000;
-
-export function nodeLeaseName(node: string): string {
-  return `kata-node-${node}`;
-}
 
 /** The node name of a node-agent Lease, or undefined for any other Lease. */
 export function nodeOfLease(lease: V1Lease): string | undefined {
   const name = lease.metadata?.name ?? '';
-  return name.startsWith('kata-node-') ? name.slice('kata-node-'.length) : undefined;
+  const prefix = nodeLeaseName('');
+  return name.startsWith(prefix) && name.length > prefix.length
+    ? name.slice(prefix.length)
+    : undefined;
 }
 
 /** A MicroTime as read back (a string, or a Date from the typed client) in epoch ms. */

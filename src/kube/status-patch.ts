@@ -1,9 +1,17 @@
 // Server-side apply of a KataSandbox's status subresource: each writer (DESIGN §3's ownership
 // table) sends only its own fields under its own field manager, so neither erases the other's.
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  CONTROLLER_FIELD_MANAGER,
+  CRD_GROUP,
+  CRD_VERSION,
+  KIND,
+  NODE_AGENT_FIELD_MANAGER,
+  PLURAL,
+} from '../crds/constants.js';
 import { callApi, type CallOptions, type KubeClients } from './kube-client.js';
 
-export type FieldManager = 'kata-controller' | 'kata-node-agent';
+export type FieldManager = typeof CONTROLLER_FIELD_MANAGER | typeof NODE_AGENT_FIELD_MANAGER;
 
 export interface CustomResource {
   group: string;
@@ -13,10 +21,10 @@ export interface CustomResource {
 }
 
 export const KATA_SANDBOX_RESOURCE: CustomResource = {
-  group: 'kata.sandbox.io',
-  version: 'v1alpha1',
-  plural: 'katasandboxes',
-  kind: 'KataSandbox',
+  group: CRD_GROUP,
+  version: CRD_VERSION,
+  plural: PLURAL,
+  kind: KIND,
 };
 
 export interface ApplyStatusBody<S> {
