@@ -1,0 +1,75 @@
+// kata-guest-agent: the agent inside the VM. Starts the gRPC server on a unix socket, then serves
+// the virtio-serial port (yamux; each stream becomes a connection to that socket).
+import { pino, type Logger } from 'pino';
+import { servePort } from '../transport/guest-port.js';
+import { forwardStreamsTo } from '../transport/stream-to-socket.js';
+import { parseCli, USAGE, type CliOptions } from './cli.js';
+import { AGENT_VERSION } from './health.js';
+import { startAgentServer } from './server.js';
+import { waitForVirtioPort } from './virtio-port.js';
+
+/** Serves the agent port until `signal` aborts; returns at once if there is no such port. */
+export async function serveAgentPort(
+  opts: CliOptions,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const device = opts.portDevice ?? (await waitForVirtioPort(opts.portName, opts.portWaitMs));
+  if (!device) {
+    logger.warn({ portName: opts.portName }, 'no virtio-serial agent port: unix socket only');
+    return;
+  }
+  logger.info({ device, portName: opts.portName }, 'serving the agent port');
+  await servePort(device, forwardStreamsTo(opts.socketPath), signal, {
+    onSessionStart: () => logger.info({ device }, 'host connected: mux session started'),
+    onSessionEnd: (err) =>
+      logger.info({ device, err: err?.message }, 'host went away: mux session ended'),
+  });
+}
+
+async function main(): Promise<void> {
+  let opts: CliOptions;
+  try {
+    opts = parseCli(process.argv.slice(2), process.env);
+  } catch (err) {
+    process.stderr.write(`kata-guest-agent: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (opts.version) {
+    process.stdout.write(`${AGENT_VERSION}\n`);
+    return;
+  }
+  // Logs go to stderr (the console in the VM); stdout stays free.
+  const logger = pino(
+    { name: 'kata-guest-agent', level: opts.logLevel, base: { component: 'guest-agent' } },
+    pino.destination({ dest: 2, sync: true }),
+  );
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
+
+  const agent = await startAgentServer({ socketPath: opts.socketPath, logger });
+  const stop = new AbortController();
+  const shutdown = (sig: string): void => {
+    logger.info({ signal: sig }, 'shutting down');
+    stop.abort();
+    void agent.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+
+  if (opts.servePort) {
+    serveAgentPort(opts, logger, stop.signal).catch((err: unknown) => {
+      // Without the port the host cannot reach us: die so the init reports it and powers off.
+      logger.fatal({ err }, 'agent port failed');
+      process.exit(1);
+    });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`kata-guest-agent: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
