@@ -1,0 +1,61 @@
+import { parseArgs } from 'node:util';
+
+export interface ControllerConfig {
+  kubeconfig?: string;
+  metricsPort: number;
+  concurrency: number;
+  leaderElect: boolean;
+  identity: string;
+  help: boolean;
+}
+
+export const CONTROLLER_HELP = `kata-controller: schedules KataSandboxes to nodes and keeps their phase true.
+
+Flags (environment variable in brackets):
+  --kubeconfig PATH     kubeconfig to use [KUBECONFIG]; default: in-cluster, then ~/.kube/config
+  --metrics-port N      port of /metrics, /healthz, /readyz [METRICS_PORT] (default 8080)
+  --concurrency N       sandboxes reconciled at once [CONCURRENCY] (default 8)
+  --leader-elect BOOL   contend for Lease kata-system/kata-controller [LEADER_ELECT] (default true)
+  --identity NAME       this replica's name in the election [POD_NAME] (default hostname-pid)
+  --help                this text
+`;
+
+function int(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--${name}: ${JSON.stringify(raw)} is not a non-negative integer`);
+  return n;
+}
+
+/** Flags win over the environment, which wins over defaults. */
+export function controllerConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  host: string,
+): ControllerConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kubeconfig: { type: 'string' },
+      'metrics-port': { type: 'string' },
+      concurrency: { type: 'string' },
+      'leader-elect': { type: 'string' },
+      identity: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  const leader = values['leader-elect'] ?? env.LEADER_ELECT ?? 'true';
+  if (leader !== 'true' && leader !== 'false') {
+    throw new Error(`--leader-elect: ${JSON.stringify(leader)} must be true or false`);
+  }
+  return {
+    kubeconfig: values.kubeconfig ?? env.KUBECONFIG,
+    metricsPort: int('metrics-port', values['metrics-port'] ?? env.METRICS_PORT, 8080),
+    concurrency: Math.max(1, int('concurrency', values.concurrency ?? env.CONCURRENCY, 8)),
+    leaderElect: leader === 'true',
+    identity: values.identity ?? env.POD_NAME ?? `${host}-${process.pid}`,
+    help: values.help ?? false,
+  };
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+import type { V1Lease, V1Node } from '@kubernetes/client-node';
+import { hostname } from 'node:os';
+import {
+  CRD_GROUP,
+  CRD_VERSION,
+  NODE_LABEL,
+  PLURAL,
+  SYSTEM_NAMESPACE,
+  type KataSandbox,
+} from '../crds/index.js';
+import { EventRecorder } from '../kube/events.js';
+import { Informer } from '../kube/informer.js';
+import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
+import { LeaderElector } from '../kube/leader-election.js';
+import { objectKey } from '../kube/object-cache.js';
+import { WorkQueue } from '../kube/work-queue.js';
+import { startProbeServer } from '../observability/http-server.js';
+import { createLogger } from '../observability/logger.js';
+import { controllerMetrics } from './controller-metrics.js';
+import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
+import { nodeOfLease } from '../kube/lease.js';
+import { SandboxReconciler } from './sandbox-reconciler.js';
+
+const log = createLogger('kata-controller');
+
+async function main(): Promise<void> {
+  const cfg = controllerConfig(process.argv.slice(2), process.env, hostname());
+  if (cfg.help) {
+    process.stdout.write(CONTROLLER_HELP);
+    return;
+  }
+  const kc = loadKubeConfig({ path: cfg.kubeconfig });
+  const clients = makeClients(kc);
+  const metrics = controllerMetrics();
+  const stop = new AbortController();
+
+  const sandboxes = new Informer<KataSandbox>(kc, {
+    path: `/apis/${CRD_GROUP}/${CRD_VERSION}/${PLURAL}`,
+    logger: log.child({ informer: 'katasandboxes' }),
+  });
+  const leases = new Informer<V1Lease>(kc, {
+    path: `/apis/coordination.k8s.io/v1/namespaces/${SYSTEM_NAMESPACE}/leases`,
+    logger: log.child({ informer: 'leases' }),
+  });
+  const nodes = new Informer<V1Node>(kc, {
+    path: '/api/v1/nodes',
+    logger: log.child({ informer: 'nodes' }),
+  });
+
+  const events = new EventRecorder({
+    clients,
+    reportingController: 'kata.sandbox.io/controller',
+    reportingInstance: cfg.identity,
+    logger: log,
+  });
+  const reconciler = new SandboxReconciler({
+    clients,
+    sandboxes,
+    leases,
+    nodes,
+    events,
+    metrics,
+    log,
+  });
+  let queue: WorkQueue | undefined;
+
+  const enqueue = (sb: KataSandbox): void => queue?.add(objectKey(sb));
+  // A Lease or Node change can make pending sandboxes schedulable or a node's sandboxes lost.
+  const enqueueForNode = (node: string | undefined): void => {
+    for (const sb of sandboxes.list()) {
+      const on = sb.metadata.labels?.[NODE_LABEL];
+      if (!on || on === node) enqueue(sb);
+    }
+  };
+  sandboxes.addHandlers({ onAdd: enqueue, onUpdate: (_o, n) => enqueue(n), onDelete: enqueue });
+  leases.addHandlers({
+    onAdd: (l) => enqueueForNode(nodeOfLease(l)),
+    onUpdate: (o, n) => {
+      // Renewals alone change nothing the controller decides on, except for waking lost nodes.
+      if (
+        o.spec?.holderIdentity !== n.spec?.holderIdentity ||
+        JSON.stringify(o.metadata?.annotations) !== JSON.stringify(n.metadata?.annotations) ||
+        !o.spec?.renewTime
+      ) {
+        enqueueForNode(nodeOfLease(n));
+      }
+    },
+    onDelete: (l) => enqueueForNode(nodeOfLease(l)),
+  });
+  nodes.addHandlers({
+    onAdd: (n) => enqueueForNode(n.metadata?.name),
+    onUpdate: (_o, n) => enqueueForNode(n.metadata?.name),
+    onDelete: (n) => enqueueForNode(n.metadata?.name),
+  });
+  for (const inf of [sandboxes, leases, nodes]) inf.start(stop.signal);
+
+  const phaseGauge = setInterval(() => {
+    const counts = new Map<string, number>();
+    for (const sb of sandboxes.list())
+      counts.set(
+        sb.status?.phase ?? 'Pending',
+        (counts.get(sb.status?.phase ?? 'Pending') ?? 0) + 1,
+      );
+    metrics.sandboxes.reset();
+    for (const [phase, n] of counts) metrics.sandboxes.set({ phase }, n);
+    metrics.queueDepth.set(queue?.depth ?? 0);
+  }, 5_000);
+  phaseGauge.unref();
+
+  const synced = (): boolean => sandboxes.hasSynced() && leases.hasSynced() && nodes.hasSynced();
+  const server = await startProbeServer({
+    port: cfg.metricsPort,
+    registry: metrics.registry,
+    ready: synced,
+  });
+  log.info({ port: cfg.metricsPort }, 'serving /metrics, /healthz, /readyz');
+
+  const lead = async (): Promise<void> => {
+    await Promise.all([sandboxes.waitForSync(), leases.waitForSync(), nodes.waitForSync()]);
+    metrics.leader.set(1);
+    queue = new WorkQueue({
+      reconcile: reconciler.reconcile,
+      concurrency: cfg.concurrency,
+      logger: log,
+      hooks: {
+        onDepth: (d) => metrics.queueDepth.set(d),
+        onResult: (_k, outcome, ms) => {
+          metrics.reconciles.inc({ result: outcome });
+          metrics.reconcileSeconds.observe(ms / 1000);
+        },
+      },
+    });
+    for (const sb of sandboxes.list()) enqueue(sb);
+    log.info({ sandboxes: sandboxes.list().length }, 'leading: reconciling');
+  };
+
+  const elector = cfg.leaderElect
+    ? new LeaderElector({
+        clients,
+        identity: cfg.identity,
+        logger: log,
+        onStartedLeading: () =>
+          void lead().catch((err: unknown) => log.error({ err }, 'failed to start leading')),
+        // Like controller-runtime: a replica that lost the lease exits and is restarted clean.
+        onStoppedLeading: () => {
+          metrics.leader.set(0);
+          log.warn('lost the leader lease; exiting');
+          void shutdown(1);
+        },
+      })
+    : undefined;
+  if (elector) elector.start();
+  else await lead();
+
+  let stopping = false;
+  async function shutdown(code: number): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down: draining the work queue');
+    await queue?.shutdown(20_000);
+    await elector?.stop();
+    stop.abort();
+    await Promise.all([sandboxes.stop(), leases.stop(), nodes.stop()]);
+    await events.flush();
+    server.close();
+    process.exit(code);
+  }
+  process.once('SIGTERM', () => void shutdown(0));
+  process.once('SIGINT', () => void shutdown(0));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, 'kata-controller failed');
+  process.exit(1);
+});

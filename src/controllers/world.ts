@@ -1,0 +1,66 @@
+import type { V1Lease, V1Node } from '@kubernetes/client-node';
+import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
+import { leaseCapacity, nodeOfLease, timeMillis } from '../kube/lease.js';
+import type { NodeLoad, NodeView } from './node-candidates.js';
+import { hasEnded } from './phase.js';
+import type { World } from './sandbox-plan.js';
+
+/** The controller's view of nodes, from node agent Leases joined with Node objects (pure). */
+export function nodeViews(leases: readonly V1Lease[], nodes: readonly V1Node[]): NodeView[] {
+  const nodeByName = new Map(nodes.map((n) => [n.metadata?.name ?? '', n]));
+  const views: NodeView[] = [];
+  for (const lease of leases) {
+    const name = nodeOfLease(lease);
+    if (!name) continue;
+    const cap = leaseCapacity(lease);
+    const renew = timeMillis(lease.spec?.renewTime);
+    const node = nodeByName.get(name);
+    views.push({
+      name,
+      lease: {
+        renewTime: renew === undefined ? undefined : new Date(renew),
+        leaseDurationSeconds: lease.spec?.leaseDurationSeconds,
+        capacitySandboxes: cap?.sandboxes,
+        capacityMemoryMiB: cap?.memoryMiB,
+      },
+      node: node && {
+        labels: node.metadata?.labels ?? {},
+        unschedulable: Boolean(node.spec?.unschedulable),
+      },
+    });
+  }
+  return views;
+}
+
+/** Sandboxes placed on each node that have not ended hold its capacity. */
+export function nodeLoads(sandboxes: readonly KataSandbox[]): Map<string, NodeLoad> {
+  const loads = new Map<string, NodeLoad>();
+  for (const sb of sandboxes) {
+    const node = sb.metadata.labels?.[NODE_LABEL];
+    if (!node || hasEnded(sb.status?.phase)) continue;
+    const load = loads.get(node) ?? { sandboxes: 0, memoryMiB: 0 };
+    load.sandboxes += 1;
+    load.memoryMiB += sb.spec.vm?.memoryMiB ?? 512;
+    loads.set(node, load);
+  }
+  return loads;
+}
+
+export function buildWorld(
+  leases: readonly V1Lease[],
+  nodes: readonly V1Node[],
+  sandboxes: readonly KataSandbox[],
+  extraLoad: ReadonlyMap<string, NodeLoad>,
+  now: Date,
+): World {
+  const loads = nodeLoads(sandboxes);
+  return {
+    nodes: nodeViews(leases, nodes),
+    loadOf: (n) => {
+      const a = loads.get(n) ?? { sandboxes: 0, memoryMiB: 0 };
+      const b = extraLoad.get(n) ?? { sandboxes: 0, memoryMiB: 0 };
+      return { sandboxes: a.sandboxes + b.sandboxes, memoryMiB: a.memoryMiB + b.memoryMiB };
+    },
+    now,
+  };
+}
