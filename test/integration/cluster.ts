@@ -8,18 +8,14 @@
 //   tokenKubeConfig(token)              the plane's server and CA with a bearer token
 //   freshNamespace(prefix)              a namespace of its own for a test file
 import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 
 const execFileAsync = promisify(execFile);
-
-declare global {
-  /** Set by global-setup.ts, read by global-teardown.ts (same process): did this run start the plane? */
-  var __KATA_CP_STARTED_BY_RUN__: boolean | undefined;
-}
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CONTROLPLANE_SCRIPT = resolve(REPO_ROOT, 'hack/controlplane.sh');
@@ -104,4 +100,45 @@ export async function freshNamespace(prefix: string): Promise<string> {
     body: { metadata: { name, labels: { 'kata.sandbox.io/test': prefix } } },
   });
   return name;
+}
+
+// --- sharing one plane between concurrent test runs (used by global setup/teardown) ---------
+
+const STARTED_MARKER = 'started-by-test-run';
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Marks the plane of this kubeconfig as held by this process (and as started by a test run). */
+export function holdPlane(kubeconfigPath: string, startedByThisRun: boolean): void {
+  const dir = dirname(kubeconfigPath);
+  mkdirSync(join(dir, 'holders'), { recursive: true });
+  writeFileSync(join(dir, 'holders', String(process.pid)), '');
+  if (startedByThisRun) writeFileSync(join(dir, STARTED_MARKER), String(process.pid));
+}
+
+/** Drops this process's hold; true when the plane was started by a test run and nobody holds it. */
+export function releasePlane(kubeconfigPath: string): boolean {
+  const dir = dirname(kubeconfigPath);
+  const holders = join(dir, 'holders');
+  rmSync(join(holders, String(process.pid)), { force: true });
+  if (!existsSync(join(dir, STARTED_MARKER))) return false;
+  let others: string[] = [];
+  try {
+    others = readdirSync(holders).filter((name) => {
+      const pid = Number(name);
+      if (Number.isInteger(pid) && pidAlive(pid)) return true;
+      rmSync(join(holders, name), { force: true }); // a run that died without its teardown
+      return false;
+    });
+  } catch {
+    // no holders folder: nobody holds it
+  }
+  return others.length === 0;
 }

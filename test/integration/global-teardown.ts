@@ -1,9 +1,11 @@
-// Jest global teardown of the 'integration' project: stops the control plane only if this run
-// started it (see global-setup.ts).
-import { controlplane } from './cluster.js';
+// Jest global teardown of the 'integration' project: releases this run's hold on the control
+// plane and stops it if a test run started it and no other run still holds it (global-setup.ts).
+import { KUBECONFIG_ENV, controlplane, releasePlane } from './cluster.js';
 
 export default async function globalTeardown(): Promise<void> {
-  if (globalThis.__KATA_CP_STARTED_BY_RUN__ && process.env.KATA_CP_KEEP !== '1') {
+  const path = process.env[KUBECONFIG_ENV];
+  if (!path) return;
+  if (releasePlane(path) && process.env.KATA_CP_KEEP !== '1') {
     await controlplane(['down'], process.env, 120_000);
   }
 }
