@@ -22,6 +22,9 @@ export interface AgentServerOptions {
   resolvConf?: string;
   sysBlockDir?: string;
   crunBin?: string;
+  crunGlobalArgs?: string[];
+  makeDir?: (dir: string) => Promise<unknown>;
+  memoryBlockSizeFile?: string;
   ipBin?: string;
   run?: CommandRunner;
 }
@@ -35,13 +38,14 @@ export interface AgentServer {
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const { logger } = opts;
   const blockDevices = new BlockDevices({ sysBlockDir: opts.sysBlockDir });
-  const mounter = new StorageMounter({ run: opts.run, blockDevices });
+  const mounter = new StorageMounter({ run: opts.run, blockDevices, makeDir: opts.makeDir });
   const containers = new ContainerManager({
     mounter,
     blockDevices,
     logger,
     bundleRoot: opts.bundleRoot,
     crunBin: opts.crunBin,
+    crunGlobalArgs: opts.crunGlobalArgs,
     run: opts.run,
   });
   const sandbox = new Sandbox({
@@ -54,7 +58,16 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const network = new GuestNetwork({ run: opts.run, ipBin: opts.ipBin });
 
   const server = new Server();
-  server.addService(AgentServiceService, agentService({ sandbox, containers, network, logger }));
+  server.addService(
+    AgentServiceService,
+    agentService({
+      sandbox,
+      containers,
+      network,
+      logger,
+      memoryBlockSizeFile: opts.memoryBlockSizeFile,
+    }),
+  );
   server.addService(HealthService, healthService(logger));
 
   await mkdir(path.dirname(opts.socketPath), { recursive: true });

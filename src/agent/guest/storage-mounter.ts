@@ -94,6 +94,8 @@ export interface StorageMounterOptions {
   blockDevices: BlockDevices;
   mountBin?: string;
   umountBin?: string;
+  /** Creates a mount point; tests replace it so nothing is made under the real /run. */
+  makeDir?: (dir: string) => Promise<unknown>;
 }
 
 export class StorageMounter {
@@ -107,7 +109,7 @@ export class StorageMounter {
   /** Mounts one validated storage for `owner` (a container id or "sandbox"). */
   async mount(s: Storage, owner: string): Promise<void> {
     if (this.mounted.some((m) => m.mountPoint === s.mountPoint)) return;
-    await mkdir(s.mountPoint, { recursive: true, mode: 0o755 });
+    await (this.opts.makeDir ?? ((d) => mkdir(d, { recursive: true, mode: 0o755 })))(s.mountPoint);
     let device: string | undefined;
     if (BLOCK_DRIVERS.has(s.driver)) {
       device = (await this.opts.blockDevices.find(blockSerial(s)!, s.source || undefined)).devPath;
