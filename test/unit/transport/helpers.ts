@@ -55,10 +55,20 @@ export function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-export async function readAll(r: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of r) parts.push(c as Buffer);
-  return Buffer.concat(parts);
+/** Reads to the end without destroying the stream (for-await would, killing a Duplex's writer). */
+export function readAll(r: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    r.on('data', (c: Buffer) => parts.push(c));
+    r.once('end', () => resolve(Buffer.concat(parts)));
+    r.once('error', reject);
+  });
+}
+
+/** Streams a test leaves open get errored when its sessions are torn down; that's expected. */
+export function quiet<T extends Readable>(s: T): T {
+  s.on('error', () => {});
+  return s;
 }
 
 /** Waits for a condition by yielding to the event loop; Jest's timeout bounds it. */
