@@ -80,7 +80,8 @@ export function capacityAnnotations(c: NodeCapacity): Record<string, string> {
 
 /**
  * The Lease `holder` writes to take or keep `prev` (undefined → a new Lease): renewTime now,
- * acquireTime and leaseTransitions moved only when the holder changes; resourceVersion kept so the
+ * acquireTime and leaseTransitions moved only when the holder changes (as client-go counts them,
+ * taking a released Lease is a transition too); resourceVersion kept so the
  * replace fails with 409 if someone wrote in between.
  */
 export function renewedLease(
@@ -112,7 +113,7 @@ export function renewedLease(
       leaseDurationSeconds,
       acquireTime: changed || !prev?.spec?.acquireTime ? at : prev.spec.acquireTime,
       renewTime: at,
-      leaseTransitions: prev && changed && prevHolder ? transitions + 1 : transitions,
+      leaseTransitions: prev && changed ? transitions + 1 : transitions,
     },
   };
 }

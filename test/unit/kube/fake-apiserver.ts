@@ -80,7 +80,7 @@ export class FakeCollection {
     this.watches.clear();
   }
 
-  send(ev: { object: KubernetesObject }): void {
+  send(ev: { type: string; object: KubernetesObject }): void {
     this.history.push({ rv: Number(ev.object.metadata?.resourceVersion), ev });
     for (const w of this.watches) w.write(JSON.stringify(ev) + '\n');
   }

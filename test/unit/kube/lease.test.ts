@@ -129,7 +129,7 @@ describe('renewedLease', () => {
     expect(l.spec?.leaseTransitions).toBe(2);
   });
 
-  it('counts a transition when the holder changes, but not when taking a released Lease for the first time', () => {
+  it('counts a transition whenever the holder changes, a released Lease included', () => {
     const held: V1Lease = {
       metadata: { ...ref, resourceVersion: '9' },
       spec: { holderIdentity: 'old', leaseTransitions: 2 },
@@ -139,6 +139,6 @@ describe('renewedLease', () => {
       metadata: { ...ref, resourceVersion: '9' },
       spec: { leaseTransitions: 3 },
     };
-    expect(renewedLease(released, ref, 'me', 15, now).spec?.leaseTransitions).toBe(3);
+    expect(renewedLease(released, ref, 'me', 15, now).spec?.leaseTransitions).toBe(4);
   });
 });
