@@ -165,6 +165,11 @@ describe('toOciConfig', () => {
     expect(c).not.toHaveProperty('hooks');
   });
 
+  it("recursive propagation names become the schema's plain ones", () => {
+    const c = toOciConfig(specs['devices and id maps']!);
+    expect(c.linux.rootfsPropagation).toBe('private');
+  });
+
   it('uses the root path it is given', () => {
     expect(toOciConfig(specs.minimal!, '/run/kata-containers/x/rootfs').root.path).toBe(
       '/run/kata-containers/x/rootfs',
