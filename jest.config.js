@@ -1,7 +1,5 @@
 // Three layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
 // kube-apiserver + etcd), e2e (real QEMU VMs). `make test` runs them all; TEST_LAYERS narrows it.
-import { existsSync } from 'node:fs';
-
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }] },
@@ -18,10 +16,8 @@ export default {
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       // One real control plane per run, shared by every file (each file uses its own namespace).
-      ...(existsSync('test/integration/global-setup.ts') && {
-        globalSetup: '<rootDir>/test/integration/global-setup.ts',
-        globalTeardown: '<rootDir>/test/integration/global-teardown.ts',
-      }),
+      globalSetup: '<rootDir>/test/integration/global-setup.mjs',
+      globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
       testTimeout: 120_000,
     },
     {

@@ -1,0 +1,90 @@
+// Runs the real kata-controller (bundled from src/ with esbuild) as a child process, with the
+// ServiceAccount identity and RBAC from deploy/, against the test control plane.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { build } from 'esbuild';
+import { mkdtempSync, openSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { adminKubeConfigPath, REPO_ROOT, serviceAccountKubeConfigPath } from './cluster.js';
+
+const execFileAsync = promisify(execFile);
+const CRD_FILE = path.join(REPO_ROOT, 'deploy/crds/kata.sandbox.io_katasandboxes.yaml');
+
+export async function kubectl(args: string[], input?: string): Promise<string> {
+  const kubeconfig = await adminKubeConfigPath();
+  const child = execFileAsync('kubectl', ['--kubeconfig', kubeconfig, ...args], {
+    timeout: 60_000,
+  });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  return (await child).stdout;
+}
+
+/** The CRD, namespace kata-system and the controller's RBAC, as an admin would install them. */
+export async function installControllerPrereqs(): Promise<void> {
+  await kubectl(['apply', '--server-side', '-f', CRD_FILE]);
+  await kubectl([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    'crd/katasandboxes.kata.sandbox.io',
+  ]);
+  await kubectl(['create', 'namespace', 'kata-system']).catch(() => '');
+  await kubectl([
+    'apply',
+    '--server-side',
+    '-f',
+    path.join(REPO_ROOT, 'deploy/rbac/controller.yaml'),
+  ]);
+}
+
+let bundled: Promise<string> | undefined;
+
+export function bundleEntry(entry: string, name: string): Promise<string> {
+  bundled ??= (async () => {
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'kata-bundle-')), `${name}.mjs`);
+    await build({
+      entryPoints: [path.join(REPO_ROOT, entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      outfile: out,
+      banner: {
+        js: "import{createRequire}from'module';const require=createRequire(import.meta.url);",
+      },
+      logLevel: 'error',
+    });
+    return out;
+  })();
+  return bundled;
+}
+
+export interface RunningController {
+  child: ChildProcess;
+  logFile: string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startController(identity: string): Promise<RunningController> {
+  const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
+  const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
+  const logFile = path.join(path.dirname(bundle), `${identity}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(
+    process.execPath,
+    [bundle, '--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
+    { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    logFile,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,280 @@
+// The cluster controller against a real kube-apiserver: CRD admission, scheduling over node agent
+// Leases (written by the test, standing in for node agents), node loss, deletion, and status
+// field ownership. The controller runs as its own process with its ServiceAccount's RBAC.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
+import type { KataSandbox } from '../../src/crds/index.js';
+import { invalidSandboxes, validSandbox } from '../fixtures/invalid-sandboxes.js';
+import { adminKubeConfig, freshNamespace } from './cluster.js';
+import {
+  installControllerPrereqs,
+  startController,
+  type RunningController,
+} from './controller-harness.js';
+
+const G = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katasandboxes' };
+const suffix = randomBytes(3).toString('hex');
+const nodeName = (n: string): string => `${n}-${suffix}`;
+
+let kc: KubeConfig;
+let custom: CustomObjectsApi;
+let coord: CoordinationV1Api;
+let core: CoreV1Api;
+let ns: string;
+let controller: RunningController;
+
+async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+async function writeLease(
+  node: string,
+  opts: { ageSeconds?: number; sandboxes?: number; memoryMiB?: number } = {},
+): Promise<void> {
+  const name = `kata-node-${node}`;
+  const body = {
+    metadata: {
+      name,
+      namespace: 'kata-system',
+      annotations: {
+        'kata.sandbox.io/capacity-sandboxes': String(opts.sandboxes ?? 10),
+        'kata.sandbox.io/capacity-memory-mib': String(opts.memoryMiB ?? 8192),
+      },
+    },
+    spec: {
+      holderIdentity: node,
+      leaseDurationSeconds: 40,
+      renewTime: new Date(Date.now() - (opts.ageSeconds ?? 0) * 1000) as never,
+    },
+  };
+  try {
+    const cur = await coord.readNamespacedLease({ name, namespace: 'kata-system' });
+    await coord.replaceNamespacedLease({
+      name,
+      namespace: 'kata-system',
+      body: {
+        ...body,
+        metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion },
+      },
+    });
+  } catch {
+    await coord.createNamespacedLease({ namespace: 'kata-system', body });
+  }
+}
+
+function sandbox(name: string, spec: Partial<KataSandbox['spec']> = {}): KataSandbox {
+  const sb = validSandbox(name);
+  sb.metadata.namespace = ns;
+  sb.spec = { ...sb.spec, ...spec };
+  return sb;
+}
+
+const create = (sb: KataSandbox): Promise<unknown> =>
+  custom.createNamespacedCustomObject({ ...G, namespace: ns, body: sb });
+const get = async (name: string): Promise<KataSandbox> =>
+  (await custom.getNamespacedCustomObject({ ...G, namespace: ns, name })) as KataSandbox;
+const nodeOf = (sb: KataSandbox): string | undefined =>
+  sb.metadata.labels?.['kata.sandbox.io/node'];
+
+beforeAll(async () => {
+  kc = await adminKubeConfig();
+  custom = kc.makeApiClient(CustomObjectsApi);
+  coord = kc.makeApiClient(CoordinationV1Api);
+  core = kc.makeApiClient(CoreV1Api);
+  await installControllerPrereqs();
+  ns = await freshNamespace('controller');
+  controller = await startController(`ctrl-${suffix}`);
+}, 120_000);
+
+afterAll(async () => {
+  await controller?.stop();
+});
+
+describe('KataSandbox admission', () => {
+  it.each(invalidSandboxes.map((c) => [c.name, c] as const))(
+    'refuses %s, naming the field',
+    async (_n, c) => {
+      const body = { ...c.object, metadata: { ...(c.object.metadata as object), namespace: ns } };
+      const err = await custom.createNamespacedCustomObject({ ...G, namespace: ns, body }).then(
+        () => undefined,
+        (e: { code?: number; body?: string }) => e,
+      );
+      expect(err?.code).toBe(422);
+      const message = (JSON.parse(err?.body ?? '{}') as { message?: string }).message ?? '';
+      expect(message).toContain(c.field);
+      expect(message).toContain(c.message);
+    },
+  );
+
+  it('accepts a valid sandbox and fills the defaults', async () => {
+    await create(sandbox('defaults'));
+    const sb = await get('defaults');
+    expect(sb.spec).toMatchObject({
+      restartPolicy: 'Never',
+      terminationGracePeriodSeconds: 30,
+      vm: { vcpus: 1, memoryMiB: 512, accelerator: 'auto' },
+      network: { mode: 'none' },
+    });
+    await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'defaults' });
+  });
+});
+
+describe('kata-controller', () => {
+  it('stays Pending/Unschedulable while no node fits, then schedules when a Lease appears', async () => {
+    const z = nodeName('z');
+    await create(sandbox('waits', { nodeName: z }));
+    const pending = await eventually('Unschedulable', async () => {
+      const sb = await get('waits');
+      return sb.status?.reason === 'Unschedulable' ? sb : undefined;
+    });
+    expect(pending.status?.phase).toBe('Pending');
+    expect(pending.status?.message).toContain(z);
+    expect(pending.metadata.finalizers).toContain('kata.sandbox.io/node-cleanup');
+    await writeLease(z);
+    const placed = await eventually('scheduled on z', async () => {
+      const sb = await get('waits');
+      return nodeOf(sb) === z && sb.status?.phase === 'Scheduled' ? sb : undefined;
+    });
+    expect(placed.status?.nodeName).toBe(z);
+    expect(placed.status?.conditions?.find((c) => c.type === 'Scheduled')).toMatchObject({
+      status: 'True',
+    });
+  });
+
+  it('spreads sandboxes by load, honours nodeSelector, skips a cordoned node', async () => {
+    const [a, b, c] = [nodeName('a'), nodeName('b'), nodeName('c')];
+    // A selector unique to this run keeps Leases of other runs and files out of the count.
+    const suite = { 'kata.sandbox.io/test-suite': suffix };
+    await core.createNode({ body: { metadata: { name: a, labels: { ...suite, disk: 'ssd' } } } });
+    await core.createNode({ body: { metadata: { name: b, labels: suite } } });
+    await core.createNode({
+      body: { metadata: { name: c, labels: suite }, spec: { unschedulable: true } },
+    });
+    await Promise.all([writeLease(a), writeLease(b), writeLease(c)]);
+    for (let i = 0; i < 4; i++) await create(sandbox(`spread-${i}`, { nodeSelector: suite }));
+    const placed = await eventually('4 sandboxes scheduled', async () => {
+      const nodes = await Promise.all(
+        [0, 1, 2, 3].map(async (i) => nodeOf(await get(`spread-${i}`))),
+      );
+      return nodes.every((n) => n) ? nodes : undefined;
+    });
+    // c is cordoned, so a and b share the four, evenly.
+    expect(placed).not.toContain(c);
+    const onA = placed.filter((n) => n === a).length;
+    const onB = placed.filter((n) => n === b).length;
+    expect(onA + onB).toBe(4);
+    expect(Math.abs(onA - onB)).toBeLessThanOrEqual(1);
+
+    await create(sandbox('ssd', { nodeSelector: { ...suite, disk: 'ssd' } }));
+    const ssd = await eventually('ssd scheduled', async () => nodeOf(await get('ssd')));
+    expect(ssd).toBe(a);
+  });
+
+  it('keeps the node agent’s status fields across controller writes and follows its conditions', async () => {
+    const d = nodeName('d');
+    await writeLease(d);
+    await create(sandbox('owned', { nodeName: d }));
+    await eventually('scheduled', async () =>
+      (await get('owned')).status?.phase === 'Scheduled' ? true : undefined,
+    );
+    const now = new Date().toISOString();
+    await custom.patchNamespacedCustomObjectStatus(
+      {
+        ...G,
+        namespace: ns,
+        name: 'owned',
+        fieldManager: 'kata-node-agent',
+        force: true,
+        body: {
+          apiVersion: 'kata.sandbox.io/v1alpha1',
+          kind: 'KataSandbox',
+          metadata: { name: 'owned', namespace: ns },
+          status: {
+            vm: { pid: 4242, accelerator: 'tcg', bootMillis: 5000 },
+            conditions: [
+              {
+                type: 'VMReady',
+                status: 'True',
+                reason: 'Booted',
+                message: '',
+                lastTransitionTime: now,
+              },
+              {
+                type: 'Ready',
+                status: 'True',
+                reason: 'Ready',
+                message: '',
+                lastTransitionTime: now,
+              },
+            ],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+    const running = await eventually('Running', async () => {
+      const sb = await get('owned');
+      return sb.status?.phase === 'Running' ? sb : undefined;
+    });
+    expect(running.status?.vm?.pid).toBe(4242);
+    expect(running.status?.conditions?.map((c) => c.type).sort()).toEqual([
+      'Ready',
+      'Scheduled',
+      'VMReady',
+    ]);
+    const managers = (running.metadata.managedFields ?? []).map((m) => m.manager);
+    expect(managers).toEqual(expect.arrayContaining(['kata-controller', 'kata-node-agent']));
+  });
+
+  it('marks sandboxes of a node whose Lease expired Failed/NodeLost, and their deletion completes', async () => {
+    const e = nodeName('e');
+    await writeLease(e);
+    await create(sandbox('lost', { nodeName: e }));
+    await eventually('scheduled', async () => (nodeOf(await get('lost')) === e ? true : undefined));
+    await writeLease(e, { ageSeconds: 60 });
+    const failed = await eventually('NodeLost', async () => {
+      const sb = await get('lost');
+      return sb.status?.reason === 'NodeLost' ? sb : undefined;
+    });
+    expect(failed.status?.phase).toBe('Failed');
+    expect(failed.status?.message).toContain(e);
+    await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'lost' });
+    await eventually('lost deleted', async () =>
+      (await get('lost').catch(() => undefined)) ? undefined : true,
+    );
+  });
+
+  it('lets a sandbox deleted while Pending go away', async () => {
+    await create(sandbox('never', { nodeName: nodeName('nowhere') }));
+    await eventually('finalizer added', async () =>
+      (await get('never')).metadata.finalizers?.length ? true : undefined,
+    );
+    await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'never' });
+    await eventually('never deleted', async () =>
+      (await get('never').catch(() => undefined)) ? undefined : true,
+    );
+  });
+});
