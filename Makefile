@@ -61,5 +61,5 @@ controlplane-down: ## stop the local control plane and remove its state
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
-test: setup check-gen check-manifests typecheck lint ## everything: setup, generated-code check, typecheck, lint, every test layer
+test: setup check-gen check-manifests typecheck lint guest controlplane ## everything: setup, checks, guest image, control plane build, every test layer
 	hack/run-tests.sh
