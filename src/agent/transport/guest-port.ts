@@ -70,6 +70,7 @@ export async function servePortIo(
   const buf = Buffer.allocUnsafe(options.readBufferSize ?? 64 * 1024);
   const writer = new SerialWriter(io);
   let conn: PortConnection | undefined;
+  let hostConnected = false;
   const aborted = new Promise<'aborted'>((resolve) => {
     if (signal.aborted) resolve('aborted');
     signal.addEventListener('abort', () => resolve('aborted'), { once: true });
@@ -83,13 +84,17 @@ export async function servePortIo(
       const n = await Promise.race([io.read(buf), aborted]);
       if (n === 'aborted') break;
       if (n === 0) {
-        if (conn) {
-          conn.hostGone();
+        if (hostConnected) {
+          hostConnected = false;
+          writer.newHost();
+          conn?.hostGone();
           conn = undefined;
         }
         if ((await Promise.race([sleep(pollMs), aborted])) === 'aborted') break;
         continue;
       }
+      hostConnected = true;
+      // Also after a session died on a protocol error: the next bytes start a fresh one.
       if (!conn || conn.destroyed) {
         conn = new PortConnection(writer);
         const session = new YamuxSession(conn, {
@@ -127,7 +132,7 @@ class PortConnection extends Duplex {
   }
 
   hostGone(): void {
-    this.push(null);
+    if (!this.destroyed) this.push(null);
     this.destroy();
   }
 
@@ -139,7 +144,10 @@ class PortConnection extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.writer.write(chunk, () => this.destroyed).then(() => cb(), cb);
+    // Handed to the writer at once, so frames written just before the session is destroyed (a
+    // protocol-error go-away) still go out; yamux windows bound what can queue there.
+    this.writer.write(chunk).catch((err: Error) => this.destroy(err));
+    cb();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -149,16 +157,24 @@ class PortConnection extends Duplex {
 }
 
 /**
- * Serialises writes from every session so frames never interleave, and drops what a dead
- * session had queued: those bytes would reach the next host as garbage.
+ * Serialises writes from every session so frames never interleave, and drops what was queued
+ * for a host that has since gone away: those bytes would reach the next host as garbage. (A
+ * write already blocked in the kernel when the host left can't be recalled; the next host then
+ * sees a protocol error, reconnects, and the guest, reading EOF meanwhile, starts afresh.)
  */
 class SerialWriter {
   private chain: Promise<void> = Promise.resolve();
+  private host = 0;
 
   constructor(private readonly io: PortIo) {}
 
-  write(buf: Buffer, isDead: () => boolean): Promise<void> {
-    const next = this.chain.then(() => (isDead() ? undefined : this.io.write(buf)));
+  newHost(): void {
+    this.host++;
+  }
+
+  write(buf: Buffer): Promise<void> {
+    const host = this.host;
+    const next = this.chain.then(() => (host !== this.host ? undefined : this.io.write(buf)));
     this.chain = next.catch(() => {});
     return next;
   }

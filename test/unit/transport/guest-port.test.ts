@@ -97,6 +97,23 @@ describe('servePortIo', () => {
     expect(starts).toHaveLength(3);
   });
 
+  it('answers garbage with a protocol-error go-away, then serves the next host afresh', async () => {
+    const port = new FakePort();
+    const { starts, ends } = serve(port);
+    const [raw, portSide] = duplexPair();
+    port.connectHost(portSide);
+    const reply = new Promise<Buffer>((resolve) => raw.once('data', resolve));
+    raw.write(Buffer.from('not yamux at all'));
+    expect((await reply).toString('hex')).toBe('000300000000000000000001');
+    await waitFor(() => ends.length === 1);
+    port.disconnectHost();
+
+    const host = connectHost(port);
+    const s = quiet(host.open());
+    expect(await roundTrip(s, 'clean')).toBe('clean');
+    expect(starts).toHaveLength(2);
+  });
+
   it('stops when the signal aborts, even with a read pending', async () => {
     const port = new FakePort();
     const { ac, done } = serve(port);
