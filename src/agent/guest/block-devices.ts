@@ -2,6 +2,7 @@
 // id); the vd* name the host predicted is only a hint, since other and hot-plugged disks shift it.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { virtioBlkSerial } from '../block-serial.js';
 import { deadlineExceeded } from './status-error.js';
 
 export interface BlockDrive {
@@ -34,6 +35,13 @@ const readTrimmed = async (file: string): Promise<string | undefined> => {
   }
 };
 
+/** The serials a drive for `id` may carry: the id as given, and virtioBlkSerial(id). */
+export function serialForms(id: string): Set<string> {
+  const forms = new Set([id]);
+  if (id !== '') forms.add(virtioBlkSerial(id));
+  return forms;
+}
+
 export class BlockDevices {
   private readonly sysBlockDir: string;
   private readonly devDir: string;
@@ -47,8 +55,13 @@ export class BlockDevices {
     this.pollMs = opts.pollMs ?? 50;
   }
 
-  /** The drive whose serial is `serial` right now, if any. */
+  /**
+   * The drive whose serial is `serial` right now, if any. The host gives a drive
+   * virtioBlkSerial(id) (QEMU keeps only 20 bytes of a serial), so both the id itself and that
+   * derived form match.
+   */
   async lookup(serial: string): Promise<BlockDrive | undefined> {
+    const wanted = serialForms(serial);
     let names: string[];
     try {
       names = (await readdir(this.sysBlockDir)).filter((n) => n.startsWith('vd')).sort();
@@ -56,7 +69,8 @@ export class BlockDevices {
       return undefined;
     }
     for (const name of names) {
-      if ((await readTrimmed(path.join(this.sysBlockDir, name, 'serial'))) === serial) {
+      const got = await readTrimmed(path.join(this.sysBlockDir, name, 'serial'));
+      if (got !== undefined && got !== '' && wanted.has(got)) {
         return this.drive(name);
       }
     }
