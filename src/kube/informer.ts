@@ -42,13 +42,16 @@ interface ListBody<T> {
 }
 
 /** Why a single watch stopped. */
-type WatchEnd = 'ended' | 'gone' | 'resync';
+type WatchEnd = 'ended' | 'gone' | 'resync' | 'restart';
 
 class WatchdogFired extends Error {
   override readonly name = 'WatchdogFired';
 }
 class ResyncDue extends Error {
   override readonly name = 'ResyncDue';
+}
+class RestartRequested extends Error {
+  override readonly name = 'RestartRequested';
 }
 
 export class Informer<T extends KubernetesObject> {
@@ -61,6 +64,7 @@ export class Informer<T extends KubernetesObject> {
   private resourceVersion = '';
   private readonly stopper = new AbortController();
   private running: Promise<void> | undefined;
+  private currentWatch: AbortController | undefined;
   private readonly log: Logger;
   private readonly handlers: InformerHandlers<T>[] = [];
   /** Counters for tests and metrics. */
@@ -100,6 +104,15 @@ export class Informer<T extends KubernetesObject> {
 
   list(): T[] {
     return this.cache.list();
+  }
+
+  /**
+   * Drop the open watch and watch again from `resourceVersion` — a seam for tests of the server's
+   * "too old resource version" (410) path, which otherwise needs etcd compaction to reach.
+   */
+  resumeFrom(resourceVersion: string): void {
+    this.resourceVersion = resourceVersion;
+    this.currentWatch?.abort(new RestartRequested('restart requested'));
   }
 
   /** Start the loop; `signal` (optional) stops it like stop() does. */
@@ -213,6 +226,7 @@ export class Informer<T extends KubernetesObject> {
 
   private async watchOnce(outer: AbortSignal): Promise<{ end: WatchEnd; events: number }> {
     const ctl = new AbortController();
+    this.currentWatch = ctl;
     const onOuter = (): void => ctl.abort(outer.reason);
     outer.addEventListener('abort', onOuter, { once: true });
     const watchdogMs = this.opts.watchdogMs ?? 300_000;
@@ -255,10 +269,12 @@ export class Informer<T extends KubernetesObject> {
     } catch (err) {
       if (gone) return { end: 'gone', events };
       if (err instanceof ResyncDue) return { end: 'resync', events };
+      if (err instanceof RestartRequested) return { end: 'restart', events };
       throw err;
     } finally {
       clearTimeout(watchdog);
       clearTimeout(resync);
+      this.currentWatch = undefined;
       outer.removeEventListener('abort', onOuter);
     }
   }

@@ -1,0 +1,249 @@
+// The informer against the real kube-apiserver: add/update/delete, selectors, a cluster-wide path,
+// the 410 relist path, a cut connection and a silent (frozen) one. A loopback TCP proxy in front of
+// the API server lets the test cut or freeze the informer's connections without touching the server.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  type V1ConfigMap,
+} from '@kubernetes/client-node';
+import net from 'node:net';
+import { Informer, type InformerOptions } from '../../src/kube/informer.js';
+import { streamWatch } from '../../src/kube/kube-request.js';
+import { classifyWatchEvent } from '../../src/kube/object-cache.js';
+import { adminKubeConfig, freshNamespace } from './cluster.js';
+
+async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A TCP relay to the API server whose connections the test can cut or freeze. */
+class Relay {
+  private server: net.Server;
+  private pairs = new Set<{ a: net.Socket; b: net.Socket }>();
+  port = 0;
+
+  constructor(
+    private host: string,
+    private upstreamPort: number,
+  ) {
+    this.server = net.createServer((a) => {
+      const b = net.connect(this.upstreamPort, this.host);
+      const pair = { a, b };
+      this.pairs.add(pair);
+      a.pipe(b);
+      b.pipe(a);
+      const end = () => {
+        a.destroy();
+        b.destroy();
+        this.pairs.delete(pair);
+      };
+      a.on('error', end).on('close', end);
+      b.on('error', end).on('close', end);
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  get connections(): number {
+    return this.pairs.size;
+  }
+
+  /** Reset every open connection (a network failure). */
+  cut(): void {
+    for (const { a, b } of this.pairs) {
+      a.resetAndDestroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** Stop relaying on the open connections but keep them open (a half-open peer). */
+  freeze(): void {
+    for (const { a, b } of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      a.pause();
+      b.pause();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+let admin: KubeConfig;
+let core: CoreV1Api;
+let ns: string;
+let relay: Relay;
+let relayed: KubeConfig;
+const informers: Informer<KubernetesObject>[] = [];
+
+beforeAll(async () => {
+  admin = await adminKubeConfig();
+  core = admin.makeApiClient(CoreV1Api);
+  ns = await freshNamespace('kube-informer');
+  const server = new URL(admin.getCurrentCluster()?.server ?? '');
+  relay = new Relay(server.hostname, Number(server.port || 443));
+  await relay.start();
+  // Same credentials and CA; the relay is on the same loopback address, so the certificate still fits.
+  relayed = new KubeConfig();
+  relayed.loadFromString(admin.exportConfig());
+  const cluster = relayed.getCurrentCluster();
+  if (!cluster) throw new Error('no cluster');
+  relayed.clusters = relayed.clusters.map((c) =>
+    c.name === cluster.name
+      ? { ...c, server: `https://127.0.0.1:${relay.port}`, tlsServerName: server.hostname }
+      : c,
+  );
+});
+
+afterEach(async () => {
+  await Promise.all(informers.splice(0).map((i) => i.stop()));
+});
+
+afterAll(async () => {
+  await relay?.close();
+});
+
+function informer(kc: KubeConfig, extra: Partial<InformerOptions<KubernetesObject>> = {}) {
+  const log: string[] = [];
+  const inf = new Informer<KubernetesObject>(kc, {
+    path: `/api/v1/namespaces/${ns}/configmaps`,
+    backoff: { baseMs: 100, maxMs: 1000, jitter: 0.2 },
+    onAdd: (o) => log.push(`add:${o.metadata?.name}`),
+    onUpdate: (old, o) => {
+      if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion)
+        log.push(`update:${o.metadata?.name}`);
+    },
+    onDelete: (o) => log.push(`delete:${o.metadata?.name}`),
+    ...extra,
+  });
+  informers.push(inf);
+  inf.start();
+  return { inf, log };
+}
+
+const cm = (
+  name: string,
+  labels: Record<string, string>,
+  data: Record<string, string> = {},
+): V1ConfigMap => ({
+  metadata: { name, labels },
+  data,
+});
+
+describe('Informer on a real API server', () => {
+  it('sees add, update and delete of ConfigMaps matching its label selector', async () => {
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('pre', { app: 'a' }) });
+    const { inf, log } = informer(admin, { labelSelector: 'app=a' });
+    await inf.waitForSync(30_000);
+    expect(inf.get(ns, 'pre')).toMatchObject({ kind: 'ConfigMap', apiVersion: 'v1' });
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('one', { app: 'a' }) });
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('other', { app: 'b' }) });
+    await core.patchNamespacedConfigMap({
+      namespace: ns,
+      name: 'one',
+      body: [{ op: 'add', path: '/data', value: { k: 'v' } }],
+    });
+    await core.deleteNamespacedConfigMap({ namespace: ns, name: 'one' });
+    await until(() => log.includes('delete:one'), 'delete event');
+    expect(log).toEqual(['add:pre', 'add:one', 'update:one', 'delete:one']);
+    expect(inf.get(ns, 'other')).toBeUndefined();
+    expect(inf.list().map((o) => o.metadata?.name)).toEqual(['pre']);
+  });
+
+  it('honours a field selector', async () => {
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('picked', { app: 'f' }) });
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('ignored', { app: 'f' }) });
+    const { inf } = informer(admin, { fieldSelector: 'metadata.name=picked' });
+    await inf.waitForSync(30_000);
+    expect(inf.list().map((o) => o.metadata?.name)).toEqual(['picked']);
+  });
+
+  it('is told 410 Gone by the server for an expired resourceVersion, and relists', async () => {
+    // The server's own answer first: a watch from resourceVersion 1 is "too old".
+    const seen: string[] = [];
+    const ctl = new AbortController();
+    await streamWatch(
+      admin,
+      `/api/v1/namespaces/${ns}/configmaps`,
+      { resourceVersion: '1', timeoutSeconds: 5 },
+      (ev) => {
+        seen.push(classifyWatchEvent(ev).kind);
+        ctl.abort();
+      },
+      ctl.signal,
+    ).catch((err: unknown) => {
+      if (!ctl.signal.aborted) seen.push(`status:${(err as { code?: number }).code}`);
+    });
+    expect(seen[0] === 'gone' || seen[0] === 'status:410').toBe(true);
+
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('g1', { app: 'gone' }) });
+    const { inf, log } = informer(admin, { labelSelector: 'app=gone' });
+    await inf.waitForSync(30_000);
+    await until(() => inf.stats.watches >= 1, 'first watch');
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('g2', { app: 'gone' }) });
+    await until(() => inf.get(ns, 'g2') !== undefined, 'g2');
+    inf.resumeFrom('1');
+    await until(() => inf.stats.gone >= 1 && inf.stats.lists >= 2, 'relist after 410');
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('g3', { app: 'gone' }) });
+    await until(() => inf.get(ns, 'g3') !== undefined, 'g3 after relist');
+    expect(log).toEqual(['add:g1', 'add:g2', 'add:g3']);
+  });
+
+  it('recovers after its watch connection is cut, catching up on changes made meanwhile', async () => {
+    const { inf, log } = informer(relayed, { labelSelector: 'app=cut' });
+    await inf.waitForSync(30_000);
+    await until(() => relay.connections > 0 && inf.stats.watches >= 1, 'watch open');
+    relay.cut();
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('during', { app: 'cut' }) });
+    await until(() => inf.get(ns, 'during') !== undefined, 'change made while cut');
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('after', { app: 'cut' }) });
+    await until(() => inf.get(ns, 'after') !== undefined, 'change after reconnect');
+    expect(inf.stats.restarts).toBeGreaterThanOrEqual(1);
+    expect(log).toEqual(['add:during', 'add:after']);
+  });
+
+  it('restarts a watch that went silent (half-open) once its watchdog fires', async () => {
+    const { inf } = informer(relayed, { labelSelector: 'app=frozen', watchdogMs: 2000 });
+    await inf.waitForSync(30_000);
+    await until(() => inf.stats.watches >= 1, 'watch open');
+    relay.freeze();
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: cm('unseen-while-frozen', { app: 'frozen' }),
+    });
+    await until(() => inf.stats.watchdogFired >= 1, 'watchdog', 30_000);
+    await until(() => inf.get(ns, 'unseen-while-frozen') !== undefined, 'caught up after watchdog');
+  });
+
+  it('watches a collection cluster-wide (Leases across namespaces)', async () => {
+    const other = await freshNamespace('kube-informer-b');
+    const { inf } = informer(admin, {
+      path: '/apis/coordination.k8s.io/v1/leases',
+      labelSelector: `t=${ns}`,
+    });
+    await inf.waitForSync(30_000);
+    const coord = admin.makeApiClient(CoordinationV1Api);
+    for (const n of [ns, other]) {
+      await coord.createNamespacedLease({
+        namespace: n,
+        body: { metadata: { name: 'l', labels: { t: ns } }, spec: {} },
+      });
+    }
+    await until(() => inf.list().length === 2, 'both leases');
+    expect(inf.get(other, 'l')?.kind).toBe('Lease');
+  });
+});
