@@ -6,6 +6,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  EventsV1Api,
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
@@ -277,4 +278,66 @@ describe('kata-controller', () => {
       (await get('never').catch(() => undefined)) ? undefined : true,
     );
   });
+});
+
+describe('kata-controller leader election', () => {
+  it('runs one leader among two replicas; when it dies the other takes over, scheduling nothing twice', async () => {
+    const second = await startController(`ctrl2-${suffix}`);
+    try {
+      const holder = async (): Promise<string | undefined> =>
+        (await coord.readNamespacedLease({ name: 'kata-controller', namespace: 'kata-system' }))
+          .spec?.holderIdentity ?? undefined;
+      const first = await eventually('a leader', holder);
+      expect([`ctrl-${suffix}`, `ctrl2-${suffix}`]).toContain(first);
+
+      const f = nodeName('f');
+      await writeLease(f);
+      for (let i = 0; i < 3; i++) await create(sandbox(`ha-before-${i}`, { nodeName: f }));
+      await eventually('scheduled before failover', async () => {
+        const all = await Promise.all(
+          [0, 1, 2].map(async (i) => nodeOf(await get(`ha-before-${i}`))),
+        );
+        return all.every((n) => n === f) ? true : undefined;
+      });
+
+      const leader = first === `ctrl-${suffix}` ? controller : second;
+      await leader.stop('SIGKILL');
+      const next = await eventually(
+        'the other replica to lead',
+        async () => {
+          const h = await holder();
+          return h && h !== first ? h : undefined;
+        },
+        60_000,
+      );
+      expect(next).not.toBe(first);
+
+      await writeLease(f);
+      for (let i = 0; i < 3; i++) await create(sandbox(`ha-after-${i}`, { nodeName: f }));
+      await eventually(
+        'scheduled after failover',
+        async () => {
+          const all = await Promise.all(
+            [0, 1, 2].map(async (i) => nodeOf(await get(`ha-after-${i}`))),
+          );
+          return all.every((n) => n === f) ? true : undefined;
+        },
+        60_000,
+      );
+
+      // Each sandbox was bound once: one Scheduled event, one writer of the label.
+      const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns });
+      const scheduledFor = new Map<string, number>();
+      for (const e of events.items) {
+        if (e.reason !== 'Scheduled') continue;
+        const name = e.regarding?.name ?? '';
+        scheduledFor.set(name, (scheduledFor.get(name) ?? 0) + (e.series?.count ?? 1));
+      }
+      for (const name of [0, 1, 2].flatMap((i) => [`ha-before-${i}`, `ha-after-${i}`])) {
+        expect([name, scheduledFor.get(name)]).toEqual([name, 1]);
+      }
+    } finally {
+      await second.stop();
+    }
+  }, 180_000);
 });
