@@ -1,0 +1,265 @@
+// The node agent's configuration: flags win over environment variables, which win over an
+// optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
+
+export interface NodeAgentConfig {
+  nodeName: string;
+  kubeconfig?: string;
+  stateDir: string;
+  runDir: string;
+  logDir: string;
+  allowedHostPathRoots: string[];
+  /** Guest image directory; default: the `make guest` cache's `current`. */
+  guestImageDir?: string;
+  qemuBinary: string;
+  defaultAccelerator: AcceleratorSetting;
+  maxSandboxes: number;
+  memoryMiB: number;
+  metricsPort: number;
+  concurrency: number;
+  /** Boot deadline: QEMU start → agent answering. */
+  bootTimeoutMs: number;
+  /** Per container log file cap before rotation, and rotated files kept. */
+  logMaxBytes: number;
+  logMaxFiles: number;
+  help: boolean;
+}
+
+interface Option {
+  flag: string;
+  env: string;
+  key: keyof NodeAgentConfig;
+  kind: 'string' | 'int' | 'list' | 'accel';
+  doc: string;
+}
+
+const OPTIONS: readonly Option[] = [
+  {
+    flag: 'node-name',
+    env: 'NODE_NAME',
+    key: 'nodeName',
+    kind: 'string',
+    doc: 'this node (required; the downward API in a cluster)',
+  },
+  {
+    flag: 'kubeconfig',
+    env: 'KUBECONFIG',
+    key: 'kubeconfig',
+    kind: 'string',
+    doc: 'kubeconfig; default: in-cluster, then ~/.kube/config',
+  },
+  {
+    flag: 'state-dir',
+    env: 'STATE_DIR',
+    key: 'stateDir',
+    kind: 'string',
+    doc: 'per-sandbox state files (default /var/lib/kata-node-agent)',
+  },
+  {
+    flag: 'run-dir',
+    env: 'RUN_DIR',
+    key: 'runDir',
+    kind: 'string',
+    doc: 'sockets and shared dirs (default /run/kata-node-agent)',
+  },
+  {
+    flag: 'log-dir',
+    env: 'LOG_DIR',
+    key: 'logDir',
+    kind: 'string',
+    doc: 'container logs (default /var/log/kata-sandboxes)',
+  },
+  {
+    flag: 'allowed-host-path-roots',
+    env: 'ALLOWED_HOST_PATH_ROOTS',
+    key: 'allowedHostPathRoots',
+    kind: 'list',
+    doc: 'comma-separated roots host paths must stay under (default /var/lib/kata-rootfs,/srv)',
+  },
+  {
+    flag: 'guest-image-dir',
+    env: 'GUEST_IMAGE_DIR',
+    key: 'guestImageDir',
+    kind: 'string',
+    doc: "guest image (vmlinux/vmlinuz, initrd); default: make guest's cache",
+  },
+  {
+    flag: 'qemu-binary',
+    env: 'QEMU_BINARY',
+    key: 'qemuBinary',
+    kind: 'string',
+    doc: 'QEMU to run (default qemu-system-x86_64)',
+  },
+  {
+    flag: 'default-accelerator',
+    env: 'DEFAULT_ACCELERATOR',
+    key: 'defaultAccelerator',
+    kind: 'accel',
+    doc: 'auto, kvm or tcg, for sandboxes asking auto (default auto)',
+  },
+  {
+    flag: 'max-sandboxes',
+    env: 'MAX_SANDBOXES',
+    key: 'maxSandboxes',
+    kind: 'int',
+    doc: 'capacity advertised in the Lease (default 16)',
+  },
+  {
+    flag: 'memory-mib',
+    env: 'MEMORY_MIB',
+    key: 'memoryMiB',
+    kind: 'int',
+    doc: 'memory capacity advertised in the Lease (default 8192)',
+  },
+  {
+    flag: 'metrics-port',
+    env: 'METRICS_PORT',
+    key: 'metricsPort',
+    kind: 'int',
+    doc: 'port of /metrics, /healthz, /readyz; 0 picks one (default 8081)',
+  },
+  {
+    flag: 'concurrency',
+    env: 'CONCURRENCY',
+    key: 'concurrency',
+    kind: 'int',
+    doc: 'sandboxes reconciled at once (default 4)',
+  },
+  {
+    flag: 'boot-timeout-ms',
+    env: 'BOOT_TIMEOUT_MS',
+    key: 'bootTimeoutMs',
+    kind: 'int',
+    doc: 'QEMU start → agent answering deadline (default 180000)',
+  },
+  {
+    flag: 'log-max-bytes',
+    env: 'LOG_MAX_BYTES',
+    key: 'logMaxBytes',
+    kind: 'int',
+    doc: 'container log size before rotation (default 10485760)',
+  },
+  {
+    flag: 'log-max-files',
+    env: 'LOG_MAX_FILES',
+    key: 'logMaxFiles',
+    kind: 'int',
+    doc: 'rotated container log files kept (default 3)',
+  },
+];
+
+export const NODE_AGENT_HELP = `kata-node-agent: runs the KataSandboxes scheduled to this node as QEMU VMs.
+
+Flags (environment variable in brackets; a flag wins over the environment, which wins over
+the config file):
+  --config PATH         JSON file with any of the settings below by their camelCase names
+                        (e.g. {"stateDir": "...", "allowedHostPathRoots": ["/srv"]}) [CONFIG]
+${OPTIONS.map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`).join('\n')}
+  --help                this text
+`;
+
+export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
+  stateDir: '/var/lib/kata-node-agent',
+  runDir: '/run/kata-node-agent',
+  logDir: '/var/log/kata-sandboxes',
+  allowedHostPathRoots: ['/var/lib/kata-rootfs', '/srv'],
+  qemuBinary: 'qemu-system-x86_64',
+  defaultAccelerator: 'auto',
+  maxSandboxes: 16,
+  memoryMiB: 8192,
+  metricsPort: 8081,
+  concurrency: 4,
+  bootTimeoutMs: 180_000,
+  logMaxBytes: 10 * 1024 * 1024,
+  logMaxFiles: 3,
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function convert(o: Option, raw: unknown, where: string): unknown {
+  const bad = (what: string): ConfigError =>
+    new ConfigError(`${where}: ${JSON.stringify(raw)} is not ${what}`);
+  switch (o.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw === '') throw bad('a non-empty string');
+      return raw;
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : NaN;
+      if (!Number.isInteger(n) || n < 0) throw bad('a non-negative integer');
+      return n;
+    }
+    case 'list': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
+      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
+      if (list.length === 0 || !list.every((p) => p.startsWith('/'))) {
+        throw bad('a list of absolute paths');
+      }
+      return list;
+    }
+    case 'accel':
+      if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
+      return raw;
+  }
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`--config ${file}: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`--config ${file}: not a JSON object`);
+  }
+  const known = new Set<string>(OPTIONS.map((o) => o.key));
+  for (const k of Object.keys(parsed)) {
+    if (!known.has(k))
+      throw new ConfigError(`--config ${file}: unknown setting ${JSON.stringify(k)}`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Parses argv + env (+ the config file they name); throws ConfigError naming the bad setting. */
+export function nodeAgentConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  readFile: (file: string) => Record<string, unknown> = readConfigFile,
+): NodeAgentConfig {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      config: { type: 'string' },
+      help: { type: 'boolean' },
+      ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
+    },
+    strict: true,
+  });
+  const flags = values as Record<string, string | boolean | undefined>;
+  const help = flags['help'] === true;
+  const configFile = (flags['config'] as string | undefined) ?? env['CONFIG'];
+  const file = configFile ? readFile(configFile) : {};
+  const out: Record<string, unknown> = { ...DEFAULTS, help };
+  for (const o of OPTIONS) {
+    const flag = flags[o.flag];
+    if (typeof flag === 'string') out[o.key] = convert(o, flag, `--${o.flag}`);
+    else if (env[o.env] !== undefined && env[o.env] !== '') {
+      out[o.key] = convert(o, env[o.env], o.env);
+    } else if (file[o.key] !== undefined) {
+      out[o.key] = convert(o, file[o.key], `${configFile} ${o.key}`);
+    }
+  }
+  if (!help && !out['nodeName']) {
+    throw new ConfigError('--node-name (or NODE_NAME) is required');
+  }
+  out['concurrency'] = Math.max(1, out['concurrency'] as number);
+  return out as unknown as NodeAgentConfig;
+}

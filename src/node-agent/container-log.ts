@@ -1,0 +1,117 @@
+// A container's output file, <logDir>/<ns>_<name>_<uid>/<container>.log: appended in order,
+// rotated at a size cap (<file>.1 the newest rotated, up to maxFiles kept), with the last lines
+// kept in memory for status messages.
+import { appendFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+export function sandboxLogDir(
+  logDir: string,
+  meta: { namespace: string; name: string; uid: string },
+): string {
+  return path.join(logDir, `${meta.namespace}_${meta.name}_${meta.uid}`);
+}
+
+/** The renames that rotate `file`, oldest first so none overwrites a file still needed. Pure. */
+export function rotationRenames(
+  file: string,
+  maxFiles: number,
+): Array<{ from: string; to: string }> {
+  const out: Array<{ from: string; to: string }> = [];
+  for (let i = maxFiles - 1; i >= 1; i--)
+    out.push({ from: `${file}.${i}`, to: `${file}.${i + 1}` });
+  if (maxFiles >= 1) out.push({ from: file, to: `${file}.1` });
+  return out;
+}
+
+/** Appends `chunk` to `pending` text and returns the completed lines plus the rest. Pure. */
+export function splitLines(pending: string, chunk: string): { lines: string[]; rest: string } {
+  const parts = (pending + chunk).split('\n');
+  const rest = parts.pop() ?? '';
+  return { lines: parts, rest };
+}
+
+export interface ContainerLogOptions {
+  file: string;
+  maxBytes: number;
+  /** Rotated files kept besides the current one. */
+  maxFiles: number;
+  /** Lines remembered for tail(). */
+  keepLines?: number;
+}
+
+export class ContainerLog {
+  private size = -1;
+  private chain: Promise<void> = Promise.resolve();
+  private recent: string[] = [];
+  private partial = '';
+
+  constructor(private readonly opts: ContainerLogOptions) {}
+
+  get file(): string {
+    return this.opts.file;
+  }
+
+  /** Queues a write; writes happen in call order. */
+  write(chunk: Buffer): Promise<void> {
+    this.remember(chunk.toString('utf8'));
+    const next = this.chain.then(() => this.append(chunk));
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** Resolves once every queued write is on disk. */
+  flush(): Promise<void> {
+    return this.chain;
+  }
+
+  /** The last lines written (by this process; else read back from the file). */
+  async tail(lines = 20): Promise<string[]> {
+    await this.flush();
+    const mem = [...this.recent, ...(this.partial ? [this.partial] : [])];
+    if (mem.length > 0) return mem.slice(-lines);
+    try {
+      const text = await readFile(this.opts.file, 'utf8');
+      return text
+        .split('\n')
+        .filter((l) => l !== '')
+        .slice(-lines);
+    } catch {
+      return [];
+    }
+  }
+
+  private remember(text: string): void {
+    const { lines, rest } = splitLines(this.partial, text);
+    this.partial = rest.slice(-4096);
+    this.recent.push(...lines.map((l) => l.slice(0, 4096)));
+    const keep = this.opts.keepLines ?? 50;
+    if (this.recent.length > keep) this.recent.splice(0, this.recent.length - keep);
+  }
+
+  private async append(chunk: Buffer): Promise<void> {
+    if (this.size < 0) {
+      await mkdir(path.dirname(this.opts.file), { recursive: true, mode: 0o755 });
+      this.size = await stat(this.opts.file).then(
+        (s) => s.size,
+        () => 0,
+      );
+    }
+    if (this.size > 0 && this.size + chunk.length > this.opts.maxBytes) await this.rotate();
+    await appendFile(this.opts.file, chunk, { mode: 0o640 });
+    this.size += chunk.length;
+  }
+
+  private async rotate(): Promise<void> {
+    if (this.opts.maxFiles < 1) {
+      await rm(this.opts.file, { force: true });
+    } else {
+      await rm(`${this.opts.file}.${this.opts.maxFiles}`, { force: true });
+      for (const r of rotationRenames(this.opts.file, this.opts.maxFiles)) {
+        await rename(r.from, r.to).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+      }
+    }
+    this.size = 0;
+  }
+}
