@@ -223,6 +223,34 @@ describe('YamuxSession over a unix socket pair', () => {
     expect(await server.ping()).toBeGreaterThanOrEqual(0);
   });
 
+  it('keepalive closes a session whose peer stops answering pings', async () => {
+    const [a] = duplexPair(); // nobody on the other end
+    const session = new YamuxSession(a, {
+      role: 'client',
+      keepAliveIntervalMs: 10,
+      keepAliveTimeoutMs: 10,
+    });
+    sessions.push(session);
+    const [err] = await once(session, 'close');
+    expect((err as Error).message).toMatch(/keepalive ping unanswered/);
+  });
+
+  it('keepalive leaves a responsive peer alone', async () => {
+    const [a, b] = await socketPair(dir);
+    sockets.push(a, b);
+    let pings = 0;
+    const pingSyn = Buffer.from('0002000100000000', 'hex');
+    b.on('data', (c: Buffer) => c.includes(pingSyn) && pings++);
+    const client = new YamuxSession(a, {
+      role: 'client',
+      keepAliveIntervalMs: 5,
+      keepAliveTimeoutMs: 5000,
+    });
+    sessions.push(client, new YamuxSession(b, { role: 'server' }));
+    await waitFor(() => pings >= 3);
+    expect(client.closed).toBe(false);
+  });
+
   it('closes on garbage with a protocol error', async () => {
     const { server, a } = await pair();
     const closed = once(server, 'close');
