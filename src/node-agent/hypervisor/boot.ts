@@ -32,6 +32,8 @@ export interface BootOptions {
   /** QEMU's own stdout/stderr log. */
   stderrLog: string;
   qemuBinary?: string;
+  /** See LaunchOptions.launchPrefix (QEMU inside the sandbox's network namespace). */
+  launchPrefix?: readonly string[];
   strategy?: LaunchStrategyKind;
   unit?: string;
   /** Extra files to remove when the VM is stopped (the agent channel socket, the pidfile). */
@@ -135,6 +137,7 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
       ...(opts.cleanupPaths ?? []),
     ],
     ...(opts.qemuBinary !== undefined && { qemuBinary: opts.qemuBinary }),
+    ...(opts.launchPrefix !== undefined && { launchPrefix: opts.launchPrefix }),
     ...(opts.strategy !== undefined && { strategy: opts.strategy }),
     ...(opts.unit !== undefined && { unit: opts.unit }),
     ...(opts.logger !== undefined && { logger: opts.logger }),

@@ -30,6 +30,11 @@ export interface QemuProcessInfo {
 
 export interface LaunchOptions {
   qemuBinary?: string;
+  /**
+   * Runs QEMU through this command, e.g. `['nsenter', '--net=/run/netns/x', '--']` to start it
+   * inside the sandbox's network namespace. It must exec QEMU (so the pid is QEMU's).
+   */
+  launchPrefix?: readonly string[];
   /** From buildQemuArgs. */
   args: readonly string[];
   qmpSocket: string;
@@ -198,12 +203,13 @@ export class QemuProcess {
   static async launch(opts: LaunchOptions): Promise<QemuProcess> {
     const qemu = opts.qemuBinary ?? DEFAULT_QEMU_BINARY;
     const strategy = opts.strategy ?? 'detached';
-    let command = qemu;
-    let args: string[] = [...opts.args];
+    const [head, ...rest] = [...(opts.launchPrefix ?? []), qemu, ...opts.args];
+    let command = head as string;
+    let args: string[] = rest;
     if (strategy === 'systemd-scope') {
       if (!opts.unit) throw new Error('the systemd-scope strategy needs a unit name');
       command = SYSTEMD_RUN;
-      args = systemdScopeArgv(opts.unit, qemu, opts.args);
+      args = systemdScopeArgv(opts.unit, head as string, rest);
     }
     const out = openSync(opts.stderrLog, 'a', 0o640);
     let child: ChildProcess;
