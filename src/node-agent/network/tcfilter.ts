@@ -1,0 +1,163 @@
+// Kata's tcfilter model: per interface of the pod namespace, a tap in that namespace and two tc
+// ingress redirects (interface → tap, tap → interface), so every frame the veth receives reaches
+// the VM's NIC and back, untouched (the addresses stay on the veth's side, pushed into the guest).
+// QEMU runs inside the namespace (netnsLaunchPrefix) with the NIC's MAC = the interface's MAC.
+import type { NicConfig } from '../hypervisor/qemu-args.js';
+import { inNetns, runCommand, runOk, type Runner } from './exec.js';
+
+export interface NetnsInterface {
+  name: string;
+  hwAddr: string;
+  mtu: number;
+}
+
+/** One interface wired to its tap; what the node agent records to tear it down later. */
+export interface TapEndpoint {
+  ifName: string;
+  tap: string;
+  mac: string;
+  mtu: number;
+}
+
+export const TAP_SUFFIX = '_kata';
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** `tap<N>_kata`, as Kata names them (≤ 15 characters for N < 10^6). */
+export function tapName(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 999_999) {
+    throw new Error(`tap index ${index} is out of range`);
+  }
+  return `tap${index}${TAP_SUFFIX}`;
+}
+
+const checkName = (what: string, n: string): string => {
+  if (!IFNAME_RE.test(n)) throw new Error(`${what} ${JSON.stringify(n)} is not an interface name`);
+  return n;
+};
+
+/** The redirect of every frame arriving on `from` to `to` (u32 match-all + mirred egress). */
+export function redirectArgv(from: string, to: string): string[][] {
+  return [
+    ['tc', 'qdisc', 'add', 'dev', from, 'ingress'],
+    [
+      'tc',
+      'filter',
+      'add',
+      'dev',
+      from,
+      'parent',
+      'ffff:',
+      'protocol',
+      'all',
+      'u32',
+      'match',
+      'u8',
+      '0',
+      '0',
+      'action',
+      'mirred',
+      'egress',
+      'redirect',
+      'dev',
+      to,
+    ],
+  ];
+}
+
+/** The commands (run inside the namespace) that wire `ifName` to a new tap, in order. */
+export function attachArgv(ifName: string, tap: string, mtu: number): string[][] {
+  checkName('interface', ifName);
+  checkName('tap', tap);
+  return [
+    ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
+    ...(mtu > 0 ? [['ip', 'link', 'set', 'dev', tap, 'mtu', String(mtu)]] : []),
+    ...redirectArgv(ifName, tap),
+    ...redirectArgv(tap, ifName),
+    ['ip', 'link', 'set', 'dev', tap, 'up'],
+  ];
+}
+
+/** Undoes attachArgv: the interface's ingress qdisc (its filter goes with it) and the tap. */
+export function detachArgv(ifName: string, tap: string): string[][] {
+  checkName('interface', ifName);
+  checkName('tap', tap);
+  return [
+    ['tc', 'qdisc', 'del', 'dev', ifName, 'ingress'],
+    ['ip', 'link', 'del', 'dev', tap],
+  ];
+}
+
+/** The argv prefix that starts QEMU inside the namespace (nsenter execs it: the pid is QEMU's). */
+export function netnsLaunchPrefix(nsPath: string): string[] {
+  return ['nsenter', `--net=${nsPath}`, '--'];
+}
+
+/** The NICs for buildQemuArgs: one per endpoint, with the interface's MAC. */
+export function nicsFor(endpoints: readonly TapEndpoint[]): NicConfig[] {
+  return endpoints.map((e) => ({ tap: e.tap, mac: e.mac }));
+}
+
+export interface TcFilterOptions {
+  run?: Runner;
+  timeoutMs?: number;
+}
+
+/**
+ * Wires each interface to a tap inside the namespace at nsPath. Idempotent: leftovers of an
+ * earlier attempt are removed first. On failure, what this call made is removed before it throws.
+ */
+export async function attach(
+  nsPath: string,
+  ifaces: readonly NetnsInterface[],
+  opts: TcFilterOptions = {},
+): Promise<TapEndpoint[]> {
+  const run = opts.run ?? runCommand;
+  const o = { timeoutMs: opts.timeoutMs ?? 10_000 };
+  const endpoints = ifaces.map((i, n) => ({
+    ifName: i.name,
+    tap: tapName(n),
+    mac: i.hwAddr.toLowerCase(),
+    mtu: i.mtu,
+  }));
+  await detach(nsPath, endpoints, opts);
+  try {
+    for (const e of endpoints) {
+      for (const argv of attachArgv(e.ifName, e.tap, e.mtu)) {
+        await runOk(run, inNetns(nsPath, argv), o);
+      }
+    }
+  } catch (err) {
+    await detach(nsPath, endpoints, opts);
+    throw err;
+  }
+  return endpoints;
+}
+
+/** Removes taps and redirects; missing ones are fine (idempotent). Returns the real failures. */
+export async function detach(
+  nsPath: string,
+  endpoints: readonly TapEndpoint[],
+  opts: TcFilterOptions = {},
+): Promise<Error[]> {
+  const run = opts.run ?? runCommand;
+  const o = { timeoutMs: opts.timeoutMs ?? 10_000 };
+  const errors: Error[] = [];
+  for (const e of endpoints) {
+    for (const argv of detachArgv(e.ifName, e.tap)) {
+      try {
+        await runOk(run, inNetns(nsPath, argv), o);
+      } catch (err) {
+        // "Cannot find device" / "Invalid handle" / no such qdisc: already gone.
+        const msg = (err as Error).message;
+        if (
+          !/Cannot find device|does not exist|Invalid handle|No such|Cannot delete qdisc with handle of zero|Invalid argument/i.test(
+            msg,
+          )
+        ) {
+          errors.push(err as Error);
+        }
+      }
+    }
+  }
+  return errors;
+}
