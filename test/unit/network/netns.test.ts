@@ -175,7 +175,7 @@ describe('tc/tap argv', () => {
 
   it('attach cleans leftovers first, runs everything in the namespace, and undoes itself on failure', async () => {
     const calls: string[][] = [];
-    let failOn: string | undefined;
+    const fail: { on?: string } = {};
     const run = async (cmd: string, args: readonly string[]): Promise<RunResult> => {
       const argv = [cmd, ...args];
       calls.push(argv);
@@ -208,7 +208,7 @@ describe('tc/tap argv', () => {
     expect(await detach('/run/netns/a', eps, { run })).toEqual([]); // already gone: fine
 
     calls.length = 0;
-    failOn = 'mirred egress redirect dev eth0';
+    fail.on = 'mirred egress redirect dev eth0';
     await expect(
       attach('/run/netns/a', [{ name: 'eth0', hwAddr: 'aa:00:00:00:00:01', mtu: 1500 }], { run }),
     ).rejects.toThrow(/Operation not permitted/);
