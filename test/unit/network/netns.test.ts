@@ -179,7 +179,7 @@ describe('tc/tap argv', () => {
     const run = async (cmd: string, args: readonly string[]): Promise<RunResult> => {
       const argv = [cmd, ...args];
       calls.push(argv);
-      if (failOn && argv.join(' ').includes(failOn)) {
+      if (fail.on && argv.join(' ').includes(fail.on)) {
         return {
           code: 2,
           signal: null,
