@@ -59,6 +59,14 @@ export interface SandboxState {
   sandboxCreated: boolean;
   containers: Record<string, ContainerRunState>;
   end?: EndState;
+  /** The failed step behind `end`, when it was a failure. */
+  failure?: {
+    condition: 'VMReady' | 'AgentConnected' | 'NetworkReady' | 'ContainersReady';
+    reason: string;
+    message: string;
+  };
+  /** When every container first ran (the Ready event and create → Running were recorded). */
+  readyAt?: string;
 }
 
 export function newSandboxState(

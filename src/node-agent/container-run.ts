@@ -1,0 +1,57 @@
+// One run of a container's init process: its output pumped into the container's log file
+// (ReadStdout/ReadStderr loops) while WaitProcess blocks; and the restart policy's decisions.
+import type { AgentClient } from '../agent/agent-client.js';
+import type { ContainerLog } from './container-log.js';
+
+export type RestartPolicy = 'Never' | 'OnFailure' | 'Always';
+
+/** Restart a container that exited with `exitCode`? Never restarts the VM. Pure. */
+export function shouldRestart(policy: RestartPolicy | undefined, exitCode: number): boolean {
+  return policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0);
+}
+
+/** Delay before restart n+1: 1 s doubling, capped at 5 min (the kubelet's CrashLoopBackOff shape). Pure. */
+export function restartBackoffMs(restartCount: number, baseMs = 1_000, maxMs = 300_000): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(restartCount, 20));
+}
+
+/** The message of a container that failed, with its last output lines. Pure. */
+export function containerFailedMessage(name: string, exitCode: number, lines: string[]): string {
+  const tail = lines.length ? `; last output:\n${lines.join('\n')}` : '';
+  return `container ${name} exited with code ${exitCode}${tail}`;
+}
+
+const READ_CHUNK = 64 * 1024;
+const DRAIN_AFTER_EXIT_MS = 5_000;
+
+async function pump(read: (len: number) => Promise<Buffer>, log: ContainerLog): Promise<void> {
+  for (;;) {
+    const data = await read(READ_CHUNK);
+    if (data.length === 0) return;
+    await log.write(data);
+  }
+}
+
+/**
+ * Waits for the container's init process (exec id = container id) to exit while copying its
+ * stdout and stderr to `log`; resolves to its exit status (128+N when killed by signal N).
+ */
+export async function watchContainerRun(
+  client: AgentClient,
+  id: string,
+  log: ContainerLog,
+  signal: AbortSignal,
+): Promise<number> {
+  const opts = { signal };
+  const out = pump((len) => client.readStdout(id, id, len, opts), log).catch(() => {});
+  const err = pump((len) => client.readStderr(id, id, len, opts), log).catch(() => {});
+  const status = await client.waitProcess(id, id, opts);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([out, err]),
+    new Promise((r) => (timer = setTimeout(r, DRAIN_AFTER_EXIT_MS))),
+  ]);
+  clearTimeout(timer);
+  await log.flush();
+  return status;
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+// kata-node-agent: heartbeats its node's Lease, watches the KataSandboxes labelled for its node,
+// and runs each as a QEMU VM. On SIGTERM it stops watching and leaves VMs running: they outlive
+// the agent, and the next one adopts them.
+import PQueue from 'p-queue';
+import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
+import { EventRecorder } from '../kube/events.js';
+import { Informer } from '../kube/informer.js';
+import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
+import { NodeHeartbeat } from '../kube/node-heartbeat.js';
+import { objectKey } from '../kube/object-cache.js';
+import { WorkQueue } from '../kube/work-queue.js';
+import { startProbeServer } from '../observability/http-server.js';
+import { createLogger } from '../observability/logger.js';
+import { NODE_AGENT_HELP, nodeAgentConfig } from './config.js';
+import { chooseAccelerator, kvmBootProbe } from './hypervisor/accelerator.js';
+import { resolveGuestImage } from './hypervisor/guest-image.js';
+import { nodeAgentMetrics } from './node-agent-metrics.js';
+import { NodeReconciler } from './node-reconciler.js';
+import { recoverSandboxes } from './recovery.js';
+import { StateStore } from './state-store.js';
+
+const log = createLogger('kata-node-agent');
+
+async function main(): Promise<void> {
+  const cfg = nodeAgentConfig(process.argv.slice(2), process.env);
+  if (cfg.help) {
+    process.stdout.write(NODE_AGENT_HELP);
+    return;
+  }
+  const kc = loadKubeConfig({ path: cfg.kubeconfig });
+  const clients = makeClients(kc);
+  const stop = new AbortController();
+  const store = new StateStore(cfg.stateDir);
+
+  const sandboxes = new Informer<KataSandbox>(kc, {
+    path: `/apis/${CRD_GROUP}/${CRD_VERSION}/${PLURAL}`,
+    labelSelector: `${NODE_LABEL}=${cfg.nodeName}`,
+    logger: log.child({ informer: 'katasandboxes' }),
+  });
+  // Filled in below; the closures before them only run later.
+  const late: { reconciler?: NodeReconciler; queue?: WorkQueue } = {};
+  const metrics = nodeAgentMetrics({
+    phases: () => {
+      const counts = new Map<string, number>();
+      for (const sb of sandboxes.list()) {
+        const p = sb.status?.phase ?? 'Pending';
+        counts.set(p, (counts.get(p) ?? 0) + 1);
+      }
+      return counts;
+    },
+    runningQemu: () =>
+      [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => r.qemuPid !== undefined).length,
+  });
+  const events = new EventRecorder({
+    clients,
+    reportingController: 'kata.sandbox.io/node-agent',
+    reportingInstance: `kata-node-agent-${cfg.nodeName}`,
+    logger: log,
+  });
+  const heartbeat = new NodeHeartbeat({
+    clients,
+    nodeName: cfg.nodeName,
+    capacity: () => ({ sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB }),
+    logger: log,
+  });
+
+  const kvmProbe = kvmBootProbe({
+    kernel: resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }).kernel,
+    timeoutMs: 5_000,
+  });
+  const rec = new NodeReconciler({
+    clients,
+    sandboxes,
+    events,
+    enqueue: (key) => late.queue?.add(key),
+    log,
+    runtime: {
+      config: cfg,
+      store,
+      metrics,
+      logger: log,
+      guestImage: () =>
+        resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }),
+      accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
+      createSlots: new PQueue({ concurrency: cfg.concurrency }),
+    },
+  });
+  late.reconciler = rec;
+
+  sandboxes.start(stop.signal);
+  heartbeat.start();
+  let ready = false;
+  const server = await startProbeServer({
+    port: cfg.metricsPort,
+    registry: metrics.registry,
+    ready: () => ready && sandboxes.hasSynced(),
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;
+  log.info({ port, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
+
+  await sandboxes.waitForSync(120_000);
+  const outcomes = await recoverSandboxes({
+    store,
+    config: cfg,
+    sandboxes: sandboxes.list(),
+    reconciler: rec,
+    log,
+  });
+  log.info({ recovered: Object.fromEntries(outcomes) }, 'recovered state of previous runs');
+
+  const queue = new WorkQueue({
+    reconcile: rec.reconcile,
+    concurrency: cfg.concurrency,
+    logger: log,
+  });
+  late.queue = queue;
+  const enqueue = (sb: KataSandbox): void => queue.add(objectKey(sb));
+  sandboxes.addHandlers({ onAdd: enqueue, onUpdate: (_o, n) => enqueue(n), onDelete: enqueue });
+  for (const sb of sandboxes.list()) enqueue(sb);
+  ready = true;
+
+  let stopping = false;
+  async function shutdown(code: number): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    // VMs keep running: the next node agent adopts them.
+    log.info('shutting down: VMs keep running');
+    stop.abort();
+    await queue.shutdown(10_000);
+    await sandboxes.stop();
+    await heartbeat.stop();
+    await events.flush();
+    server.close();
+    process.exit(code);
+  }
+  process.once('SIGTERM', () => void shutdown(0));
+  process.once('SIGINT', () => void shutdown(0));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, 'kata-node-agent failed');
+  process.exit(1);
+});

@@ -1,0 +1,59 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The node agent's metrics (prefix kata_node_), on their own registry. */
+export function nodeAgentMetrics(collect: {
+  phases: () => Map<string, number>;
+  runningQemu: () => number;
+}) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'kata_node_' });
+  return {
+    registry,
+    sandboxes: new Gauge({
+      name: 'kata_node_sandboxes',
+      help: 'KataSandboxes on this node by phase.',
+      labelNames: ['phase'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [phase, n] of collect.phases()) this.set({ phase }, n);
+      },
+    }),
+    runningQemu: new Gauge({
+      name: 'kata_node_qemu_processes',
+      help: 'QEMU processes running for sandboxes of this node.',
+      registers: [registry],
+      collect() {
+        this.set(collect.runningQemu());
+      },
+    }),
+    bootSeconds: new Histogram({
+      name: 'kata_node_vm_boot_duration_seconds',
+      help: 'QEMU start until the guest agent answers.',
+      labelNames: ['accelerator'],
+      buckets: [0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180],
+      registers: [registry],
+    }),
+    createToRunningSeconds: new Histogram({
+      name: 'kata_node_create_to_running_seconds',
+      help: 'Sandbox creation (metadata.creationTimestamp) until every container runs.',
+      buckets: [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300],
+      registers: [registry],
+    }),
+    agentRpcSeconds: new Histogram({
+      name: 'kata_node_agent_rpc_duration_seconds',
+      help: 'Guest agent RPCs by method and gRPC status code.',
+      labelNames: ['method', 'code'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    failures: new Counter({
+      name: 'kata_node_sandbox_failures_total',
+      help: 'Sandbox failures by reason (HostPathNotAllowed, BootFailed, VMExited, ...).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+  };
+}
+
+export type NodeAgentMetrics = ReturnType<typeof nodeAgentMetrics>;

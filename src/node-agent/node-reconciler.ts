@@ -1,0 +1,150 @@
+// One reconcile per sandbox key on this node: start (or resume) its runtime, destroy it on
+// deletion and then drop the finalizer, destroy the VM of a sandbox the controller declared lost,
+// and apply the node agent's status fields whenever what the runtime observed changed.
+import type { V1ObjectReference } from '@kubernetes/client-node';
+import {
+  NODE_AGENT_FIELD_MANAGER,
+  NODE_CLEANUP_FINALIZER,
+  type KataSandbox,
+} from '../crds/index.js';
+import type { EventRecorder } from '../kube/events.js';
+import { removeFinalizer } from '../kube/finalizers.js';
+import type { Informer } from '../kube/informer.js';
+import { isNotFound, type KubeClients } from '../kube/kube-client.js';
+import { objectKey, splitKey } from '../kube/object-cache.js';
+import { applyStatus } from '../kube/status-patch.js';
+import type { ReconcileResult } from '../kube/work-queue.js';
+import type { Logger } from '../observability/logger.js';
+import { SandboxRuntime, type RuntimeDeps } from './sandbox-runtime.js';
+import { nodeAgentConditions, nodeAgentStatus } from './sandbox-status.js';
+
+export interface NodeReconcilerDeps {
+  clients: Pick<KubeClients, 'custom'>;
+  sandboxes: Informer<KataSandbox>;
+  events: EventRecorder;
+  /** Everything a runtime needs but its status callbacks. */
+  runtime: Omit<RuntimeDeps, 'onChange' | 'event'>;
+  enqueue: (key: string) => void;
+  log: Logger;
+}
+
+function ref(sb: KataSandbox): V1ObjectReference {
+  return {
+    apiVersion: sb.apiVersion,
+    kind: sb.kind,
+    namespace: sb.metadata.namespace,
+    name: sb.metadata.name,
+    uid: sb.metadata.uid,
+    resourceVersion: sb.metadata.resourceVersion,
+  };
+}
+
+/** Ended sandboxes are not (re)started by a node agent that did not run them. */
+const isEnded = (sb: KataSandbox): boolean =>
+  sb.status?.phase === 'Succeeded' || sb.status?.phase === 'Failed';
+
+export class NodeReconciler {
+  readonly runtimes = new Map<string, SandboxRuntime>();
+  private readonly keys = new Map<string, string>();
+  private readonly applied = new Map<string, string>();
+
+  constructor(private readonly deps: NodeReconcilerDeps) {}
+
+  /** A runtime for a sandbox (or for state whose sandbox is gone), wired to status and Events. */
+  makeRuntime(sb: KataSandbox): SandboxRuntime {
+    const key = objectKey(sb);
+    const rt = SandboxRuntime.fresh(this.runtimeDeps(sb, key), sb);
+    this.register(key, rt);
+    return rt;
+  }
+
+  runtimeDeps(sb: KataSandbox, key: string): RuntimeDeps {
+    return {
+      ...this.deps.runtime,
+      onChange: () => this.deps.enqueue(key),
+      event: (type, reason, note) =>
+        this.deps.events.record({ regarding: ref(sb), type, reason, action: 'Reconcile', note }),
+    };
+  }
+
+  register(key: string, rt: SandboxRuntime): void {
+    this.runtimes.set(rt.uid, rt);
+    this.keys.set(rt.uid, key);
+  }
+
+  private forget(uid: string): void {
+    this.runtimes.delete(uid);
+    this.keys.delete(uid);
+    this.applied.delete(uid);
+  }
+
+  reconcile = async (key: string): Promise<ReconcileResult | void> => {
+    const { namespace, name } = splitKey(key);
+    const sb = this.deps.sandboxes.get(namespace, name);
+    const uid = sb?.metadata.uid;
+    // Runtimes of this key that are not the current object (gone, or deleted and recreated).
+    for (const [u, k] of this.keys) {
+      const rt = this.runtimes.get(u);
+      if (k === key && u !== uid && rt) {
+        await rt.destroy();
+        this.forget(u);
+      }
+    }
+    if (!sb || !uid) return;
+    let rt = this.runtimes.get(uid);
+
+    if (sb.metadata.deletionTimestamp) {
+      if (rt) {
+        rt.update(sb);
+        await rt.destroy();
+        this.forget(uid);
+      }
+      if (sb.metadata.finalizers?.includes(NODE_CLEANUP_FINALIZER)) {
+        await removeFinalizer(
+          this.deps.clients,
+          { namespace: namespace ?? '', name },
+          NODE_CLEANUP_FINALIZER,
+          { current: sb },
+        );
+        this.deps.log.info({ namespace, name, uid }, 'host clean: finalizer removed');
+      }
+      return;
+    }
+
+    if (!rt) {
+      if (isEnded(sb)) return;
+      rt = this.makeRuntime(sb);
+    } else {
+      rt.update(sb);
+    }
+    if (sb.status?.phase === 'Failed' && !rt.ended) {
+      // The controller gave up on this sandbox (e.g. NodeLost while this node was away).
+      await rt.abandon(sb.status.reason || 'Failed', sb.status.message ?? '');
+    }
+    rt.start();
+    await this.applyStatusOf(sb, rt);
+  };
+
+  private async applyStatusOf(sb: KataSandbox, rt: SandboxRuntime): Promise<void> {
+    const facts = rt.facts();
+    const status = nodeAgentStatus(facts, sb.status?.conditions, new Date());
+    // Compare without timestamps, so a lagging cache cannot make every reconcile re-apply.
+    const fingerprint = JSON.stringify({
+      c: nodeAgentConditions(facts),
+      s: { ...status, conditions: [] },
+    });
+    if (this.applied.get(rt.uid) === fingerprint) return;
+    try {
+      await applyStatus(
+        this.deps.clients,
+        NODE_AGENT_FIELD_MANAGER,
+        { namespace: sb.metadata.namespace ?? '', name: sb.metadata.name ?? '' },
+        status,
+      );
+      this.applied.set(rt.uid, fingerprint);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,806 @@
+// The host work of one sandbox (DESIGN §4), each step idempotent and recorded in its state file:
+// host path check → share + bind mounts → QEMU + agent → CreateSandbox → per container
+// CreateContainer + StartContainer; then watching containers (restart policy, logs, the end) and
+// QEMU; and the two ways out: release (the sandbox ended: VM and mounts go, state stays) and
+// destroy (deletion: graceful container stop, then everything goes).
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import PQueue from 'p-queue';
+import { AgentRpcError } from '../agent/errors.js';
+import { constrainSpec } from '../agent/oci-constraints.js';
+import { buildContainerSpec } from '../agent/oci/spec-builder.js';
+import { createSandboxRequest } from '../agent/sandbox-request.js';
+import { GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
+import type { KataSandbox, KataSandboxSpec } from '../crds/index.js';
+import type { Logger } from '../observability/logger.js';
+import type { NodeAgentConfig } from './config.js';
+import { ContainerLog, sandboxLogDir } from './container-log.js';
+import {
+  containerFailedMessage,
+  restartBackoffMs,
+  shouldRestart,
+  watchContainerRun,
+} from './container-run.js';
+import { sandboxDns } from './guest-dns.js';
+import { checkHostPaths, hostPathsOf, HostPathError } from './host-paths.js';
+import type { AcceleratorChoice } from './hypervisor/accelerator.js';
+import { BootError } from './hypervisor/boot.js';
+import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
+import { isSameProcess, QemuProcess, readProcStat } from './hypervisor/qemu-process.js';
+import { QmpClient } from './hypervisor/qmp-client.js';
+import type { NodeAgentMetrics } from './node-agent-metrics.js';
+import type { RuntimeFacts, StepFailure } from './sandbox-status.js';
+import { bindMount, planBindMounts, teardownShare, VOLUMES_DIR } from './shared-dir.js';
+import { NO_NETWORK, unsupportedFeature, type NetworkStep } from './spec-support.js';
+import {
+  newSandboxState,
+  type ContainerRunState,
+  type SandboxState,
+  type StateStore,
+} from './state-store.js';
+import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
+
+const SIGTERM = 15;
+const SIGKILL = 9;
+const AGENT_CALL_MS = 60_000;
+
+export interface RuntimeDeps {
+  config: NodeAgentConfig;
+  store: StateStore;
+  metrics: NodeAgentMetrics;
+  logger: Logger;
+  guestImage: () => GuestImagePaths;
+  accelerator: (requested: 'auto' | 'kvm' | 'tcg') => Promise<AcceleratorChoice>;
+  /** Bounds how many sandboxes are being created at once. */
+  createSlots: PQueue;
+  network?: NetworkStep;
+  /** Something status shows changed: re-apply status. */
+  onChange: () => void;
+  event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
+}
+
+/** A step's failure, with the condition it fails. */
+class StepError extends Error {
+  constructor(readonly failure: StepFailure) {
+    super(failure.message);
+  }
+}
+
+function classify(err: unknown, step: StepFailure['condition'], reason: string): StepFailure {
+  if (err instanceof StepError) return err.failure;
+  if (err instanceof HostPathError) {
+    return { condition: 'VMReady', reason: err.reason, message: err.message };
+  }
+  if (err instanceof BootError)
+    return { condition: 'VMReady', reason: 'BootFailed', message: err.message };
+  if (err instanceof GuestImageMissingError) {
+    return { condition: 'VMReady', reason: 'GuestImageMissing', message: err.message };
+  }
+  return { condition: step, reason, message: (err as Error)?.message ?? String(err) };
+}
+
+async function step<T>(
+  condition: StepFailure['condition'],
+  reason: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new StepError(classify(err, condition, reason));
+  }
+}
+
+/** ALREADY_EXISTS / "already started" from a call a previous node agent made before crashing. */
+function alreadyDone(err: unknown): boolean {
+  return (
+    err instanceof AgentRpcError &&
+    (err.code === 6 /* ALREADY_EXISTS */ || /already (started|exists)/.test(err.details))
+  );
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(t);
+      resolve();
+    }
+  });
+
+export class SandboxRuntime {
+  private qemu: QemuProcess | undefined;
+  private agent: AgentConnection | undefined;
+  /** Ends the create steps (deletion, or the sandbox ending). */
+  private readonly createAbort = new AbortController();
+  /** Ends container watchers, output pumps and restart backoffs. */
+  private readonly watchAbort = new AbortController();
+  private task: Promise<void> | undefined;
+  private readonly watchers = new Map<string, Promise<void>>();
+  private readonly restarting = new Set<string>();
+  private readonly logs = new Map<string, ContainerLog>();
+  private stopping = false;
+  private releasing: Promise<void> | undefined;
+  private destroying: Promise<void> | undefined;
+  private removed = false;
+  private saving: Promise<void> = Promise.resolve();
+  readonly log: Logger;
+
+  constructor(
+    private readonly deps: RuntimeDeps,
+    private sandbox: KataSandbox,
+    readonly state: SandboxState,
+    /** False until something was put on the host (the state file exists). */
+    private persisted: boolean,
+  ) {
+    this.log = deps.logger.child({
+      namespace: state.namespace,
+      name: state.name,
+      uid: state.uid,
+    });
+  }
+
+  static fresh(deps: RuntimeDeps, sb: KataSandbox, now = new Date()): SandboxRuntime {
+    const meta = {
+      uid: sb.metadata.uid as string,
+      namespace: sb.metadata.namespace as string,
+      name: sb.metadata.name as string,
+    };
+    return new SandboxRuntime(deps, sb, newSandboxState(meta, now), false);
+  }
+
+  /** A runtime for what a previous node agent left in the state file. */
+  static restore(deps: RuntimeDeps, sb: KataSandbox, state: SandboxState): SandboxRuntime {
+    return new SandboxRuntime(deps, sb, state, true);
+  }
+
+  get uid(): string {
+    return this.state.uid;
+  }
+
+  get spec(): KataSandboxSpec {
+    return this.sandbox.spec;
+  }
+
+  get ended(): boolean {
+    return this.state.end !== undefined;
+  }
+
+  get qemuPid(): number | undefined {
+    return this.qemu?.running ? this.qemu.pid : undefined;
+  }
+
+  get gone(): boolean {
+    return this.removed;
+  }
+
+  update(sb: KataSandbox): void {
+    this.sandbox = sb;
+  }
+
+  facts(): RuntimeFacts {
+    const q = this.state.qemu;
+    return {
+      ...(this.sandbox.metadata.generation !== undefined && {
+        generation: this.sandbox.metadata.generation,
+      }),
+      containerNames: this.spec.containers.map((c) => c.name),
+      containers: this.state.containers,
+      ...(q && {
+        vm: {
+          pid: q.info.pid,
+          accelerator: q.accelerator,
+          bootMillis: q.bootMillis,
+          startedAt: q.startedAt,
+        },
+      }),
+      vmRunning: this.qemu?.running === true && !this.ended,
+      agentConnected: this.state.agentReady,
+      networkReady: this.state.shareDir !== undefined || this.state.qemu !== undefined,
+      ...(this.state.failure && { failure: this.state.failure }),
+      ...(this.state.end && {
+        end: { reason: this.state.end.reason, message: this.state.end.message },
+      }),
+    };
+  }
+
+  /** Starts (or resumes) the create steps in the background; once per runtime. */
+  start(): void {
+    if (this.task || this.ended || this.stopping) return;
+    this.task = this.deps.createSlots
+      .add(() => this.create(), { signal: this.createAbort.signal })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (this.stopping || this.createAbort.signal.aborted) return;
+          void this.fail(classify(err, 'VMReady', 'CreateFailed'));
+        },
+      );
+  }
+
+  // --- create -------------------------------------------------------------------------------
+
+  private async create(): Promise<void> {
+    const signal = this.createAbort.signal;
+    const refused = unsupportedFeature(this.spec);
+    if (refused) throw new StepError(refused);
+    // Nothing touches the host before every host path passed the allow-list.
+    const paths = await checkHostPaths(
+      hostPathsOf(this.spec),
+      this.deps.config.allowedHostPathRoots,
+    );
+    const byField = new Map(paths.map((p) => [p.field, p.resolved]));
+    signal.throwIfAborted();
+
+    const runDir = path.join(this.deps.config.runDir, 'sandboxes', this.uid);
+    const shareDir = path.join(this.deps.config.runDir, 'shared', this.uid);
+    this.state.runDir = runDir;
+    await this.save();
+    await mkdir(runDir, { recursive: true, mode: 0o700 });
+
+    await step('VMReady', 'SharedDirFailed', async () => {
+      await mkdir(shareDir, { recursive: true, mode: 0o755 });
+      this.state.shareDir = shareDir;
+      await this.save();
+      const mounts = planBindMounts({
+        shareDir,
+        rootfs: this.spec.containers.map((c, i) => ({
+          container: c.name,
+          source: byField.get(`spec.containers[${i}].rootfs.hostPath.path`) as string,
+        })),
+        volumes: (this.spec.volumes ?? []).map((v, i) => ({
+          name: v.name,
+          source: byField.get(`spec.volumes[${i}].hostPath.path`) as string,
+          readOnly: v.hostPath.readOnly ?? false,
+        })),
+        readOnlyRootfs: false,
+      });
+      for (const m of mounts) {
+        if (!this.state.bindMounts.includes(m.target)) {
+          this.state.bindMounts.push(m.target);
+          await this.save();
+        }
+        await bindMount(m, signal);
+      }
+    });
+    this.deps.onChange();
+
+    if (!this.qemu) await this.boot(runDir, shareDir, signal);
+
+    const client = this.client();
+    if (!this.state.sandboxCreated) {
+      await step('AgentConnected', 'CreateSandboxFailed', async () => {
+        const req = createSandboxRequest({
+          sandboxId: this.uid,
+          hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
+          dns: await sandboxDns(this.spec.dns),
+          storages: [sharedDirStorage()],
+        });
+        await client.createSandbox(req, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
+          if (!alreadyDone(err)) throw err;
+        });
+      });
+      this.state.sandboxCreated = true;
+      await this.save();
+    }
+
+    for (const c of this.spec.containers) {
+      signal.throwIfAborted();
+      const st = this.state.containers[c.name];
+      if (st?.state === 'Exited') this.afterExit(c.name);
+      else if (st?.started) this.watch(c.name);
+      else {
+        await this.runContainer(c.name, signal);
+        this.watch(c.name);
+      }
+    }
+    this.deps.onChange();
+    this.checkAllDone();
+  }
+
+  private client() {
+    if (!this.agent)
+      throw new StepError({
+        condition: 'AgentConnected',
+        reason: 'AgentLost',
+        message: 'no agent connection',
+      });
+    return this.agent.client;
+  }
+
+  private async boot(runDir: string, shareDir: string, signal: AbortSignal): Promise<void> {
+    const image = await step('VMReady', 'GuestImageMissing', () =>
+      Promise.resolve(this.deps.guestImage()),
+    );
+    const kernelName = this.spec.vm?.kernel ?? 'default';
+    if (kernelName !== 'default') {
+      throw new StepError({
+        condition: 'VMReady',
+        reason: 'KernelNotFound',
+        message: `spec.vm.kernel: ${JSON.stringify(kernelName)} is not a kernel this node has (only "default")`,
+      });
+    }
+    const requested = this.spec.vm?.accelerator ?? 'auto';
+    const choice = await this.deps.accelerator(
+      requested === 'auto' ? this.deps.config.defaultAccelerator : requested,
+    );
+    const network = await step('NetworkReady', 'NetworkFailed', () =>
+      (this.deps.network ?? NO_NETWORK).prepare({ uid: this.uid, spec: this.spec, runDir, signal }),
+    );
+    const files = vmFiles(runDir);
+    const config = sandboxVmConfig({
+      uid: this.uid,
+      vm: this.spec.vm,
+      accelerator: choice.accelerator,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      runDir,
+      shareDir,
+      nics: network.nics,
+    });
+    const startedAt = new Date().toISOString();
+    const booted = await step('VMReady', 'BootFailed', () =>
+      bootSandboxVm({
+        config,
+        qemuLog: files.qemuLog,
+        grpcSocket: files.grpcSocket,
+        qemuBinary: this.deps.config.qemuBinary,
+        deadlineMs: this.deps.config.bootTimeoutMs,
+        onCall: (rpc, code, s) =>
+          this.deps.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
+        signal,
+        logger: this.log,
+      }),
+    );
+    this.qemu = booted.qemu;
+    this.agent = booted.agent;
+    this.state.qemu = {
+      info: booted.qemu.info,
+      accelerator: choice.accelerator,
+      bootMillis: booted.bootMillis,
+      startedAt,
+      agentChannelSocket: files.agentChannelSocket,
+      grpcSocket: files.grpcSocket,
+    };
+    this.state.agentReady = true;
+    await this.save();
+    this.deps.metrics.bootSeconds.observe(
+      { accelerator: choice.accelerator },
+      booted.bootMillis / 1000,
+    );
+    this.log.info(
+      { pid: booted.qemu.pid, bootMillis: booted.bootMillis, accelerator: choice.accelerator },
+      'VM booted',
+    );
+    this.watchVm();
+    this.deps.onChange();
+  }
+
+  private watchVm(): void {
+    const q = this.qemu;
+    if (!q) return;
+    void q.exited.then((status) => {
+      if (this.stopping || this.qemu !== q) return;
+      void (async () => {
+        const tail = await q.consoleTail(20).catch(() => [] as string[]);
+        const how = status.signal
+          ? `signal ${status.signal}`
+          : status.code !== null
+            ? `code ${status.code}`
+            : 'unknown status';
+        for (const st of Object.values(this.state.containers)) {
+          if (st.state !== 'Exited') Object.assign(st, { state: 'Exited', reason: 'VMExited' });
+        }
+        await this.fail({
+          condition: 'VMReady',
+          reason: 'VMExited',
+          message: `QEMU (pid ${q.pid}) exited unexpectedly (${how}); console (last ${tail.length} lines):\n${tail.join('\n')}`,
+        });
+      })();
+    });
+  }
+
+  private logOf(name: string): ContainerLog {
+    let log = this.logs.get(name);
+    if (!log) {
+      log = new ContainerLog({
+        file: path.join(sandboxLogDir(this.deps.config.logDir, this.state), `${name}.log`),
+        maxBytes: this.deps.config.logMaxBytes,
+        maxFiles: this.deps.config.logMaxFiles,
+      });
+      this.logs.set(name, log);
+    }
+    return log;
+  }
+
+  /** CreateContainer + StartContainer for one run of a container. */
+  private async runContainer(name: string, signal: AbortSignal): Promise<void> {
+    const index = this.spec.containers.findIndex((c) => c.name === name);
+    const c = this.spec.containers[index];
+    if (!c) return;
+    const prev = this.state.containers[name];
+    const st: ContainerRunState = {
+      created: false,
+      started: false,
+      state: 'Waiting',
+      restartCount: prev?.restartCount ?? 0,
+      reason: 'ContainerCreating',
+    };
+    this.state.containers[name] = st;
+    const client = this.client();
+    await step('ContainersReady', 'CreateContainerFailed', async () => {
+      const volumeGuestPaths = new Map(
+        (this.spec.volumes ?? []).map((v) => [
+          v.name,
+          path.posix.join(GUEST_SHARED_DIR, VOLUMES_DIR, v.name),
+        ]),
+      );
+      const built = buildContainerSpec({
+        container: c,
+        field: `spec.containers[${index}]`,
+        hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
+        volumeGuestPaths,
+      });
+      await client
+        .createContainer(
+          {
+            containerId: name,
+            execId: name,
+            stringUser: built.stringUser,
+            devices: [],
+            storages: [],
+            OCI: constrainSpec(built.spec),
+            sandboxPidns: false,
+            sharedMounts: [],
+            stdinPort: 0,
+            stdoutPort: 0,
+            stderrPort: 0,
+          },
+          { timeoutMs: AGENT_CALL_MS, signal },
+        )
+        .catch((err) => {
+          if (!alreadyDone(err)) throw err;
+        });
+      st.created = true;
+      await this.save();
+      await client.startContainer(name, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
+        if (!alreadyDone(err)) throw err;
+      });
+    });
+    Object.assign(st, { started: true, state: 'Running', startedAt: new Date().toISOString() });
+    delete st.reason;
+    await this.save();
+    this.log.info({ container: name, restartCount: st.restartCount }, 'container started');
+    this.checkReady();
+    this.deps.onChange();
+  }
+
+  private checkReady(): void {
+    if (this.state.readyAt) return;
+    const all = this.spec.containers.every(
+      (c) => this.state.containers[c.name]?.state === 'Running',
+    );
+    if (!all) return;
+    this.state.readyAt = new Date().toISOString();
+    const created = this.sandbox.metadata.creationTimestamp;
+    if (created) {
+      const secs = (Date.now() - new Date(created).getTime()) / 1000;
+      this.deps.metrics.createToRunningSeconds.observe(secs);
+    }
+    this.deps.event(
+      'Normal',
+      'Ready',
+      `sandbox running: ${this.spec.containers.length} container(s), QEMU pid ${this.qemu?.pid ?? '?'}`,
+    );
+    void this.save();
+  }
+
+  // --- watch --------------------------------------------------------------------------------
+
+  private watch(name: string): void {
+    if (this.watchers.has(name) || !this.agent) return;
+    const client = this.agent.client;
+    const w = watchContainerRun(client, name, this.logOf(name), this.watchAbort.signal).then(
+      async (status) => {
+        this.watchers.delete(name);
+        const st = this.state.containers[name];
+        if (!st) return;
+        Object.assign(st, {
+          state: 'Exited',
+          exitCode: status,
+          finishedAt: new Date().toISOString(),
+        });
+        st.reason = status === 0 ? 'Completed' : 'Error';
+        this.log.info({ container: name, exitCode: status }, 'container exited');
+        await this.save();
+        this.deps.onChange();
+        if (!this.stopping) this.afterExit(name);
+      },
+      (err: unknown) => {
+        this.watchers.delete(name);
+        if (this.stopping || this.watchAbort.signal.aborted) return;
+        this.log.warn({ err, container: name }, 'lost the container watch');
+        // The agent went away with QEMU running: the VM watch reports a QEMU exit; otherwise retry.
+        setTimeout(() => {
+          if (!this.stopping && this.qemu?.running) this.watch(name);
+        }, 1_000).unref();
+      },
+    );
+    this.watchers.set(name, w);
+  }
+
+  /** After a container exited: restart it per policy, or see whether the sandbox ended. */
+  private afterExit(name: string): void {
+    const st = this.state.containers[name];
+    if (!st || st.state !== 'Exited' || this.stopping || this.restarting.has(name)) return;
+    if (shouldRestart(this.spec.restartPolicy, st.exitCode ?? 1) && st.reason !== 'VMExited') {
+      this.restarting.add(name);
+      const delay = restartBackoffMs(st.restartCount);
+      st.reason = 'BackOff';
+      st.message = `restarting in ${Math.round(delay / 1000)} s`;
+      this.deps.onChange();
+      void (async () => {
+        await sleep(delay, this.watchAbort.signal);
+        if (this.stopping) return;
+        try {
+          await this.client().removeContainer(name, 1, { timeoutMs: AGENT_CALL_MS });
+        } catch (err) {
+          this.log.warn({ err, container: name }, 'RemoveContainer before restart failed');
+        }
+        const count = st.restartCount + 1;
+        this.state.containers[name] = { ...st, restartCount: count };
+        try {
+          await this.runContainer(name, this.watchAbort.signal);
+          const now = this.state.containers[name];
+          if (now) now.restartCount = count;
+          await this.save();
+          this.restarting.delete(name);
+          this.watch(name);
+        } catch (err) {
+          this.restarting.delete(name);
+          if (!this.stopping) await this.fail(classify(err, 'ContainersReady', 'RestartFailed'));
+        }
+      })();
+      return;
+    }
+    this.checkAllDone();
+  }
+
+  private checkAllDone(): void {
+    if (this.ended || this.stopping || this.restarting.size > 0) return;
+    const sts = this.spec.containers.map((c) => ({
+      name: c.name,
+      st: this.state.containers[c.name],
+    }));
+    if (!sts.every((x) => x.st?.state === 'Exited')) return;
+    const failed = sts.find((x) => (x.st?.exitCode ?? 1) !== 0);
+    void (async () => {
+      if (!failed) {
+        await this.end({ reason: 'Succeeded', message: 'every container exited with code 0' });
+        return;
+      }
+      const lines = await this.logOf(failed.name).tail(10);
+      const message = containerFailedMessage(failed.name, failed.st?.exitCode ?? 1, lines);
+      await this.end(
+        { reason: 'ContainerFailed', message },
+        { condition: 'ContainersReady', reason: 'ContainerFailed', message },
+      );
+    })();
+  }
+
+  // --- ends ---------------------------------------------------------------------------------
+
+  private async fail(failure: StepFailure): Promise<void> {
+    this.log.warn({ reason: failure.reason, message: failure.message }, 'sandbox failed');
+    this.deps.metrics.failures.inc({ reason: failure.reason });
+    this.deps.event('Warning', failure.reason, failure.message.slice(0, 1000));
+    await this.end({ reason: failure.reason, message: failure.message }, failure);
+  }
+
+  private async end(
+    end: { reason: string; message: string },
+    failure?: StepFailure,
+  ): Promise<void> {
+    if (this.ended || this.stopping) return;
+    this.state.end = { ...end, at: new Date().toISOString() };
+    if (failure) this.state.failure = failure;
+    if (this.persisted) await this.save();
+    this.log.info({ reason: end.reason }, 'sandbox ended');
+    this.deps.onChange();
+    await this.release().catch((err: unknown) =>
+      this.log.error({ err }, 'releasing the host failed'),
+    );
+    this.deps.onChange();
+  }
+
+  /** Stops the VM and removes mounts and run dir; the state (with the end) stays. Idempotent. */
+  release(): Promise<void> {
+    this.releasing ??= this.doRelease();
+    return this.releasing;
+  }
+
+  private async doRelease(): Promise<void> {
+    this.stopping = true;
+    this.createAbort.abort();
+    this.watchAbort.abort();
+    await this.task?.catch(() => {});
+    if (this.agent && this.qemu?.running) {
+      await this.agent.client.destroySandbox({ timeoutMs: 10_000 }).catch(() => {});
+    }
+    await this.stopVm();
+    await this.agent?.close().catch(() => {});
+    this.agent = undefined;
+    await (this.deps.network ?? NO_NETWORK).release(this.state.network ?? {});
+    if (this.state.shareDir)
+      await teardownShare(this.state.shareDir, this.state.bindMounts, this.log);
+    if (this.state.runDir) await rm(this.state.runDir, { recursive: true, force: true });
+    Object.assign(this.state, { bindMounts: [], agentReady: false });
+    delete this.state.shareDir;
+    delete this.state.network;
+    if (this.persisted) await this.save();
+  }
+
+  private async stopVm(): Promise<void> {
+    const q = this.qemu ?? (this.state.qemu && QemuProcess.adopt(this.state.qemu.info, this.log));
+    if (q) {
+      const outcome = await q.stop({
+        powerdownGraceMs: 0,
+        quitGraceMs: 3_000,
+        qmpTimeoutMs: 2_000,
+      });
+      this.log.info({ pid: q.pid, outcome }, 'VM stopped');
+    } else if (this.state.runDir) {
+      await killOrphanQemu(this.state.runDir, this.log);
+    }
+    this.qemu = undefined;
+  }
+
+  /**
+   * Deletion: SIGTERM to every container, up to the grace period, SIGKILL, RemoveContainer,
+   * DestroySandbox, QEMU stopped, mounts, run dir, logs and state removed. Idempotent.
+   */
+  destroy(): Promise<void> {
+    this.destroying ??= this.doDestroy();
+    return this.destroying;
+  }
+
+  private async doDestroy(): Promise<void> {
+    this.stopping = true;
+    this.createAbort.abort();
+    await this.task?.catch(() => {});
+    await this.stopContainers().catch((err: unknown) =>
+      this.log.warn({ err }, 'stopping containers failed'),
+    );
+    await this.release();
+    await rm(sandboxLogDir(this.deps.config.logDir, this.state), { recursive: true, force: true });
+    await this.saving.catch(() => {});
+    this.removed = true;
+    await this.deps.store.remove(this.uid);
+    this.log.info('sandbox removed from the host');
+  }
+
+  private async stopContainers(): Promise<void> {
+    if (!this.agent || !this.qemu?.running) return;
+    const client = this.agent.client;
+    const grace = (this.spec.terminationGracePeriodSeconds ?? 30) * 1000;
+    const running = Object.entries(this.state.containers)
+      .filter(([, st]) => st.state === 'Running')
+      .map(([name]) => name);
+    await Promise.all(
+      running.map((n) =>
+        client.signalProcess(n, '', SIGTERM, { timeoutMs: 10_000 }).catch(() => {}),
+      ),
+    );
+    const settled = async (ms: number): Promise<boolean> => {
+      const all = Promise.all(running.map((n) => this.watchers.get(n)).filter(Boolean));
+      let t: NodeJS.Timeout | undefined;
+      const r = await Promise.race([
+        all.then(() => true),
+        new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms))),
+      ]);
+      clearTimeout(t);
+      return r;
+    };
+    if (!(await settled(grace))) {
+      this.log.info('grace period over: SIGKILL');
+      await Promise.all(
+        running.map((n) =>
+          client.signalProcess(n, '', SIGKILL, { timeoutMs: 10_000 }).catch(() => {}),
+        ),
+      );
+      await settled(5_000);
+    }
+    for (const name of Object.keys(this.state.containers)) {
+      await client.removeContainer(name, 1, { timeoutMs: 20_000 }).catch(() => {});
+    }
+    await client.destroySandbox({ timeoutMs: 10_000 }).catch(() => {});
+  }
+
+  // --- adoption -----------------------------------------------------------------------------
+
+  /**
+   * A previous node agent's VM: adopt it when the same QEMU still runs and answers QMP and the
+   * agent answers; false when it is gone (the caller reports and cleans).
+   */
+  async adopt(resume = true): Promise<boolean> {
+    const saved = this.state.qemu;
+    if (!saved) return false;
+    const q = QemuProcess.adopt(saved.info, this.log);
+    if (!q) return false;
+    try {
+      const qmp = await QmpClient.connect(saved.info.qmpSocket, { timeoutMs: 3_000 });
+      try {
+        await qmp.queryStatus({ timeoutMs: 3_000 });
+      } finally {
+        qmp.close();
+      }
+      this.qemu = q;
+      this.agent = await AgentConnection.open(saved, (rpc, code, s) =>
+        this.deps.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
+      );
+      const ok = await this.agent.client.check({ waitForReady: true, timeoutMs: 20_000 });
+      if (!ok) throw new Error('agent is not serving');
+    } catch (err) {
+      this.log.warn({ err, pid: saved.info.pid }, 'QEMU runs but cannot be adopted; stopping it');
+      this.qemu = q;
+      return false;
+    }
+    this.log.info({ pid: q.pid }, 'adopted the running VM');
+    this.watchVm();
+    if (resume) this.start();
+    return true;
+  }
+
+  /** The controller gave up on the sandbox (e.g. NodeLost): end it and free the host. */
+  async abandon(reason: string, message: string): Promise<void> {
+    await this.fail({
+      condition: 'VMReady',
+      reason,
+      message: message || `the sandbox is ${reason}`,
+    });
+  }
+
+  /** The VM a previous node agent started is gone (or unadoptable): report it and clean. */
+  async reportVmGone(): Promise<void> {
+    const pid = this.state.qemu?.info.pid;
+    const consoleLog = this.state.qemu?.info.consoleLog;
+    const tail = consoleLog
+      ? (await readFile(consoleLog, 'utf8').catch(() => '')).split('\n').filter(Boolean).slice(-20)
+      : [];
+    await this.fail({
+      condition: 'VMReady',
+      reason: 'VMExited',
+      message: `QEMU (pid ${pid ?? '?'}) exited while the node agent was away; console (last ${tail.length} lines):\n${tail.join('\n')}`,
+    });
+  }
+
+  private save(): Promise<void> {
+    if (this.removed) return Promise.resolve();
+    this.persisted = true;
+    const next = this.saving.then(() =>
+      this.removed ? undefined : this.deps.store.save(this.state),
+    );
+    this.saving = next.catch((err: unknown) => this.log.error({ err }, 'saving state failed'));
+    return next;
+  }
+}
+
+/** Kills a QEMU whose pid file exists in `runDir` but that never made it into the state file. */
+export async function killOrphanQemu(runDir: string, log: Logger): Promise<void> {
+  const files = vmFiles(runDir);
+  const pid = Number((await readFile(files.pidFile, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes(files.qmpSocket)) return;
+  const stat = readProcStat(pid);
+  log.warn({ pid }, 'killing a QEMU left from an interrupted boot');
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && stat && isSameProcess(pid, stat.startTime); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

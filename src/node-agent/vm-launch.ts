@@ -1,0 +1,124 @@
+// One sandbox's VM: the QEMU config from its spec (pure), booting it with the agent reached over
+// the serial bridge, and reconnecting to the agent of a VM a previous node agent started.
+import path from 'node:path';
+import type { status as GrpcStatus } from '@grpc/grpc-js';
+import { AgentClient } from '../agent/agent-client.js';
+import { SerialBridge } from '../agent/transport/serial-bridge.js';
+import type { VmSpec } from '../crds/index.js';
+import type { Logger } from '../observability/logger.js';
+import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
+import type { Accelerator, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
+import type { QemuProcess } from './hypervisor/qemu-process.js';
+
+/** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
+export function vmFiles(runDir: string) {
+  return {
+    qmpSocket: path.join(runDir, 'qmp.sock'),
+    agentChannelSocket: path.join(runDir, 'agent-channel.sock'),
+    grpcSocket: path.join(runDir, 'agent.sock'),
+    consoleLog: path.join(runDir, 'console.log'),
+    qemuLog: path.join(runDir, 'qemu.log'),
+    pidFile: path.join(runDir, 'qemu.pid'),
+  };
+}
+
+export interface VmInputs {
+  uid: string;
+  vm: VmSpec | undefined;
+  accelerator: Accelerator;
+  kernel: string;
+  initrd: string;
+  runDir: string;
+  shareDir: string;
+  nics?: readonly NicConfig[];
+}
+
+/** The QEMU config of a sandbox. Pure. */
+export function sandboxVmConfig(i: VmInputs): VmConfig {
+  const f = vmFiles(i.runDir);
+  return {
+    name: `ksb-${i.uid}`.slice(0, 63),
+    machine: 'pc',
+    accelerator: i.accelerator,
+    vcpus: i.vm?.vcpus ?? 1,
+    memoryMiB: i.vm?.memoryMiB ?? 512,
+    kernel: i.kernel,
+    initrd: i.initrd,
+    console: { logFile: f.consoleLog },
+    qmpSocket: f.qmpSocket,
+    agentChannelSocket: f.agentChannelSocket,
+    sharedDir: i.shareDir,
+    pidFile: f.pidFile,
+    ...(i.nics && i.nics.length > 0 && { nics: i.nics }),
+  };
+}
+
+export type RpcObserver = (rpc: string, code: GrpcStatus, seconds: number) => void;
+
+/** A connection to a guest agent: the bridge to QEMU's chardev and the gRPC client over it. */
+export class AgentConnection {
+  private constructor(
+    readonly bridge: SerialBridge,
+    readonly client: AgentClient,
+  ) {}
+
+  static async open(
+    files: { agentChannelSocket: string; grpcSocket: string },
+    onCall: RpcObserver | undefined,
+    signal?: AbortSignal,
+  ): Promise<AgentConnection> {
+    const bridge = await SerialBridge.start({
+      chardevPath: files.agentChannelSocket,
+      listenPath: files.grpcSocket,
+      ...(signal && { signal }),
+    });
+    const client = new AgentClient({ socketPath: files.grpcSocket, ...(onCall && { onCall }) });
+    return new AgentConnection(bridge, client);
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+    await this.bridge.close();
+  }
+}
+
+export interface BootedVm {
+  qemu: QemuProcess;
+  agent: AgentConnection;
+  bootMillis: number;
+}
+
+/** Boots the VM and waits for its agent's Health.Check; on failure nothing is left running. */
+export async function bootSandboxVm(opts: {
+  config: VmConfig;
+  qemuLog: string;
+  grpcSocket: string;
+  qemuBinary: string;
+  deadlineMs: number;
+  onCall?: RpcObserver;
+  signal: AbortSignal;
+  logger: Logger;
+}): Promise<BootedVm> {
+  let agent: AgentConnection | undefined;
+  // Not the boot's signal: that one ends at the boot deadline, and the bridge lives with the VM.
+  const connect: ConnectAgent = async () => {
+    agent = await AgentConnection.open(
+      { agentChannelSocket: opts.config.agentChannelSocket as string, grpcSocket: opts.grpcSocket },
+      opts.onCall,
+    );
+    const a = agent;
+    return { check: (o) => a.client.check(o), close: () => void a.close() };
+  };
+  const res = await bootVm({
+    vm: opts.config,
+    waitFor: { kind: 'agent', connect, checkTimeoutMs: 5_000 },
+    deadlineMs: opts.deadlineMs,
+    stderrLog: opts.qemuLog,
+    qemuBinary: opts.qemuBinary,
+    cleanupPaths: [opts.grpcSocket],
+    signal: opts.signal,
+    logger: opts.logger,
+  });
+  if (!agent) throw new Error('boot returned without an agent connection');
+  return { qemu: res.process, agent, bootMillis: res.bootMillis };
+}
