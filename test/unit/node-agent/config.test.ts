@@ -1,0 +1,117 @@
+import { describe, expect, it } from '@jest/globals';
+import { DEFAULTS, NODE_AGENT_HELP, nodeAgentConfig } from '../../../src/node-agent/config.js';
+import { parseResolvConf } from '../../../src/node-agent/guest-dns.js';
+import {
+  containerFailedMessage,
+  restartBackoffMs,
+  shouldRestart,
+} from '../../../src/node-agent/container-run.js';
+import { mountsUnder, parseMountInfo, planBindMounts } from '../../../src/node-agent/shared-dir.js';
+
+describe('node agent config', () => {
+  it('defaults, with the node name required', () => {
+    expect(() => nodeAgentConfig([], {})).toThrow(/--node-name/);
+    const c = nodeAgentConfig(['--node-name', 'n1'], {});
+    expect(c).toMatchObject({ ...DEFAULTS, nodeName: 'n1', help: false });
+  });
+
+  it('flag > env > file', () => {
+    const file = {
+      stateDir: '/file/state',
+      logDir: '/file/log',
+      allowedHostPathRoots: ['/a', '/b'],
+    };
+    const c = nodeAgentConfig(
+      ['--config', 'cfg.json', '--state-dir', '/flag/state'],
+      { NODE_NAME: 'env-node', STATE_DIR: '/env/state', LOG_DIR: '/env/log', MAX_SANDBOXES: '3' },
+      () => file,
+    );
+    expect(c.nodeName).toBe('env-node');
+    expect(c.stateDir).toBe('/flag/state');
+    expect(c.logDir).toBe('/env/log');
+    expect(c.allowedHostPathRoots).toEqual(['/a', '/b']);
+    expect(c.maxSandboxes).toBe(3);
+  });
+
+  it('refuses bad values, naming the setting', () => {
+    expect(() => nodeAgentConfig(['--node-name', 'n', '--metrics-port', 'x'], {})).toThrow(
+      /--metrics-port/,
+    );
+    expect(() => nodeAgentConfig(['--node-name', 'n'], { DEFAULT_ACCELERATOR: 'xen' })).toThrow(
+      /DEFAULT_ACCELERATOR/,
+    );
+    expect(() =>
+      nodeAgentConfig(['--node-name', 'n', '--allowed-host-path-roots', 'rel'], {}),
+    ).toThrow(/absolute/);
+    expect(() => nodeAgentConfig(['--bogus'], {})).toThrow();
+  });
+
+  it('--help documents every flag', () => {
+    expect(nodeAgentConfig(['--help'], {}).help).toBe(true);
+    for (const flag of [
+      '--node-name',
+      '--state-dir',
+      '--run-dir',
+      '--log-dir',
+      '--allowed-host-path-roots',
+      '--guest-image-dir',
+      '--qemu-binary',
+      '--default-accelerator',
+      '--max-sandboxes',
+      '--memory-mib',
+      '--metrics-port',
+      '--concurrency',
+      '--config',
+    ]) {
+      expect(NODE_AGENT_HELP).toContain(flag);
+    }
+  });
+});
+
+describe('pure helpers', () => {
+  it('parses resolv.conf', () => {
+    expect(
+      parseResolvConf(
+        '# c\nnameserver 1.1.1.1\nnameserver 8.8.8.8\nsearch a.b c\nnameserver 9.9.9.9\nnameserver 4.4.4.4\n',
+      ),
+    ).toEqual({
+      nameservers: ['1.1.1.1', '8.8.8.8', '9.9.9.9'],
+      searches: ['a.b', 'c'],
+    });
+  });
+
+  it('restart policy and backoff', () => {
+    expect(shouldRestart('Never', 1)).toBe(false);
+    expect(shouldRestart('OnFailure', 0)).toBe(false);
+    expect(shouldRestart('OnFailure', 2)).toBe(true);
+    expect(shouldRestart('Always', 0)).toBe(true);
+    expect(restartBackoffMs(0)).toBe(1000);
+    expect(restartBackoffMs(3)).toBe(8000);
+    expect(restartBackoffMs(100)).toBe(300_000);
+    expect(containerFailedMessage('m', 2, ['a', 'b'])).toBe(
+      'container m exited with code 2; last output:\na\nb',
+    );
+  });
+
+  it('plans bind mounts under the share and parses mountinfo', () => {
+    expect(
+      planBindMounts({
+        shareDir: '/run/s/u',
+        rootfs: [{ container: 'main', source: '/srv/r' }],
+        volumes: [{ name: 'data', source: '/srv/d', readOnly: true }],
+        readOnlyRootfs: false,
+      }),
+    ).toEqual([
+      { source: '/srv/r', target: '/run/s/u/main/rootfs', readOnly: false },
+      { source: '/srv/d', target: '/run/s/u/_volumes/data', readOnly: true },
+    ]);
+    const info = parseMountInfo(
+      '22 1 0:21 / /run/s/u/main/rootfs rw,relatime shared:5 - ext4 /dev/sda rw\n' +
+        '23 1 0:22 / /run/s/u2/with\\040space ro,relatime - ext4 /dev/sda rw\n',
+    );
+    expect(info[1]).toEqual({ mountPoint: '/run/s/u2/with space', options: ['ro', 'relatime'] });
+    expect(mountsUnder(info, '/run/s/u').map((m) => m.mountPoint)).toEqual([
+      '/run/s/u/main/rootfs',
+    ]);
+  });
+});

@@ -1,0 +1,127 @@
+import { describe, expect, it } from '@jest/globals';
+import { derivePhase } from '../../../src/controllers/phase.js';
+import type { Condition } from '../../../src/crds/index.js';
+import {
+  nodeAgentConditions,
+  nodeAgentStatus,
+  withTransitionTimes,
+  type RuntimeFacts,
+} from '../../../src/node-agent/sandbox-status.js';
+import { unsupportedFeature } from '../../../src/node-agent/spec-support.js';
+import type { KataSandboxSpec } from '../../../src/crds/index.js';
+
+const base: RuntimeFacts = {
+  containerNames: ['main'],
+  containers: {},
+  vmRunning: false,
+  agentConnected: false,
+  networkReady: false,
+};
+const running: RuntimeFacts = {
+  ...base,
+  vm: { pid: 42, accelerator: 'tcg', bootMillis: 1000, startedAt: '2026-01-01T00:00:00Z' },
+  vmRunning: true,
+  agentConnected: true,
+  networkReady: true,
+  containers: { main: { created: true, started: true, state: 'Running', restartCount: 0 } },
+};
+const scheduled = { type: 'Scheduled', status: 'True' as const, reason: 'Scheduled' };
+
+function phaseOf(f: RuntimeFacts) {
+  return derivePhase({ conditions: [scheduled, ...nodeAgentConditions(f)], deleting: false });
+}
+
+describe('node agent status', () => {
+  it('creating → Creating; all running → Running (Ready)', () => {
+    expect(phaseOf(base).phase).toBe('Creating');
+    expect(phaseOf(running).phase).toBe('Running');
+    const ready = nodeAgentConditions(running).find((c) => c.type === 'Ready');
+    expect(ready?.status).toBe('True');
+  });
+
+  it('Succeeded and ContainerFailed ends', () => {
+    const ok = phaseOf({ ...running, vmRunning: false, end: { reason: 'Succeeded', message: '' } });
+    expect(ok.phase).toBe('Succeeded');
+    const msg = 'container main exited with code 2; last output:\nboom';
+    const bad = phaseOf({
+      ...running,
+      failure: { condition: 'ContainersReady', reason: 'ContainerFailed', message: msg },
+      end: { reason: 'ContainerFailed', message: msg },
+    });
+    expect(bad).toEqual({ phase: 'Failed', reason: 'ContainerFailed', message: msg });
+  });
+
+  it('a failed step sets its condition False with the reason (HostPathNotAllowed, VMExited)', () => {
+    const f: RuntimeFacts = {
+      ...base,
+      failure: { condition: 'VMReady', reason: 'HostPathNotAllowed', message: 'spec.volumes[0]…' },
+      end: { reason: 'HostPathNotAllowed', message: 'spec.volumes[0]…' },
+    };
+    const vm = nodeAgentConditions(f).find((c) => c.type === 'VMReady');
+    expect(vm).toMatchObject({ status: 'False', reason: 'HostPathNotAllowed' });
+    expect(phaseOf(f)).toMatchObject({ phase: 'Failed', reason: 'HostPathNotAllowed' });
+  });
+
+  it('keeps lastTransitionTime while a status is unchanged', () => {
+    const prev: Condition[] = [
+      {
+        type: 'VMReady',
+        status: 'True',
+        reason: 'VMRunning',
+        message: '',
+        lastTransitionTime: '2020-01-01T00:00:00Z',
+      },
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: 'NotReady',
+        message: '',
+        lastTransitionTime: '2020-01-01T00:00:00Z',
+      },
+    ];
+    const now = new Date('2026-01-01T00:00:00Z');
+    const out = withTransitionTimes(nodeAgentConditions(running), prev, now, 3);
+    expect(out.find((c) => c.type === 'VMReady')?.lastTransitionTime).toBe('2020-01-01T00:00:00Z');
+    expect(out.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe(now.toISOString());
+    expect(out.every((c) => c.observedGeneration === 3)).toBe(true);
+  });
+
+  it('status carries vm, an empty network and every container', () => {
+    const s = nodeAgentStatus(
+      { ...running, containerNames: ['main', 'side'] },
+      undefined,
+      new Date(),
+    );
+    expect(s.vm?.pid).toBe(42);
+    expect(s.network).toEqual({ interfaces: [], routes: [] });
+    expect(s.containers?.map((c) => [c.name, c.state])).toEqual([
+      ['main', 'Running'],
+      ['side', 'Waiting'],
+    ]);
+    expect(s.conditions?.map((c) => c.type)).toEqual([
+      'VMReady',
+      'AgentConnected',
+      'NetworkReady',
+      'ContainersReady',
+      'Ready',
+      'Terminated',
+    ]);
+  });
+
+  it('refuses cni/netns networks, images and block rootfs with NotSupported', () => {
+    const spec = (s: object) =>
+      ({
+        containers: [{ name: 'a', rootfs: { hostPath: { path: '/srv' } } }],
+        ...s,
+      }) as unknown as KataSandboxSpec;
+    expect(unsupportedFeature(spec({}))).toBeUndefined();
+    expect(unsupportedFeature(spec({ network: { mode: 'cni' } }))).toMatchObject({
+      condition: 'NetworkReady',
+      reason: 'NotSupported',
+    });
+    expect(
+      unsupportedFeature(spec({ containers: [{ name: 'a', rootfs: { block: { path: '/x' } } }] }))
+        ?.message,
+    ).toContain('spec.containers[0].rootfs.block');
+  });
+});
