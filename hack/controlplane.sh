@@ -245,6 +245,7 @@ start_plane() {
   start_bg apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --endpoint-reconciler-type=none \
     --cert-dir="$STATE/apiserver-certs" \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
     --client-ca-file="$STATE/pki/client-ca.crt" \
