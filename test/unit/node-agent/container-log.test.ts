@@ -10,7 +10,9 @@ import {
 } from '../../../src/node-agent/container-log.js';
 
 let dir: string;
-beforeAll(() => (dir = mkdtempSync(path.join(tmpdir(), 'container-log-'))));
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'container-log-'));
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('container log', () => {

@@ -5,7 +5,9 @@ import path from 'node:path';
 import { newSandboxState, StateStore } from '../../../src/node-agent/state-store.js';
 
 let dir: string;
-beforeAll(() => (dir = mkdtempSync(path.join(tmpdir(), 'state-store-'))));
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'state-store-'));
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const meta = (uid: string) => ({ uid, namespace: 'ns', name: `n-${uid}` });
