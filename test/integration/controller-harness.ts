@@ -40,10 +40,13 @@ export async function installControllerPrereqs(): Promise<void> {
   ]);
 }
 
-let bundled: Promise<string> | undefined;
+// One bundle per entry: a second entry (e.g. the node agent) must not get the first one's bundle.
+const bundled = new Map<string, Promise<string>>();
 
 export function bundleEntry(entry: string, name: string): Promise<string> {
-  bundled ??= (async () => {
+  const cached = bundled.get(entry);
+  if (cached) return cached;
+  const made = (async () => {
     const out = path.join(mkdtempSync(path.join(tmpdir(), 'kata-bundle-')), `${name}.mjs`);
     await build({
       entryPoints: [path.join(REPO_ROOT, entry)],
@@ -59,7 +62,8 @@ export function bundleEntry(entry: string, name: string): Promise<string> {
     });
     return out;
   })();
-  return bundled;
+  bundled.set(entry, made);
+  return made;
 }
 
 export interface RunningController {
