@@ -63,7 +63,7 @@ function qemuArgv(scratch) {
   const a = ['-accel', 'tcg', '-smp', '1', '-m', mem, '-nodefaults', '-no-user-config'];
   a.push('-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot');
   if (machine === 'microvm') {
-    a.push('-machine', 'microvm,acpi=on,pit=off,pic=off,rtc=off');
+    a.push('-machine', 'microvm,acpi=on,pit=on,pic=on,rtc=on');
   } else {
     a.push('-machine', `${machine}`);
   }
