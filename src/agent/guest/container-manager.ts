@@ -2,6 +2,7 @@
 // is the agent's own child in the foreground: Node.js can reap only its own children and cannot
 // take a console fd, so exit codes and stdio come from those children.
 import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type {
@@ -44,7 +45,27 @@ export interface ContainerManagerOptions {
   crunBin?: string;
   /** Global crun flags (e.g. --root <dir>) put before the subcommand. */
   crunGlobalArgs?: string[];
+  /**
+   * `crun run --no-pivot`: pivot_root(2) fails (EINVAL) when the guest's root is the initramfs,
+   * so crun must move the rootfs and chroot instead (as Kata's agent does on an initrd image).
+   * Default: on when / is the initial rootfs.
+   */
+  noPivot?: boolean;
   run?: CommandRunner;
+}
+
+/** Whether / is the kernel's initial rootfs (an initramfs), where pivot_root is refused. */
+export function rootIsInitramfs(mounts = '/proc/self/mounts'): boolean {
+  try {
+    const roots = readFileSync(mounts, 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f[1] === '/');
+    const fstype = roots[roots.length - 1]?.[2];
+    return fstype === 'rootfs' || fstype === 'ramfs';
+  } catch {
+    return false;
+  }
 }
 
 const SIGNAL_NAMES = new Map<number, string>(
@@ -73,10 +94,12 @@ export class ContainerManager {
   private readonly containers = new Map<string, Container>();
   private readonly run: CommandRunner;
   private readonly bundleRoot: string;
+  private readonly noPivot: boolean;
 
   constructor(private readonly opts: ContainerManagerOptions) {
     this.run = opts.run ?? runCommand;
     this.bundleRoot = opts.bundleRoot ?? AGENT_DIR;
+    this.noPivot = opts.noPivot ?? rootIsInitramfs();
   }
 
   ids(): string[] {
@@ -129,6 +152,7 @@ export class ContainerManager {
     await c.init.start(this.crun, [
       ...this.globalArgs,
       'run',
+      ...(this.noPivot ? ['--no-pivot'] : []),
       '--bundle',
       c.bundle,
       '--pid-file',
