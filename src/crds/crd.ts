@@ -32,7 +32,8 @@ export function openApiSchema(): JSONSchemaProps {
         description:
           'Kind is a string value representing the REST resource this object represents.',
       },
-      metadata: { type: 'object', description: "Standard object's metadata." },
+      // Only `type` (plus name/generateName): the apiserver refuses anything else on metadata, even a description.
+      metadata: { type: 'object' },
       spec: specSchema.json,
       status: statusSchema.json,
     },
