@@ -20,7 +20,8 @@ MODULE="$REPO/hack/controlplane"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator"
 STATE="${KATA_CP_DIR:-$CACHE/controlplane}"
 STATE="$(mkdir -p "$(dirname "$STATE")" && cd "$(dirname "$STATE")" && pwd)/$(basename "$STATE")"
-LOCK="$STATE.lock"
+# (.flock, not .lock: planes started by an earlier version of this script held .lock forever)
+LOCK="$STATE.flock"
 READY_TIMEOUT="${KATA_CP_READY_TIMEOUT:-120}"
 
 log() { echo "controlplane: $*" >&2; }
@@ -64,6 +65,7 @@ build() {
     rm -rf "$tmp"
     die "build failed"
   fi
+  chmod 755 "$tmp"
   rm -rf "$dir"
   mv "$tmp" "$dir"
   exec 8>&-
@@ -199,7 +201,8 @@ EOF
 start_bg() { # name binary args...: detached into its own session, output to logs/<name>.log
   local name=$1
   shift
-  setsid "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
+  # The daemons must not inherit the lock fds (8, 9), or the lock is held as long as they run.
+  setsid "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 8>&- 9>&- &
   echo $! >"$STATE/$name.pid"
 }
 
