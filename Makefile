@@ -63,3 +63,11 @@ unit: deps ## unit tests only
 
 test: setup check-gen check-manifests typecheck lint guest controlplane ## everything: setup, checks, guest image, control plane build, every test layer
 	hack/run-tests.sh
+
+.PHONY: bench
+BENCH_OUT := node_modules/.cache/bench
+bench: deps guest ## benchmarks on the real stack: guest boot (5 boots) and agent RPC round trip over serial+mux
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
+	node $(BENCH_OUT)/guest-boot.mjs
