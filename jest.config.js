@@ -9,6 +9,8 @@ const common = {
 
 export default {
   passWithNoTests: true,
+  // testTimeout is global in Jest (a project's own is ignored); e2e tests set longer ones per test.
+  testTimeout: 120_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     {
@@ -18,13 +20,11 @@ export default {
       // One real control plane per run, shared by every file (each file uses its own namespace).
       globalSetup: '<rootDir>/test/integration/global-setup.mjs',
       globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
-      testTimeout: 120_000,
     },
     {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
-      testTimeout: 300_000,
     },
   ],
 };

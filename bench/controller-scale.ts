@@ -1,7 +1,7 @@
 // Benchmark: N KataSandboxes over M simulated nodes (Leases only, no VMs) against the real control
 // plane. Prints the time until all are Scheduled, API requests per sandbox made by the
 // controller, and its peak RSS. Usage: node controller-scale.mjs [sandboxes] [nodes]
-import { CoordinationV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi, KubeConfig, V1MicroTime } from '@kubernetes/client-node';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
               'kata.sandbox.io/capacity-memory-mib': String(1_000_000),
             },
           },
-          spec: { holderIdentity: n, leaseDurationSeconds: 40, renewTime: new Date() as never },
+          spec: { holderIdentity: n, leaseDurationSeconds: 40, renewTime: new V1MicroTime() },
         };
         await coord.createNamespacedLease({ namespace: 'kata-system', body }).catch(async () => {
           const cur = await coord.readNamespacedLease({

@@ -9,6 +9,7 @@ import {
   EventsV1Api,
   PatchStrategy,
   setHeaderOptions,
+  V1MicroTime,
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
@@ -68,7 +69,7 @@ async function writeLease(
     spec: {
       holderIdentity: node,
       leaseDurationSeconds: 40,
-      renewTime: new Date(Date.now() - (opts.ageSeconds ?? 0) * 1000) as never,
+      renewTime: new V1MicroTime(Date.now() - (opts.ageSeconds ?? 0) * 1000),
     },
   };
   try {
