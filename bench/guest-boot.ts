@@ -1,0 +1,166 @@
+// Benchmark: guest boot and agent round trip on the real stack (QEMU, the guest image from
+// `make guest`, the guest agent, virtio-serial + yamux, grpc-js). `make bench` bundles this file
+// with esbuild and runs it with node from the repo root.
+//   node guest-boot.mjs [boots=5] [checks=1000]
+// Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
+// init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
+// sequential Check calls over one VM's serial+mux channel.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, homedir, loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { AgentClient } from '../src/agent/agent-client.js';
+import { SerialBridge } from '../src/agent/transport/serial-bridge.js';
+import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
+import { bootVm, type AgentHandle } from '../src/node-agent/hypervisor/boot.js';
+import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
+
+const BOOTS = Number(process.argv[2] ?? 5);
+const CHECKS = Number(process.argv[3] ?? 1000);
+const IMAGE = path.join(
+  process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
+  'kata-sandbox-operator/guest/current',
+);
+
+const ms = (n: number): string => `${n.toFixed(0)} ms`;
+
+function quantile(sorted: number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+/** user + system CPU seconds of a process, from /proc (NaN once it is gone). */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** "kata-guest-init: starting kata-guest-agent at uptime 2.31s" → 2.31 */
+function agentStartUptime(consoleLog: string): number | undefined {
+  const m = /starting kata-guest-agent at uptime ([0-9.]+)s/.exec(
+    existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '',
+  );
+  return m ? Number(m[1]) : undefined;
+}
+
+async function main(): Promise<void> {
+  const vmlinux = path.join(IMAGE, 'vmlinux');
+  const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
+  const initrd = path.join(IMAGE, 'initrd');
+  if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
+  const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
+  const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
+  console.log(
+    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); kernel ${path.basename(kernel)}; ` +
+      `1 vCPU, 512 MiB, machine pc; host ${cpus().length} cores, load ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+  );
+
+  const boots: number[] = [];
+  const uptimes: number[] = [];
+  let rtts: number[] = [];
+  try {
+    for (let i = 0; i < BOOTS; i++) {
+      const dir = path.join(scratch, `vm${i}`);
+      mkdirSync(path.join(dir, 'shared'), { recursive: true });
+      const grpcSocket = path.join(dir, 'agent.sock');
+      const vm: VmConfig = {
+        name: `bench-boot-${i}`,
+        machine: 'pc',
+        accelerator: accel.accelerator,
+        vcpus: 1,
+        memoryMiB: 512,
+        kernel,
+        initrd,
+        console: { logFile: path.join(dir, 'console.log') },
+        qmpSocket: path.join(dir, 'qmp.sock'),
+        agentChannelSocket: path.join(dir, 'agent-channel.sock'),
+        sharedDir: path.join(dir, 'shared'),
+        pidFile: path.join(dir, 'qemu.pid'),
+      };
+      let bridge: SerialBridge | undefined;
+      let client: AgentClient | undefined;
+      const res = await bootVm({
+        vm,
+        waitFor: {
+          kind: 'agent',
+          connect: async (_vm, signal): Promise<AgentHandle> => {
+            bridge = await SerialBridge.start({
+              chardevPath: vm.agentChannelSocket as string,
+              listenPath: grpcSocket,
+              signal,
+            });
+            const c = new AgentClient({ socketPath: grpcSocket });
+            client = c;
+            return {
+              check: (o) => c.check(o),
+              close: () => {
+                c.close();
+                void bridge?.close();
+              },
+            };
+          },
+          checkTimeoutMs: 5_000,
+        },
+        deadlineMs: 300_000,
+        stderrLog: path.join(dir, 'qemu.log'),
+      });
+      const cpu = cpuSeconds(res.process.pid);
+      const up = agentStartUptime(path.join(dir, 'console.log'));
+      boots.push(res.bootMillis);
+      if (up !== undefined) uptimes.push(up);
+      console.log(
+        `boot ${i + 1}: QEMU start -> Check answered ${ms(res.bootMillis)}; guest uptime at agent start ` +
+          `${up === undefined ? 'n/a' : `${up.toFixed(2)} s`}; QEMU CPU ${cpu.toFixed(2)} s`,
+      );
+      try {
+        if (i === BOOTS - 1 && client) {
+          const c = client;
+          for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
+          rtts = [];
+          for (let k = 0; k < CHECKS; k++) {
+            const t0 = performance.now();
+            await c.check({ timeoutMs: 10_000 });
+            rtts.push(performance.now() - t0);
+          }
+        }
+      } finally {
+        client?.close();
+        await bridge?.close();
+        await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
+      }
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+
+  const b = [...boots].sort((x, y) => x - y);
+  console.log(
+    `boot (QEMU start -> agent Check answered), ${b.length} boots: median ${ms(quantile(b, 0.5))}, ` +
+      `min ${ms(b[0] ?? NaN)}, max ${ms(b[b.length - 1] ?? NaN)}`,
+  );
+  if (uptimes.length > 0) {
+    const u = [...uptimes].sort((x, y) => x - y);
+    console.log(
+      `guest uptime when init started the agent: median ${quantile(u, 0.5).toFixed(2)} s, ` +
+        `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s`,
+    );
+  }
+  const r = [...rtts].sort((x, y) => x - y);
+  console.log(
+    `agent RPC round trip over serial+mux (Health.Check x${r.length}): p50 ${quantile(r, 0.5).toFixed(2)} ms, ` +
+      `p99 ${quantile(r, 0.99).toFixed(2)} ms, max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms`,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
