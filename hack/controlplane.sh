@@ -36,11 +36,21 @@ mod_version() { # the version the module pins for a path
   (cd "$MODULE" && go mod edit -json) | jq -r --arg p "$1" '.Require[] | select(.Path == $p) | .Version'
 }
 
+# -s -w, and the version stamps Kubernetes' own build sets (hack/lib/version.sh), so /version
+# reports v1.x.y rather than v0.0.0-master.
+ldflags() {
+  local k8s pkg=k8s.io/component-base/version
+  k8s=$(mod_version k8s.io/kubernetes)
+  [[ $k8s =~ ^v([0-9]+)\.([0-9]+)\. ]] || die "unexpected k8s.io/kubernetes version $k8s"
+  echo "-s -w -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=${BASH_REMATCH[1]} -X $pkg.gitMinor=${BASH_REMATCH[2]}" \
+    "-X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+}
+
 bin_dir() {
   local k8s etcd hash
   k8s=$(mod_version k8s.io/kubernetes)
   etcd=$(mod_version go.etcd.io/etcd/server/v3)
-  hash=$(cat "$MODULE/go.mod" "$MODULE/go.sum" "$MODULE"/cmd/*/main.go | sha256sum | cut -c1-12)
+  hash=$( (cat "$MODULE/go.mod" "$MODULE/go.sum" "$MODULE"/cmd/*/main.go && ldflags) | sha256sum | cut -c1-12)
   echo "$CACHE/bin/k8s-$k8s-etcd-$etcd-$hash"
 }
 
@@ -60,7 +70,7 @@ build() {
   log "building kube-apiserver and etcd into $dir (the first build takes many minutes)"
   start=$(date +%s)
   tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
-  if ! (cd "$MODULE" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/" \
+  if ! (cd "$MODULE" && CGO_ENABLED=0 go build -trimpath -ldflags="$(ldflags)" -o "$tmp/" \
     ./cmd/kube-apiserver ./cmd/etcd) >&2; then
     rm -rf "$tmp"
     die "build failed"

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import {
   ApiException,
   ApiextensionsV1Api,
@@ -17,7 +17,6 @@ import {
   KubeConfig,
   PatchStrategy,
   RbacAuthorizationV1Api,
-  V1CustomResourceDefinition,
   V1Lease,
   VersionApi,
   Watch,
@@ -34,14 +33,17 @@ import {
 
 const execFileAsync = promisify(execFile);
 
+// testTimeout in a Jest project's config is not applied per project: set it here.
+jest.setTimeout(120_000);
+
 const GROUP = 'cptest.kata.sandbox.io';
 const VERSION = 'v1';
 const PLURAL = 'widgets';
 const CRD_NAME = `${PLURAL}.${GROUP}`;
 
-// Typed models use the client's property names (_enum, x_kubernetes_validations); its serializer
-// writes the wire names (enum, x-kubernetes-validations).
-const widgetCrd: V1CustomResourceDefinition = {
+// Sent as a server-side apply patch, which the client does not pass through its model serializer:
+// a plain object with the wire names (enum, x-kubernetes-validations).
+const widgetCrd = {
   apiVersion: 'apiextensions.k8s.io/v1',
   kind: 'CustomResourceDefinition',
   metadata: { name: CRD_NAME },
@@ -64,9 +66,9 @@ const widgetCrd: V1CustomResourceDefinition = {
                 required: ['size'],
                 properties: {
                   size: { type: 'integer', minimum: 1, maximum: 10 },
-                  color: { type: 'string', _enum: ['red', 'blue'] },
+                  color: { type: 'string', enum: ['red', 'blue'] },
                 },
-                x_kubernetes_validations: [
+                'x-kubernetes-validations': [
                   { rule: "self.size <= 5 || self.color == 'red'", message: 'big widgets are red' },
                 ],
               },
