@@ -78,8 +78,19 @@ build() {
   chmod 755 "$tmp"
   rm -rf "$dir"
   mv "$tmp" "$dir"
+  prune_bins "$dir"
   exec 8>&-
   log "built in $(($(date +%s) - start))s"
+}
+
+prune_bins() { # keep: remove other builds that no running process uses
+  local old in_use
+  in_use=$(find /proc -maxdepth 2 -name exe -exec readlink {} + 2>/dev/null | grep -F "$CACHE/bin/" || true)
+  for old in "$CACHE"/bin/k8s-*; do
+    [ "$old" = "$1" ] && continue
+    grep -qF "$old/" <<<"$in_use" && continue
+    rm -rf "$old"
+  done
 }
 
 # --- state ---------------------------------------------------------------------------------
@@ -283,6 +294,9 @@ cmd_up() {
   exec 9>"$LOCK"
   flock -w 300 9 || die "timed out waiting for $LOCK"
   if is_up; then
+    if [ "$(readlink "/proc/$(our_pid apiserver)/exe")" != "$(bin_dir)/kube-apiserver" ]; then
+      log "warning: the running plane uses an older build; run down and up to switch"
+    fi
     log "already up"
     echo "$STATE/admin.kubeconfig"
     return 0
