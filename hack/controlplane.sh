@@ -251,7 +251,7 @@ etcd_healthy() {
 }
 
 start_plane() {
-  local bin ports etcd_port peer_port api_port
+  local bin etcd_port peer_port api_port
   bin=$(bin_dir)
   mkdir -p "$STATE/logs" "$STATE/etcd-data" "$STATE/apiserver-certs" "$STATE/kubeconfigs"
   chmod 700 "$STATE/etcd-data"
@@ -336,8 +336,8 @@ cmd_status() {
 cmd_kubeconfig_for() {
   local ns=${1:-} sa=${2:-} name path
   local dns_label='^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' dns_subdomain='^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'
-  [[ $ns =~ $dns_label ]] && [ "${#ns}" -le 63 ] || die "kubeconfig-for: bad namespace '$ns'"
-  [[ $sa =~ $dns_subdomain ]] && [ "${#sa}" -le 253 ] || die "kubeconfig-for: bad service account name '$sa'"
+  if ! [[ $ns =~ $dns_label ]] || [ "${#ns}" -gt 63 ]; then die "kubeconfig-for: bad namespace '$ns'"; fi
+  if ! [[ $sa =~ $dns_subdomain ]] || [ "${#sa}" -gt 253 ]; then die "kubeconfig-for: bad service account name '$sa'"; fi
   is_up || die "the control plane is not up (run: hack/controlplane.sh up)"
   name="sa_${ns}_${sa}"
   path="$STATE/kubeconfigs/$name.kubeconfig"
