@@ -201,13 +201,11 @@ describe('netns mode (real VM)', () => {
             'netns',
             'exec',
             OUT_NS,
-            'busybox',
-            'wget',
-            '-q',
-            '-T',
+            // busybox's static wget crashes on this host; curl is in the setup packages.
+            'curl',
+            '-sS',
+            '--max-time',
             '5',
-            '-O',
-            '-',
             'http://10.201.0.2:8080/index.html',
           ],
           15_000,
@@ -329,7 +327,7 @@ describe('cni mode (real VMs)', () => {
       const id = `${fetchCid}-${randomBytes(2).toString('hex')}`;
       const req = containerRequest(
         id,
-        `wget -q -T 5 -O - http://${ipOf(atts[1]!)}:8080/index.html`,
+        `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ipOf(atts[1]!)} 8080`,
         {
           storages: [
             {
@@ -350,8 +348,9 @@ describe('cni mode (real VMs)', () => {
       };
       const r = await runContainer(a.client, req);
       await a.client.removeContainer(id, 5).catch(() => {});
-      if (r.status !== 0) throw new Error(`wget exited ${r.status}: ${r.stderr}`);
-      return r.stdout;
+      if (!r.stdout.includes('200 OK'))
+        throw new Error(`nc exited ${r.status}: ${r.stdout} ${r.stderr}`);
+      return r.stdout.slice(r.stdout.indexOf('\r\n\r\n') + 4);
     }, 90_000);
     expect(fetched).toBe('hello-from-cnib\n');
 
@@ -406,7 +405,7 @@ exit 0
     const net = new CniNetwork({
       confDir,
       binDirs: [bin, '/usr/lib/cni'],
-      nodeNetns: `/run/netns/${NODE_NS}`,
+      nodeNetns: `/run/netns/${FAIL_NODE_NS}`,
     });
     const uid = `e2ef${TAG}`;
     await expect(net.setup(uid)).rejects.toThrow(
