@@ -362,7 +362,9 @@ describe('guest agent in a real VM', () => {
     async () => {
       // The sleeper sees its own bundle at /bundle, so the config.json the guest agent wrote can be
       // read back and checked against the schema.
-      await runContainer('sleeper', ['sleep', '1000'], (s) => {
+      // StartContainer returns once `crun run` is spawned, not once the container runs: an exec
+      // sent at once can meet a container crun has not started yet. Wait for its first output.
+      await runContainer('sleeper', ['sh', '-c', 'echo up; exec sleep 1000'], (s) => {
         s.Mounts.push({
           destination: '/bundle',
           type: 'bind',
@@ -370,14 +372,16 @@ describe('guest agent in a real VM', () => {
           options: ['rbind', 'ro'],
         });
       });
+      await readUntil('sleeper', 'sleeper', 'up');
       const { process: p, stringUser } = execCommand(['cat', '/bundle/config.json']);
       const execId = await client.execProcess('sleeper', p, stringUser, CALL);
-      const text = await readAll('sleeper', execId);
-      await expect(client.waitProcess('sleeper', execId, CALL)).resolves.toBe(0);
+      const res = await outcome('sleeper', execId);
+      expect({ stderr: res.stderr, status: res.status }).toEqual({ stderr: '', status: 0 });
+      const text = res.stdout;
       const config = JSON.parse(text) as { root: { path: string }; process: { args: string[] } };
       expectValidOci(config);
       expect(config.root.path).toBe(`${containerGuestDir('sleeper')}/rootfs`);
-      expect(config.process.args).toEqual(['sleep', '1000']);
+      expect(config.process.args).toEqual(['sh', '-c', 'echo up; exec sleep 1000']);
 
       const echo = execCommand(['sh', '-c', 'echo "from exec in $(hostname)"']);
       const id2 = await client.execProcess('sleeper', echo.process, echo.stringUser, CALL);
