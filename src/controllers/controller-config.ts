@@ -6,6 +6,9 @@ export interface ControllerConfig {
   concurrency: number;
   leaderElect: boolean;
   identity: string;
+  /** Only sandboxes of this namespace ('' = all). */
+  watchNamespace: string;
+  leaderElectionId: string;
   help: boolean;
 }
 
@@ -17,6 +20,9 @@ Flags (environment variable in brackets):
   --concurrency N       sandboxes reconciled at once [CONCURRENCY] (default 8)
   --leader-elect BOOL   contend for Lease kata-system/kata-controller [LEADER_ELECT] (default true)
   --identity NAME       this replica's name in the election [POD_NAME] (default hostname-pid)
+  --watch-namespace NS  reconcile only the sandboxes of NS [WATCH_NAMESPACE] (default: all)
+  --leader-election-id NAME
+                        the election Lease in kata-system [LEADER_ELECTION_ID] (default kata-controller)
   --help                this text
 `;
 
@@ -42,6 +48,8 @@ export function controllerConfig(
       concurrency: { type: 'string' },
       'leader-elect': { type: 'string' },
       identity: { type: 'string' },
+      'watch-namespace': { type: 'string' },
+      'leader-election-id': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -56,6 +64,8 @@ export function controllerConfig(
     concurrency: Math.max(1, int('concurrency', values.concurrency ?? env.CONCURRENCY, 8)),
     leaderElect: leader === 'true',
     identity: values.identity ?? env.POD_NAME ?? `${host}-${process.pid}`,
+    watchNamespace: values['watch-namespace'] ?? env.WATCH_NAMESPACE ?? '',
+    leaderElectionId: values['leader-election-id'] ?? env.LEADER_ELECTION_ID ?? 'kata-controller',
     help: values.help ?? false,
   };
 }

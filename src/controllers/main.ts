@@ -19,7 +19,7 @@ import { startProbeServer } from '../observability/http-server.js';
 import { createLogger } from '../observability/logger.js';
 import { controllerMetrics } from './controller-metrics.js';
 import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
-import { nodeOfLease } from '../kube/lease.js';
+import { leaseIsFresh, nodeOfLease } from '../kube/lease.js';
 import { SandboxReconciler } from './sandbox-reconciler.js';
 
 const log = createLogger('kata-controller');
@@ -36,7 +36,9 @@ async function main(): Promise<void> {
   const stop = new AbortController();
 
   const sandboxes = new Informer<KataSandbox>(kc, {
-    path: `/apis/${CRD_GROUP}/${CRD_VERSION}/${PLURAL}`,
+    path: cfg.watchNamespace
+      ? `/apis/${CRD_GROUP}/${CRD_VERSION}/namespaces/${cfg.watchNamespace}/${PLURAL}`
+      : `/apis/${CRD_GROUP}/${CRD_VERSION}/${PLURAL}`,
     logger: log.child({ informer: 'katasandboxes' }),
   });
   const leases = new Informer<V1Lease>(kc, {
@@ -77,11 +79,13 @@ async function main(): Promise<void> {
   leases.addHandlers({
     onAdd: (l) => enqueueForNode(nodeOfLease(l)),
     onUpdate: (o, n) => {
-      // Renewals alone change nothing the controller decides on, except for waking lost nodes.
+      // A plain renewal changes nothing; a change of holder, capacity or freshness (a Lease written
+      // back into the past, or renewed after expiring) can change where sandboxes go or their fate.
+      const now = Date.now();
       if (
         o.spec?.holderIdentity !== n.spec?.holderIdentity ||
         JSON.stringify(o.metadata?.annotations) !== JSON.stringify(n.metadata?.annotations) ||
-        !o.spec?.renewTime
+        leaseIsFresh(o, now) !== leaseIsFresh(n, now)
       ) {
         enqueueForNode(nodeOfLease(n));
       }
@@ -139,6 +143,7 @@ async function main(): Promise<void> {
     ? new LeaderElector({
         clients,
         identity: cfg.identity,
+        leaseName: cfg.leaderElectionId,
         logger: log,
         onStartedLeading: () =>
           void lead().catch((err: unknown) => log.error({ err }, 'failed to start leading')),

@@ -75,7 +75,10 @@ export class SandboxReconciler {
 
   private pendingLoad(): Map<string, NodeLoad> {
     const load = new Map<string, NodeLoad>();
-    for (const { node, memoryMiB } of this.pendingBinds.values()) {
+    for (const [key, { node, memoryMiB }] of this.pendingBinds) {
+      const { namespace, name } = splitKey(key);
+      // Once the cache shows the binding, the sandbox is counted there already.
+      if (this.deps.sandboxes.get(namespace, name)?.metadata.labels?.[NODE_LABEL]) continue;
       const l = load.get(node) ?? { sandboxes: 0, memoryMiB: 0 };
       l.sandboxes += 1;
       l.memoryMiB += memoryMiB;
@@ -107,13 +110,16 @@ export class SandboxReconciler {
         return true;
       }
       case 'bind': {
+        // Reserved before the first await, so a reconcile of another sandbox running meanwhile
+        // already counts this one on the node.
+        this.pendingBinds.set(key, { node: action.node, memoryMiB: sb.spec.vm?.memoryMiB ?? 512 });
         try {
           await this.bind(sb, action.node, signal);
         } catch (err) {
+          this.pendingBinds.delete(key);
           if (isConflict(err) || isNotFound(err)) return false;
           throw err;
         }
-        this.pendingBinds.set(key, { node: action.node, memoryMiB: sb.spec.vm?.memoryMiB ?? 512 });
         const created = sb.metadata.creationTimestamp;
         if (created)
           this.deps.metrics.scheduleSeconds.observe(

@@ -72,14 +72,56 @@ export interface RunningController {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startController(identity: string): Promise<RunningController> {
+export interface ControllerScope {
+  /** Only this namespace's sandboxes, so runs sharing one plane do not reconcile each other's. */
+  namespace: string;
+  /** An election Lease of this run's own (the admin grants the controller's SA update on it). */
+  electionId: string;
+}
+
+/** Lets the controller's ServiceAccount hold a test's own election Lease. */
+export async function grantElectionLease(electionId: string): Promise<void> {
+  const role = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'Role',
+    metadata: { name: electionId, namespace: 'kata-system' },
+    rules: [
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        resourceNames: [electionId],
+        verbs: ['update', 'patch'],
+      },
+    ],
+  };
+  const binding = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: electionId, namespace: 'kata-system' },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: electionId },
+    subjects: [{ kind: 'ServiceAccount', name: 'kata-controller', namespace: 'kata-system' }],
+  };
+  await kubectl(
+    ['apply', '--server-side', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [role, binding] }),
+  );
+}
+
+export async function startController(
+  identity: string,
+  scope: ControllerScope,
+): Promise<RunningController> {
   const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
   const logFile = path.join(path.dirname(bundle), `${identity}.log`);
   const fd = openSync(logFile, 'a');
   const child = spawn(
     process.execPath,
-    [bundle, '--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
+    [
+      bundle,
+      ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
+      ...['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId],
+    ],
     { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -17,6 +17,7 @@ import type { KataSandbox } from '../../src/crds/index.js';
 import { invalidSandboxes, validSandbox } from '../fixtures/invalid-sandboxes.js';
 import { adminKubeConfig, freshNamespace } from './cluster.js';
 import {
+  grantElectionLease,
   installControllerPrereqs,
   startController,
   type RunningController,
@@ -32,6 +33,7 @@ let coord: CoordinationV1Api;
 let core: CoreV1Api;
 let ns: string;
 let controller: RunningController;
+let scope: { namespace: string; electionId: string };
 
 async function eventually<T>(
   what: string,
@@ -108,7 +110,9 @@ beforeAll(async () => {
   core = kc.makeApiClient(CoreV1Api);
   await installControllerPrereqs();
   ns = await freshNamespace('controller');
-  controller = await startController(`ctrl-${suffix}`);
+  scope = { namespace: ns, electionId: `kata-controller-test-${suffix}` };
+  await grantElectionLease(scope.electionId);
+  controller = await startController(`ctrl-${suffix}`, scope);
 }, 120_000);
 
 afterAll(async () => {
@@ -170,12 +174,20 @@ describe('kata-controller', () => {
     const [a, b, c] = [nodeName('a'), nodeName('b'), nodeName('c')];
     // A selector unique to this run keeps Leases of other runs and files out of the count.
     const suite = { 'kata.sandbox.io/test-suite': suffix };
-    await core.createNode({ body: { metadata: { name: a, labels: { ...suite, disk: 'ssd' } } } });
-    await core.createNode({ body: { metadata: { name: b, labels: suite } } });
     await core.createNode({
       body: { metadata: { name: c, labels: suite }, spec: { unschedulable: true } },
     });
-    await Promise.all([writeLease(a), writeLease(b), writeLease(c)]);
+    await core.createNode({ body: { metadata: { name: a, labels: { ...suite, disk: 'ssd' } } } });
+    await core.createNode({ body: { metadata: { name: b, labels: suite } } });
+    await Promise.all([writeLease(c), writeLease(a)]);
+    await writeLease(b);
+    // A probe pinned to b is placed only once the controller's caches hold b's Node and Lease, and
+    // so (watch events arrive in order) everything created before them.
+    await create(sandbox('spread-probe', { nodeName: b, nodeSelector: suite }));
+    await eventually('probe on b', async () =>
+      nodeOf(await get('spread-probe')) === b ? true : undefined,
+    );
+
     for (let i = 0; i < 4; i++) await create(sandbox(`spread-${i}`, { nodeSelector: suite }));
     const placed = await eventually('4 sandboxes scheduled', async () => {
       const nodes = await Promise.all(
@@ -183,11 +195,11 @@ describe('kata-controller', () => {
       );
       return nodes.every((n) => n) ? nodes : undefined;
     });
-    // c is cordoned, so a and b share the four, evenly.
+    // c is cordoned, so a and b share all five (the probe included) within one.
     expect(placed).not.toContain(c);
     const onA = placed.filter((n) => n === a).length;
-    const onB = placed.filter((n) => n === b).length;
-    expect(onA + onB).toBe(4);
+    const onB = placed.filter((n) => n === b).length + 1;
+    expect(onA + onB).toBe(5);
     expect(Math.abs(onA - onB)).toBeLessThanOrEqual(1);
 
     await create(sandbox('ssd', { nodeSelector: { ...suite, disk: 'ssd' } }));
@@ -283,11 +295,11 @@ describe('kata-controller', () => {
 
 describe('kata-controller leader election', () => {
   it('runs one leader among two replicas; when it dies the other takes over, scheduling nothing twice', async () => {
-    const second = await startController(`ctrl2-${suffix}`);
+    const second = await startController(`ctrl2-${suffix}`, scope);
     try {
       const holder = async (): Promise<string | undefined> =>
-        (await coord.readNamespacedLease({ name: 'kata-controller', namespace: 'kata-system' }))
-          .spec?.holderIdentity ?? undefined;
+        (await coord.readNamespacedLease({ name: scope.electionId, namespace: 'kata-system' })).spec
+          ?.holderIdentity ?? undefined;
       const first = await eventually('a leader', holder);
       expect([`ctrl-${suffix}`, `ctrl2-${suffix}`]).toContain(first);
 
@@ -326,17 +338,19 @@ describe('kata-controller leader election', () => {
         60_000,
       );
 
-      // Each sandbox was bound once: one Scheduled event, one writer of the label.
-      const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns });
-      const scheduledFor = new Map<string, number>();
-      for (const e of events.items) {
-        if (e.reason !== 'Scheduled') continue;
-        const name = e.regarding?.name ?? '';
-        scheduledFor.set(name, (scheduledFor.get(name) ?? 0) + (e.series?.count ?? 1));
-      }
-      for (const name of [0, 1, 2].flatMap((i) => [`ha-before-${i}`, `ha-after-${i}`])) {
-        expect([name, scheduledFor.get(name)]).toEqual([name, 1]);
-      }
+      // Each sandbox was bound once: one Scheduled event each (Events are written asynchronously).
+      const names = [0, 1, 2].flatMap((i) => [`ha-before-${i}`, `ha-after-${i}`]);
+      const scheduledFor = await eventually('Scheduled events', async () => {
+        const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns });
+        const counts = new Map<string, number>();
+        for (const e of events.items) {
+          if (e.reason !== 'Scheduled') continue;
+          const name = e.regarding?.name ?? '';
+          counts.set(name, (counts.get(name) ?? 0) + (e.series?.count ?? 1));
+        }
+        return names.every((n) => counts.has(n)) ? counts : undefined;
+      });
+      for (const name of names) expect([name, scheduledFor.get(name)]).toEqual([name, 1]);
     } finally {
       await second.stop();
     }
