@@ -66,8 +66,11 @@ test: setup check-gen check-manifests typecheck lint guest controlplane ## every
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest ## benchmarks on the real stack: guest boot (5 boots) and agent RPC round trip over serial+mux
+bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, controller scale
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
 	node $(BENCH_OUT)/guest-boot.mjs
+	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
+	node $(BENCH_OUT)/controller-scale.mjs 2000 50

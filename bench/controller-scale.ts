@@ -1,7 +1,12 @@
 // Benchmark: N KataSandboxes over M simulated nodes (Leases only, no VMs) against the real control
 // plane. Prints the time until all are Scheduled, API requests per sandbox made by the
 // controller, and its peak RSS. Usage: node controller-scale.mjs [sandboxes] [nodes]
-import { CoordinationV1Api, CustomObjectsApi, KubeConfig, V1MicroTime } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  V1MicroTime,
+} from '@kubernetes/client-node';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -10,7 +15,8 @@ import path from 'node:path';
 import { build } from 'esbuild';
 import PQueue from 'p-queue';
 
-const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+// Run from the repository root (as make does); the bundle itself lives elsewhere.
+const REPO = process.cwd();
 const SANDBOXES = Number(process.argv[2] ?? 2000);
 const NODES = Number(process.argv[3] ?? 50);
 const G = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katasandboxes' };
@@ -89,7 +95,15 @@ async function main(): Promise<void> {
     );
   };
   await renew();
-  const heartbeat = setInterval(() => void renew(), 10_000);
+  let renewing = false;
+  // A renewal that races another writer is simply retried at the next beat.
+  const heartbeat = setInterval(() => {
+    if (renewing) return;
+    renewing = true;
+    renew()
+      .catch(() => undefined)
+      .finally(() => (renewing = false));
+  }, 10_000);
 
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-bench-'));
   const bundle = path.join(dir, 'kata-controller.mjs');
