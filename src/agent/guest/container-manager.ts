@@ -159,6 +159,9 @@ export class ContainerManager {
       path.join(c.bundle, 'init.pid'),
       id,
     ]);
+    // crun writes the pid file once the container exists (its state follows at once): until then
+    // an ExecProcess would meet "container does not exist". Bounded, in case crun fails early.
+    await readPidFile(path.join(c.bundle, 'init.pid'), () => c.init.exited, 500);
     this.opts.logger.info({ containerId: id, pid: c.init.pid }, 'container started');
     void c.init.wait().then(
       (status) => this.opts.logger.info({ containerId: id, status }, 'container exited'),
@@ -354,8 +357,12 @@ async function waitAll(procs: GuestProcess[], timeoutMs: number | undefined): Pr
   clearTimeout(timer);
 }
 
-async function readPidFile(file: string, gaveUp: () => boolean): Promise<number | undefined> {
-  for (let i = 0; i < 100 && !gaveUp(); i++) {
+async function readPidFile(
+  file: string,
+  gaveUp: () => boolean,
+  tries = 100,
+): Promise<number | undefined> {
+  for (let i = 0; i < tries && !gaveUp(); i++) {
     try {
       const pid = Number((await readFile(file, 'utf8')).trim());
       if (Number.isInteger(pid) && pid > 0) return pid;
