@@ -362,8 +362,8 @@ describe('guest agent in a real VM', () => {
     async () => {
       // The sleeper sees its own bundle at /bundle, so the config.json the guest agent wrote can be
       // read back and checked against the schema.
-      // StartContainer returns once `crun run` is spawned, not once the container runs: an exec
-      // sent at once can meet a container crun has not started yet. Wait for its first output.
+      // Its first output shows the init really runs (the exec-right-after-start case is the
+      // "leftover" container below).
       await runContainer('sleeper', ['sh', '-c', 'echo up; exec sleep 1000'], (s) => {
         s.Mounts.push({
           destination: '/bundle',
@@ -467,6 +467,10 @@ describe('guest agent in a real VM', () => {
     async () => {
       // A container still running when the sandbox goes away is taken down with it.
       await runContainer('leftover', ['sleep', '1000']);
+      // An exec right after StartContainer finds the container started.
+      const echo = execCommand(['echo', 'ok']);
+      const execId = await client.execProcess('leftover', echo.process, echo.stringUser, CALL);
+      expect(await outcome('leftover', execId)).toEqual({ stdout: 'ok\n', stderr: '', status: 0 });
       await client.destroySandbox(CALL);
       const e = await rpcError(client.waitProcess('leftover', 'leftover', { timeoutMs: 10_000 }));
       expect(e.code).toBe(GrpcStatus.NOT_FOUND);
@@ -474,8 +478,8 @@ describe('guest agent in a real VM', () => {
       const proc = qemu as QemuProcess;
       client.close();
       await bridge?.close();
-      const outcome = await proc.stop({ powerdownGraceMs: 5_000, quitGraceMs: 5_000 });
-      expect(['powerdown', 'quit']).toContain(outcome);
+      const stopped = await proc.stop({ powerdownGraceMs: 5_000, quitGraceMs: 5_000 });
+      expect(['powerdown', 'quit']).toContain(stopped);
       await proc.exited;
       expect(isSameProcess(proc.pid, proc.info.startTime)).toBe(false);
       expect(existsSync(`/proc/${proc.pid}`)).toBe(false);
