@@ -63,36 +63,29 @@ async function main(): Promise<void> {
   kubectl(admin, ['create', 'namespace', ns]);
 
   const nodes = Array.from({ length: NODES }, (_, i) => `bench-${run}-${i}`);
+  // Simulated node agents: one write per Lease per beat, with the resourceVersion of the last one.
+  const versions = new Map<string, string | undefined>();
+  const renewOne = async (n: string): Promise<void> => {
+    const name = `kata-node-${n}`;
+    const body = {
+      metadata: {
+        name,
+        namespace: 'kata-system',
+        resourceVersion: versions.get(name),
+        annotations: {
+          'kata.sandbox.io/capacity-sandboxes': String(Math.ceil((SANDBOXES * 2) / NODES)),
+          'kata.sandbox.io/capacity-memory-mib': String(1_000_000),
+        },
+      },
+      spec: { holderIdentity: n, leaseDurationSeconds: 40, renewTime: new V1MicroTime() },
+    };
+    const written = versions.has(name)
+      ? await coord.replaceNamespacedLease({ name, namespace: 'kata-system', body })
+      : await coord.createNamespacedLease({ namespace: 'kata-system', body });
+    versions.set(name, written.metadata?.resourceVersion);
+  };
   const renew = async (): Promise<void> => {
-    await Promise.all(
-      nodes.map(async (n) => {
-        const body = {
-          metadata: {
-            name: `kata-node-${n}`,
-            namespace: 'kata-system',
-            annotations: {
-              'kata.sandbox.io/capacity-sandboxes': String(Math.ceil((SANDBOXES * 2) / NODES)),
-              'kata.sandbox.io/capacity-memory-mib': String(1_000_000),
-            },
-          },
-          spec: { holderIdentity: n, leaseDurationSeconds: 40, renewTime: new V1MicroTime() },
-        };
-        await coord.createNamespacedLease({ namespace: 'kata-system', body }).catch(async () => {
-          const cur = await coord.readNamespacedLease({
-            name: body.metadata.name,
-            namespace: 'kata-system',
-          });
-          await coord.replaceNamespacedLease({
-            name: body.metadata.name,
-            namespace: 'kata-system',
-            body: {
-              ...body,
-              metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion },
-            },
-          });
-        });
-      }),
-    );
+    await Promise.all(nodes.map((n) => renewOne(n)));
   };
   await renew();
   let renewing = false;
@@ -166,9 +159,10 @@ async function main(): Promise<void> {
   while (scheduled < SANDBOXES) {
     await new Promise((r) => setTimeout(r, 1000));
     const list = (await custom.listNamespacedCustomObject({ ...G, namespace: ns })) as {
-      items: { status?: { phase?: string } }[];
+      items: { metadata?: { labels?: Record<string, string> } }[];
     };
-    scheduled = list.items.filter((s) => s.status?.phase === 'Scheduled').length;
+    // Bound is what counts: a sandbox whose simulated node later lapsed was scheduled all the same.
+    scheduled = list.items.filter((s) => s.metadata?.labels?.['kata.sandbox.io/node']).length;
     if (Date.now() - started > 30 * 60_000)
       throw new Error(`only ${scheduled} scheduled after 30 min`);
   }
