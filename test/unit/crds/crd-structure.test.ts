@@ -76,7 +76,8 @@ describe('KataSandbox CRD manifest', () => {
 
 describe('KataSandbox schema structure', () => {
   it('describes every field (kubectl explain)', () => {
-    const missing = nodes().filter(([, s]) => !s.description?.trim());
+    // metadata is described by the API server itself; a CRD may only say `type: object` there.
+    const missing = nodes().filter(([p, s]) => p !== '.metadata' && !s.description?.trim());
     expect(missing.map(([p]) => p)).toEqual([]);
   });
 
