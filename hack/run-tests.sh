@@ -12,7 +12,9 @@ if [ -n "${TEST_LAYERS:-}" ]; then
   args+=(--selectProjects ${TEST_LAYERS})
 fi
 # --selectProjects takes several values, so it goes last, after any test path patterns.
-node --experimental-vm-modules node_modules/jest/bin/jest.js --ci --json --outputFile="$out/jest.json" \
+# --forceExit: a suite that leaves a handle open (a retry timer, a socket) must not hang the run
+# after its results are in; the results file is what the summary reads.
+node --experimental-vm-modules node_modules/jest/bin/jest.js --ci --forceExit --json --outputFile="$out/jest.json" \
   "$@" "${args[@]}"
 rc=$?
 if [ ! -s "$out/jest.json" ]; then
