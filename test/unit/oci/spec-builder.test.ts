@@ -1,6 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { constrainSpec } from '../../../src/agent/oci-constraints.js';
 import { buildContainerSpec } from '../../../src/agent/oci/spec-builder.js';
+import { toOciConfig } from '../../../src/agent/guest/oci-config.js';
+import { configValidator } from '../guest-agent/oci-schema.js';
 
 const volumes = new Map([
   ['data', '/run/kata-containers/shared/containers/_volumes/data'],
@@ -123,5 +125,53 @@ describe('buildContainerSpec', () => {
         },
       }),
     ).toThrow(/spec\.containers\[2\]\.volumeMounts: volume "nope"/);
+  });
+});
+
+describe('built specs against the OCI runtime-spec v1.1.0 schema', () => {
+  const validate = configValidator();
+  const cases: [string, Parameters<typeof buildContainerSpec>[0]][] = [
+    [
+      'command, env, user, groups, volumes, devices',
+      {
+        field: 'spec.containers[0]',
+        hostname: 'web',
+        volumeGuestPaths: volumes,
+        container: {
+          name: 'main',
+          command: ['/bin/sh', '-c', 'echo hi'],
+          env: [{ name: 'A', value: '1' }],
+          user: '1000:1000',
+          supplementalGroups: [10],
+          volumeMounts: [{ name: 'data', mountPath: '/data', readOnly: true }],
+          devices: [{ hostPath: '/dev/loop3', containerPath: '/dev/xvdb' }],
+        },
+      },
+    ],
+    [
+      'from an image config',
+      {
+        field: 'spec.containers[1]',
+        hostname: 'h',
+        volumeGuestPaths: new Map(),
+        image: {
+          Entrypoint: ['/bin/app'],
+          Cmd: ['serve'],
+          Env: ['MODE=prod'],
+          WorkingDir: '/srv',
+          User: '33:33',
+        },
+        container: { name: 'app' },
+      },
+    ],
+  ];
+  it.each(cases)('%s: valid before and after the seed constraints', (_n, inputs) => {
+    const { spec } = buildContainerSpec(inputs);
+    for (const s of [spec, constrainSpec(spec)]) {
+      const config = toOciConfig(s);
+      const ok = validate(config);
+      expect(validate.errors ?? []).toEqual([]);
+      expect(ok).toBe(true);
+    }
   });
 });
