@@ -120,7 +120,9 @@ export async function startController(
     [
       bundle,
       ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
-      ...['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId],
+      ...(scope
+        ? ['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId]
+        : []),
     ],
     { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
   );
