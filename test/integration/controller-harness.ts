@@ -107,9 +107,10 @@ export async function grantElectionLease(electionId: string): Promise<void> {
   );
 }
 
+/** Without a scope the controller watches every namespace and contends for kata-controller. */
 export async function startController(
   identity: string,
-  scope: ControllerScope,
+  scope?: ControllerScope,
 ): Promise<RunningController> {
   const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
