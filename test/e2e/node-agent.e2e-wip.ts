@@ -1,0 +1,410 @@
+// The node agent end to end: a real control plane, the real controller and node agent as
+// processes with their own ServiceAccount identities (deploy/rbac), real QEMU (TCG here) booting
+// the guest image, busybox containers over the 9p share. VMs are shared between checks: sandbox
+// "main" carries the running/volume/adoption/graceful-delete checks; three more sandboxes cover
+// the ends (Failed, Succeeded after restarts, VMExited), one never boots (HostPathNotAllowed).
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import type { KataSandbox } from '../../src/crds/index.js';
+import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
+import { readMountInfo, mountsUnder } from '../../src/node-agent/shared-dir.js';
+import {
+  adminKubeConfig,
+  controlplane,
+  freshNamespace,
+  REPO_ROOT,
+} from '../integration/cluster.js';
+import {
+  installControllerPrereqs,
+  startController,
+  type RunningController,
+} from '../integration/controller-harness.js';
+import {
+  installNodeAgentRbac,
+  makeBusyboxRootfs,
+  startNodeAgent,
+  type NodeAgentDirs,
+  type RunningNodeAgent,
+} from './node-agent-harness.js';
+
+// Project-level testTimeout is not applied to tests run with --selectProjects: set it here.
+jest.setTimeout(600_000);
+
+const NODE = 'local';
+const GROUP = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katasandboxes' };
+
+let base: string;
+let dirs: NodeAgentDirs;
+let rootfs: string;
+let roVol: string;
+let rwVol: string;
+let ns: string;
+let api: CustomObjectsApi;
+let controller: RunningController | undefined;
+let agent: RunningNodeAgent | undefined;
+let startedPlane = false;
+let agentRuns = 0;
+const t0 = Date.now();
+
+function log(msg: string): void {
+  console.log(`[+${Math.round((Date.now() - t0) / 1000)}s] ${msg}`);
+}
+
+async function runAgent(): Promise<RunningNodeAgent> {
+  agentRuns++;
+  return startNodeAgent(NODE, dirs, path.join(base, `node-agent-${agentRuns}.log`));
+}
+
+function container(name: string, script: string, extra: object = {}) {
+  return {
+    name,
+    rootfs: { hostPath: { path: rootfs } },
+    command: ['/bin/sh', '-c', script],
+    ...extra,
+  };
+}
+
+async function create(name: string, spec: object): Promise<KataSandbox> {
+  return (await api.createNamespacedCustomObject({
+    ...GROUP,
+    namespace: ns,
+    body: {
+      apiVersion: 'kata.sandbox.io/v1alpha1',
+      kind: 'KataSandbox',
+      metadata: { name },
+      spec: { nodeName: NODE, vm: { memoryMiB: 384, accelerator: 'auto' }, ...spec },
+    },
+  })) as KataSandbox;
+}
+
+async function get(name: string): Promise<KataSandbox | undefined> {
+  try {
+    return (await api.getNamespacedCustomObject({ ...GROUP, namespace: ns, name })) as KataSandbox;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+async function waitFor(
+  name: string,
+  what: string,
+  pred: (sb: KataSandbox | undefined) => boolean,
+  timeoutMs = 240_000,
+): Promise<KataSandbox | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let last: KataSandbox | undefined;
+  while (Date.now() < deadline) {
+    last = await get(name);
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(
+    `${name}: not ${what} within ${timeoutMs} ms; last status: ${JSON.stringify(last?.status, null, 1)}`,
+  );
+}
+
+const phase = (p: string) => (sb: KataSandbox | undefined) => sb?.status?.phase === p;
+
+function logFileOf(sb: KataSandbox, containerName: string): string {
+  const m = sb.metadata;
+  return path.join(dirs.logDir, `${m.namespace}_${m.name}_${m.uid}`, `${containerName}.log`);
+}
+
+async function waitForFile(file: string, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if (pattern.test(text)) return text;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`${file}: no ${pattern} within ${timeoutMs} ms; it has: ${text}`);
+}
+
+/** Nothing of sandbox `uid` is left on the host. */
+async function expectHostClean(uid: string): Promise<void> {
+  expect(existsSync(path.join(dirs.stateDir, 'sandboxes', uid))).toBe(false);
+  expect(existsSync(path.join(dirs.runDir, 'sandboxes', uid))).toBe(false);
+  expect(existsSync(path.join(dirs.runDir, 'shared', uid))).toBe(false);
+  expect(mountsUnder(await readMountInfo(), path.join(dirs.runDir, 'shared', uid))).toEqual([]);
+  expect(qemuPidsOf(uid)).toEqual([]);
+}
+
+function qemuPidsOf(uid: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (
+        cmd.includes('qemu-system') &&
+        cmd.includes(uid) &&
+        readProcStat(Number(p))?.state !== 'Z'
+      )
+        out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  execFileSync('make', ['--no-print-directory', 'guest'], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    timeout: 15 * 60_000,
+  });
+  const status = await controlplane(['status']).catch(() => 'down');
+  if (!status.startsWith('/')) {
+    await controlplane(['up']);
+    startedPlane = true;
+  }
+  await installControllerPrereqs();
+  await installNodeAgentRbac();
+  ns = await freshNamespace('node-agent-e2e');
+  api = (await adminKubeConfig()).makeApiClient(CustomObjectsApi);
+
+  base = mkdtempSync('/tmp/kna-e2e-');
+  const roots = path.join(base, 'roots');
+  rootfs = path.join(roots, 'busybox');
+  roVol = path.join(roots, 'ro');
+  rwVol = path.join(roots, 'rw');
+  makeBusyboxRootfs(rootfs, ['ro', 'rw']);
+  mkdirSync(roVol);
+  mkdirSync(rwVol);
+  writeFileSync(path.join(roVol, 'hello.txt'), 'read-only content\n');
+  dirs = {
+    stateDir: path.join(base, 'state'),
+    runDir: path.join(base, 'run'),
+    logDir: path.join(base, 'logs'),
+    roots: [roots],
+  };
+  controller = await startController(`e2e-node-agent-${process.pid}`);
+  agent = await runAgent();
+  log(`scratch ${base}; logs: ${agent.logFile}, controller ${controller.logFile}`);
+}, 30 * 60_000);
+
+afterAll(async () => {
+  await agent?.stop('SIGKILL');
+  await controller?.stop();
+  // Whatever a failed test left: its VMs, mounts, files.
+  if (base) {
+    for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      try {
+        if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(base)) process.kill(Number(p), 9);
+      } catch {
+        // gone
+      }
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    for (const m of mountsUnder(await readMountInfo(), base).reverse()) {
+      try {
+        execFileSync('umount', ['-l', m.mountPoint]);
+      } catch {
+        // already gone
+      }
+    }
+    if (mountsUnder(await readMountInfo(), base).length === 0) {
+      rmSync(base, { recursive: true, force: true });
+    }
+  }
+  if (startedPlane) await controlplane(['down']).catch(() => '');
+}, 120_000);
+
+// The main sandbox: a long-running container reading/writing volumes and trapping SIGTERM.
+const MAIN_SCRIPT = [
+  'echo hello-from-main',
+  'cat /ro/hello.txt',
+  '(echo x > /ro/denied) 2>/dev/null && echo ro-write-succeeded || echo ro-write-refused',
+  'echo written-in-guest > /rw/out.txt && echo rw-write-ok',
+  "trap 'echo got-sigterm > /rw/term.txt; exit 0' TERM",
+  'while true; do sleep 1; done',
+].join('; ');
+
+describe('kata-node-agent (real control plane, real QEMU)', () => {
+  let mainSb: KataSandbox;
+
+  it('creates sandboxes at once: the main one reaches Running/Ready with vm, containers and its log', async () => {
+    const vol = (name: string, p: string, readOnly: boolean) => ({
+      name,
+      hostPath: { path: p, readOnly },
+    });
+    await create('main', {
+      terminationGracePeriodSeconds: 20,
+      volumes: [vol('ro', roVol, true), vol('rw', rwVol, false)],
+      containers: [
+        container('main', MAIN_SCRIPT, {
+          volumeMounts: [
+            { name: 'ro', mountPath: '/ro', readOnly: true },
+            { name: 'rw', mountPath: '/rw' },
+          ],
+        }),
+      ],
+    });
+    await create('ends-failed', {
+      restartPolicy: 'Never',
+      containers: [
+        container('ok', 'echo fine; exit 0'),
+        container('bad', 'echo line-one; echo line-two; echo last-words >&2; exit 2'),
+      ],
+    });
+    await create('restarts', {
+      restartPolicy: 'OnFailure',
+      volumes: [vol('rw', rwVol, false)],
+      containers: [
+        container(
+          'flaky',
+          'n=$(cat /rw/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /rw/count; echo attempt $n; [ $n -ge 3 ]',
+          { volumeMounts: [{ name: 'rw', mountPath: '/rw' }] },
+        ),
+      ],
+    });
+    await create('vm-killed', { containers: [container('idle', 'while true; do sleep 1; done')] });
+
+    const sb = await waitFor('main', 'Running', phase('Running'));
+    mainSb = sb as KataSandbox;
+    log('main Running');
+    const st = mainSb.status!;
+    expect(st.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(st.vm?.pid).toBeGreaterThan(0);
+    expect(['tcg', 'kvm']).toContain(st.vm?.accelerator);
+    expect(st.vm?.bootMillis).toBeGreaterThan(0);
+    expect(st.vm?.startedAt).toBeTruthy();
+    expect(st.network).toEqual({ interfaces: [], routes: [] });
+    expect(st.containers).toEqual([
+      expect.objectContaining({ name: 'main', state: 'Running', restartCount: 0 }),
+    ]);
+    expect(isSameProcess(st.vm!.pid!, readProcStat(st.vm!.pid!)?.startTime ?? -1)).toBe(true);
+    const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
+    expect(text).toContain('hello-from-main');
+  });
+
+  it('a read-only volume is readable, not writable; a read-write one is, and the write shows on the host', async () => {
+    const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
+    expect(text).toContain('read-only content');
+    expect(text).toContain('ro-write-refused');
+    expect(existsSync(path.join(roVol, 'denied'))).toBe(false);
+    expect(readFileSync(path.join(rwVol, 'out.txt'), 'utf8')).toBe('written-in-guest\n');
+  });
+
+  it('exit 2 → Failed/ContainerFailed with the exit code and last lines; exit 0 of the other recorded', async () => {
+    const sb = await waitFor('ends-failed', 'Failed', phase('Failed'));
+    const st = sb!.status!;
+    expect(st.reason).toBe('ContainerFailed');
+    expect(st.message).toContain('exited with code 2');
+    expect(st.message).toContain('last-words');
+    expect(st.message).toContain('line-two');
+    const bad = st.containers?.find((c) => c.name === 'bad');
+    expect(bad).toMatchObject({ state: 'Exited', exitCode: 2 });
+    expect(bad?.finishedAt).toBeTruthy();
+    expect(st.containers?.find((c) => c.name === 'ok')).toMatchObject({
+      state: 'Exited',
+      exitCode: 0,
+    });
+    // The end frees the host: no VM, no mounts, but the state (with the end) stays until deletion.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(qemuPidsOf(sb!.metadata.uid!)).toEqual([]);
+  });
+
+  it('OnFailure restarts a failing container and counts; exit 0 at last → Succeeded', async () => {
+    const sb = await waitFor('restarts', 'Succeeded', phase('Succeeded'));
+    const flaky = sb!.status!.containers?.find((c) => c.name === 'flaky');
+    expect(flaky).toMatchObject({ state: 'Exited', exitCode: 0, restartCount: 2 });
+    expect(readFileSync(path.join(rwVol, 'count'), 'utf8').trim()).toBe('3');
+  });
+
+  it('kill -9 of the QEMU → Failed/VMExited with the console tail, host cleaned', async () => {
+    const sb = await waitFor('vm-killed', 'Running', phase('Running'));
+    const pid = sb!.status!.vm!.pid!;
+    process.kill(pid, 'SIGKILL');
+    const failed = await waitFor('vm-killed', 'Failed', phase('Failed'), 60_000);
+    expect(failed!.status!.reason).toBe('VMExited');
+    expect(failed!.status!.message).toMatch(/exited unexpectedly[\s\S]*console/);
+    expect((failed!.status!.message ?? '').split('\n').length).toBeGreaterThan(3);
+    const vmReady = failed!.status!.conditions?.find((c) => c.type === 'VMReady');
+    expect(vmReady).toMatchObject({ status: 'False', reason: 'VMExited' });
+    const uid = failed!.metadata.uid!;
+    expect(existsSync(path.join(dirs.runDir, 'shared', uid))).toBe(false);
+    expect(mountsUnder(await readMountInfo(), path.join(dirs.runDir, 'shared', uid))).toEqual([]);
+    expect(qemuPidsOf(uid)).toEqual([]);
+  });
+
+  it('a hostPath outside the allow-list → Failed/HostPathNotAllowed, nothing created', async () => {
+    await create('escape', {
+      volumes: [{ name: 'etc', hostPath: { path: '/etc' } }],
+      containers: [
+        container('c', 'cat /etc/shadow', { volumeMounts: [{ name: 'etc', mountPath: '/x' }] }),
+      ],
+    });
+    const sb = await waitFor('escape', 'Failed', phase('Failed'), 60_000);
+    expect(sb!.status!.reason).toBe('HostPathNotAllowed');
+    expect(sb!.status!.message).toContain('spec.volumes[0].hostPath.path');
+    await expectHostClean(sb!.metadata.uid!);
+  });
+
+  it('kill -9 of the node agent while the sandbox runs → adopted on restart, same QEMU, not rebooted', async () => {
+    const pid = mainSb.status!.vm!.pid!;
+    const startTime = readProcStat(pid)!.startTime;
+    await agent!.stop('SIGKILL');
+    expect(isSameProcess(pid, startTime)).toBe(true);
+    agent = await runAgent();
+    await waitForFile(agent.logFile, /adopted the running VM/, 120_000);
+    const sb = await waitFor('main', 'Running', phase('Running'), 60_000);
+    expect(sb!.status!.vm!.pid).toBe(pid);
+    expect(isSameProcess(pid, startTime)).toBe(true);
+    expect(sb!.status!.containers?.[0]).toMatchObject({ state: 'Running', restartCount: 0 });
+    expect(qemuPidsOf(sb!.metadata.uid!)).toEqual([pid]);
+  });
+
+  it('delete: SIGTERM reaches the container, the finalizer holds until the VM is gone, nothing remains', async () => {
+    const uid = mainSb.metadata.uid!;
+    const pid = mainSb.status!.vm!.pid!;
+    const startTime = readProcStat(pid)!.startTime;
+    await api.deleteNamespacedCustomObject({ ...GROUP, namespace: ns, name: 'main' });
+    let sawTerminating = false;
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const sb = await get('main');
+      if (!sb) break;
+      if (sb.metadata.deletionTimestamp) {
+        sawTerminating = true;
+        expect(sb.metadata.finalizers).toContain('kata.sandbox.io/node-cleanup');
+      }
+      if (Date.now() > deadline) throw new Error('main was not deleted in time');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(sawTerminating).toBe(true);
+    // Gone from the API only after the VM was reaped.
+    expect(isSameProcess(pid, startTime)).toBe(false);
+    expect(readFileSync(path.join(rwVol, 'term.txt'), 'utf8')).toBe('got-sigterm\n');
+    await expectHostClean(uid);
+    expect(existsSync(logFileOf(mainSb, 'main'))).toBe(false);
+  });
+
+  it('deleting the ended sandboxes leaves nothing', async () => {
+    const uids: string[] = [];
+    for (const name of ['ends-failed', 'restarts', 'vm-killed', 'escape']) {
+      uids.push((await get(name))!.metadata.uid!);
+      await api.deleteNamespacedCustomObject({ ...GROUP, namespace: ns, name });
+    }
+    for (const name of ['ends-failed', 'restarts', 'vm-killed', 'escape']) {
+      await waitFor(name, 'deleted', (sb) => sb === undefined, 60_000);
+    }
+    for (const uid of uids) await expectHostClean(uid);
+    expect(readdirSync(path.join(dirs.stateDir, 'sandboxes'))).toEqual([]);
+    log('all deleted');
+  });
+});
