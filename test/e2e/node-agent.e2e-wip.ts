@@ -83,7 +83,7 @@ async function create(name: string, spec: object): Promise<KataSandbox> {
       apiVersion: 'kata.sandbox.io/v1alpha1',
       kind: 'KataSandbox',
       metadata: { name },
-      spec: { nodeName: NODE, vm: { memoryMiB: 384, accelerator: 'auto' }, ...spec },
+      spec: { nodeName: NODE, vm: { memoryMiB: 512, accelerator: 'auto' }, ...spec },
     },
   })) as KataSandbox;
 }
