@@ -15,7 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { readMountInfo, mountsUnder } from '../../src/node-agent/shared-dir.js';
@@ -51,6 +51,7 @@ let roVol: string;
 let rwVol: string;
 let ns: string;
 let api: CustomObjectsApi;
+let core: CoreV1Api;
 let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
 let startedPlane = false;
@@ -115,6 +116,24 @@ async function waitFor(
   );
 }
 
+/** How many `reason` Events the sandbox has (the node agent records Ready once per sandbox). */
+async function eventCount(name: string, reason: string): Promise<number> {
+  const list = await core.listNamespacedEvent({
+    namespace: ns,
+    fieldSelector: `involvedObject.name=${name},reason=${reason}`,
+  });
+  return list.items.reduce((n, e) => n + (e.count ?? 1), 0);
+}
+
+async function waitForEvent(name: string, reason: string, timeoutMs = 240_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await eventCount(name, reason)) === 0) {
+    if (Date.now() > deadline)
+      throw new Error(`${name}: no ${reason} Event within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 const phase = (p: string) => (sb: KataSandbox | undefined) => sb?.status?.phase === p;
 
 function logFileOf(sb: KataSandbox, containerName: string): string {
@@ -175,7 +194,9 @@ beforeAll(async () => {
   await installControllerPrereqs();
   await installNodeAgentRbac();
   ns = await freshNamespace('node-agent-e2e');
-  api = (await adminKubeConfig()).makeApiClient(CustomObjectsApi);
+  const kc = await adminKubeConfig();
+  api = kc.makeApiClient(CustomObjectsApi);
+  core = kc.makeApiClient(CoreV1Api);
 
   base = mkdtempSync('/tmp/kna-e2e-');
   const roots = path.join(base, 'roots');
@@ -237,7 +258,7 @@ const MAIN_SCRIPT = [
 describe('kata-node-agent (real control plane, real QEMU)', () => {
   let mainSb: KataSandbox;
 
-  it('creates sandboxes at once: the main one reaches Running/Ready with vm, containers and its log', async () => {
+  it('five sandboxes created at once all reach Running; the main one has vm, containers and its log', async () => {
     const vol = (name: string, p: string, readOnly: boolean) => ({
       name,
       hostPath: { path: p, readOnly },
@@ -257,8 +278,9 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     await create('ends-failed', {
       restartPolicy: 'Never',
       containers: [
-        container('ok', 'echo fine; exit 0'),
-        container('bad', 'echo line-one; echo line-two; echo last-words >&2; exit 2'),
+        // The sleeps let both containers be seen running (the Ready Event) before they end.
+        container('ok', 'echo fine; sleep 10; exit 0'),
+        container('bad', 'echo line-one; echo line-two; echo last-words >&2; sleep 10; exit 2'),
       ],
     });
     await create('restarts', {
@@ -267,12 +289,16 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       containers: [
         container(
           'flaky',
-          'n=$(cat /rw/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /rw/count; echo attempt $n; [ $n -ge 3 ]',
+          'n=$(cat /rw/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /rw/count; echo attempt $n; sleep 2; [ $n -ge 3 ]',
           { volumeMounts: [{ name: 'rw', mountPath: '/rw' }] },
         ),
       ],
     });
     await create('vm-killed', { containers: [container('idle', 'while true; do sleep 1; done')] });
+    await create('idle', {
+      terminationGracePeriodSeconds: 2,
+      containers: [container('idle', 'while true; do sleep 1; done')],
+    });
 
     const sb = await waitFor('main', 'Running', phase('Running'));
     mainSb = sb as KataSandbox;
@@ -290,6 +316,10 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     expect(isSameProcess(st.vm!.pid!, readProcStat(st.vm!.pid!)?.startTime ?? -1)).toBe(true);
     const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
     expect(text).toContain('hello-from-main');
+    for (const name of ['main', 'ends-failed', 'restarts', 'vm-killed', 'idle']) {
+      await waitForEvent(name, 'Ready');
+    }
+    log('all five reached Running');
   });
 
   it('a read-only volume is readable, not writable; a read-write one is, and the write shows on the host', async () => {
@@ -355,6 +385,29 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     await expectHostClean(sb!.metadata.uid!);
   });
 
+  it('kill -9 of the node agent while a sandbox boots → it reaches Running once, with one QEMU', async () => {
+    const created = await create('interrupted', {
+      terminationGracePeriodSeconds: 2,
+      containers: [container('idle', 'echo up; while true; do sleep 1; done')],
+    });
+    const uid = created.metadata.uid!;
+    const deadline = Date.now() + 120_000;
+    while (qemuPidsOf(uid).length === 0) {
+      if (Date.now() > deadline) throw new Error('interrupted: no QEMU started in time');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await get('interrupted'))?.status?.phase).not.toBe('Running');
+    const halfBooted = qemuPidsOf(uid);
+    await agent!.stop('SIGKILL');
+    log(`node agent killed while QEMU ${halfBooted.join(',')} booted`);
+    agent = await runAgent();
+    const sb = await waitFor('interrupted', 'Running', phase('Running'));
+    const pid = sb!.status!.vm!.pid!;
+    expect(qemuPidsOf(uid)).toEqual([pid]);
+    expect(await eventCount('interrupted', 'Ready')).toBe(1);
+    await waitForFile(logFileOf(sb!, 'idle'), /up/);
+  });
+
   it('kill -9 of the node agent while the sandbox runs → adopted on restart, same QEMU, not rebooted', async () => {
     const pid = mainSb.status!.vm!.pid!;
     const startTime = readProcStat(pid)!.startTime;
@@ -394,13 +447,14 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     expect(existsSync(logFileOf(mainSb, 'main'))).toBe(false);
   });
 
-  it('deleting the ended sandboxes leaves nothing', async () => {
+  it('deleting all the others (ended and running) leaves nothing', async () => {
     const uids: string[] = [];
-    for (const name of ['ends-failed', 'restarts', 'vm-killed', 'escape']) {
+    const names = ['ends-failed', 'restarts', 'vm-killed', 'idle', 'interrupted', 'escape'];
+    for (const name of names) {
       uids.push((await get(name))!.metadata.uid!);
       await api.deleteNamespacedCustomObject({ ...GROUP, namespace: ns, name });
     }
-    for (const name of ['ends-failed', 'restarts', 'vm-killed', 'escape']) {
+    for (const name of names) {
       await waitFor(name, 'deleted', (sb) => sb === undefined, 60_000);
     }
     for (const uid of uids) await expectHostClean(uid);
