@@ -15,6 +15,12 @@
 #   GUEST_NODE_OPTIONS        extra node flags for the agent (written to the image)
 #   GUEST_KERNEL_PACKAGE      override the kernel package (default: what linux-image-amd64 depends on)
 #   GUEST_FORCE=1             rebuild even when the cached image exists
+#   GUEST_KEEP_IMAGES         how many <hash> image dirs to keep (default 3, newest used first);
+#                             older ones are removed after each run, never the one `current` names
+#   GUEST_CACHE_ROOT          where the <hash> dirs and `current` go (default
+#                             ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest)
+#   GUEST_DEB_CACHE           where downloaded kernel .debs are kept (default $GUEST_CACHE_ROOT/debs);
+#                             lets a build into another root reuse the download
 #   XDG_CACHE_HOME            cache root
 # Prints the image directory on stdout (last line).
 set -euo pipefail
@@ -22,8 +28,9 @@ export LC_ALL=C
 
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$GUEST_DIR")
-CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest
-DEB_CACHE=$CACHE_ROOT/debs
+CACHE_ROOT=${GUEST_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest}
+DEB_CACHE=${GUEST_DEB_CACHE:-$CACHE_ROOT/debs}
+KEEP_IMAGES=${GUEST_KEEP_IMAGES:-3}
 COMPRESSION=${GUEST_INITRD_COMPRESSION:-none}
 NODE_OPTIONS_GUEST=${GUEST_NODE_OPTIONS:-}
 NODE_BIN=$(readlink -f "$(command -v node)")
@@ -47,6 +54,7 @@ die() {
 }
 
 case "$COMPRESSION" in none | lz4 | zstd | gzip) ;; *) die "GUEST_INITRD_COMPRESSION=$COMPRESSION (none|lz4|zstd|gzip)" ;; esac
+[[ "$KEEP_IMAGES" =~ ^[1-9][0-9]*$ ]] || die "GUEST_KEEP_IMAGES=$KEEP_IMAGES (a number >= 1)"
 
 "$REPO_DIR/hack/setup.sh" busybox-static cpio crun kmod iproute2 zstd lz4 xz-utils
 
@@ -133,11 +141,32 @@ OUT=$CACHE_ROOT/$HASH
 point_current() {
   ln -sfn "$HASH" "$CACHE_ROOT/.current.tmp"
   mv -T "$CACHE_ROOT/.current.tmp" "$CACHE_ROOT/current"
+  touch "$OUT" # the dir's mtime is when it was last made current: what pruning keeps by
+}
+
+# Removes all but the KEEP_IMAGES most recently used <hash> dirs (16 hex digits, nothing else),
+# never the one `current` points to. Runs under the lock, after `current` is set. A VM already
+# running from a removed image is unaffected (QEMU read its kernel and initrd at start); a node
+# agent configured with a fixed old image dir (--guest-image-dir) is not, so keep that one current
+# or raise GUEST_KEEP_IMAGES.
+prune_images() {
+  local cur d
+  cur=$(readlink "$CACHE_ROOT/current" 2>/dev/null || true)
+  # shellcheck disable=SC2012
+  { ls -1td "$CACHE_ROOT"/[0-9a-f]*/ 2>/dev/null || true; } | sed 's:/*$::' | while IFS= read -r d; do
+    if [ ! -L "$d" ] && [[ "$(basename "$d")" =~ ^[0-9a-f]{16}$ ]]; then echo "$d"; fi
+  done | tail -n +"$((KEEP_IMAGES + 1))" | while IFS= read -r d; do
+    if [ "$(basename "$d")" != "$cur" ]; then
+      log "pruning old image $d"
+      rm -rf -- "$d"
+    fi
+  done
 }
 
 if [ -f "$OUT/manifest.json" ] && [ "${GUEST_FORCE:-0}" != 1 ]; then
   log "up to date: $OUT"
   point_current
+  prune_images
   echo "$OUT"
   exit 0
 fi
@@ -358,5 +387,6 @@ fs.writeFileSync(`${d}/manifest.json`, JSON.stringify(m, null, 2) + "\n");
 rm -rf "$OUT"
 mv -T "$STAGE" "$OUT"
 point_current
+prune_images
 log "built $OUT: vmlinuz $(stat -c %s "$OUT/vmlinuz") bytes, initrd $(stat -c %s "$OUT/initrd") bytes ($COMPRESSION)"
 echo "$OUT"
