@@ -66,11 +66,14 @@ test: setup check-gen check-manifests typecheck lint guest controlplane ## every
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, controller scale
+bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, network, controller scale
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
 	node $(BENCH_OUT)/guest-boot.mjs
+	@npx esbuild bench/network.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/network.mjs
+	node $(BENCH_OUT)/network.mjs 5 1000
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50
