@@ -6,6 +6,8 @@ import { InvalidInputError } from './errors.js';
 /** Where the 9p share appears in the guest; every container's directory lives under it. */
 export const GUEST_SHARED_DIR = '/run/kata-containers/shared/containers/';
 export const SHARED_MOUNT_TAG = 'kataShared';
+/** The sandbox's resolv.conf as containers see it (bound read-only at their /etc/resolv.conf). */
+export const CONTAINER_RESOLV_CONF = '/run/kata-containers/sandbox/resolv.conf';
 
 export function sharedDirStorage(): Storage {
   return {

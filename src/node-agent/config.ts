@@ -2,6 +2,8 @@
 // optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
+import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 
 export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
 
@@ -12,6 +14,15 @@ export interface NodeAgentConfig {
   runDir: string;
   logDir: string;
   allowedHostPathRoots: string[];
+  /** Roots block devices (rootfs.block.path, devices[].hostPath) may be under, besides the above. */
+  allowedDeviceRoots: string[];
+  /** Roots spec.network.netnsPath must be under (mode netns). */
+  netnsRoots: string[];
+  /** CNI (mode cni): network config dir, plugin dirs, network name, the namespace plugins run in. */
+  cniConfDir: string;
+  cniBinDirs: string[];
+  cniNetwork?: string;
+  cniNodeNetns?: string;
   /** Guest image directory; default: the `make guest` cache's `current`. */
   guestImageDir?: string;
   qemuBinary: string;
@@ -33,6 +44,8 @@ interface Option {
   env: string;
   key: keyof NodeAgentConfig;
   kind: 'string' | 'int' | 'list' | 'accel';
+  /** A list that may be empty. */
+  emptyOk?: boolean;
   doc: string;
 }
 
@@ -78,6 +91,49 @@ const OPTIONS: readonly Option[] = [
     key: 'allowedHostPathRoots',
     kind: 'list',
     doc: 'comma-separated roots host paths must stay under (default /var/lib/kata-rootfs,/srv)',
+  },
+  {
+    flag: 'allowed-device-roots',
+    env: 'ALLOWED_DEVICE_ROOTS',
+    key: 'allowedDeviceRoots',
+    kind: 'list',
+    emptyOk: true,
+    doc: 'comma-separated dirs block devices may resolve under, e.g. /dev (default none)',
+  },
+  {
+    flag: 'netns-roots',
+    env: 'NETNS_ROOTS',
+    key: 'netnsRoots',
+    kind: 'list',
+    doc: 'roots spec.network.netnsPath must be under (default /run/netns,/var/run/netns)',
+  },
+  {
+    flag: 'cni-conf-dir',
+    env: 'CNI_CONF_DIR',
+    key: 'cniConfDir',
+    kind: 'string',
+    doc: 'CNI network configs for mode cni (default /etc/cni/net.d)',
+  },
+  {
+    flag: 'cni-bin-dirs',
+    env: 'CNI_BIN_DIRS',
+    key: 'cniBinDirs',
+    kind: 'list',
+    doc: 'CNI plugin dirs (default /opt/cni/bin,/usr/lib/cni)',
+  },
+  {
+    flag: 'cni-network',
+    env: 'CNI_NETWORK',
+    key: 'cniNetwork',
+    kind: 'string',
+    doc: 'CNI network name to use (default: the first config file)',
+  },
+  {
+    flag: 'cni-node-netns',
+    env: 'CNI_NODE_NETNS',
+    key: 'cniNodeNetns',
+    kind: 'string',
+    doc: "namespace the CNI plugins run in (default: the agent's own)",
   },
   {
     flag: 'guest-image-dir',
@@ -166,6 +222,10 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   runDir: '/run/kata-node-agent',
   logDir: '/var/log/kata-sandboxes',
   allowedHostPathRoots: ['/var/lib/kata-rootfs', '/srv'],
+  allowedDeviceRoots: [],
+  netnsRoots: [...DEFAULT_NETNS_ROOTS],
+  cniConfDir: DEFAULT_CNI_CONF_DIR,
+  cniBinDirs: [...DEFAULT_CNI_BIN_DIRS],
   qemuBinary: 'qemu-system-x86_64',
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
@@ -199,7 +259,7 @@ function convert(o: Option, raw: unknown, where: string): unknown {
     case 'list': {
       const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
       const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if (list.length === 0 || !list.every((p) => p.startsWith('/'))) {
+      if ((list.length === 0 && !o.emptyOk) || !list.every((p) => p.startsWith('/'))) {
         throw bad('a list of absolute paths');
       }
       return list;

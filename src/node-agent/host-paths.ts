@@ -42,6 +42,19 @@ export function hostPathsOf(spec: KataSandboxSpec): HostPathRef[] {
   return refs;
 }
 
+/** Every block source the spec attaches to the VM (block rootfs images, devices), with its field path. */
+export function blockPathsOf(spec: KataSandboxSpec): HostPathRef[] {
+  const refs: HostPathRef[] = [];
+  spec.containers.forEach((c, i) => {
+    const p = c.rootfs?.block?.path;
+    if (p !== undefined) refs.push({ field: `spec.containers[${i}].rootfs.block.path`, path: p });
+    (c.devices ?? []).forEach((d, j) =>
+      refs.push({ field: `spec.containers[${i}].devices[${j}].hostPath`, path: d.hostPath }),
+    );
+  });
+  return refs;
+}
+
 /** True when `p` (already resolved) is `root` or lies below it. Pure. */
 export function isUnderRoot(p: string, root: string): boolean {
   const rel = path.relative(root, p);

@@ -19,6 +19,7 @@ import { nodeAgentMetrics } from './node-agent-metrics.js';
 import { NodeReconciler } from './node-reconciler.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
+import { SandboxNetwork } from './sandbox-network.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -84,6 +85,16 @@ async function main(): Promise<void> {
         resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }),
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
+      network: new SandboxNetwork({
+        netnsRoots: cfg.netnsRoots,
+        cni: {
+          confDir: cfg.cniConfDir,
+          binDirs: cfg.cniBinDirs,
+          ...(cfg.cniNetwork && { network: cfg.cniNetwork }),
+          ...(cfg.cniNodeNetns && { nodeNetns: cfg.cniNodeNetns }),
+        },
+        log,
+      }),
     },
   });
   late.reconciler = rec;

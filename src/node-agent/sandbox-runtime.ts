@@ -6,11 +6,11 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { AgentRpcError } from '../agent/errors.js';
+import { AgentRpcError, InvalidInputError } from '../agent/errors.js';
 import { constrainSpec } from '../agent/oci-constraints.js';
 import { buildContainerSpec } from '../agent/oci/spec-builder.js';
 import { createSandboxRequest } from '../agent/sandbox-request.js';
-import { GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
+import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
 import type { KataSandbox, KataSandboxSpec } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { NodeAgentConfig } from './config.js';
@@ -22,22 +22,30 @@ import {
   watchContainerRun,
 } from './container-run.js';
 import { sandboxDns } from './guest-dns.js';
-import { checkHostPaths, hostPathsOf, HostPathError } from './host-paths.js';
+import { blockPathsOf, checkHostPaths, hostPathsOf, HostPathError } from './host-paths.js';
 import type { AcceleratorChoice } from './hypervisor/accelerator.js';
 import { BootError } from './hypervisor/boot.js';
 import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
 import { isSameProcess, QemuProcess, readProcStat } from './hypervisor/qemu-process.js';
 import { QmpClient } from './hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from './node-agent-metrics.js';
-import type { RuntimeFacts, StepFailure } from './sandbox-status.js';
+import { netnsLaunchPrefix } from './network/tcfilter.js';
+import { NetworkSetupError } from './sandbox-network.js';
+import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
 import { bindMount, planBindMounts, teardownShare, VOLUMES_DIR } from './shared-dir.js';
-import { NO_NETWORK, unsupportedFeature, type NetworkStep } from './spec-support.js';
+import {
+  NO_NETWORK,
+  unsupportedFeature,
+  type NetworkPlan,
+  type NetworkStep,
+} from './spec-support.js';
 import {
   newSandboxState,
   type ContainerRunState,
   type SandboxState,
   type StateStore,
 } from './state-store.js';
+import { planBlockDrives, type BlockDrivePlan } from './storage/block-drives.js';
 import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
 
 const SIGTERM = 15;
@@ -76,6 +84,9 @@ function classify(err: unknown, step: StepFailure['condition'], reason: string):
   if (err instanceof GuestImageMissingError) {
     return { condition: 'VMReady', reason: 'GuestImageMissing', message: err.message };
   }
+  if (err instanceof NetworkSetupError) {
+    return { condition: 'NetworkReady', reason: err.reason, message: err.message };
+  }
   return { condition: step, reason, message: (err as Error)?.message ?? String(err) };
 }
 
@@ -109,6 +120,40 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     }
   });
 
+/** The VM's drives and each container's block storages/devices, from the checked paths. */
+function blockDrivePlan(spec: KataSandboxSpec, resolved: Map<string, string>): BlockDrivePlan {
+  try {
+    return planBlockDrives(
+      spec.containers.flatMap((c, i) => {
+        const b = c.rootfs?.block;
+        const field = `spec.containers[${i}].rootfs.block.path`;
+        const p = resolved.get(field);
+        if (!b || p === undefined) return [];
+        return [{ containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field }];
+      }),
+      spec.containers.flatMap((c, i) =>
+        (c.devices ?? []).map((d, j) => {
+          const field = `spec.containers[${i}].devices[${j}].hostPath`;
+          return {
+            containerId: c.name,
+            hostPath: resolved.get(field) ?? d.hostPath,
+            containerPath: d.containerPath,
+            field,
+          };
+        }),
+      ),
+    );
+  } catch (err) {
+    if (err instanceof InvalidInputError)
+      throw new StepError({
+        condition: 'ContainersReady',
+        reason: 'InvalidBlockDevice',
+        message: err.message,
+      });
+    throw err;
+  }
+}
+
 export class SandboxRuntime {
   private qemu: QemuProcess | undefined;
   private agent: AgentConnection | undefined;
@@ -120,6 +165,7 @@ export class SandboxRuntime {
   private readonly watchers = new Map<string, Promise<void>>();
   private readonly restarting = new Set<string>();
   private readonly logs = new Map<string, ContainerLog>();
+  private blockPlan: BlockDrivePlan | undefined;
   private stopping = false;
   private releasing: Promise<void> | undefined;
   private destroying: Promise<void> | undefined;
@@ -197,7 +243,11 @@ export class SandboxRuntime {
       }),
       vmRunning: this.qemu?.running === true && !this.ended,
       agentConnected: this.state.agentReady,
-      networkReady: this.state.shareDir !== undefined || this.state.qemu !== undefined,
+      networkReady:
+        (this.spec.network?.mode ?? 'none') === 'none'
+          ? this.state.shareDir !== undefined || this.state.qemu !== undefined
+          : this.state.guestNetwork !== undefined,
+      ...(this.state.guestNetwork && { network: this.state.guestNetwork }),
       ...(this.state.failure && { failure: this.state.failure }),
       ...(this.state.end && {
         end: { reason: this.state.end.reason, message: this.state.end.message },
@@ -231,6 +281,15 @@ export class SandboxRuntime {
       this.deps.config.allowedHostPathRoots,
     );
     const byField = new Map(paths.map((p) => [p.field, p.resolved]));
+    (this.deps.network ?? NO_NETWORK).validate(this.spec);
+    const blockSources = await checkHostPaths(blockPathsOf(this.spec), [
+      ...this.deps.config.allowedHostPathRoots,
+      ...this.deps.config.allowedDeviceRoots,
+    ]);
+    for (const b of blockSources) byField.set(b.field, b.resolved);
+    this.blockPlan = await step('ContainersReady', 'InvalidBlockDevice', () =>
+      Promise.resolve(blockDrivePlan(this.spec, byField)),
+    );
     signal.throwIfAborted();
 
     const runDir = path.join(this.deps.config.runDir, 'sandboxes', this.uid);
@@ -245,10 +304,10 @@ export class SandboxRuntime {
       await this.save();
       const mounts = planBindMounts({
         shareDir,
-        rootfs: this.spec.containers.map((c, i) => ({
-          container: c.name,
-          source: byField.get(`spec.containers[${i}].rootfs.hostPath.path`) as string,
-        })),
+        rootfs: this.spec.containers.flatMap((c, i) => {
+          const source = byField.get(`spec.containers[${i}].rootfs.hostPath.path`);
+          return source === undefined ? [] : [{ container: c.name, source }];
+        }),
         volumes: (this.spec.volumes ?? []).map((v, i) => ({
           name: v.name,
           source: byField.get(`spec.volumes[${i}].hostPath.path`) as string,
@@ -270,6 +329,7 @@ export class SandboxRuntime {
 
     const client = this.client();
     if (!this.state.sandboxCreated) {
+      await this.configureGuestNetwork(signal);
       await step('AgentConnected', 'CreateSandboxFailed', async () => {
         const req = createSandboxRequest({
           sandboxId: this.uid,
@@ -299,6 +359,41 @@ export class SandboxRuntime {
     this.checkAllDone();
   }
 
+  /** The network a previous attempt prepared (from the state file), else a new one; recorded. */
+  private async prepareNetwork(runDir: string, signal: AbortSignal): Promise<NetworkPlan> {
+    const step3 = this.deps.network ?? NO_NETWORK;
+    const restored = this.state.network && step3.restore(this.state.network);
+    if (restored) return restored;
+    const plan = await step('NetworkReady', 'NetworkFailed', () =>
+      step3.prepare({ uid: this.uid, spec: this.spec, runDir, signal }),
+    );
+    this.state.network = plan.record;
+    await this.save();
+    for (const w of plan.guest.warnings) {
+      const what = `${w.interface}${w.address ? ` ${w.address}` : ''}: ${w.message}`;
+      this.log.warn({ warning: w }, 'network warning');
+      this.deps.event('Warning', 'NetworkWarning', what);
+    }
+    return plan;
+  }
+
+  /** UpdateInterface per interface, then UpdateRoutes (before CreateSandbox); status from the guest. */
+  private async configureGuestNetwork(signal: AbortSignal): Promise<void> {
+    const plan =
+      this.state.network && (this.deps.network ?? NO_NETWORK).restore(this.state.network);
+    if (!plan) return;
+    const client = this.client();
+    await step('NetworkReady', 'GuestNetworkFailed', async () => {
+      const o = { timeoutMs: AGENT_CALL_MS, signal };
+      for (const i of plan.guest.interfaces) await client.updateInterface(i, o);
+      await client.updateRoutes(plan.guest.routes, o);
+      const [ifs, routes] = await Promise.all([client.listInterfaces(o), client.listRoutes(o)]);
+      this.state.guestNetwork = guestNetworkStatus(ifs, routes);
+    });
+    await this.save();
+    this.deps.onChange();
+  }
+
   private client() {
     if (!this.agent)
       throw new StepError({
@@ -325,9 +420,7 @@ export class SandboxRuntime {
     const choice = await this.deps.accelerator(
       requested === 'auto' ? this.deps.config.defaultAccelerator : requested,
     );
-    const network = await step('NetworkReady', 'NetworkFailed', () =>
-      (this.deps.network ?? NO_NETWORK).prepare({ uid: this.uid, spec: this.spec, runDir, signal }),
-    );
+    const network = await this.prepareNetwork(runDir, signal);
     const files = vmFiles(runDir);
     const config = sandboxVmConfig({
       uid: this.uid,
@@ -338,6 +431,7 @@ export class SandboxRuntime {
       runDir,
       shareDir,
       nics: network.nics,
+      drives: this.blockPlan?.drives ?? [],
     });
     const startedAt = new Date().toISOString();
     const booted = await step('VMReady', 'BootFailed', () =>
@@ -347,6 +441,7 @@ export class SandboxRuntime {
         grpcSocket: files.grpcSocket,
         qemuBinary: this.deps.config.qemuBinary,
         deadlineMs: this.deps.config.bootTimeoutMs,
+        ...(network.netnsPath && { launchPrefix: netnsLaunchPrefix(network.netnsPath) }),
         onCall: (rpc, code, s) =>
           this.deps.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
         signal,
@@ -429,6 +524,7 @@ export class SandboxRuntime {
     };
     this.state.containers[name] = st;
     const client = this.client();
+    const blockRootfs = this.blockPlan?.rootfsStorages.get(name);
     await step('ContainersReady', 'CreateContainerFailed', async () => {
       const volumeGuestPaths = new Map(
         (this.spec.volumes ?? []).map((v) => [
@@ -441,6 +537,7 @@ export class SandboxRuntime {
         field: `spec.containers[${index}]`,
         hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
         volumeGuestPaths,
+        resolvConf: CONTAINER_RESOLV_CONF,
       });
       await client
         .createContainer(
@@ -448,8 +545,8 @@ export class SandboxRuntime {
             containerId: name,
             execId: name,
             stringUser: built.stringUser,
-            devices: [],
-            storages: [],
+            devices: this.blockPlan?.devices.get(name) ?? [],
+            storages: blockRootfs ? [blockRootfs] : [],
             OCI: constrainSpec(built.spec),
             sandboxPidns: false,
             sharedMounts: [],
@@ -631,13 +728,19 @@ export class SandboxRuntime {
     await this.stopVm();
     await this.agent?.close().catch(() => {});
     this.agent = undefined;
-    await (this.deps.network ?? NO_NETWORK).release(this.state.network ?? {});
+    await (this.deps.network ?? NO_NETWORK)
+      .release(this.state.network ?? {})
+      .catch((err: unknown) => {
+        this.log.error({ err }, 'releasing the network failed');
+        this.deps.event('Warning', 'NetworkReleaseFailed', (err as Error).message.slice(0, 1000));
+      });
     if (this.state.shareDir)
       await teardownShare(this.state.shareDir, this.state.bindMounts, this.log);
     if (this.state.runDir) await rm(this.state.runDir, { recursive: true, force: true });
     Object.assign(this.state, { bindMounts: [], agentReady: false });
     delete this.state.shareDir;
     delete this.state.network;
+    delete this.state.guestNetwork;
     if (this.persisted) await this.save();
   }
 
@@ -747,6 +850,14 @@ export class SandboxRuntime {
       return false;
     }
     this.log.info({ pid: q.pid }, 'adopted the running VM');
+    if (this.state.network) {
+      await (this.deps.network ?? NO_NETWORK)
+        .check(this.state.network, this.createAbort.signal)
+        .catch((err: unknown) => {
+          this.log.warn({ err }, 'network check of the adopted sandbox failed');
+          this.deps.event('Warning', 'NetworkCheckFailed', (err as Error).message.slice(0, 1000));
+        });
+    }
     this.watchVm();
     if (resume) this.start();
     return true;

@@ -8,6 +8,7 @@ import {
   type KataSandboxStatus,
   type VmStatus,
 } from '../crds/index.js';
+import type { Interface, Route } from '../generated/types.js';
 import type { ContainerRunState } from './state-store.js';
 
 /** A failed step: the condition it fails and why. */
@@ -27,6 +28,7 @@ export interface RuntimeFacts {
   vmRunning: boolean;
   agentConnected: boolean;
   networkReady: boolean;
+  network?: GuestNetworkStatus;
   failure?: StepFailure;
   /** Terminated=True with this reason (Succeeded, ContainerFailed, VMExited, …). */
   end?: { reason: string; message: string };
@@ -105,6 +107,28 @@ export function nodeAgentConditions(f: RuntimeFacts): Cond[] {
   return [vm, agent, network, containers, ready, terminated];
 }
 
+export type GuestNetworkStatus = NonNullable<NodeAgentStatus['network']>;
+
+/** status.network from what the guest agent lists (ListInterfaces, ListRoutes). Pure. */
+export function guestNetworkStatus(
+  interfaces: readonly Interface[],
+  routes: readonly Route[],
+): GuestNetworkStatus {
+  return {
+    interfaces: interfaces
+      .filter((i) => i.name !== 'lo')
+      .map((i) => ({
+        name: i.name,
+        mac: i.hwAddr,
+        addresses: i.IPAddresses.map((a) => `${a.address}/${a.mask}`),
+        mtu: i.mtu,
+      })),
+    routes: routes
+      .filter((r) => r.device !== 'lo')
+      .map((r) => ({ dest: r.dest || 'default', gateway: r.gateway, device: r.device })),
+  };
+}
+
 /** Keeps lastTransitionTime of conditions whose status did not change. Pure. */
 export function withTransitionTimes(
   next: readonly Cond[],
@@ -135,7 +159,7 @@ export function nodeAgentStatus(
   return {
     conditions: withTransitionTimes(nodeAgentConditions(f), previous, now, f.generation),
     ...(f.vm && { vm: f.vm }),
-    network: { interfaces: [], routes: [] },
+    network: f.network ?? { interfaces: [], routes: [] },
     containers: containerStatuses(f),
   };
 }

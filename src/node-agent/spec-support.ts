@@ -1,30 +1,20 @@
-// What this node agent can run today, and the hooks the network and block steps plug into.
-// Network modes cni/netns (src/node-agent/network/) and block rootfs/devices
-// (src/node-agent/storage/block*) are refused with reason NotSupported until those land.
+// What this node agent can run, and the hook the network step plugs into. Container images
+// (spec.containers[].image) are refused with reason NotSupported until the image puller lands.
+import type { AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { NicConfig } from './hypervisor/qemu-args.js';
 import type { StepFailure } from './sandbox-status.js';
 
 /** The refusal of a feature this node agent does not run (yet). Pure. */
 export function unsupportedFeature(spec: KataSandboxSpec): StepFailure | undefined {
-  const mode = spec.network?.mode ?? 'none';
-  if (mode !== 'none') {
-    return {
-      condition: 'NetworkReady',
-      reason: 'NotSupported',
-      message: `spec.network.mode: ${JSON.stringify(mode)} is not supported by this node agent yet (only "none")`,
-    };
-  }
   for (const [i, c] of spec.containers.entries()) {
-    const field = `spec.containers[${i}]`;
-    const what = c.image
-      ? `${field}.image: images are not supported by this node agent yet; use rootfs.hostPath`
-      : c.rootfs?.block
-        ? `${field}.rootfs.block: block rootfs is not supported by this node agent yet; use rootfs.hostPath`
-        : c.devices?.length
-          ? `${field}.devices: devices are not supported by this node agent yet`
-          : undefined;
-    if (what) return { condition: 'ContainersReady', reason: 'NotSupported', message: what };
+    if (c.image) {
+      return {
+        condition: 'ContainersReady',
+        reason: 'NotSupported',
+        message: `spec.containers[${i}].image: images are not supported by this node agent yet; use rootfs.hostPath or rootfs.block`,
+      };
+    }
   }
   return undefined;
 }
@@ -37,21 +27,33 @@ export interface NetworkPlan {
   nics: NicConfig[];
   /** QEMU must be started inside this network namespace. */
   netnsPath?: string;
+  /** Interfaces and routes to push into the guest (UpdateInterface, UpdateRoutes). */
+  guest: AgentNetworkConfig;
   record: Record<string, unknown>;
 }
 
 export interface NetworkStep {
+  /** Refuses a bad network spec before anything is made on the host (throws). */
+  validate(spec: KataSandboxSpec): void;
   prepare(ctx: {
     uid: string;
     spec: KataSandboxSpec;
     runDir: string;
     signal: AbortSignal;
   }): Promise<NetworkPlan>;
+  /** The plan of an already prepared network (a resumed or adopted sandbox), from its record. */
+  restore(record: Record<string, unknown>): NetworkPlan | undefined;
+  /** Checks a prepared network is still intact (CNI CHECK), on adoption. */
+  check(record: Record<string, unknown>, signal: AbortSignal): Promise<void>;
   release(record: Record<string, unknown>): Promise<void>;
 }
 
 /** Mode none: nothing to prepare, nothing to release. */
 export const NO_NETWORK: NetworkStep = {
-  prepare: () => Promise.resolve({ nics: [], record: {} }),
+  validate: () => {},
+  prepare: () =>
+    Promise.resolve({ nics: [], guest: { interfaces: [], routes: [], warnings: [] }, record: {} }),
+  restore: () => undefined,
+  check: () => Promise.resolve(),
   release: () => Promise.resolve(),
 };

@@ -4,6 +4,7 @@
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { QemuProcessInfo } from './hypervisor/qemu-process.js';
+import type { GuestNetworkStatus } from './sandbox-status.js';
 
 export const STATE_VERSION = 1;
 
@@ -50,10 +51,10 @@ export interface SandboxState {
   shareDir?: string;
   /** Bind mount targets under the share, in the order they were mounted. */
   bindMounts: string[];
-  /** Set by the network engineer's step (netns, taps); opaque to the rest of the runtime. */
+  /** What the network step made (namespace, taps, CNI result); opaque to the rest of the runtime. */
   network?: Record<string, unknown>;
-  /** Set by the block step (drives attached); opaque to the rest of the runtime. */
-  blockDrives?: Record<string, unknown>;
+  /** The guest's network as its agent reported it after UpdateInterface/UpdateRoutes. */
+  guestNetwork?: GuestNetworkStatus;
   qemu?: QemuState;
   agentReady: boolean;
   sandboxCreated: boolean;

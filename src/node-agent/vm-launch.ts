@@ -7,7 +7,7 @@ import { SerialBridge } from '../agent/transport/serial-bridge.js';
 import type { VmSpec } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
 import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
-import type { Accelerator, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
+import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
 import type { QemuProcess } from './hypervisor/qemu-process.js';
 
 /** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
@@ -31,6 +31,7 @@ export interface VmInputs {
   runDir: string;
   shareDir: string;
   nics?: readonly NicConfig[];
+  drives?: readonly DriveConfig[];
 }
 
 /** The QEMU config of a sandbox. Pure. */
@@ -50,6 +51,7 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     sharedDir: i.shareDir,
     pidFile: f.pidFile,
     ...(i.nics && i.nics.length > 0 && { nics: i.nics }),
+    ...(i.drives && i.drives.length > 0 && { drives: i.drives }),
   };
 }
 
@@ -95,6 +97,8 @@ export async function bootSandboxVm(opts: {
   grpcSocket: string;
   qemuBinary: string;
   deadlineMs: number;
+  /** Argv QEMU is started behind, e.g. nsenter into the sandbox's network namespace. */
+  launchPrefix?: readonly string[];
   onCall?: RpcObserver;
   signal: AbortSignal;
   logger: Logger;
@@ -115,6 +119,7 @@ export async function bootSandboxVm(opts: {
     deadlineMs: opts.deadlineMs,
     stderrLog: opts.qemuLog,
     qemuBinary: opts.qemuBinary,
+    ...(opts.launchPrefix && { launchPrefix: opts.launchPrefix }),
     cleanupPaths: [opts.grpcSocket],
     signal: opts.signal,
     logger: opts.logger,

@@ -33,6 +33,7 @@ export async function startNodeAgent(
   nodeName: string,
   dirs: NodeAgentDirs,
   logFile: string,
+  extraArgs: readonly string[] = [],
 ): Promise<RunningNodeAgent> {
   const bundle = await bundleEntry('src/node-agent/main.ts', 'kata-node-agent');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-node-agent');
@@ -57,6 +58,7 @@ export async function startNodeAgent(
       dirs.roots.join(','),
       '--default-accelerator',
       'auto',
+      ...extraArgs,
     ],
     { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
   );

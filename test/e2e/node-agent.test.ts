@@ -11,22 +11,17 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { readMountInfo, mountsUnder } from '../../src/node-agent/shared-dir.js';
+import { adminKubeConfig, freshNamespace, REPO_ROOT } from '../integration/cluster.js';
 import {
-  adminKubeConfig,
-  controlplane,
-  freshNamespace,
-  REPO_ROOT,
-} from '../integration/cluster.js';
-import {
+  grantElectionLease,
   installControllerPrereqs,
+  kubectl,
   startController,
   type RunningController,
 } from '../integration/controller-harness.js';
@@ -37,12 +32,16 @@ import {
   type NodeAgentDirs,
   type RunningNodeAgent,
 } from './node-agent-harness.js';
+import { phase, qemuPidsOf, removeScratch, SandboxApi, waitForFile } from './sandbox-api.js';
 
 // Project-level testTimeout is not applied to tests run with --selectProjects: set it here.
 jest.setTimeout(600_000);
 
-const NODE = 'local';
-const GROUP = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katasandboxes' };
+/** This run's own controller election (the shared control plane may run other controllers). */
+const ELECTION_ID = `kata-controller-e2e-${process.pid}`;
+
+// Unique per run: node agents of other runs on the shared control plane never see these sandboxes.
+const NODE = `e2e-${process.pid}`;
 
 let base: string;
 let dirs: NodeAgentDirs;
@@ -50,11 +49,9 @@ let rootfs: string;
 let roVol: string;
 let rwVol: string;
 let ns: string;
-let api: CustomObjectsApi;
-let core: CoreV1Api;
+let sandboxes: SandboxApi;
 let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
-let startedPlane = false;
 let agentRuns = 0;
 const t0 = Date.now();
 
@@ -76,80 +73,15 @@ function container(name: string, script: string, extra: object = {}) {
   };
 }
 
-async function create(name: string, spec: object): Promise<KataSandbox> {
-  return (await api.createNamespacedCustomObject({
-    ...GROUP,
-    namespace: ns,
-    body: {
-      apiVersion: 'kata.sandbox.io/v1alpha1',
-      kind: 'KataSandbox',
-      metadata: { name },
-      spec: { nodeName: NODE, vm: { memoryMiB: 512, accelerator: 'auto' }, ...spec },
-    },
-  })) as KataSandbox;
-}
-
-async function get(name: string): Promise<KataSandbox | undefined> {
-  try {
-    return (await api.getNamespacedCustomObject({ ...GROUP, namespace: ns, name })) as KataSandbox;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
-
-async function waitFor(
-  name: string,
-  what: string,
-  pred: (sb: KataSandbox | undefined) => boolean,
-  timeoutMs = 240_000,
-): Promise<KataSandbox | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  let last: KataSandbox | undefined;
-  while (Date.now() < deadline) {
-    last = await get(name);
-    if (pred(last)) return last;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(
-    `${name}: not ${what} within ${timeoutMs} ms; last status: ${JSON.stringify(last?.status, null, 1)}`,
-  );
-}
-
-/** How many `reason` Events the sandbox has (the node agent records Ready once per sandbox). */
-async function eventCount(name: string, reason: string): Promise<number> {
-  const list = await core.listNamespacedEvent({
-    namespace: ns,
-    fieldSelector: `involvedObject.name=${name},reason=${reason}`,
-  });
-  return list.items.reduce((n, e) => n + (e.count ?? 1), 0);
-}
-
-async function waitForEvent(name: string, reason: string, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await eventCount(name, reason)) === 0) {
-    if (Date.now() > deadline)
-      throw new Error(`${name}: no ${reason} Event within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-const phase = (p: string) => (sb: KataSandbox | undefined) => sb?.status?.phase === p;
+const create = (name: string, spec: object) => sandboxes.create(name, spec);
+const get = (name: string) => sandboxes.get(name);
+const waitFor = (...a: Parameters<SandboxApi['waitFor']>) => sandboxes.waitFor(...a);
+const eventCount = (name: string, reason: string) => sandboxes.eventCount(name, reason);
+const waitForEvent = (name: string, reason: string) => sandboxes.waitForEvent(name, reason);
 
 function logFileOf(sb: KataSandbox, containerName: string): string {
   const m = sb.metadata;
   return path.join(dirs.logDir, `${m.namespace}_${m.name}_${m.uid}`, `${containerName}.log`);
-}
-
-async function waitForFile(file: string, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let text = '';
-  while (Date.now() < deadline) {
-    text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-    if (pattern.test(text)) return text;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`${file}: no ${pattern} within ${timeoutMs} ms; it has: ${text}`);
 }
 
 /** Nothing of sandbox `uid` is left on the host. */
@@ -161,42 +93,17 @@ async function expectHostClean(uid: string): Promise<void> {
   expect(qemuPidsOf(uid)).toEqual([]);
 }
 
-function qemuPidsOf(uid: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (
-        cmd.includes('qemu-system') &&
-        cmd.includes(uid) &&
-        readProcStat(Number(p))?.state !== 'Z'
-      )
-        out.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
 beforeAll(async () => {
   execFileSync('make', ['--no-print-directory', 'guest'], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'ignore', 'inherit'],
     timeout: 15 * 60_000,
   });
-  const status = await controlplane(['status']).catch(() => 'down');
-  if (!status.startsWith('/')) {
-    await controlplane(['up']);
-    startedPlane = true;
-  }
   await installControllerPrereqs();
   await installNodeAgentRbac();
+  await grantElectionLease(ELECTION_ID);
   ns = await freshNamespace('node-agent-e2e');
-  const kc = await adminKubeConfig();
-  api = kc.makeApiClient(CustomObjectsApi);
-  core = kc.makeApiClient(CoreV1Api);
+  sandboxes = new SandboxApi(await adminKubeConfig(), ns, NODE);
 
   base = mkdtempSync('/tmp/kna-e2e-');
   const roots = path.join(base, 'roots');
@@ -213,7 +120,10 @@ beforeAll(async () => {
     logDir: path.join(base, 'logs'),
     roots: [roots],
   };
-  controller = await startController(`e2e-node-agent-${process.pid}`);
+  controller = await startController(`e2e-node-agent-${process.pid}`, {
+    namespace: ns,
+    electionId: ELECTION_ID,
+  });
   agent = await runAgent();
   log(`scratch ${base}; logs: ${agent.logFile}, controller ${controller.logFile}`);
 }, 30 * 60_000);
@@ -221,28 +131,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop('SIGKILL');
   await controller?.stop();
+  await kubectl([
+    '-n',
+    'kata-system',
+    'delete',
+    'role,rolebinding,lease',
+    ELECTION_ID,
+    '--ignore-not-found',
+  ]).catch(() => '');
   // Whatever a failed test left: its VMs, mounts, files.
-  if (base) {
-    for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      try {
-        if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(base)) process.kill(Number(p), 9);
-      } catch {
-        // gone
-      }
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    for (const m of mountsUnder(await readMountInfo(), base).reverse()) {
-      try {
-        execFileSync('umount', ['-l', m.mountPoint]);
-      } catch {
-        // already gone
-      }
-    }
-    if (mountsUnder(await readMountInfo(), base).length === 0) {
-      rmSync(base, { recursive: true, force: true });
-    }
-  }
-  if (startedPlane) await controlplane(['down']).catch(() => '');
+  if (base) await removeScratch(base);
 }, 120_000);
 
 // The main sandbox: a long-running container reading/writing volumes and trapping SIGTERM.
@@ -426,7 +324,7 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     const uid = mainSb.metadata.uid!;
     const pid = mainSb.status!.vm!.pid!;
     const startTime = readProcStat(pid)!.startTime;
-    await api.deleteNamespacedCustomObject({ ...GROUP, namespace: ns, name: 'main' });
+    await sandboxes.delete('main');
     let sawTerminating = false;
     const deadline = Date.now() + 120_000;
     for (;;) {
@@ -452,7 +350,7 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     const names = ['ends-failed', 'restarts', 'vm-killed', 'idle', 'interrupted', 'escape'];
     for (const name of names) {
       uids.push((await get(name))!.metadata.uid!);
-      await api.deleteNamespacedCustomObject({ ...GROUP, namespace: ns, name });
+      await sandboxes.delete(name);
     }
     for (const name of names) {
       await waitFor(name, 'deleted', (sb) => sb === undefined, 60_000);

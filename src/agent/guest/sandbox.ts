@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CreateSandboxRequest } from '../../generated/agent.js';
+import { CONTAINER_RESOLV_CONF } from '../storage.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ContainerManager } from './container-manager.js';
 import { validateId } from './path-guard.js';
@@ -20,6 +21,13 @@ export interface SandboxOptions {
   /** Written to set the hostname (the agent is not in a UTS namespace of its own). */
   hostnameFile?: string;
   resolvConf?: string;
+  /** The copy containers bind (under /run/kata-containers/, where bind sources must be). */
+  containerResolvConf?: string;
+}
+
+async function writeText(file: string, text: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, text, { mode: 0o644 });
 }
 
 export function validateSandboxRequest(req: CreateSandboxRequest): void {
@@ -55,11 +63,10 @@ export class Sandbox {
       if (req.hostname) {
         await writeFile(this.opts.hostnameFile ?? '/proc/sys/kernel/hostname', req.hostname);
       }
-      if (req.dns.length > 0) {
-        const file = this.opts.resolvConf ?? '/etc/resolv.conf';
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFile(file, `${req.dns.join('\n')}\n`, { mode: 0o644 });
-      }
+      const text = req.dns.length > 0 ? `${req.dns.join('\n')}\n` : '';
+      if (text) await writeText(this.opts.resolvConf ?? '/etc/resolv.conf', text);
+      // Containers always bind this copy, so it exists even without dns.
+      await writeText(this.opts.containerResolvConf ?? CONTAINER_RESOLV_CONF, text);
       for (const s of req.storages) await this.opts.mounter.mount(s, SANDBOX_OWNER);
       this.created = true;
       this.id = req.sandboxId;

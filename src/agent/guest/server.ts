@@ -20,6 +20,7 @@ export interface AgentServerOptions {
   bundleRoot?: string;
   hostnameFile?: string;
   resolvConf?: string;
+  containerResolvConf?: string;
   sysBlockDir?: string;
   crunBin?: string;
   crunGlobalArgs?: string[];
@@ -54,6 +55,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     logger,
     hostnameFile: opts.hostnameFile,
     resolvConf: opts.resolvConf,
+    containerResolvConf: opts.containerResolvConf,
   });
   const network = new GuestNetwork({ run: opts.run, ipBin: opts.ipBin });
 

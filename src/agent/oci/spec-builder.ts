@@ -34,6 +34,11 @@ export interface SpecInputs {
   image?: ImageConfig;
   /** Guest paths of the sandbox's volumes (their 9p locations), by volume name. */
   volumeGuestPaths: ReadonlyMap<string, string>;
+  /**
+   * The guest's resolv.conf (written from CreateSandbox's dns), bound read-only at
+   * /etc/resolv.conf as kubelet does for pods, unless a volume is mounted there.
+   */
+  resolvConf?: string;
 }
 
 // The capabilities container runtimes grant by default (Docker's and containerd's set).
@@ -74,6 +79,8 @@ const mount = (destination: string, type: string, source: string, options: strin
   options,
 });
 
+const RESOLV_CONF = '/etc/resolv.conf';
+
 function baseMounts(): OciMount[] {
   return [
     mount('/proc', 'proc', 'proc', ['nosuid', 'noexec', 'nodev']),
@@ -90,6 +97,15 @@ function baseMounts(): OciMount[] {
     mount('/sys', 'sysfs', 'sysfs', ['nosuid', 'noexec', 'nodev', 'ro']),
     mount('/sys/fs/cgroup', 'cgroup', 'cgroup', ['nosuid', 'noexec', 'nodev', 'relatime', 'ro']),
   ];
+}
+
+function resolvConfMount(inputs: SpecInputs): OciMount[] {
+  const taken = (inputs.container.volumeMounts ?? []).some(
+    (vm) => vm.mountPath === RESOLV_CONF || vm.mountPath === '/etc',
+  );
+  return inputs.resolvConf && !taken
+    ? [mount(RESOLV_CONF, 'bind', inputs.resolvConf, ['rbind', 'ro'])]
+    : [];
 }
 
 function volumeMounts(inputs: SpecInputs): OciMount[] {
@@ -141,7 +157,7 @@ export function buildContainerSpec(inputs: SpecInputs): BuiltSpec {
     },
     Root: { Path: containerRootPath(c.name), Readonly: false },
     Hostname: inputs.hostname,
-    Mounts: [...baseMounts(), ...volumeMounts(inputs)],
+    Mounts: [...baseMounts(), ...resolvConfMount(inputs), ...volumeMounts(inputs)],
     Annotations: {},
     Linux: {
       UIDMappings: [],

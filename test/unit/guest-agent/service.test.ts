@@ -78,6 +78,7 @@ beforeAll(async () => {
     bundleRoot: path.join(dir, 'bundles'),
     hostnameFile: path.join(dir, 'hostname'),
     resolvConf: path.join(dir, 'resolv.conf'),
+    containerResolvConf: path.join(dir, 'container-resolv.conf'),
     sysBlockDir: path.join(dir, 'sys-block'),
     memoryBlockSizeFile: path.join(dir, 'block_size_bytes'),
     crunBin: FAKE_CRUN,

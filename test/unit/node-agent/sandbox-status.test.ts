@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { derivePhase } from '../../../src/controllers/phase.js';
 import type { Condition } from '../../../src/crds/index.js';
 import {
+  guestNetworkStatus,
   nodeAgentConditions,
   nodeAgentStatus,
   withTransitionTimes,
@@ -108,20 +109,98 @@ describe('node agent status', () => {
     ]);
   });
 
-  it('refuses cni/netns networks, images and block rootfs with NotSupported', () => {
+  it('refuses only images (NotSupported); networks and block rootfs run', () => {
     const spec = (s: object) =>
       ({
         containers: [{ name: 'a', rootfs: { hostPath: { path: '/srv' } } }],
         ...s,
       }) as unknown as KataSandboxSpec;
     expect(unsupportedFeature(spec({}))).toBeUndefined();
-    expect(unsupportedFeature(spec({ network: { mode: 'cni' } }))).toMatchObject({
-      condition: 'NetworkReady',
-      reason: 'NotSupported',
-    });
+    expect(unsupportedFeature(spec({ network: { mode: 'cni' } }))).toBeUndefined();
     expect(
-      unsupportedFeature(spec({ containers: [{ name: 'a', rootfs: { block: { path: '/x' } } }] }))
-        ?.message,
-    ).toContain('spec.containers[0].rootfs.block');
+      unsupportedFeature(spec({ containers: [{ name: 'a', rootfs: { block: { path: '/x' } } }] })),
+    ).toBeUndefined();
+    expect(
+      unsupportedFeature(
+        spec({
+          containers: [
+            { name: 'a', rootfs: { hostPath: { path: '/srv' } } },
+            { name: 'b', image: 'busybox' },
+          ],
+        }),
+      ),
+    ).toMatchObject({
+      condition: 'ContainersReady',
+      reason: 'NotSupported',
+      message: expect.stringContaining('spec.containers[1].image') as unknown as string,
+    });
+  });
+
+  it('status.network from what the guest lists: loopback left out, CIDRs, default route named', () => {
+    const net = guestNetworkStatus(
+      [
+        {
+          device: 'lo',
+          name: 'lo',
+          IPAddresses: [{ family: 0, address: '127.0.0.1', mask: '8' }],
+          mtu: 65536,
+          hwAddr: '',
+          devicePath: '',
+          type: '',
+          rawFlags: 0,
+        },
+        {
+          device: 'eth0',
+          name: 'eth0',
+          IPAddresses: [{ family: 0, address: '10.1.0.5', mask: '24' }],
+          mtu: 1500,
+          hwAddr: '02:00:00:00:00:01',
+          devicePath: '',
+          type: 'veth',
+          rawFlags: 0,
+        },
+      ],
+      [
+        {
+          dest: '',
+          gateway: '10.1.0.1',
+          device: 'eth0',
+          source: '',
+          scope: 0,
+          family: 0,
+          flags: 0,
+          mtu: 0,
+        },
+        {
+          dest: '10.1.0.0/24',
+          gateway: '',
+          device: 'eth0',
+          source: '',
+          scope: 253,
+          family: 0,
+          flags: 0,
+          mtu: 0,
+        },
+        {
+          dest: '127.0.0.0/8',
+          gateway: '',
+          device: 'lo',
+          source: '',
+          scope: 254,
+          family: 0,
+          flags: 0,
+          mtu: 0,
+        },
+      ],
+    );
+    expect(net).toEqual({
+      interfaces: [
+        { name: 'eth0', mac: '02:00:00:00:00:01', addresses: ['10.1.0.5/24'], mtu: 1500 },
+      ],
+      routes: [
+        { dest: 'default', gateway: '10.1.0.1', device: 'eth0' },
+        { dest: '10.1.0.0/24', gateway: '', device: 'eth0' },
+      ],
+    });
   });
 });

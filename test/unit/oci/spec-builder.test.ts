@@ -73,6 +73,28 @@ describe('buildContainerSpec', () => {
     expect(byDest.get('/logs')?.options).toEqual(['rbind', 'rw']);
   });
 
+  it("binds the guest's resolv.conf read-only at /etc/resolv.conf unless a volume is mounted there", () => {
+    const withDns = (volumeMounts: { name: string; mountPath: string }[]) =>
+      buildContainerSpec({
+        field: 'spec.containers[0]',
+        hostname: 'web',
+        volumeGuestPaths: volumes,
+        resolvConf: '/run/kata-containers/sandbox/resolv.conf',
+        container: { name: 'main', command: ['/bin/true'], volumeMounts },
+      }).spec.Mounts.filter((m) => m.destination === '/etc/resolv.conf');
+    expect(withDns([])).toEqual([
+      expect.objectContaining({
+        type: 'bind',
+        source: '/run/kata-containers/sandbox/resolv.conf',
+        options: ['rbind', 'ro'],
+      }),
+    ]);
+    expect(withDns([{ name: 'data', mountPath: '/etc/resolv.conf' }])).toEqual([
+      expect.objectContaining({ source: volumes.get('data') }),
+    ]);
+    expect(built.spec.Mounts.some((m) => m.destination === '/etc/resolv.conf')).toBe(false);
+  });
+
   it('lists devices by container path and creates pid, ipc, uts and mount namespaces', () => {
     expect(built.spec.Linux?.Devices).toEqual([
       expect.objectContaining({ Path: '/dev/xvdb', Type: 'b' }),
