@@ -241,7 +241,11 @@ interface RunFigures {
   reachableMs: number;
   tapsMs: number;
   bootMs: number;
-  sandboxMs: number;
+  /** UpdateInterface + UpdateRoutes */
+  pushMs: number;
+  createSandboxMs: number;
+  /** CreateContainer (block rootfs mount) + StartContainer */
+  containerMs: number;
 }
 
 async function oneRun(
@@ -309,6 +313,7 @@ async function oneRun(
     const tBooted = performance.now();
     for (const x of cfg.interfaces) await vm.client.updateInterface(x, { timeoutMs: 30_000 });
     await vm.client.updateRoutes(cfg.routes, { timeoutMs: 30_000 });
+    const tPushed = performance.now();
     await vm.client.createSandbox(
       createSandboxRequest({
         sandboxId: `bench-net-${i}`,
@@ -318,6 +323,7 @@ async function oneRun(
       }),
       { timeoutMs: 60_000 },
     );
+    const tSandbox = performance.now();
     const req = containerRequest(cid, `exec nc -ll -p ${PORT} -e cat`, {
       storages: [
         {
@@ -342,12 +348,15 @@ async function oneRun(
       reachableMs,
       tapsMs,
       bootMs: vm.bootMillis,
-      sandboxMs: tStarted - tBooted,
+      pushMs: tPushed - tBooted,
+      createSandboxMs: tSandbox - tPushed,
+      containerMs: tStarted - tSandbox,
     };
     console.log(
       `run ${i + 1}: namespace ready -> guest reachable (TCP connect from the peer) ${ms(reachableMs)}; ` +
         `read namespace + taps ${ms(tapsMs)}, QEMU start -> agent Check ${ms(vm.bootMillis)}, ` +
-        `interfaces + routes + CreateSandbox + container started ${ms(f.sandboxMs)}, ` +
+        `UpdateInterface + UpdateRoutes ${ms(f.pushMs)}, CreateSandbox ${ms(f.createSandboxMs)}, ` +
+        `CreateContainer + StartContainer ${ms(f.containerMs)}, ` +
         `first connect ${ms(reachableMs - (tStarted - t0))} after that`,
     );
 
@@ -416,23 +425,21 @@ async function main(): Promise<void> {
       figures.map((f) => f.reachableMs),
     ),
   );
-  console.log(
-    summary(
-      '  of which QEMU start -> agent Check',
-      figures.map((f) => f.bootMs),
-    ),
-  );
-  console.log(
-    summary(
-      '  of which interfaces + routes + CreateSandbox + container started',
-      figures.map((f) => f.sandboxMs),
-    ),
-  );
+  const parts: [string, (f: RunFigures) => number][] = [
+    ['read namespace + taps', (f) => f.tapsMs],
+    ['QEMU start -> agent Check', (f) => f.bootMs],
+    ['UpdateInterface + UpdateRoutes', (f) => f.pushMs],
+    ['CreateSandbox', (f) => f.createSandboxMs],
+    ['CreateContainer + StartContainer', (f) => f.containerMs],
+  ];
+  for (const [name, get] of parts) console.log(summary(`  of which ${name}`, figures.map(get)));
   const r = [...rtts].sort((a, b) => a - b);
   console.log(
     `TCP round trip peer -> container (${MESSAGE_BYTES}-byte echo x${r.length} on one connection, after ` +
       `${WARMUP} warm-up): p50 ${quantile(r, 0.5).toFixed(2)} ms, p99 ${quantile(r, 0.99).toFixed(2)} ms, ` +
-      `max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms`,
+      `max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms; load at the end ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
   );
 }
 
