@@ -33,6 +33,39 @@ describe('node agent config', () => {
     expect(c.maxSandboxes).toBe(3);
   });
 
+  it('network and device settings: device roots may be empty, netns roots may not', () => {
+    const c = nodeAgentConfig(
+      [
+        '--node-name',
+        'n',
+        '--allowed-device-roots',
+        '/dev',
+        '--cni-conf-dir',
+        '/x/net.d',
+        '--cni-bin-dirs',
+        '/x/bin,/y/bin',
+        '--cni-node-netns',
+        '/run/netns/node',
+      ],
+      { CNI_NETWORK: 'katanet' },
+    );
+    expect(c).toMatchObject({
+      allowedDeviceRoots: ['/dev'],
+      netnsRoots: ['/run/netns', '/var/run/netns'],
+      cniConfDir: '/x/net.d',
+      cniBinDirs: ['/x/bin', '/y/bin'],
+      cniNetwork: 'katanet',
+      cniNodeNetns: '/run/netns/node',
+    });
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).allowedDeviceRoots).toEqual([]);
+    expect(
+      nodeAgentConfig(['--node-name', 'n', '--allowed-device-roots', ''], {}).allowedDeviceRoots,
+    ).toEqual([]);
+    expect(() => nodeAgentConfig(['--node-name', 'n', '--netns-roots', ''], {})).toThrow(
+      /--netns-roots/,
+    );
+  });
+
   it('refuses bad values, naming the setting', () => {
     expect(() => nodeAgentConfig(['--node-name', 'n', '--metrics-port', 'x'], {})).toThrow(
       /--metrics-port/,
@@ -54,6 +87,12 @@ describe('node agent config', () => {
       '--run-dir',
       '--log-dir',
       '--allowed-host-path-roots',
+      '--allowed-device-roots',
+      '--netns-roots',
+      '--cni-conf-dir',
+      '--cni-bin-dirs',
+      '--cni-network',
+      '--cni-node-netns',
       '--guest-image-dir',
       '--qemu-binary',
       '--default-accelerator',
