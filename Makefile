@@ -77,3 +77,32 @@ bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agen
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50
+
+# --- install and operate (docs/operations.md) ------------------------------------------------
+.PHONY: deploy undeploy image
+KUBECTL ?= kubectl
+IMAGE ?= kata-sandbox-operator:latest
+SAMPLES ?= 0
+UNDEPLOY_TIMEOUT ?= 300s
+
+deploy: ## install the operator (deploy/) into the current kubeconfig's cluster; SAMPLES=1 adds deploy/samples/
+	$(KUBECTL) apply --server-side -k deploy/
+	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/katasandboxes.kata.sandbox.io
+	@if [ "$(SAMPLES)" = 1 ]; then $(KUBECTL) apply --server-side -k deploy/samples/; fi
+
+# Sandboxes first, while the controller and node agents still run to stop their VMs and drop
+# their finalizers; then everything deploy/ installed.
+undeploy: ## remove every KataSandbox, then everything deploy/ installed, from the current cluster
+	-$(KUBECTL) delete katasandboxes.kata.sandbox.io --all --all-namespaces --timeout=$(UNDEPLOY_TIMEOUT)
+	$(KUBECTL) delete -k deploy/ --ignore-not-found --timeout=$(UNDEPLOY_TIMEOUT)
+
+image: ## build the container image (IMAGE=kata-sandbox-operator:latest) with docker, podman or buildah
+	@for engine in docker podman buildah; do \
+	  command -v $$engine >/dev/null 2>&1 || continue; \
+	  timeout 20 $$engine info >/dev/null 2>&1 || { echo "make image: $$engine is installed but not usable here ($$engine info fails)" >&2; continue; }; \
+	  echo "make image: building $(IMAGE) with $$engine"; \
+	  if [ $$engine = buildah ]; then exec buildah bud -t $(IMAGE) .; fi; \
+	  exec $$engine build -t $(IMAGE) .; \
+	done; \
+	echo "make image: no working container engine on this machine (docker, podman or buildah); the image was not built" >&2; \
+	exit 1

@@ -5,7 +5,7 @@
 // manager kata-node-agent (src/kube/status-patch.ts), finalizers by JSON patch with a
 // resourceVersion test (src/kube/finalizers.ts), the Lease by the node heartbeat
 // (src/kube/node-heartbeat.ts).
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import {
   CONTROLLER_FIELD_MANAGER,
@@ -31,6 +31,9 @@ const GROUP = 'kata.sandbox.io';
 const VERSION = 'v1alpha1';
 const PLURAL = 'katasandboxes';
 const NS = 'policy-test';
+
+// The project's testTimeout does not reach tests run with --selectProjects.
+jest.setTimeout(300_000);
 
 let plane: PrivatePlane;
 let admin: KubeClients;

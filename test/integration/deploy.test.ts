@@ -5,7 +5,7 @@
 // The plane has no kube-controller-manager, so nothing here runs Pods, and a deleted namespace is
 // never emptied and finalized (that is the namespace controller's job): kata-system stays
 // Terminating, which the test checks instead of its disappearance. Every other object is gone.
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -35,6 +35,9 @@ function ref(o: Obj): string {
   const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
   return `${o.kind.toLowerCase()}${group ? `.${group}` : ''}/${o.metadata.name}`;
 }
+
+// The project's testTimeout does not reach tests run with --selectProjects.
+jest.setTimeout(300_000);
 
 let plane: PrivatePlane;
 const base = render(DEPLOY_DIR);

@@ -1,0 +1,68 @@
+# syntax=docker/dockerfile:1
+# kata-sandbox-operator: one image, two entrypoints.
+#   kata-controller   the cluster controller (Deployment; runs as the image's non-root user)
+#   kata-node-agent   the node agent (privileged DaemonSet, root; launches QEMU)
+# Stages: build (TypeScript → one bundled file per component), guest (the VM's kernel + initramfs
+# from Debian packages, with guest/build.sh, the same builder `make guest` uses), runtime (slim
+# Debian with Node.js 20, QEMU and the host tools the node agent runs).
+#
+# Build: make image   (or: docker build -t kata-sandbox-operator:latest .)
+
+ARG NODE_IMAGE=node:20-bookworm
+ARG RUNTIME_IMAGE=node:20-bookworm-slim
+
+# --- build: typecheck and bundle --------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY proto/ proto/
+COPY src/ src/
+# tsc checks the whole tree; esbuild makes one self-contained file per entrypoint (no
+# node_modules in the runtime image).
+RUN npx tsc -p tsconfig.build.json --noEmit \
+ && for entry in controllers:kata-controller node-agent:kata-node-agent; do \
+      npx esbuild "src/${entry%%:*}/main.ts" --bundle --platform=node --format=esm \
+        --target=node20 --log-level=warning --outfile="/out/bin/${entry##*:}.mjs" \
+        "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);" \
+      || exit 1; \
+    done \
+ && chmod 755 /out/bin/*.mjs
+
+# --- guest: kernel + initramfs (busybox, crun, node, the guest agent) ------------------------
+FROM build AS guest
+COPY hack/setup.sh hack/setup.sh
+COPY guest/ guest/
+# guest/build.sh installs what it needs (busybox-static, crun, kmod, ...) through hack/setup.sh,
+# downloads the kernel package, and prints the image directory as its last line.
+RUN apt-get update -qq \
+ && GUEST_CACHE_ROOT=/tmp/guest-cache guest/build.sh >/tmp/guest-dir \
+ && mkdir -p /out \
+ && cp -rL "$(tail -n1 /tmp/guest-dir)" /out/guest
+
+# --- runtime ---------------------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE}
+# What the node agent runs on the host (test/unit/deploy/dockerfile.test.ts checks this list
+# against the code): qemu-system-x86_64 (qemu-system-x86), ip and tc (iproute2), nsenter
+# (util-linux), mount/umount (mount), socat (the vsock bridge), systemd-run (systemd, for QEMU in
+# its own host scope), and the CNI plugins for network mode cni (containernetworking-plugins).
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      qemu-system-x86 \
+      iproute2 \
+      util-linux \
+      mount \
+      socat \
+      systemd \
+      containernetworking-plugins \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/bin/ /opt/kata/bin/
+COPY --from=guest /out/guest/ /opt/kata/guest/
+RUN ln -s /opt/kata/bin/kata-controller.mjs /usr/local/bin/kata-controller \
+ && ln -s /opt/kata/bin/kata-node-agent.mjs /usr/local/bin/kata-node-agent
+ENV GUEST_IMAGE_DIR=/opt/kata/guest \
+    NODE_ENV=production
+# The controller's user; the DaemonSet runs the node agent as root.
+USER 65532:65532
+CMD ["kata-controller"]
