@@ -3,9 +3,8 @@
 // identities and RBAC from deploy/rbac), `promtool check metrics` lints each /metrics, and a real
 // Prometheus (Debian `prometheus`) started here on 127.0.0.1 scrapes both: `up == 1` for each.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { adminKubeConfig, freshNamespace, serviceAccountKubeConfigPath } from './cluster.js';
@@ -21,6 +20,16 @@ import {
   type RunningNodeAgent,
 } from '../e2e/node-agent-harness.js';
 import { CoordinationV1Api } from '@kubernetes/client-node';
+import {
+  freePort,
+  httpGet,
+  metricsOf,
+  ownProblems,
+  promtoolCheck,
+  startPrometheus,
+  waitFor,
+  type RunningPrometheus,
+} from './metrics-harness.js';
 
 jest.setTimeout(300_000);
 
@@ -30,94 +39,9 @@ const NODE = `metrics-${process.pid}`;
 let work: string;
 let controller: ChildProcess | undefined;
 let agent: RunningNodeAgent | undefined;
-let prometheus: ChildProcess | undefined;
+let prometheus: RunningPrometheus | undefined;
 let controllerPort = 0;
 let agentPort = 0;
-let promPort = 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function httpGet(url: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  return { status: res.status, body: await res.text() };
-}
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
-
-const metricsOf = (port: number): Promise<string> =>
-  httpGet(`http://127.0.0.1:${port}/metrics`).then((r) => {
-    if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
-    return r.body;
-  });
-
-/**
- * Problems promtool reports in prom-client's default Node.js metrics, which the components
- * register with collectDefaultMetrics(): three gauges named *_total. They are prom-client's
- * naming, not ours; every other line of promtool's output fails the test.
- */
-const PROM_CLIENT_DEFAULTS =
-  /^kata_(controller|node)_nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/;
-
-function ownProblems(output: string): string[] {
-  return output.split('\n').filter((l) => l.trim() !== '' && !PROM_CLIENT_DEFAULTS.test(l));
-}
-
-/** `promtool check metrics` reads the exposition on stdin; resolves to its exit code and output. */
-function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      'promtool',
-      ['check', 'metrics'],
-      { timeout: 30_000 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') return reject(err);
-        resolve({ code: err ? (err.code as number) : 0, output: `${stdout}${stderr}` });
-      },
-    );
-    child.stdin?.end(text);
-  });
-}
-
-interface PromVector {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function promQuery(query: string): Promise<PromVector[]> {
-  const r = await httpGet(
-    `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(query)}`,
-  );
-  const body = JSON.parse(r.body) as { status: string; data?: { result: PromVector[] } };
-  if (body.status !== 'success') throw new Error(`query ${query}: ${r.body}`);
-  return body.data?.result ?? [];
-}
 
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'kata-metrics-'));
@@ -125,7 +49,7 @@ beforeAll(async () => {
   await installNodeAgentRbac();
   await grantElectionLease(ELECTION_ID);
   const ns = await freshNamespace('metrics');
-  [controllerPort, agentPort, promPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  [controllerPort, agentPort] = await Promise.all([freePort(), freePort()]);
 
   const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
@@ -164,7 +88,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  prometheus?.kill('SIGTERM');
+  await prometheus?.stop();
   if (controller && controller.exitCode === null) {
     const exited = new Promise((r) => controller?.once('exit', r));
     controller.kill('SIGTERM');
@@ -210,44 +134,15 @@ describe('promtool check metrics', () => {
 
 describe('a real Prometheus scrapes both components', () => {
   beforeAll(async () => {
-    const dir = path.join(work, 'prometheus');
-    mkdirSync(path.join(dir, 'data'), { recursive: true });
-    const config = [
-      'global:',
-      '  scrape_interval: 1s',
-      '  scrape_timeout: 1s',
-      'scrape_configs:',
-      '  - job_name: kata-controller',
-      '    static_configs:',
-      `      - targets: ['127.0.0.1:${controllerPort}']`,
-      '  - job_name: kata-node-agent',
-      '    static_configs:',
-      `      - targets: ['127.0.0.1:${agentPort}']`,
-      `        labels: {node: '${NODE}'}`,
-      '',
-    ].join('\n');
-    writeFileSync(path.join(dir, 'prometheus.yml'), config);
-    const out = openSync(path.join(dir, 'prometheus.log'), 'a');
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${path.join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-        '--storage.tsdb.retention.time=1h',
-      ],
-      { stdio: ['ignore', out, out] },
-    );
-    prometheus.once('exit', (code) => {
-      if (code !== null && code !== 0) {
-        process.stderr.write(readFileSync(path.join(dir, 'prometheus.log'), 'utf8').slice(-2000));
-      }
-    });
+    prometheus = await startPrometheus(path.join(work, 'prometheus'), [
+      { job: 'kata-controller', port: controllerPort },
+      { job: 'kata-node-agent', port: agentPort, labels: { node: NODE } },
+    ]);
   }, 60_000);
 
   it('reports up == 1 for the controller and the node agent', async () => {
     const up = await waitFor('both targets up', async () => {
-      const r = await promQuery('up');
+      const r = await prometheus!.query('up');
       const byJob = Object.fromEntries(r.map((v) => [v.metric['job'], v.value[1]]));
       return byJob['kata-controller'] === '1' && byJob['kata-node-agent'] === '1'
         ? byJob
@@ -258,11 +153,11 @@ describe('a real Prometheus scrapes both components', () => {
 
   it("scraped the components' own series: the leader gauge and the node agent's QEMU gauge", async () => {
     const leader = await waitFor('kata_controller_leader == 1', async () => {
-      const r = await promQuery('kata_controller_leader');
+      const r = await prometheus!.query('kata_controller_leader');
       return r.length === 1 && r[0]?.value[1] === '1' ? r : undefined;
     });
     expect(leader[0]?.metric['job']).toBe('kata-controller');
-    const qemu = await promQuery(`kata_node_qemu_processes{node="${NODE}"}`);
+    const qemu = await prometheus!.query(`kata_node_qemu_processes{node="${NODE}"}`);
     expect(qemu.map((v) => v.value[1])).toEqual(['0']);
   });
 });

@@ -1,0 +1,145 @@
+// Prometheus' own tools for the metrics tests: promtool's lint of an exposition, and a real
+// Prometheus (Debian `prometheus`) on 127.0.0.1 with a throw-away config and data dir.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function httpGet(
+  url: string,
+  timeoutMs = 5_000,
+): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  return { status: res.status, body: await res.text() };
+}
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 90_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export const metricsOf = (port: number): Promise<string> =>
+  httpGet(`http://127.0.0.1:${port}/metrics`).then((r) => {
+    if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+    return r.body;
+  });
+
+/** `promtool check metrics` reads the exposition on stdin; resolves to its exit code and output. */
+export function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      'promtool',
+      ['check', 'metrics'],
+      { timeout: 30_000 },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(err);
+        resolve({ code: err ? (err.code as number) : 0, output: `${stdout}${stderr}` });
+      },
+    );
+    child.stdin?.end(text);
+  });
+}
+
+/**
+ * Problems promtool reports in prom-client's default Node.js metrics, which the components
+ * register with collectDefaultMetrics(): three gauges named *_total. They are prom-client's
+ * naming, not ours; every other line of promtool's output is a problem of ours.
+ */
+export const PROM_CLIENT_DEFAULTS =
+  /^kata_(controller|node)_nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/;
+
+export function ownProblems(output: string): string[] {
+  return output.split('\n').filter((l) => l.trim() !== '' && !PROM_CLIENT_DEFAULTS.test(l));
+}
+
+/** The value of one sample line `name{labels} value` (labels as written), or undefined. */
+export function sampleValue(text: string, name: string, labels = ''): number | undefined {
+  const want = labels ? `${name}{${labels}}` : name;
+  for (const line of text.split('\n')) {
+    const i = line.lastIndexOf(' ');
+    if (i > 0 && line.slice(0, i) === want) return Number(line.slice(i + 1));
+  }
+  return undefined;
+}
+
+export interface PromVector {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+export interface RunningPrometheus {
+  port: number;
+  query(q: string): Promise<PromVector[]>;
+  stop(): Promise<void>;
+}
+
+/** A Prometheus scraping each job's 127.0.0.1 target every second, its data under `dir`. */
+export async function startPrometheus(
+  dir: string,
+  jobs: { job: string; port: number; labels?: Record<string, string> }[],
+): Promise<RunningPrometheus> {
+  const port = await freePort();
+  mkdirSync(path.join(dir, 'data'), { recursive: true });
+  const config = {
+    global: { scrape_interval: '1s', scrape_timeout: '1s' },
+    scrape_configs: jobs.map((j) => ({
+      job_name: j.job,
+      static_configs: [{ targets: [`127.0.0.1:${j.port}`], labels: j.labels ?? {} }],
+    })),
+  };
+  // JSON is YAML: no YAML writer needed.
+  writeFileSync(path.join(dir, 'prometheus.yml'), JSON.stringify(config, null, 1));
+  const out = openSync(path.join(dir, 'prometheus.log'), 'a');
+  const child: ChildProcess = spawn(
+    'prometheus',
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--storage.tsdb.retention.time=1h',
+    ],
+    { stdio: ['ignore', out, out] },
+  );
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    port,
+    async query(q) {
+      const r = await httpGet(
+        `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`,
+      );
+      const body = JSON.parse(r.body) as { status: string; data?: { result: PromVector[] } };
+      if (body.status !== 'success') throw new Error(`query ${q}: ${r.body}`);
+      return body.data?.result ?? [];
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
