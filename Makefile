@@ -61,8 +61,13 @@ controlplane-down: ## stop the local control plane and remove its state
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
-test: setup check-gen check-manifests typecheck lint guest controlplane ## everything: setup, checks, guest image, control plane build, every test layer
+test: setup check-gen check-manifests typecheck lint guest controlplane ## everything: setup, checks, guest image, control plane build, every test layer, then the demo
 	hack/run-tests.sh
+	$(MAKE) --no-print-directory demo DEMO_EXIT=1
+
+.PHONY: demo
+demo: setup guest controlplane ## the whole system on this machine: control plane, controller, node agent, a sample sandbox (DEMO_EXIT=1: stop once Ready)
+	DEMO_EXIT=$(DEMO_EXIT) hack/demo.sh
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench

@@ -118,7 +118,9 @@ async function main(): Promise<void> {
     registry: metrics.registry,
     ready: synced,
   });
-  log.info({ port: cfg.metricsPort }, 'serving /metrics, /healthz, /readyz');
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;
+  log.info({ port }, 'serving /metrics, /healthz, /readyz');
 
   const lead = async (): Promise<void> => {
     await Promise.all([sandboxes.waitForSync(), leases.waitForSync(), nodes.waitForSync()]);

@@ -17,7 +17,9 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 
 const execFileAsync = promisify(execFile);
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+// KATA_REPO_ROOT: set when this module runs bundled elsewhere (hack/demo.ts).
+export const REPO_ROOT =
+  process.env['KATA_REPO_ROOT'] ?? resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CONTROLPLANE_SCRIPT = resolve(REPO_ROOT, 'hack/controlplane.sh');
 /** The environment variable that carries the admin kubeconfig path to test files. */
 export const KUBECONFIG_ENV = 'KUBECONFIG_TEST';

@@ -11,10 +11,10 @@ import { adminKubeConfigPath, REPO_ROOT, serviceAccountKubeConfigPath } from './
 const execFileAsync = promisify(execFile);
 const CRD_FILE = path.join(REPO_ROOT, 'deploy/crds/kata.sandbox.io_katasandboxes.yaml');
 
-export async function kubectl(args: string[], input?: string): Promise<string> {
+export async function kubectl(args: string[], input?: string, timeoutMs = 60_000): Promise<string> {
   const kubeconfig = await adminKubeConfigPath();
   const child = execFileAsync('kubectl', ['--kubeconfig', kubeconfig, ...args], {
-    timeout: 60_000,
+    timeout: timeoutMs,
   });
   if (input !== undefined) {
     child.child.stdin?.end(input);
