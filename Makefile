@@ -79,6 +79,9 @@ bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agen
 	@npx esbuild bench/network.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/network.mjs
 	node $(BENCH_OUT)/network.mjs 5 1000
+	@npx esbuild bench/sandbox-create.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/sandbox-create.mjs
+	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/sandbox-create.mjs 5 10
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50

@@ -1,0 +1,221 @@
+// Create → Running of a KataSandbox on the real stack (local control plane, controller and node
+// agent as processes with their ServiceAccount identities, QEMU under whatever accelerator works):
+//  1. one sandbox at a time, RUNS times: the time split into schedule (create → Scheduled), host
+//     preparation (Scheduled → QEMU started), boot (QEMU start → agent answers), agent calls
+//     (CreateSandbox and the network calls, from the node agent's RPC histogram) and container
+//     start (CreateContainer + StartContainer); median, min, max of each;
+//  2. BATCH sandboxes created at once: time until all are Running, and the node agent's peak RSS.
+// Usage: node sandbox-create.mjs [RUNS=5] [BATCH=10]   (run from the repository root)
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import type { KataSandbox } from '../src/crds/index.js';
+import {
+  adminKubeConfig,
+  controlplane,
+  freshNamespace,
+  holdPlane,
+  KUBECONFIG_ENV,
+  releasePlane,
+} from '../test/integration/cluster.js';
+import {
+  grantElectionLease,
+  installControllerPrereqs,
+  kubectl,
+  startController,
+} from '../test/integration/controller-harness.js';
+import {
+  installNodeAgentRbac,
+  makeBusyboxRootfs,
+  startNodeAgent,
+} from '../test/e2e/node-agent-harness.js';
+import { phase, removeScratch, SandboxApi } from '../test/e2e/sandbox-api.js';
+
+const RUNS = Number(process.argv[2] ?? 5);
+const BATCH = Number(process.argv[3] ?? 10);
+const NODE = `bench-${process.pid}`;
+const ELECTION_ID = `kata-controller-bench-${process.pid}`;
+
+const base = mkdtempSync(path.join(tmpdir(), 'kata-bench-create-'));
+const roots = path.join(base, 'roots');
+const dirs = {
+  stateDir: path.join(base, 'state'),
+  runDir: path.join(base, 'run'),
+  logDir: path.join(base, 'logs'),
+  roots: [roots],
+};
+
+const ms = (a: string | undefined, b: string | undefined): number =>
+  a && b ? new Date(b).getTime() - new Date(a).getTime() : NaN;
+const cond = (sb: KataSandbox, type: string): string | undefined =>
+  sb.status?.conditions?.find((c) => c.type === type)?.lastTransitionTime;
+
+function stats(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const med = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  const f = (v: number) => `${(v / 1000).toFixed(2)} s`;
+  return `median ${f(med)}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
+}
+
+/** Sum of the node agent's RPC histogram per method, from its /metrics. */
+async function rpcSums(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^kata_node_agent_rpc_duration_seconds_sum\{[^}]*method="([^"]+)"[^}]*\} (\S+)$/.exec(
+      line,
+    );
+    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+function delta(after: Map<string, number>, before: Map<string, number>, re: RegExp): number {
+  let s = 0;
+  for (const [k, v] of after) if (re.test(k)) s += v - (before.get(k) ?? 0);
+  return s * 1000;
+}
+
+async function metricsPort(logFile: string): Promise<number> {
+  for (let i = 0; i < 300; i++) {
+    const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+    const line = text.split('\n').find((l) => l.includes('serving /metrics'));
+    if (line) return (JSON.parse(line) as { port: number }).port;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no metrics port in ${logFile}`);
+}
+
+function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const spec = (rootfs: string) => ({
+  terminationGracePeriodSeconds: 2,
+  containers: [
+    {
+      name: 'main',
+      rootfs: { hostPath: { path: rootfs } },
+      command: ['/bin/sh', '-c', "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"],
+    },
+  ],
+});
+
+async function main(): Promise<void> {
+  let planPath = await controlplane(['status']).catch(() => '');
+  const started = !planPath.startsWith('/');
+  if (started) planPath = await controlplane(['up']);
+  holdPlane(planPath, started);
+  process.env[KUBECONFIG_ENV] = planPath;
+  const stops: (() => Promise<unknown>)[] = [
+    async () => {
+      if (releasePlane(planPath)) await controlplane(['down']);
+    },
+  ];
+  try {
+    await installControllerPrereqs();
+    await installNodeAgentRbac();
+    await grantElectionLease(ELECTION_ID);
+    stops.push(() =>
+      kubectl([
+        '-n',
+        'kata-system',
+        'delete',
+        'role,rolebinding,lease',
+        ELECTION_ID,
+        '--ignore-not-found',
+      ]),
+    );
+    const ns = await freshNamespace('bench-create');
+    stops.push(() => kubectl(['delete', 'namespace', ns, '--wait=false']));
+    mkdirSync(roots, { recursive: true });
+    const rootfs = path.join(roots, 'busybox');
+    makeBusyboxRootfs(rootfs);
+    const controller = await startController(`bench-${process.pid}`, {
+      namespace: ns,
+      electionId: ELECTION_ID,
+    });
+    stops.push(() => controller.stop());
+    const agent = await startNodeAgent(NODE, dirs, path.join(base, 'node-agent.log'));
+    stops.push(() => agent.stop());
+    const port = await metricsPort(agent.logFile);
+    const api = new SandboxApi(await adminKubeConfig(), ns, NODE);
+    const deleteAll = async (names: string[]) => {
+      for (const n of names) await api.delete(n);
+      for (const n of names) await api.waitFor(n, 'deleted', (sb) => sb === undefined, 180_000);
+    };
+
+    let accelerator = '?';
+    const parts: Record<string, number[]> = {
+      total: [],
+      schedule: [],
+      host: [],
+      boot: [],
+      agent: [],
+      container: [],
+    };
+    for (let i = 0; i < RUNS; i++) {
+      const before = await rpcSums(port);
+      const t0 = new Date().toISOString();
+      await api.create(`one-${i}`, spec(rootfs));
+      const sb = (await api.waitFor(`one-${i}`, 'Running', phase('Running'), 600_000))!;
+      const after = await rpcSums(port);
+      const vm = sb.status!.vm!;
+      accelerator = vm.accelerator ?? '?';
+      parts['total']!.push(ms(t0, cond(sb, 'Ready')));
+      parts['schedule']!.push(ms(t0, cond(sb, 'Scheduled')));
+      parts['host']!.push(ms(cond(sb, 'Scheduled'), vm.startedAt));
+      parts['boot']!.push(vm.bootMillis ?? NaN);
+      parts['agent']!.push(
+        delta(
+          after,
+          before,
+          /CreateSandbox|UpdateInterface|UpdateRoutes|ListInterfaces|ListRoutes/,
+        ),
+      );
+      parts['container']!.push(delta(after, before, /CreateContainer|StartContainer/));
+      console.log(
+        `run ${i + 1}/${RUNS}: create → Running ${(parts['total']!.at(-1)! / 1000).toFixed(2)} s`,
+      );
+      await deleteAll([`one-${i}`]);
+    }
+    console.log(
+      `\ncreate → Running, one sandbox at a time (${RUNS} runs, accelerator ${accelerator}):`,
+    );
+    const label: Record<string, string> = {
+      total: 'create → Running (Ready)',
+      schedule: '  schedule (create → Scheduled)',
+      host: '  host preparation (→ QEMU start)',
+      boot: '  boot (QEMU start → agent answers)',
+      agent: '  agent calls (CreateSandbox, network)',
+      container: '  container start (Create+StartContainer)',
+    };
+    for (const [k, v] of Object.entries(parts)) console.log(`${label[k]!.padEnd(44)} ${stats(v)}`);
+
+    const names = Array.from({ length: BATCH }, (_, i) => `batch-${i}`);
+    const t0 = Date.now();
+    await Promise.all(names.map((n) => api.create(n, spec(rootfs))));
+    let rss = 0;
+    const sampler = setInterval(() => (rss = Math.max(rss, peakRssMiB(agent.child.pid!))), 500);
+    await Promise.all(names.map((n) => api.waitFor(n, 'Running', phase('Running'), 1_200_000)));
+    const allRunning = Date.now() - t0;
+    clearInterval(sampler);
+    rss = Math.max(rss, peakRssMiB(agent.child.pid!));
+    console.log(
+      `\n${BATCH} sandboxes created at once: all Running after ${(allRunning / 1000).toFixed(1)} s; node agent peak RSS ${rss.toFixed(0)} MiB`,
+    );
+    await deleteAll(names);
+    console.log(
+      `load average at the end: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+  } finally {
+    for (const s of stops.reverse()) await s().catch((err: unknown) => console.error(String(err)));
+    await removeScratch(base);
+  }
+}
+
+await main();
+process.exit(0);
