@@ -148,17 +148,30 @@ async function nodeAgentSources(): Promise<string[]> {
   return Object.keys(result.metafile.inputs).filter((f) => f.startsWith('src/'));
 }
 
-function candidates(source: string): string[] {
+/**
+ * Commands named in a source file. `strong`: the command of a spawn/execFile/run call or a
+ * *_BINARY / *_RUN constant (certainly a program); `weak`: the first element of an array literal
+ * of strings (an argv, or just a list: only a program if one of that name is installed).
+ */
+function candidates(source: string): { strong: string[]; weak: string[] } {
   const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
-  const found: string[] = [];
-  const patterns = [
-    /\[\s*'([A-Za-z0-9_.+-]+)'\s*,/g,
-    /\b(?:spawn|spawnSync|execFile|execFileSync|execFileAsync|run|runOk)\(\s*'([A-Za-z0-9_.+-]+)'/g,
-    /\b[A-Z_]*(?:BINARY|_RUN)\s*=\s*'([A-Za-z0-9_.+-]+)'/g,
-  ];
-  for (const re of patterns) for (const m of code.matchAll(re)) found.push(m[1] ?? '');
-  return found;
+  const all = (re: RegExp): string[] => [...code.matchAll(re)].map((m) => m[1] ?? '');
+  return {
+    strong: [
+      ...all(
+        /\b(?:spawn|spawnSync|execFile|execFileSync|execFileAsync|run|runOk)\(\s*'([A-Za-z0-9_.+-]+)'/g,
+      ),
+      ...all(/\b[A-Z_]*(?:BINARY|_RUN)\s*=\s*'([A-Za-z0-9_.+-]+)'/g),
+    ],
+    weak: all(/\[\s*'([A-Za-z0-9_.+-]+)'\s*,/g),
+  };
 }
+
+/**
+ * Packages of programs the code certainly runs but this machine may lack (so dpkg cannot say):
+ * systemd-run is only used where systemd is the host's init.
+ */
+const PACKAGE_IF_NOT_INSTALLED: Record<string, string> = { 'systemd-run': 'systemd' };
 
 describe('Dockerfile', () => {
   it('has the build, guest and runtime stages, and --from names only earlier stages', () => {
@@ -219,20 +232,36 @@ describe('Dockerfile', () => {
     const sources = await nodeAgentSources();
     expect(sources).toEqual(expect.arrayContaining(['src/node-agent/main.ts']));
     const binaries = new Map<string, string>();
+    const needed = new Map<string, string[]>();
+    const need = (pkg: string, bin: string): void => {
+      const bins = needed.get(pkg) ?? [];
+      if (!bins.includes(bin)) needed.set(pkg, [...bins, bin]);
+    };
     for (const f of sources) {
-      for (const c of candidates(readFileSync(path.join(REPO, f), 'utf8'))) {
+      const { strong, weak } = candidates(readFileSync(path.join(REPO, f), 'utf8'));
+      for (const c of [...strong, ...weak]) {
         const p = onPath(c);
-        if (p && !binaries.has(c)) binaries.set(c, p);
+        if (p) binaries.set(c, p);
+        else if (strong.includes(c)) {
+          const pkg = PACKAGE_IF_NOT_INSTALLED[c];
+          // A program the node agent runs, not installed here and not in the table above.
+          expect({ program: c, source: f, pkg }).toEqual({
+            program: c,
+            source: f,
+            pkg: expect.any(String),
+          });
+          need(pkg ?? '', c);
+        }
       }
     }
     // The ones we know it runs must be found, or the derivation has gone blind.
     expect([...binaries.keys()]).toEqual(
       expect.arrayContaining(['qemu-system-x86_64', 'ip', 'tc', 'nsenter', 'mount', 'umount']),
     );
-    const needed = new Map<string, string[]>();
-    for (const [bin, file] of binaries) {
-      const pkg = debianPackage(file);
-      needed.set(pkg, [...(needed.get(pkg) ?? []), bin]);
+    for (const [bin, file] of binaries) need(debianPackage(file), bin);
+    for (const [bin, pkg] of Object.entries(PACKAGE_IF_NOT_INSTALLED)) {
+      if (binaries.has(bin))
+        expect({ bin, pkg: debianPackage(binaries.get(bin) ?? '') }).toEqual({ bin, pkg });
     }
     const installed = runtimePackages();
     for (const [pkg, bins] of needed) {
