@@ -224,6 +224,29 @@ describe('RBAC', () => {
     expect(grants(leases['rules'])).not.toContain('coordination.k8s.io/leases:delete');
   });
 
+  it('the controller reads and patches sandboxes and their status, reads Nodes, writes Events', () => {
+    expect(grants(rules('ClusterRole', 'kata-controller')).sort()).toEqual(
+      [
+        'kata.sandbox.io/katasandboxes:get',
+        'kata.sandbox.io/katasandboxes:list',
+        'kata.sandbox.io/katasandboxes:watch',
+        'kata.sandbox.io/katasandboxes:patch',
+        'kata.sandbox.io/katasandboxes/status:patch',
+        'core/nodes:get',
+        'core/nodes:list',
+        'core/nodes:watch',
+        'events.k8s.io/events:create',
+        'events.k8s.io/events:patch',
+      ].sort(),
+    );
+    // Leases in kata-system: read all (node agents'), create, and write only its election Lease.
+    const leases = rules('Role', 'kata-controller-leases');
+    const writes = leases.filter((r) =>
+      (r['verbs'] as string[]).some((v) => /update|patch/.test(v)),
+    );
+    expect(writes.map((r) => r['resourceNames'])).toEqual([['kata-controller']]);
+  });
+
   it('the controller never deletes, and neither component touches Secrets or Pods', () => {
     for (const [kind, name] of [
       ['ClusterRole', 'kata-controller'],
