@@ -12,7 +12,16 @@
 // src/node-agent/, hence this grep over the bundle's own sources.
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, realpathSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -206,6 +215,35 @@ describe('Dockerfile', () => {
       expect(DOCKERFILE).toContain(`/opt/kata/bin/${bin}.mjs /usr/local/bin/${bin}`);
     }
   });
+
+  it("the build stage's bundle step makes entrypoints that run without node_modules", () => {
+    // The step as written in the Dockerfile (our own text, run by bash like the RUN would be),
+    // with its output directory moved to a scratch dir; then each bundle starts from elsewhere.
+    const run = list.find((i) => i.stage === 0 && i.op === 'RUN' && i.args.includes('for entry'));
+    const step = /(for entry in [\s\S]*)$/.exec(run?.args ?? '')?.[1] ?? '';
+    expect(step).toContain('esbuild');
+    const out = mkdtempSync(path.join(tmpdir(), 'kata-bundle-check-'));
+    try {
+      execFileSync('bash', ['-euo', 'pipefail', '-c', step.replaceAll('/out/', `${out}/`)], {
+        cwd: REPO,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 180_000,
+      });
+      for (const [bin, says] of [
+        ['kata-controller', 'kata-controller: schedules'],
+        ['kata-node-agent', 'kata-node-agent: runs'],
+      ] as const) {
+        const help = execFileSync(path.join(out, 'bin', `${bin}.mjs`), ['--help'], {
+          cwd: out,
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
+        expect(help).toContain(says);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 240_000);
 
   it('runs the commands and guest image directory the manifests in deploy/ use', () => {
     const docs = ['deploy/controller/deployment.yaml', 'deploy/node-agent/daemonset.yaml'].map(
