@@ -174,11 +174,8 @@ describe('the node agent DaemonSet', () => {
     expect(sources[0]?.['serviceAccountToken'].path).toBe('token');
   });
 
-  it('upgrades one node at a time without two agents on a node, and has no memory limit', () => {
-    expect(agent['spec'].updateStrategy).toEqual({
-      type: 'RollingUpdate',
-      rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
-    });
+  it('is replaced only when the admin deletes its Pod (VMs die with it today), and has no memory limit', () => {
+    expect(agent['spec'].updateStrategy).toEqual({ type: 'OnDelete' });
     expect(aCtr['resources'].limits?.memory).toBeUndefined();
     expect(aPod.nodeSelector).toBeDefined();
     expect(aPod.tolerations.length).toBeGreaterThan(0);
