@@ -407,6 +407,49 @@ describe('only the controller sets the node label', () => {
     expect((await get('plain')).metadata.labels).toEqual({ app: 'db', [NODE_LABEL]: 'b' });
   });
 
+  it('a user with kata-sandbox-edit manages sandboxes but neither sets the label nor writes status', async () => {
+    // Users as ServiceAccounts of the test namespace, bound to the roles deploy/ ships (bound
+    // directly: aggregation into admin/edit/view is kube-controller-manager's job, absent here).
+    await plane.kubectl(['-n', NS, 'create', 'serviceaccount', 'alice']);
+    await plane.kubectl(['-n', NS, 'create', 'serviceaccount', 'bob']);
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'rolebinding', 'alice-edit', '--clusterrole=kata-sandbox-edit'],
+      `--serviceaccount=${NS}:alice`,
+    ]);
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'rolebinding', 'bob-view', '--clusterrole=kata-sandbox-view'],
+      `--serviceaccount=${NS}:bob`,
+    ]);
+    const alice = makeClients(await plane.serviceAccountCertConfig(NS, 'alice'));
+    const bob = makeClients(await plane.serviceAccountCertConfig(NS, 'bob'));
+
+    await create(alice, 'alices');
+    const labelled = await refusal(create(alice, 'alices-pinned', { [NODE_LABEL]: 'a' }));
+    expect(labelled.code).toBe(403);
+    expect(labelled.message).toContain(POLICY_LABEL);
+    const relabel = await refusal(bind(alice, 'alices', 'a'));
+    expect(relabel.code).toBe(403);
+    expect(relabel.message).toContain(POLICY_LABEL);
+    const status = await refusal(
+      applyStatus(alice, 'kubectl', { namespace: NS, name: 'alices' }, { phase: 'Running' }),
+    );
+    expect(status.code).toBe(403);
+    expect(status.message).toContain('cannot patch resource "katasandboxes/status"');
+
+    expect((await get('alices')).metadata.name).toBe('alices');
+    const viewed = (await bob.custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: PLURAL,
+      name: 'alices',
+    })) as Sandbox;
+    expect(viewed.metadata.name).toBe('alices');
+    const bobCreates = await refusal(create(bob, 'bobs'));
+    expect(bobCreates.code).toBe(403);
+    expect(bobCreates.message).toMatch(/cannot create resource \W*katasandboxes\W/);
+  });
+
   it('the controller identity is the pod-bound kata-controller ServiceAccount', async () => {
     const token = controller.kc.getCurrentUser()?.token ?? '';
     const who = await whoAmI(plane, plane.tokenConfigFile(token, 'controller'));
