@@ -1,9 +1,10 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../observability/process-metrics.js';
 
 /** The controller's metrics (prefix kata_controller_), on their own registry. */
 export function controllerMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'kata_controller_' });
+  collectProcessMetrics(registry, 'kata_controller_');
   return {
     registry,
     reconciles: new Counter({

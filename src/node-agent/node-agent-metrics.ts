@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../observability/process-metrics.js';
 
 /** The node agent's metrics (prefix kata_node_), on their own registry. */
 export function nodeAgentMetrics(collect: {
@@ -6,7 +7,7 @@ export function nodeAgentMetrics(collect: {
   runningQemu: () => number;
 }) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'kata_node_' });
+  collectProcessMetrics(registry, 'kata_node_');
   return {
     registry,
     sandboxes: new Gauge({

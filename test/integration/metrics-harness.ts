@@ -66,16 +66,9 @@ export function promtoolCheck(text: string): Promise<{ code: number; output: str
   });
 }
 
-/**
- * Problems promtool reports in prom-client's default Node.js metrics, which the components
- * register with collectDefaultMetrics(): three gauges named *_total. They are prom-client's
- * naming, not ours; every other line of promtool's output is a problem of ours.
- */
-export const PROM_CLIENT_DEFAULTS =
-  /^kata_(controller|node)_nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/;
-
+/** promtool's problem lines (every one is a problem of ours). */
 export function ownProblems(output: string): string[] {
-  return output.split('\n').filter((l) => l.trim() !== '' && !PROM_CLIENT_DEFAULTS.test(l));
+  return output.split('\n').filter((l) => l.trim() !== '');
 }
 
 /** The value of one sample line `name{labels} value` (labels as written), or undefined. */
