@@ -26,6 +26,8 @@ export interface NodeAgentConfig {
   /** Guest image directory; default: the `make guest` cache's `current`. */
   guestImageDir?: string;
   qemuBinary: string;
+  /** systemd-scope: each QEMU in its own transient scope when the host runs systemd (else detached). */
+  qemuLaunch: 'detached' | 'systemd-scope';
   defaultAccelerator: AcceleratorSetting;
   maxSandboxes: number;
   memoryMiB: number;
@@ -43,7 +45,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'accel';
+  kind: 'string' | 'int' | 'list' | 'accel' | 'launch';
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -150,6 +152,13 @@ const OPTIONS: readonly Option[] = [
     doc: 'QEMU to run (default qemu-system-x86_64)',
   },
   {
+    flag: 'qemu-launch',
+    env: 'QEMU_LAUNCH',
+    key: 'qemuLaunch',
+    kind: 'launch',
+    doc: 'detached, or systemd-scope (a transient scope per VM on a systemd host, so VMs outlive the agent container; needs hostPID and the host /run/systemd) (default detached)',
+  },
+  {
     flag: 'default-accelerator',
     env: 'DEFAULT_ACCELERATOR',
     key: 'defaultAccelerator',
@@ -227,6 +236,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   cniConfDir: DEFAULT_CNI_CONF_DIR,
   cniBinDirs: [...DEFAULT_CNI_BIN_DIRS],
   qemuBinary: 'qemu-system-x86_64',
+  qemuLaunch: 'detached',
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
@@ -264,6 +274,9 @@ function convert(o: Option, raw: unknown, where: string): unknown {
       }
       return list;
     }
+    case 'launch':
+      if (raw !== 'detached' && raw !== 'systemd-scope') throw bad('detached or systemd-scope');
+      return raw;
     case 'accel':
       if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
       return raw;

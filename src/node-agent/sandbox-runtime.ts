@@ -26,7 +26,12 @@ import { blockPathsOf, checkHostPaths, hostPathsOf, HostPathError } from './host
 import type { AcceleratorChoice } from './hypervisor/accelerator.js';
 import { BootError } from './hypervisor/boot.js';
 import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
-import { isSameProcess, QemuProcess, readProcStat } from './hypervisor/qemu-process.js';
+import {
+  chooseLaunchStrategy,
+  isSameProcess,
+  QemuProcess,
+  readProcStat,
+} from './hypervisor/qemu-process.js';
 import { QmpClient } from './hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from './node-agent-metrics.js';
 import { netnsLaunchPrefix } from './network/tcfilter.js';
@@ -442,6 +447,10 @@ export class SandboxRuntime {
         qemuBinary: this.deps.config.qemuBinary,
         deadlineMs: this.deps.config.bootTimeoutMs,
         ...(network.netnsPath && { launchPrefix: netnsLaunchPrefix(network.netnsPath) }),
+        strategy: chooseLaunchStrategy({
+          systemdScopeEnabled: this.deps.config.qemuLaunch === 'systemd-scope',
+        }),
+        unit: `kata-${this.uid}`,
         onCall: (rpc, code, s) =>
           this.deps.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
         signal,

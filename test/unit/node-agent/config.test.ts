@@ -58,6 +58,13 @@ describe('node agent config', () => {
       cniNodeNetns: '/run/netns/node',
     });
     expect(nodeAgentConfig(['--node-name', 'n'], {}).allowedDeviceRoots).toEqual([]);
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).qemuLaunch).toBe('detached');
+    expect(nodeAgentConfig(['--node-name', 'n'], { QEMU_LAUNCH: 'systemd-scope' }).qemuLaunch).toBe(
+      'systemd-scope',
+    );
+    expect(() => nodeAgentConfig(['--node-name', 'n', '--qemu-launch', 'fork'], {})).toThrow(
+      /--qemu-launch.*detached or systemd-scope/,
+    );
     expect(
       nodeAgentConfig(['--node-name', 'n', '--allowed-device-roots', ''], {}).allowedDeviceRoots,
     ).toEqual([]);
@@ -93,6 +100,7 @@ describe('node agent config', () => {
       '--cni-bin-dirs',
       '--cni-network',
       '--cni-node-netns',
+      '--qemu-launch',
       '--guest-image-dir',
       '--qemu-binary',
       '--default-accelerator',
