@@ -6,7 +6,7 @@
 //     start (CreateContainer + StartContainer); median, min, max of each;
 //  2. BATCH sandboxes created at once: time until all are Running, and the node agent's peak RSS.
 // Usage: node sandbox-create.mjs [RUNS=5] [BATCH=10]   (run from the repository root)
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { KataSandbox } from '../src/crds/index.js';
@@ -22,15 +22,16 @@ import {
   grantElectionLease,
   installControllerPrereqs,
   kubectl,
-  startController,
 } from '../test/integration/controller-harness.js';
-import {
-  installNodeAgentRbac,
-  makeBusyboxRootfs,
-  startNodeAgent,
-} from '../test/e2e/node-agent-harness.js';
+import { installNodeAgentRbac, makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { phase, removeScratch, SandboxApi } from '../test/e2e/sandbox-api.js';
+import {
+  bundleComponent,
+  serviceAccountIdentity,
+  startComponent,
+} from '../hack/local-components.js';
 
+const REPO = process.env['KATA_REPO_ROOT'] ?? process.cwd();
 const RUNS = Number(process.argv[2] ?? 5);
 const BATCH = Number(process.argv[3] ?? 10);
 const NODE = `bench-${process.pid}`;
@@ -76,16 +77,6 @@ function delta(after: Map<string, number>, before: Map<string, number>, re: RegE
   return s * 1000;
 }
 
-async function metricsPort(logFile: string): Promise<number> {
-  for (let i = 0; i < 300; i++) {
-    const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
-    const line = text.split('\n').find((l) => l.includes('serving /metrics'));
-    if (line) return (JSON.parse(line) as { port: number }).port;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`no metrics port in ${logFile}`);
-}
-
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -108,11 +99,11 @@ async function main(): Promise<void> {
   if (started) planPath = await controlplane(['up']);
   holdPlane(planPath, started);
   process.env[KUBECONFIG_ENV] = planPath;
-  const stops: (() => Promise<unknown>)[] = [
+  const stops: (() => Promise<unknown>)[] = (allStops = [
     async () => {
       if (releasePlane(planPath)) await controlplane(['down']);
     },
-  ];
+  ]);
   try {
     await installControllerPrereqs();
     await installNodeAgentRbac();
@@ -132,14 +123,50 @@ async function main(): Promise<void> {
     mkdirSync(roots, { recursive: true });
     const rootfs = path.join(roots, 'busybox');
     makeBusyboxRootfs(rootfs);
-    const controller = await startController(`bench-${process.pid}`, {
-      namespace: ns,
-      electionId: ELECTION_ID,
-    });
+    // The components as `make demo` runs them: TokenRequest identities, detached processes (a
+    // Ctrl-C reaches only this process, which deletes the sandboxes before stopping them).
+    const bundles = path.join(REPO, 'node_modules/.cache/bench');
+    const [controllerBundle, agentBundle] = await Promise.all([
+      bundleComponent(REPO, 'src/controllers/main.ts', 'kata-controller', bundles),
+      bundleComponent(REPO, 'src/node-agent/main.ts', 'kata-node-agent', bundles),
+    ]);
+    const ids = path.join(base, 'identity');
+    const controllerId = await serviceAccountIdentity(planPath, 'kata-controller', ids);
+    const agentId = await serviceAccountIdentity(planPath, 'kata-node-agent', ids);
+    stops.push(async () => (controllerId.close(), agentId.close()));
+    const controller = startComponent(
+      'kata-controller',
+      controllerBundle,
+      [
+        ...['--kubeconfig', controllerId.kubeconfig, '--metrics-port', '0'],
+        ...['--identity', `bench-${process.pid}`, '--watch-namespace', ns],
+        ...['--leader-election-id', ELECTION_ID],
+      ],
+      path.join(base, 'controller.log'),
+    );
     stops.push(() => controller.stop());
-    const agent = await startNodeAgent(NODE, dirs, path.join(base, 'node-agent.log'));
+    await controller.waitReady(await controller.metricsPort());
+    const agent = startComponent(
+      'kata-node-agent',
+      agentBundle,
+      [
+        ...['--kubeconfig', agentId.kubeconfig, '--node-name', NODE, '--metrics-port', '0'],
+        ...['--state-dir', dirs.stateDir, '--run-dir', dirs.runDir, '--log-dir', dirs.logDir],
+        ...['--allowed-host-path-roots', roots, '--default-accelerator', 'auto'],
+      ],
+      path.join(base, 'node-agent.log'),
+    );
+    stops.push(() =>
+      kubectl(['-n', 'kata-system', 'delete', 'lease', `kata-node-${NODE}`, '--ignore-not-found']),
+    );
     stops.push(() => agent.stop());
-    const port = await metricsPort(agent.logFile);
+    const port = await agent.metricsPort();
+    await agent.waitReady(port);
+    // First in teardown (stops run in reverse): whatever sandboxes are left (an interrupted run)
+    // are deleted while the node agent still runs to stop their VMs and drop their finalizers.
+    stops.push(() =>
+      kubectl(['-n', ns, 'delete', 'katasandboxes', '--all', '--timeout=180s'], undefined, 200_000),
+    );
     const api = new SandboxApi(await adminKubeConfig(), ns, NODE);
     const deleteAll = async (names: string[]) => {
       for (const n of names) await api.delete(n);
@@ -212,9 +239,26 @@ async function main(): Promise<void> {
         .join(' ')}`,
     );
   } finally {
-    for (const s of stops.reverse()) await s().catch((err: unknown) => console.error(String(err)));
-    await removeScratch(base);
+    await teardown(stops);
   }
+}
+
+let tearing: Promise<void> | undefined;
+let allStops: (() => Promise<unknown>)[] = [];
+/** Runs every stop once, newest first, then removes the scratch dir (killing what names it). */
+function teardown(stops = allStops): Promise<void> {
+  return (tearing ??= (async () => {
+    for (const s of [...stops].reverse()) {
+      await s().catch((err: unknown) => console.error(String(err)));
+    }
+    await removeScratch(base);
+  })());
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    console.error(`${sig}: deleting the sandboxes and stopping (please wait)`);
+    void teardown().then(() => process.exit(130));
+  });
 }
 
 await main();
