@@ -1,0 +1,221 @@
+// Each container's own view of a cached image: an overlay mount whose lower layer is the
+// image's read-only rootfs and whose upper and work dirs belong to that sandbox and container, at
+// <root>/<sandbox uid>/<container>/{upper,work,merged}. `merged` is what goes into the sandbox's
+// 9p share. Writes land in `upper`; the cached image never changes. Mounts are made with mount(8)
+// from argv, only below `root`, only over lower dirs below the allowed roots; preparing twice is a
+// no-op and teardown unmounts (lazily as a last resort) before it deletes anything.
+import { spawn } from 'node:child_process';
+import { lstat, mkdir, readdir, realpath, rm, chmod, chown } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../../observability/logger.js';
+import { isUnderRoot } from '../host-paths.js';
+import { mountsAtOrBelow, readMountEntries } from './mountinfo.js';
+
+export interface RootfsViewOptions {
+  /** Absolute; owned by this module. Put it on a disk filesystem (not tmpfs, not overlay). */
+  root: string;
+  /** A lower dir must resolve below one of these (the image store's images dir). */
+  lowerRoots: readonly string[];
+  mountTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface RootfsView {
+  /** The container's root filesystem: bind this into the share. */
+  merged: string;
+  upper: string;
+  work: string;
+  lower: string;
+}
+
+const SAFE_UID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Characters overlayfs' option syntax gives a meaning to, or that mountinfo escapes. */
+const UNSAFE_IN_OPTION = /[,:\\\s]/;
+
+export class RootfsViewError extends Error {
+  readonly reason = 'RootfsViewFailed';
+  constructor(message: string) {
+    super(message);
+    this.name = 'RootfsViewError';
+  }
+}
+
+function mountArgv(lower: string, upper: string, work: string, merged: string): string[] {
+  return [
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${lower},upperdir=${upper},workdir=${work}`,
+    merged,
+  ];
+}
+
+function run(cmd: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+      ...(signal && { signal }),
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 8192) stderr += d;
+    });
+    child.once('error', (err) =>
+      reject(new RootfsViewError(`${cmd} ${args.join(' ')}: ${err.message}`)),
+    );
+    child.once('close', (code, sig) => {
+      if (code === 0) resolve();
+      else {
+        reject(
+          new RootfsViewError(
+            `${cmd} ${args.join(' ')}: ${sig ? `killed by ${sig}` : `exit ${code}`}: ${stderr.trim()}`,
+          ),
+        );
+      }
+    });
+  });
+}
+
+export class RootfsViews {
+  readonly root: string;
+
+  constructor(private readonly opts: RootfsViewOptions) {
+    if (!path.isAbsolute(opts.root))
+      throw new RootfsViewError(`view root ${opts.root} is not absolute`);
+    this.root = path.resolve(opts.root);
+    if (UNSAFE_IN_OPTION.test(this.root)) {
+      throw new RootfsViewError(
+        `view root ${this.root} has a character overlay options cannot carry`,
+      );
+    }
+  }
+
+  private get timeout(): number {
+    return this.opts.mountTimeoutMs ?? 30_000;
+  }
+
+  /** The directories of one view; throws on an id that could leave the root. */
+  paths(sandboxUid: string, container: string): Omit<RootfsView, 'lower'> & { dir: string } {
+    if (!SAFE_UID.test(sandboxUid) || sandboxUid.includes('..')) {
+      throw new RootfsViewError(`invalid sandbox uid ${JSON.stringify(sandboxUid)}`);
+    }
+    if (!DNS_LABEL.test(container)) {
+      throw new RootfsViewError(`invalid container name ${JSON.stringify(container)}`);
+    }
+    const dir = path.join(this.root, sandboxUid, container);
+    return {
+      dir,
+      upper: path.join(dir, 'upper'),
+      work: path.join(dir, 'work'),
+      merged: path.join(dir, 'merged'),
+    };
+  }
+
+  /** Mounts the view (idempotent) and returns it. */
+  async prepare(req: {
+    sandboxUid: string;
+    container: string;
+    lowerDir: string;
+    signal?: AbortSignal;
+  }): Promise<RootfsView> {
+    const p = this.paths(req.sandboxUid, req.container);
+    const lower = await this.checkLower(req.lowerDir);
+    const current = (await readMountEntries()).filter((e) => e.mountPoint === p.merged).pop();
+    if (current) {
+      const wanted = `lowerdir=${lower}`;
+      if (current.fsType !== 'overlay' || !current.superOptions.includes(wanted)) {
+        throw new RootfsViewError(
+          `${p.merged} is already mounted (${current.fsType}, ${current.superOptions.join(',')}), not as this image's view`,
+        );
+      }
+      return { merged: p.merged, upper: p.upper, work: p.work, lower };
+    }
+    await mkdir(path.dirname(p.dir), { recursive: true, mode: 0o700 });
+    await mkdir(p.dir, { recursive: true, mode: 0o755 });
+    await mkdir(p.work, { recursive: true, mode: 0o700 });
+    await mkdir(p.merged, { recursive: true, mode: 0o755 });
+    const fresh = await mkdir(p.upper, { recursive: true, mode: 0o755 });
+    if (fresh !== undefined) {
+      // The merged root takes the upper dir's owner and mode: give it the image root's.
+      const st = await lstat(lower);
+      await chown(p.upper, st.uid, st.gid);
+      await chmod(p.upper, st.mode & 0o7777);
+    }
+    await run('mount', mountArgv(lower, p.upper, p.work, p.merged), this.timeout, req.signal);
+    return { merged: p.merged, upper: p.upper, work: p.work, lower };
+  }
+
+  private async checkLower(lowerDir: string): Promise<string> {
+    if (!path.isAbsolute(lowerDir))
+      throw new RootfsViewError(`lower dir ${lowerDir} is not absolute`);
+    let resolved: string;
+    try {
+      resolved = await realpath(lowerDir);
+    } catch (err) {
+      throw new RootfsViewError(
+        `lower dir ${lowerDir}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+    const roots = await Promise.all(
+      this.opts.lowerRoots.map((r) => realpath(r).catch(() => path.resolve(r))),
+    );
+    if (!roots.some((r) => isUnderRoot(resolved, r) && resolved !== r)) {
+      throw new RootfsViewError(
+        `lower dir ${resolved} is not under the image roots (${roots.join(', ')})`,
+      );
+    }
+    if (UNSAFE_IN_OPTION.test(resolved)) {
+      throw new RootfsViewError(
+        `lower dir ${resolved} has a character overlay options cannot carry`,
+      );
+    }
+    if (!(await lstat(resolved)).isDirectory()) {
+      throw new RootfsViewError(`lower dir ${resolved} is not a directory`);
+    }
+    return resolved;
+  }
+
+  /**
+   * Unmounts and deletes the views of a sandbox (one container's, or all). Idempotent. Nothing is
+   * deleted while mountinfo still shows a mount below the sandbox's directory.
+   */
+  async teardown(sandboxUid: string, container?: string): Promise<void> {
+    const sandboxDir = path.dirname(this.paths(sandboxUid, container ?? 'x').dir);
+    const target = container !== undefined ? this.paths(sandboxUid, container).dir : sandboxDir;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const mounted = mountsAtOrBelow(await readMountEntries(), target);
+      if (mounted.length === 0) break;
+      for (const m of mounted) {
+        try {
+          await run('umount', [m.mountPoint], this.timeout);
+        } catch (err) {
+          this.opts.logger?.warn(
+            { err, mountPoint: m.mountPoint },
+            'umount failed; detaching lazily',
+          );
+          await run('umount', ['-l', m.mountPoint], this.timeout).catch(() => {});
+        }
+      }
+    }
+    const still = mountsAtOrBelow(await readMountEntries(), target);
+    if (still.length > 0) {
+      throw new RootfsViewError(
+        `mounts remain under ${target}: ${still.map((m) => m.mountPoint).join(', ')}`,
+      );
+    }
+    await rm(target, { recursive: true, force: true });
+    if (container !== undefined) {
+      const left = await readdir(sandboxDir).catch(() => []);
+      if (left.length === 0) await rm(sandboxDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Sandbox uids that have views on disk (for cleanup after a restart). */
+  async sandboxes(): Promise<string[]> {
+    return (await readdir(this.root).catch(() => [])).filter((n) => SAFE_UID.test(n)).sort();
+  }
+}

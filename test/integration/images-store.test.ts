@@ -1,0 +1,468 @@
+// The image cache against a real registry (Debian's docker-registry on 127.0.0.1), real skopeo,
+// umoci and overlay mounts; no VM and no cluster (the integration project's control plane is not
+// used here). Needs root (unpack ownership, mounts).
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { lstat, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import {
+  ImagePullError,
+  ImageStore,
+  RootfsViews,
+  pullGate,
+  recordPullFailure,
+  registerImageMetrics,
+  type ImageMetrics,
+  type ImageStoreOptions,
+} from '../../src/node-agent/images/index.js';
+import { readMountEntries } from '../../src/node-agent/images/mountinfo.js';
+import {
+  buildBusyboxImage,
+  dockerConfigJson,
+  pushImage,
+  startRegistry,
+  type TestRegistry,
+} from './images-registry.js';
+
+const CREDS = { username: 'alice', password: 's3cret-pw' };
+const IMAGE = {
+  entrypoint: ['/bin/sh', '-c'],
+  cmd: ['echo "$GREETING from $(pwd)"'],
+  env: ['GREETING=hello-from-image', 'PATH=/bin'],
+  workingDir: '/srv',
+  files: { 'srv/marker': 'v1\n' },
+};
+
+let work: string;
+let reg: TestRegistry;
+let privateReg: TestRegistry;
+let layoutV1: string;
+let layoutV2: string;
+let digestV1: string;
+const stores: ImageStore[] = [];
+
+async function newStore(
+  extra: Partial<ImageStoreOptions> = {},
+): Promise<{ store: ImageStore; metrics: ImageMetrics; registry: Registry; root: string }> {
+  const registry = new Registry();
+  const metrics = registerImageMetrics(registry);
+  const root = extra.root ?? (await mkdtemp(path.join(work, 'store-')));
+  const store = await ImageStore.open({
+    root,
+    maxBytes: 1 << 30,
+    insecureRegistries: [reg.host, privateReg.host],
+    metrics,
+    ...extra,
+  });
+  stores.push(store);
+  return { store, metrics, registry, root };
+}
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}) {
+  const m = await registry.getSingleMetric(name)?.get();
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v?.value ?? 0;
+}
+
+/** A listing of a tree with file contents hashed: to prove the cached image never changes. */
+async function treeDigest(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  const walk = async (d: string): Promise<void> => {
+    for (const name of (await readdir(d)).sort()) {
+      const p = path.join(d, name);
+      const st = await lstat(p);
+      h.update(`${path.relative(dir, p)} ${st.mode} ${st.uid}:${st.gid}\n`);
+      if (st.isDirectory()) await walk(p);
+      else if (st.isSymbolicLink()) h.update(await readlink(p));
+      else h.update(await readFile(p));
+    }
+  };
+  await walk(dir);
+  return h.digest('hex');
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'kata-images-'));
+  reg = await startRegistry();
+  privateReg = await startRegistry({ auth: CREDS });
+  layoutV1 = await buildBusyboxImage(work, IMAGE);
+  layoutV2 = await buildBusyboxImage(work, { ...IMAGE, files: { 'srv/marker': 'v2\n' } });
+  digestV1 = await pushImage(layoutV1, reg, 'test/busybox:1');
+}, 120_000);
+
+afterAll(async () => {
+  await reg?.stop();
+  await privateReg?.stop();
+  const views = path.join(work ?? '/nonexistent', 'views');
+  const left = (await readMountEntries()).filter((m) => m.mountPoint.startsWith(`${work}/`));
+  expect(left).toEqual([]);
+  await rm(views, { recursive: true, force: true });
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('image store against a real registry', () => {
+  it('pulls, unpacks and reads the config; a second pull of the reference is a counted cache hit', async () => {
+    const { store, registry } = await newStore();
+    const first = await store.ensureImage({
+      image: `${reg.host}/test/busybox:1`,
+      sandboxUid: 'sb-1',
+    });
+    expect(first).toMatchObject({
+      outcome: 'pulled',
+      digest: digestV1,
+      reference: `${reg.host}/test/busybox:1`,
+      config: {
+        Entrypoint: ['/bin/sh', '-c'],
+        Cmd: ['echo "$GREETING from $(pwd)"'],
+        Env: ['GREETING=hello-from-image', 'PATH=/bin'],
+        WorkingDir: '/srv',
+      },
+    });
+    expect(first.downloadedBytes).toBeGreaterThan(100_000);
+    expect(first.bytes).toBeGreaterThan(first.downloadedBytes);
+    expect(await readFile(path.join(first.rootfs, 'srv/marker'), 'utf8')).toBe('v1\n');
+    expect((await lstat(path.join(first.rootfs, 'bin/busybox'))).isFile()).toBe(true);
+    expect(await readlink(path.join(first.rootfs, 'bin/sh'))).toBe('busybox');
+    expect(store.toolRuns).toEqual({ inspect: 1, copy: 1, unpack: 1 });
+
+    let pulling = 0;
+    const second = await store.ensureImage({
+      image: `${reg.host}/test/busybox:1`,
+      sandboxUid: 'sb-2',
+      onPulling: () => pulling++,
+    });
+    expect(second).toMatchObject({ outcome: 'cache-hit', digest: digestV1, rootfs: first.rootfs });
+    expect(pulling).toBe(0);
+    expect(store.toolRuns).toEqual({ inspect: 1, copy: 1, unpack: 1 });
+    expect(await metricValue(registry, 'kata_node_image_cache_hits_total')).toBe(1);
+    expect(await metricValue(registry, 'kata_node_image_pulls_total', { result: 'success' })).toBe(
+      1,
+    );
+    expect(await metricValue(registry, 'kata_node_image_cache_bytes')).toBe(first.bytes);
+    const hist = await registry.getSingleMetric('kata_node_image_pull_duration_seconds')?.get();
+    const count = hist?.values.find((v) =>
+      (v as { metricName?: string }).metricName?.endsWith('_count'),
+    );
+    expect(count?.value).toBe(1);
+
+    // The digest reference: the same image, straight from the cache.
+    const pinned = await store.ensureImage({
+      image: `${reg.host}/test/busybox@${digestV1}`,
+      sandboxUid: 'sb-3',
+    });
+    expect(pinned).toMatchObject({ outcome: 'cache-hit', digest: digestV1 });
+    expect(store.toolRuns.inspect).toBe(1);
+    expect(store.list()[0]?.holders).toEqual(['sb-1', 'sb-2', 'sb-3']);
+
+    // Restart: the cache, its references and the leases are still there.
+    const again = await ImageStore.open({
+      root: store.root,
+      maxBytes: 1 << 30,
+      insecureRegistries: [reg.host],
+    });
+    expect(again.list()).toEqual(store.list());
+    const hit = await again.ensureImage({
+      image: `${reg.host}/test/busybox:1`,
+      sandboxUid: 'sb-4',
+    });
+    expect(hit.outcome).toBe('cache-hit');
+    expect(again.toolRuns).toEqual({ inspect: 0, copy: 0, unpack: 0 });
+    expect(await again.releaseAllExcept(new Set(['sb-4']))).toEqual(['sb-1', 'sb-2', 'sb-3']);
+    expect(again.list()[0]?.holders).toEqual(['sb-4']);
+  });
+
+  it('pulls a digest reference into an empty cache, and never contacts the registry for it again, even with Always', async () => {
+    const { store } = await newStore();
+    const image = `${reg.host}/test/busybox@${digestV1}`;
+    const a = await store.ensureImage({ image, sandboxUid: 'a' });
+    expect(a).toMatchObject({ outcome: 'pulled', digest: digestV1 });
+    const b = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'b' });
+    expect(b.outcome).toBe('cache-hit');
+    expect(store.toolRuns).toEqual({ inspect: 1, copy: 1, unpack: 1 });
+  });
+
+  it('Always asks the registry every time and follows a moved tag; IfNotPresent keeps what it has', async () => {
+    const { store, registry } = await newStore();
+    const image = `${reg.host}/test/moving:1`;
+    const oldDigest = await pushImage(layoutV1, reg, 'test/moving:1');
+    const a = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'a' });
+    expect(a).toMatchObject({ outcome: 'pulled', digest: oldDigest });
+    const b = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'b' });
+    expect(b).toMatchObject({ outcome: 'up-to-date', digest: oldDigest });
+    expect(store.toolRuns).toEqual({ inspect: 2, copy: 1, unpack: 1 });
+
+    const newDigest = await pushImage(layoutV2, reg, 'test/moving:1');
+    expect(newDigest).not.toBe(oldDigest);
+    const c = await store.ensureImage({ image, policy: 'IfNotPresent', sandboxUid: 'c' });
+    expect(c).toMatchObject({ outcome: 'cache-hit', digest: oldDigest });
+    const d = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'd' });
+    expect(d).toMatchObject({ outcome: 'pulled', digest: newDigest });
+    expect(await readFile(path.join(d.rootfs, 'srv/marker'), 'utf8')).toBe('v2\n');
+    // The tag now names the new image for everyone.
+    const e = await store.ensureImage({ image, policy: 'IfNotPresent', sandboxUid: 'e' });
+    expect(e.digest).toBe(newDigest);
+    expect(await metricValue(registry, 'kata_node_image_pulls_total', { result: 'success' })).toBe(
+      3,
+    );
+  });
+
+  it('Never uses only what is cached (ErrImageNeverPull otherwise)', async () => {
+    const { store } = await newStore();
+    const image = `${reg.host}/test/busybox:1`;
+    await expect(
+      store.ensureImage({ image, policy: 'Never', sandboxUid: 'a' }),
+    ).rejects.toMatchObject({
+      reason: 'ErrImageNeverPull',
+      message: `Container image "${image}" is not present with pull policy of Never`,
+    });
+    expect(store.toolRuns.inspect).toBe(0);
+    await store.ensureImage({ image, sandboxUid: 'a' });
+    const n = await store.ensureImage({ image, policy: 'Never', sandboxUid: 'b' });
+    expect(n.outcome).toBe('cache-hit');
+  });
+
+  it('pulls from a private repository with an imagePullSecret, fails clearly without, leaves no auth file', async () => {
+    const { store, registry } = await newStore();
+    const digest = await pushImage(layoutV1, privateReg, 'private/busybox:1');
+    const image = `${privateReg.host}/private/busybox:1`;
+
+    const anonymous = await store.ensureImage({ image, sandboxUid: 'a' }).catch((e: unknown) => e);
+    expect(anonymous).toBeInstanceOf(ImagePullError);
+    expect(anonymous).toMatchObject({ reason: 'ErrImagePull', kind: 'Unauthorized' });
+    expect((anonymous as Error).message).toBe(
+      `Failed to pull image "${image}": reading manifest 1 in ${privateReg.host}/private/busybox: unauthorized: authentication required`,
+    );
+
+    const wrong = await store
+      .ensureImage({
+        image,
+        sandboxUid: 'a',
+        pullSecrets: [
+          {
+            name: 'wrong',
+            data: dockerConfigJson(privateReg.host, { username: 'alice', password: 'nope' }),
+          },
+        ],
+      })
+      .catch((e: unknown) => e);
+    expect(wrong).toMatchObject({ reason: 'ErrImagePull', kind: 'Unauthorized' });
+
+    const ok = await store.ensureImage({
+      image,
+      sandboxUid: 'b',
+      pullSecrets: [
+        { name: 'other-registry', data: dockerConfigJson(reg.host, CREDS) },
+        { name: 'regcred', data: dockerConfigJson(privateReg.host, CREDS) },
+      ],
+    });
+    expect(ok).toMatchObject({ outcome: 'pulled', digest });
+    expect(await readdir(path.join(store.root, 'tmp'))).toEqual([]);
+    expect(
+      await metricValue(registry, 'kata_node_image_pulls_total', { result: 'unauthorized' }),
+    ).toBe(2);
+
+    // A sandbox without the Secret does not get the private image from the cache.
+    const sneaky = await store.ensureImage({ image, sandboxUid: 'c' }).catch((e: unknown) => e);
+    expect(sneaky).toMatchObject({ reason: 'ErrImagePull', kind: 'Unauthorized' });
+    // One with it does, without downloading again.
+    const withSecret = await store.ensureImage({
+      image,
+      sandboxUid: 'd',
+      pullSecrets: [{ name: 'regcred', data: dockerConfigJson(privateReg.host, CREDS) }],
+    });
+    expect(withSecret.outcome).toBe('cache-hit');
+    expect(store.toolRuns.copy).toBe(1);
+  });
+
+  it('a missing tag is ErrImagePull with the registry message, backs off, then succeeds once pushed', async () => {
+    const { store, registry } = await newStore();
+    const image = `${reg.host}/test/late:1`;
+    const err = await store.ensureImage({ image, sandboxUid: 'a' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImagePullError);
+    expect(err).toMatchObject({ reason: 'ErrImagePull', kind: 'NotFound' });
+    expect((err as Error).message).toBe(
+      `Failed to pull image "${image}": reading manifest 1 in ${reg.host}/test/late: manifest unknown: manifest unknown`,
+    );
+    expect(
+      await metricValue(registry, 'kata_node_image_pulls_total', { result: 'not_found' }),
+    ).toBe(1);
+
+    const backoff = recordPullFailure(undefined, 0, (err as ImagePullError).detail);
+    expect(pullGate(backoff, 1_000, image)).toMatchObject({
+      pull: false,
+      reason: 'ImagePullBackOff',
+      message: `Back-off pulling image "${image}": reading manifest 1 in ${reg.host}/test/late: manifest unknown: manifest unknown`,
+    });
+
+    await pushImage(layoutV1, reg, 'test/late:0');
+    const tagErr = await store.ensureImage({ image, sandboxUid: 'a' }).catch((e: unknown) => e);
+    expect((tagErr as Error).message).toBe(
+      `Failed to pull image "${image}": reading manifest 1 in ${reg.host}/test/late: manifest unknown: manifest unknown`,
+    );
+
+    await pushImage(layoutV1, reg, 'test/late:1');
+    expect(pullGate(backoff, 10_000, image)).toEqual({ pull: true });
+    const ok = await store.ensureImage({ image, sandboxUid: 'a' });
+    expect(ok).toMatchObject({ outcome: 'pulled', digest: digestV1 });
+  });
+
+  it('an unreachable registry and a registry not listed as insecure fail with their causes', async () => {
+    const { store } = await newStore({ insecureRegistries: [] });
+    const tls = await store
+      .ensureImage({ image: `${reg.host}/test/busybox:1`, sandboxUid: 'a' })
+      .catch((e: unknown) => e);
+    expect(tls).toMatchObject({ reason: 'ErrImagePull', kind: 'TLS' });
+    expect((tls as Error).message).toContain('server gave HTTP response to HTTPS client');
+
+    const closed = await startRegistry();
+    await closed.stop();
+    const { store: s2 } = await newStore({ insecureRegistries: [closed.host] });
+    const refused = await s2
+      .ensureImage({ image: `${closed.host}/test/busybox:1`, sandboxUid: 'a' })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ reason: 'ErrImagePull', kind: 'Unreachable' });
+    expect((refused as Error).message).toContain('connection refused');
+
+    await expect(s2.ensureImage({ image: 'Bad/Name', sandboxUid: 'a' })).rejects.toMatchObject({
+      reason: 'InvalidImageName',
+    });
+  });
+
+  it('concurrent pulls of one reference run skopeo once; a cancelled waiter does not cancel the others', async () => {
+    const { store } = await newStore();
+    const image = `${reg.host}/test/busybox:1`;
+    const leaving = new AbortController();
+    const pulls = ['a', 'b', 'c'].map((uid) => store.ensureImage({ image, sandboxUid: uid }));
+    const cancelled = store
+      .ensureImage({ image, sandboxUid: 'gone', signal: leaving.signal })
+      .catch((e: unknown) => e);
+    leaving.abort(new Error('sandbox deleted'));
+    const results = await Promise.all(pulls);
+    expect(await cancelled).toMatchObject({ reason: 'ErrImagePull', kind: 'Canceled' });
+    expect(new Set(results.map((r) => r.digest))).toEqual(new Set([digestV1]));
+    expect(results.filter((r) => r.outcome === 'pulled')).toHaveLength(3);
+    expect(store.toolRuns).toEqual({ inspect: 1, copy: 1, unpack: 1 });
+    expect(store.list()[0]?.holders).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a pull whose every waiter is cancelled stops and leaves nothing behind', async () => {
+    const { store } = await newStore();
+    const c = new AbortController();
+    const p = store.ensureImage({
+      image: `${reg.host}/test/busybox:1`,
+      sandboxUid: 'a',
+      signal: c.signal,
+    });
+    setImmediate(() => c.abort(new Error('sandbox deleted')));
+    await expect(p).rejects.toThrow();
+    // The killed tool's cleanup runs after the rejection: give it a moment.
+    for (let i = 0; i < 50 && (await readdir(path.join(store.root, 'tmp'))).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await readdir(path.join(store.root, 'tmp'))).toEqual([]);
+    expect(store.list()).toEqual([]);
+  });
+
+  it('evicts least recently used images that no sandbox holds once over the size limit', async () => {
+    const digestA = await pushImage(layoutV1, reg, 'test/evict-a:1');
+    const digestB = await pushImage(layoutV2, reg, 'test/evict-b:1');
+    const { store } = await newStore({ maxBytes: 1 });
+    const a = await store.ensureImage({ image: `${reg.host}/test/evict-a:1`, sandboxUid: 'x' });
+    await store.ensureImage({ image: `${reg.host}/test/evict-b:1`, sandboxUid: 'y' });
+    // Both held: over the limit, nothing evicted.
+    expect(
+      store
+        .list()
+        .map((i) => i.digest)
+        .sort(),
+    ).toEqual([digestA, digestB].sort());
+    await store.release('x');
+    expect(store.list().map((i) => i.digest)).toEqual([digestB]);
+    await expect(lstat(a.rootfs)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await readdir(path.join(store.root, 'trash'))).toEqual([]);
+    await store.release('y');
+    expect(store.list()).toEqual([]);
+    expect(store.totalBytes()).toBe(0);
+  });
+
+  it('resolves a named image user to uid:gid and its groups from the image', async () => {
+    const layout = await buildBusyboxImage(work, { entrypoint: ['/bin/id'], user: 'app' });
+    await pushImage(layout, reg, 'test/named-user:1');
+    const { store } = await newStore();
+    const img = await store.ensureImage({
+      image: `${reg.host}/test/named-user:1`,
+      sandboxUid: 'a',
+    });
+    expect(img.config.User).toBe('1001:1002');
+    expect(img.userGroups).toEqual([10]);
+  });
+});
+
+describe('per-sandbox copy-on-write views', () => {
+  it('two sandboxes writing to / do not see each other, and the cached image is unchanged', async () => {
+    const { store } = await newStore({ maxBytes: 1 });
+    const views = new RootfsViews({
+      root: path.join(work, 'views'),
+      lowerRoots: [store.imagesDir],
+    });
+    const img = await store.ensureImage({
+      image: `${reg.host}/test/busybox:1`,
+      sandboxUid: 'sb-a',
+    });
+    await store.ensureImage({ image: `${reg.host}/test/busybox:1`, sandboxUid: 'sb-b' });
+    const before = await treeDigest(img.rootfs);
+
+    const a = await views.prepare({ sandboxUid: 'sb-a', container: 'main', lowerDir: img.rootfs });
+    const b = await views.prepare({ sandboxUid: 'sb-b', container: 'main', lowerDir: img.rootfs });
+    // Idempotent: a second prepare returns the same mount.
+    expect(
+      await views.prepare({ sandboxUid: 'sb-a', container: 'main', lowerDir: img.rootfs }),
+    ).toEqual(a);
+
+    await writeFile(path.join(a.merged, 'written-by-a'), 'a\n');
+    await writeFile(path.join(b.merged, 'written-by-b'), 'b\n');
+    await writeFile(path.join(a.merged, 'srv/marker'), 'changed by a\n');
+    await rm(path.join(b.merged, 'bin/cat'));
+
+    expect((await readdir(a.merged)).sort()).toContain('written-by-a');
+    expect(await readdir(a.merged)).not.toContain('written-by-b');
+    expect(await readdir(b.merged)).not.toContain('written-by-a');
+    expect(await readFile(path.join(a.merged, 'srv/marker'), 'utf8')).toBe('changed by a\n');
+    expect(await readFile(path.join(b.merged, 'srv/marker'), 'utf8')).toBe('v1\n');
+    expect(await readdir(path.join(a.merged, 'bin'))).toContain('cat');
+    expect(await readdir(path.join(b.merged, 'bin'))).not.toContain('cat');
+    expect((await lstat(a.merged)).mode).toBe((await lstat(img.rootfs)).mode);
+    expect(await treeDigest(img.rootfs)).toBe(before);
+
+    // An image in use as a lower layer is never evicted, whatever the limit.
+    await store.release('sb-a');
+    await store.release('sb-b');
+    expect(await store.evict()).toEqual([]);
+
+    await views.teardown('sb-a');
+    await views.teardown('sb-a');
+    await views.teardown('sb-b', 'main');
+    const left = (await readMountEntries()).filter((m) => m.mountPoint.startsWith(views.root));
+    expect(left).toEqual([]);
+    expect(await views.sandboxes()).toEqual([]);
+    expect(await treeDigest(img.rootfs)).toBe(before);
+  });
+
+  it('refuses lower dirs outside the image roots and ids that could escape', async () => {
+    const views = new RootfsViews({
+      root: path.join(work, 'views'),
+      lowerRoots: [path.join(work, 'nowhere')],
+    });
+    await expect(
+      views.prepare({ sandboxUid: 'u', container: 'main', lowerDir: '/etc' }),
+    ).rejects.toThrow('is not under the image roots');
+    await expect(
+      views.prepare({ sandboxUid: '../x', container: 'main', lowerDir: '/etc' }),
+    ).rejects.toThrow('invalid sandbox uid');
+    await expect(
+      views.prepare({ sandboxUid: 'u', container: '../main', lowerDir: '/etc' }),
+    ).rejects.toThrow('invalid container name');
+  });
+});
