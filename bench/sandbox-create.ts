@@ -20,6 +20,7 @@ import {
 } from '../test/integration/cluster.js';
 import {
   grantElectionLease,
+  revokeElectionLease,
   installControllerPrereqs,
   kubectl,
 } from '../test/integration/controller-harness.js';
@@ -108,16 +109,7 @@ async function main(): Promise<void> {
     await installControllerPrereqs();
     await installNodeAgentRbac();
     await grantElectionLease(ELECTION_ID);
-    stops.push(() =>
-      kubectl([
-        '-n',
-        'kata-system',
-        'delete',
-        'role,rolebinding,lease',
-        ELECTION_ID,
-        '--ignore-not-found',
-      ]),
-    );
+    stops.push(() => revokeElectionLease(ELECTION_ID));
     const ns = await freshNamespace('bench-create');
     stops.push(() => kubectl(['delete', 'namespace', ns, '--wait=false']));
     mkdirSync(roots, { recursive: true });

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KataSandbox } from '../src/crds/index.js';
 import { holdPlane, KUBECONFIG_ENV, releasePlane } from '../test/integration/cluster.js';
-import { grantElectionLease } from '../test/integration/controller-harness.js';
+import { grantElectionLease, revokeElectionLease } from '../test/integration/controller-harness.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { removeScratch } from '../test/e2e/sandbox-api.js';
 import {
@@ -293,10 +293,7 @@ async function main(): Promise<void> {
     // controller of a test run sharing this plane; its ServiceAccount may hold just that Lease.
     await grantElectionLease(ELECTION_ID);
     onCleanup(`election Lease ${ELECTION_ID} and its Role removed`, () =>
-      kubectl([
-        ...['-n', SYSTEM_NAMESPACE, 'delete', 'role,rolebinding,lease', ELECTION_ID],
-        '--ignore-not-found',
-      ]),
+      revokeElectionLease(ELECTION_ID),
     );
   });
 

@@ -7,7 +7,13 @@ import { InvalidInputError } from '../agent/errors.js';
 import { agentNetworkConfig, type AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
-import { CniError, CniNetwork, type CniAttachment, type CniOptions } from './network/cni.js';
+import {
+  CniError,
+  CniNetwork,
+  sandboxNetnsName,
+  type CniAttachment,
+  type CniOptions,
+} from './network/cni.js';
 import { checkNetnsPath } from './network/netns-path.js';
 import { readNetns } from './network/netns-reader.js';
 import { attach, detach, nicsFor, type TapEndpoint } from './network/tcfilter.js';
@@ -90,7 +96,7 @@ export class SandboxNetwork implements NetworkStep {
       // A leftover of an interrupted attempt (same container id) is deleted first: ADD again on
       // top of it could hold a second address.
       const leftover = {
-        netnsName: `kata-${ctx.uid}`,
+        netnsName: sandboxNetnsName(ctx.uid),
         netnsPath: this.cni.netnsPath(ctx.uid),
         containerId: ctx.uid,
         ifName: this.opts.cni.ifName ?? 'eth0',

@@ -6,7 +6,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { AgentRpcError, InvalidInputError } from '../agent/errors.js';
+import { AgentRpcError } from '../agent/errors.js';
 import { constrainSpec } from '../agent/oci-constraints.js';
 import { buildContainerSpec } from '../agent/oci/spec-builder.js';
 import { createSandboxRequest } from '../agent/sandbox-request.js';
@@ -127,36 +127,26 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 
 /** The VM's drives and each container's block storages/devices, from the checked paths. */
 function blockDrivePlan(spec: KataSandboxSpec, resolved: Map<string, string>): BlockDrivePlan {
-  try {
-    return planBlockDrives(
-      spec.containers.flatMap((c, i) => {
-        const b = c.rootfs?.block;
-        const field = `spec.containers[${i}].rootfs.block.path`;
-        const p = resolved.get(field);
-        if (!b || p === undefined) return [];
-        return [{ containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field }];
+  return planBlockDrives(
+    spec.containers.flatMap((c, i) => {
+      const b = c.rootfs?.block;
+      const field = `spec.containers[${i}].rootfs.block.path`;
+      const p = resolved.get(field);
+      if (!b || p === undefined) return [];
+      return [{ containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field }];
+    }),
+    spec.containers.flatMap((c, i) =>
+      (c.devices ?? []).map((d, j) => {
+        const field = `spec.containers[${i}].devices[${j}].hostPath`;
+        return {
+          containerId: c.name,
+          hostPath: resolved.get(field) ?? d.hostPath,
+          containerPath: d.containerPath,
+          field,
+        };
       }),
-      spec.containers.flatMap((c, i) =>
-        (c.devices ?? []).map((d, j) => {
-          const field = `spec.containers[${i}].devices[${j}].hostPath`;
-          return {
-            containerId: c.name,
-            hostPath: resolved.get(field) ?? d.hostPath,
-            containerPath: d.containerPath,
-            field,
-          };
-        }),
-      ),
-    );
-  } catch (err) {
-    if (err instanceof InvalidInputError)
-      throw new StepError({
-        condition: 'ContainersReady',
-        reason: 'InvalidBlockDevice',
-        message: err.message,
-      });
-    throw err;
-  }
+    ),
+  );
 }
 
 export class SandboxRuntime {

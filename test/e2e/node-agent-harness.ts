@@ -1,11 +1,16 @@
 // Runs the real kata-node-agent (bundled from src/ with esbuild) as a child process with the
 // ServiceAccount identity and RBAC from deploy/, against the test control plane; and prepares a
 // busybox rootfs for its sandboxes.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT, serviceAccountKubeConfigPath } from '../integration/cluster.js';
-import { bundleEntry, kubectl } from '../integration/controller-harness.js';
+import {
+  bundleEntry,
+  kubectl,
+  spawnComponent,
+  type RunningProcess,
+} from '../integration/controller-harness.js';
 
 export async function installNodeAgentRbac(): Promise<void> {
   await kubectl([
@@ -23,11 +28,7 @@ export interface NodeAgentDirs {
   roots: string[];
 }
 
-export interface RunningNodeAgent {
-  child: ChildProcess;
-  logFile: string;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
+export type RunningNodeAgent = RunningProcess;
 
 export async function startNodeAgent(
   nodeName: string,
@@ -37,11 +38,9 @@ export async function startNodeAgent(
 ): Promise<RunningNodeAgent> {
   const bundle = await bundleEntry('src/node-agent/main.ts', 'kata-node-agent');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-node-agent');
-  const fd = openSync(logFile, 'a');
-  const child = spawn(
-    process.execPath,
+  return spawnComponent(
+    bundle,
     [
-      bundle,
       '--kubeconfig',
       kubeconfig,
       '--node-name',
@@ -60,17 +59,8 @@ export async function startNodeAgent(
       'auto',
       ...extraArgs,
     ],
-    { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    child,
     logFile,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
+  );
 }
 
 /** A minimal root filesystem: static busybox and its applets, and the usual mount points. */

@@ -7,16 +7,15 @@
 //  "pod": mode netns in a namespace the test made; reached from the veth's outside peer.
 //  "badns": a namespace path outside the allowed roots → Failed before anything is made.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
-import { adminKubeConfig, freshNamespace, REPO_ROOT } from '../integration/cluster.js';
+import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
   grantElectionLease,
+  revokeElectionLease,
   installControllerPrereqs,
-  kubectl,
   startController,
   type RunningController,
 } from '../integration/controller-harness.js';
@@ -27,6 +26,7 @@ import {
   type NodeAgentDirs,
   type RunningNodeAgent,
 } from './node-agent-harness.js';
+import { ensureImage, sh } from './sandbox-vm.js';
 import { phase, qemuPidsOf, removeScratch, SandboxApi } from './sandbox-api.js';
 
 jest.setTimeout(600_000);
@@ -49,8 +49,6 @@ let sandboxes: SandboxApi;
 let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
 
-const sh = (argv: string[], timeoutMs = 60_000): string =>
-  execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: timeoutMs });
 const ipIn = (ns: string, ...args: string[]): string => sh(['ip', '-n', ns, ...args]);
 const netnsAdd = (name: string): void => {
   sh(['ip', 'netns', 'add', name]);
@@ -77,11 +75,7 @@ const allocations = (): string[] => {
 };
 
 beforeAll(async () => {
-  execFileSync('make', ['--no-print-directory', 'guest'], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'ignore', 'inherit'],
-    timeout: 15 * 60_000,
-  });
+  ensureImage();
   await installControllerPrereqs();
   await installNodeAgentRbac();
   await grantElectionLease(ELECTION_ID);
@@ -160,14 +154,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop('SIGKILL');
   await controller?.stop();
-  await kubectl([
-    '-n',
-    'kata-system',
-    'delete',
-    'role,rolebinding,lease',
-    ELECTION_ID,
-    '--ignore-not-found',
-  ]).catch(() => '');
+  await revokeElectionLease(ELECTION_ID).catch(() => '');
   if (base) await removeScratch(base);
   for (const n of madeNetns.reverse()) {
     try {

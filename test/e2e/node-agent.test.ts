@@ -4,7 +4,6 @@
 // "main" carries the running/volume/adoption/graceful-delete checks; three more sandboxes cover
 // the ends (Failed, Succeeded after restarts, VMExited), one never boots (HostPathNotAllowed).
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -17,11 +16,11 @@ import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { readMountInfo, mountsUnder } from '../../src/node-agent/shared-dir.js';
-import { adminKubeConfig, freshNamespace, REPO_ROOT } from '../integration/cluster.js';
+import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
   grantElectionLease,
+  revokeElectionLease,
   installControllerPrereqs,
-  kubectl,
   startController,
   type RunningController,
 } from '../integration/controller-harness.js';
@@ -32,6 +31,7 @@ import {
   type NodeAgentDirs,
   type RunningNodeAgent,
 } from './node-agent-harness.js';
+import { ensureImage } from './sandbox-vm.js';
 import { phase, qemuPidsOf, removeScratch, SandboxApi, waitForFile } from './sandbox-api.js';
 
 // Project-level testTimeout is not applied to tests run with --selectProjects: set it here.
@@ -94,11 +94,7 @@ async function expectHostClean(uid: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  execFileSync('make', ['--no-print-directory', 'guest'], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'ignore', 'inherit'],
-    timeout: 15 * 60_000,
-  });
+  ensureImage();
   await installControllerPrereqs();
   await installNodeAgentRbac();
   await grantElectionLease(ELECTION_ID);
@@ -131,14 +127,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop('SIGKILL');
   await controller?.stop();
-  await kubectl([
-    '-n',
-    'kata-system',
-    'delete',
-    'role,rolebinding,lease',
-    ELECTION_ID,
-    '--ignore-not-found',
-  ]).catch(() => '');
+  await revokeElectionLease(ELECTION_ID).catch(() => '');
   // Whatever a failed test left: its VMs, mounts, files.
   if (base) await removeScratch(base);
 }, 120_000);

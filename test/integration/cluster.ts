@@ -77,7 +77,11 @@ export async function serviceAccountKubeConfig(ns: string, sa: string): Promise<
 
 /** The plane's server and CA with a bearer token (e.g. one from the TokenRequest API). */
 export async function tokenKubeConfig(token: string): Promise<KubeConfig> {
-  const admin = await adminKubeConfig();
+  return withBearerToken(await adminKubeConfig(), token);
+}
+
+/** `admin`'s current cluster with a bearer token instead of its credentials. */
+export function withBearerToken(admin: KubeConfig, token: string): KubeConfig {
   const cluster = admin.getCurrentCluster();
   if (!cluster) throw new Error('the admin kubeconfig has no cluster');
   const kc = new KubeConfig();

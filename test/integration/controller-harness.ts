@@ -66,11 +66,7 @@ export function bundleEntry(entry: string, name: string): Promise<string> {
   return made;
 }
 
-export interface RunningController {
-  child: ChildProcess;
-  logFile: string;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
+export type RunningController = RunningProcess;
 
 export interface ControllerScope {
   /** Only this namespace's sandboxes, so runs sharing one plane do not reconcile each other's. */
@@ -107,26 +103,31 @@ export async function grantElectionLease(electionId: string): Promise<void> {
   );
 }
 
-/** Without a scope the controller watches every namespace and contends for kata-controller. */
-export async function startController(
-  identity: string,
-  scope?: ControllerScope,
-): Promise<RunningController> {
-  const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
-  const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
-  const logFile = path.join(path.dirname(bundle), `${identity}.log`);
+/** Removes what grantElectionLease made, and the Lease itself. */
+export async function revokeElectionLease(electionId: string): Promise<void> {
+  await kubectl([
+    ...['-n', 'kata-system', 'delete', 'role,rolebinding,lease', electionId],
+    '--ignore-not-found',
+  ]);
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  logFile: string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Runs a bundled component with `args`, its output appended to `logFile`. */
+export function spawnComponent(
+  bundle: string,
+  args: readonly string[],
+  logFile: string,
+): RunningProcess {
   const fd = openSync(logFile, 'a');
-  const child = spawn(
-    process.execPath,
-    [
-      bundle,
-      ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
-      ...(scope
-        ? ['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId]
-        : []),
-    ],
-    { stdio: ['ignore', fd, fd], env: { ...process.env, LOG_LEVEL: 'debug' } },
-  );
+  const child = spawn(process.execPath, [bundle, ...args], {
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, LOG_LEVEL: 'debug' },
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     child,
@@ -136,4 +137,24 @@ export async function startController(
       await exited;
     },
   };
+}
+
+/** Without a scope the controller watches every namespace and contends for kata-controller. */
+export async function startController(
+  identity: string,
+  scope?: ControllerScope,
+): Promise<RunningController> {
+  const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
+  const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
+  const logFile = path.join(path.dirname(bundle), `${identity}.log`);
+  return spawnComponent(
+    bundle,
+    [
+      ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
+      ...(scope
+        ? ['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId]
+        : []),
+    ],
+    logFile,
+  );
 }

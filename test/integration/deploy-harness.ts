@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { controlplane, REPO_ROOT } from './cluster.js';
+import { controlplane, REPO_ROOT, withBearerToken } from './cluster.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -49,18 +49,7 @@ export async function startPrivatePlane(prefix: string): Promise<PrivatePlane> {
     kc.loadFromFile(kubeconfig);
     return kc;
   };
-  const tokenConfig = (token: string): KubeConfig => {
-    const cluster = admin().getCurrentCluster();
-    if (!cluster) throw new Error('the admin kubeconfig has no cluster');
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [cluster],
-      users: [{ name: 'token', token }],
-      contexts: [{ name: 'token', cluster: cluster.name, user: 'token' }],
-      currentContext: 'token',
-    });
-    return kc;
-  };
+  const tokenConfig = (token: string): KubeConfig => withBearerToken(admin(), token);
   return {
     dir,
     kubeconfig,
