@@ -38,6 +38,15 @@ export interface NodeAgentConfig {
   /** Per container log file cap before rotation, and rotated files kept. */
   logMaxBytes: number;
   logMaxFiles: number;
+  /** The node's image cache (unpacked images by digest) and its size limit. */
+  imageCacheDir: string;
+  imageCacheMaxBytes: number;
+  /** host[:port] of registries spoken to over plain HTTP (or TLS without verification). */
+  insecureRegistries: string[];
+  /** Deadline of one image download + unpack. */
+  imagePullTimeoutMs: number;
+  /** First retry delay after a failed pull; doubles up to 300 s (kubelet's ImagePullBackOff). */
+  imagePullBackoffMs: number;
   help: boolean;
 }
 
@@ -45,7 +54,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'accel' | 'launch';
+  kind: 'string' | 'int' | 'list' | 'hosts' | 'accel' | 'launch';
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -214,6 +223,42 @@ const OPTIONS: readonly Option[] = [
     kind: 'int',
     doc: 'rotated container log files kept (default 3)',
   },
+  {
+    flag: 'image-cache-dir',
+    env: 'IMAGE_CACHE_DIR',
+    key: 'imageCacheDir',
+    kind: 'string',
+    doc: 'node image cache, unpacked by digest (default /var/lib/kata-node-agent/images)',
+  },
+  {
+    flag: 'image-cache-max-bytes',
+    env: 'IMAGE_CACHE_MAX_BYTES',
+    key: 'imageCacheMaxBytes',
+    kind: 'int',
+    doc: 'cache size above which images no sandbox uses are evicted, least recently used first (default 21474836480)',
+  },
+  {
+    flag: 'insecure-registries',
+    env: 'INSECURE_REGISTRIES',
+    key: 'insecureRegistries',
+    kind: 'hosts',
+    emptyOk: true,
+    doc: 'comma-separated host[:port] of registries pulled over plain HTTP (default none)',
+  },
+  {
+    flag: 'image-pull-timeout-ms',
+    env: 'IMAGE_PULL_TIMEOUT_MS',
+    key: 'imagePullTimeoutMs',
+    kind: 'int',
+    doc: 'deadline of one image download and unpack (default 600000)',
+  },
+  {
+    flag: 'image-pull-backoff-ms',
+    env: 'IMAGE_PULL_BACKOFF_MS',
+    key: 'imagePullBackoffMs',
+    kind: 'int',
+    doc: 'first retry delay after a failed pull, doubling to 300000 (default 10000)',
+  },
 ];
 
 export const NODE_AGENT_HELP = `kata-node-agent: runs the KataSandboxes scheduled to this node as QEMU VMs.
@@ -245,7 +290,14 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   bootTimeoutMs: 180_000,
   logMaxBytes: 10 * 1024 * 1024,
   logMaxFiles: 3,
+  imageCacheDir: '/var/lib/kata-node-agent/images',
+  imageCacheMaxBytes: 20 * 1024 * 1024 * 1024,
+  insecureRegistries: [],
+  imagePullTimeoutMs: 600_000,
+  imagePullBackoffMs: 10_000,
 };
+
+const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -272,6 +324,12 @@ function convert(o: Option, raw: unknown, where: string): unknown {
       if ((list.length === 0 && !o.emptyOk) || !list.every((p) => p.startsWith('/'))) {
         throw bad('a list of absolute paths');
       }
+      return list;
+    }
+    case 'hosts': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
+      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
+      if (!list.every((h) => HOST_PORT.test(h))) throw bad('a list of host[:port]');
       return list;
     }
     case 'launch':

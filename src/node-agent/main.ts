@@ -2,6 +2,7 @@
 // kata-node-agent: heartbeats its node's Lease, watches the KataSandboxes labelled for its node,
 // and runs each as a QEMU VM. On SIGTERM it stops watching and leaves VMs running: they outlive
 // the agent, and the next one adopts them.
+import path from 'node:path';
 import PQueue from 'p-queue';
 import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
@@ -15,8 +16,12 @@ import { createLogger } from '../observability/logger.js';
 import { NODE_AGENT_HELP, nodeAgentConfig } from './config.js';
 import { chooseAccelerator, kvmBootProbe } from './hypervisor/accelerator.js';
 import { resolveGuestImage } from './hypervisor/guest-image.js';
+import { ContainerImages } from './images/container-images.js';
+import { ImageStore } from './images/image-store.js';
+import { RootfsViews } from './images/rootfs-view.js';
 import { nodeAgentMetrics } from './node-agent-metrics.js';
 import { NodeReconciler } from './node-reconciler.js';
+import { readPullSecrets } from './pull-secrets.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork } from './sandbox-network.js';
@@ -66,6 +71,30 @@ async function main(): Promise<void> {
     logger: log,
   });
 
+  const imageLog = log.child({ component: 'images' });
+  const imageStore = await ImageStore.open({
+    root: cfg.imageCacheDir,
+    maxBytes: cfg.imageCacheMaxBytes,
+    insecureRegistries: cfg.insecureRegistries,
+    copyTimeoutMs: cfg.imagePullTimeoutMs,
+    unpackTimeoutMs: cfg.imagePullTimeoutMs,
+    metrics: metrics.images,
+    logger: imageLog,
+  });
+  const images = new ContainerImages({
+    store: imageStore,
+    views: new RootfsViews({
+      root: path.join(cfg.stateDir, 'rootfs-views'),
+      lowerRoots: [imageStore.imagesDir],
+      logger: imageLog,
+    }),
+    backoff: {
+      initialMs: cfg.imagePullBackoffMs,
+      maxMs: Math.max(cfg.imagePullBackoffMs, 300_000),
+    },
+    logger: imageLog,
+  });
+
   const kvmProbe = kvmBootProbe({
     kernel: resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }).kernel,
     timeoutMs: 5_000,
@@ -85,6 +114,8 @@ async function main(): Promise<void> {
         resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }),
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
+      images,
+      pullSecrets: (namespace, refs, signal) => readPullSecrets(clients, namespace, refs, signal),
       network: new SandboxNetwork({
         netnsRoots: cfg.netnsRoots,
         cni: {
@@ -120,6 +151,10 @@ async function main(): Promise<void> {
     log,
   });
   log.info({ recovered: Object.fromEntries(outcomes) }, 'recovered state of previous runs');
+  // Views and cache leases of sandboxes that ended or vanished while no agent was running.
+  const alive = new Set([...rec.runtimes.values()].filter((r) => !r.ended).map((r) => r.uid));
+  const freed = await images.releaseAllExcept(alive);
+  if (freed.length > 0) log.info({ sandboxes: freed }, 'released image views and leases');
 
   const queue = new WorkQueue({
     reconcile: rec.reconcile,

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../observability/process-metrics.js';
+import { registerImageMetrics } from './images/image-metrics.js';
 
 /** The node agent's metrics (prefix kata_node_), on their own registry. */
 export function nodeAgentMetrics(collect: {
@@ -54,6 +55,7 @@ export function nodeAgentMetrics(collect: {
       labelNames: ['reason'],
       registers: [registry],
     }),
+    images: registerImageMetrics(registry),
   };
 }
 

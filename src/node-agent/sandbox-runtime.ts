@@ -1,8 +1,9 @@
 // The host work of one sandbox (DESIGN §4), each step idempotent and recorded in its state file:
-// host path check → share + bind mounts → QEMU + agent → CreateSandbox → per container
-// CreateContainer + StartContainer; then watching containers (restart policy, logs, the end) and
-// QEMU; and the two ways out: release (the sandbox ended: VM and mounts go, state stays) and
-// destroy (deletion: graceful container stop, then everything goes).
+// host path check → share + bind mounts → image pulls (alongside the boot) → QEMU + agent →
+// CreateSandbox → per container (its image ready) CreateContainer + StartContainer; then watching
+// containers (restart policy, logs, the end) and QEMU; and the two ways out: release (the sandbox
+// ended: VM, mounts and image views go, state stays) and destroy (deletion: graceful container
+// stop, then everything goes).
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
@@ -24,6 +25,13 @@ import {
 import { sandboxDns } from './guest-dns.js';
 import { blockPathsOf, checkHostPaths, hostPathsOf, HostPathError } from './host-paths.js';
 import type { AcceleratorChoice } from './hypervisor/accelerator.js';
+import {
+  type ContainerImages,
+  type PreparedImage,
+  invalidImage,
+} from './images/container-images.js';
+import { RootfsViewError } from './images/rootfs-view.js';
+import { parseImageReference, repositoryName } from './images/reference.js';
 import { BootError } from './hypervisor/boot.js';
 import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
 import {
@@ -35,6 +43,7 @@ import {
 import { QmpClient } from './hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from './node-agent-metrics.js';
 import { netnsLaunchPrefix } from './network/tcfilter.js';
+import type { PullSecretsRead } from './pull-secrets.js';
 import { NetworkSetupError } from './sandbox-network.js';
 import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
 import { bindMount, planBindMounts, teardownShare, VOLUMES_DIR } from './shared-dir.js';
@@ -67,6 +76,14 @@ export interface RuntimeDeps {
   /** Bounds how many sandboxes are being created at once. */
   createSlots: PQueue;
   network?: NetworkStep;
+  /** The image cache; without it a container with `image` is refused (NotSupported). */
+  images?: ContainerImages;
+  /** Reads a sandbox's imagePullSecrets (its namespace, its names only). */
+  pullSecrets?: (
+    namespace: string,
+    refs: readonly { name: string }[],
+    signal: AbortSignal,
+  ) => Promise<PullSecretsRead>;
   /** Something status shows changed: re-apply status. */
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
@@ -91,6 +108,9 @@ function classify(err: unknown, step: StepFailure['condition'], reason: string):
   }
   if (err instanceof NetworkSetupError) {
     return { condition: 'NetworkReady', reason: err.reason, message: err.message };
+  }
+  if (err instanceof RootfsViewError) {
+    return { condition: 'ContainersReady', reason: err.reason, message: err.message };
   }
   return { condition: step, reason, message: (err as Error)?.message ?? String(err) };
 }
@@ -161,6 +181,9 @@ export class SandboxRuntime {
   private readonly restarting = new Set<string>();
   private readonly logs = new Map<string, ContainerLog>();
   private blockPlan: BlockDrivePlan | undefined;
+  /** Each image container's image, once its view is bound into the share. */
+  private readonly images = new Map<string, Promise<PreparedImage>>();
+  private readonly imageConfigs = new Map<string, PreparedImage['handle']>();
   private stopping = false;
   private releasing: Promise<void> | undefined;
   private destroying: Promise<void> | undefined;
@@ -253,8 +276,11 @@ export class SandboxRuntime {
   /** Starts (or resumes) the create steps in the background; once per runtime. */
   start(): void {
     if (this.task || this.ended || this.stopping) return;
+    // The slot bounds preparation and boot; waiting for images (which may back off for minutes)
+    // and starting containers happen outside it, so a refusing registry never blocks other boots.
     this.task = this.deps.createSlots
       .add(() => this.create(), { signal: this.createAbort.signal })
+      .then(() => this.startContainers())
       .then(
         () => undefined,
         (err: unknown) => {
@@ -268,8 +294,16 @@ export class SandboxRuntime {
 
   private async create(): Promise<void> {
     const signal = this.createAbort.signal;
-    const refused = unsupportedFeature(this.spec);
+    const refused = unsupportedFeature(this.spec, { images: this.deps.images !== undefined });
     if (refused) throw new StepError(refused);
+    const badImage = invalidImage(this.spec);
+    if (badImage) {
+      throw new StepError({
+        condition: 'ContainersReady',
+        reason: 'InvalidImageName',
+        message: `${badImage.field}: ${badImage.message}`,
+      });
+    }
     // Nothing touches the host before every host path passed the allow-list.
     const paths = await checkHostPaths(
       hostPathsOf(this.spec),
@@ -319,6 +353,7 @@ export class SandboxRuntime {
       }
     });
     this.deps.onChange();
+    this.startImagePulls(shareDir, signal);
 
     if (!this.qemu) await this.boot(runDir, shareDir, signal);
 
@@ -339,9 +374,14 @@ export class SandboxRuntime {
       this.state.sandboxCreated = true;
       await this.save();
     }
+  }
 
+  /** Each container in spec order, once its image (if any) is ready. */
+  private async startContainers(): Promise<void> {
+    const signal = this.createAbort.signal;
     for (const c of this.spec.containers) {
       signal.throwIfAborted();
+      await this.images.get(c.name);
       const st = this.state.containers[c.name];
       if (st?.state === 'Exited') this.afterExit(c.name);
       else if (st?.started) this.watch(c.name);
@@ -352,6 +392,80 @@ export class SandboxRuntime {
     }
     this.deps.onChange();
     this.checkAllDone();
+  }
+
+  /**
+   * Starts, for every container with an image, its pull and view in the background (they run
+   * while the VM boots); each ends with the view bound at <share>/<container>/rootfs. A resumed
+   * sandbox asks for the digest it already had, so nothing is pulled twice.
+   */
+  private startImagePulls(shareDir: string, signal: AbortSignal): void {
+    const images = this.deps.images;
+    if (!images) return;
+    for (const c of this.spec.containers) {
+      if (c.image === undefined || this.images.has(c.name)) continue;
+      const pinned = this.state.images?.[c.name];
+      const image = pinned
+        ? `${repositoryName(parseImageReference(c.image))}@${pinned.digest}`
+        : c.image;
+      const task = this.prepareImage(images, c.name, image, shareDir, signal);
+      task.catch(() => {}); // observed by startContainers; this keeps an early abort quiet
+      this.images.set(c.name, task);
+    }
+  }
+
+  private async prepareImage(
+    images: ContainerImages,
+    name: string,
+    image: string,
+    shareDir: string,
+    signal: AbortSignal,
+  ): Promise<PreparedImage> {
+    const c = this.spec.containers.find((x) => x.name === name);
+    const waiting = (reason: string, message: string): void => {
+      const st = this.state.containers[name];
+      if (st?.started) return;
+      this.state.containers[name] = {
+        created: false,
+        started: false,
+        state: 'Waiting',
+        restartCount: st?.restartCount ?? 0,
+        reason,
+        message,
+      };
+      this.deps.onChange();
+    };
+    const prepared = await images.prepare({
+      sandboxUid: this.uid,
+      container: name,
+      image,
+      ...(c?.imagePullPolicy && { policy: c.imagePullPolicy }),
+      pullSecrets: async () => {
+        const refs = this.spec.imagePullSecrets ?? [];
+        if (refs.length === 0 || !this.deps.pullSecrets) return [];
+        const read = await this.deps.pullSecrets(this.state.namespace, refs, signal);
+        for (const p of read.problems) {
+          this.deps.event('Warning', 'FailedToRetrieveImagePullSecret', p);
+        }
+        return read.secrets;
+      },
+      signal,
+      onWaiting: waiting,
+      onEvent: (e) => this.deps.event(e.type, e.reason, `container ${name}: ${e.note}`),
+    });
+    const target = path.join(shareDir, name, 'rootfs');
+    if (!this.state.bindMounts.includes(target)) this.state.bindMounts.push(target);
+    this.state.images = {
+      ...this.state.images,
+      [name]: { reference: prepared.handle.reference, digest: prepared.handle.digest },
+    };
+    await this.save();
+    await step('ContainersReady', 'SharedDirFailed', () =>
+      bindMount({ source: prepared.view.merged, target, readOnly: false }, signal),
+    );
+    this.imageConfigs.set(name, prepared.handle);
+    waiting('ContainerCreating', '');
+    return prepared;
   }
 
   /** The network a previous attempt prepared (from the state file), else a new one; recorded. */
@@ -531,8 +645,18 @@ export class SandboxRuntime {
           path.posix.join(GUEST_SHARED_DIR, VOLUMES_DIR, v.name),
         ]),
       );
+      const image = this.imageConfigs.get(name);
       const built = buildContainerSpec({
-        container: c,
+        container:
+          image && c.user === undefined && image.userGroups.length > 0
+            ? {
+                ...c,
+                supplementalGroups: [
+                  ...new Set([...image.userGroups, ...(c.supplementalGroups ?? [])]),
+                ],
+              }
+            : c,
+        ...(image && { image: image.config }),
         field: `spec.containers[${index}]`,
         hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
         volumeGuestPaths,
@@ -721,6 +845,8 @@ export class SandboxRuntime {
     this.createAbort.abort();
     this.watchAbort.abort();
     await this.task?.catch(() => {});
+    // A pull still running would lease an image or mount a view after the release below.
+    await Promise.allSettled(this.images.values());
     if (this.agent && this.qemu?.running) {
       await this.agent.client.destroySandbox({ timeoutMs: 10_000 }).catch(() => {});
     }
@@ -735,6 +861,12 @@ export class SandboxRuntime {
       });
     if (this.state.shareDir)
       await teardownShare(this.state.shareDir, this.state.bindMounts, this.log);
+    // After the share: the views are bound there, and QEMU (gone now) served them.
+    await this.deps.images?.release(this.uid).catch((err: unknown) => {
+      this.log.error({ err }, 'releasing the image views failed');
+      this.deps.event('Warning', 'ImageReleaseFailed', (err as Error).message.slice(0, 1000));
+    });
+    delete this.state.images;
     if (this.state.runDir) await rm(this.state.runDir, { recursive: true, force: true });
     Object.assign(this.state, { bindMounts: [], agentReady: false });
     delete this.state.shareDir;

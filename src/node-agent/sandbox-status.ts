@@ -9,6 +9,7 @@ import {
   type VmStatus,
 } from '../crds/index.js';
 import type { Interface, Route } from '../generated/types.js';
+import { IMAGE_WAITING_REASONS } from './images/pull-events.js';
 import type { ContainerRunState } from './state-store.js';
 
 /** A failed step: the condition it fails and why. */
@@ -87,16 +88,25 @@ export function nodeAgentConditions(f: RuntimeFacts): Cond[] {
   const statuses = containerStatuses(f);
   const allRunning = statuses.length > 0 && statuses.every((c) => c.state === 'Running');
   const notRunning = statuses.filter((c) => c.state !== 'Running').map((c) => c.name);
+  // A container stuck on its image says so on the condition (and so in the phase's reason).
+  const imageStuck = statuses.find((c) => c.reason && IMAGE_WAITING_REASONS.has(c.reason));
   const containers =
     failed(f, 'ContainersReady') ??
     (allRunning
       ? cond(T.ContainersReady, true, 'ContainersRunning')
-      : cond(
-          T.ContainersReady,
-          false,
-          'ContainersNotReady',
-          `not running: ${notRunning.join(', ')}`,
-        ));
+      : imageStuck
+        ? cond(
+            T.ContainersReady,
+            false,
+            imageStuck.reason ?? '',
+            `container ${imageStuck.name}: ${imageStuck.message ?? ''}`,
+          )
+        : cond(
+            T.ContainersReady,
+            false,
+            'ContainersNotReady',
+            `not running: ${notRunning.join(', ')}`,
+          ));
   const readyNow = [vm, agent, network, containers].every((c) => c.status === 'True') && !f.end;
   const ready = readyNow
     ? cond(T.Ready, true, 'SandboxReady')

@@ -1,18 +1,21 @@
 // What this node agent can run, and the hook the network step plugs into. Container images
-// (spec.containers[].image) are refused with reason NotSupported until the image puller lands.
+// (spec.containers[].image) are refused with reason NotSupported when no image step is configured.
 import type { AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { NicConfig } from './hypervisor/qemu-args.js';
 import type { StepFailure } from './sandbox-status.js';
 
-/** The refusal of a feature this node agent does not run (yet). Pure. */
-export function unsupportedFeature(spec: KataSandboxSpec): StepFailure | undefined {
+/** The refusal of a feature this node agent is not set up to run. Pure. */
+export function unsupportedFeature(
+  spec: KataSandboxSpec,
+  can: { images: boolean },
+): StepFailure | undefined {
   for (const [i, c] of spec.containers.entries()) {
-    if (c.image) {
+    if (c.image && !can.images) {
       return {
         condition: 'ContainersReady',
         reason: 'NotSupported',
-        message: `spec.containers[${i}].image: images are not supported by this node agent yet; use rootfs.hostPath or rootfs.block`,
+        message: `spec.containers[${i}].image: this node agent runs without an image cache; use rootfs.hostPath or rootfs.block`,
       };
     }
   }

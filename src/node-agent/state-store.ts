@@ -56,6 +56,8 @@ export interface SandboxState {
   /** The guest's network as its agent reported it after UpdateInterface/UpdateRoutes. */
   guestNetwork?: GuestNetworkStatus;
   qemu?: QemuState;
+  /** Each image container's image, pinned to the digest it got (a resumed create reuses it). */
+  images?: Record<string, { reference: string; digest: string }>;
   agentReady: boolean;
   sandboxCreated: boolean;
   containers: Record<string, ContainerRunState>;

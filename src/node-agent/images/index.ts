@@ -10,4 +10,6 @@ export * from './pull-errors.js';
 export * from './reference.js';
 export * from './registry-auth.js';
 export * from './rootfs-view.js';
+export * from './container-images.js';
+export * from './pull-events.js';
 export type { ImageConfig } from '../../agent/oci/image-config.js';

@@ -147,8 +147,9 @@ describe('the node agent DaemonSet', () => {
     ];
     expect(dirs.every((d) => d.startsWith('/'))).toBe(true);
     for (const d of dirs) expect({ d, host: hostPathAt(d) }).toEqual({ d, host: d });
-    // Mounts made inside (9p share binds, network namespaces) must reach the host and the next agent.
-    for (const d of [val('RUN_DIR'), ...val('NETNS_ROOTS').split(',')]) {
+    // Mounts made inside (9p share binds, network namespaces, image views under the state dir)
+    // must reach the host and the next agent.
+    for (const d of [val('RUN_DIR'), val('STATE_DIR'), ...val('NETNS_ROOTS').split(',')]) {
       expect({ d, prop: mountAt(d)?.['mountPropagation'] }).toEqual({ d, prop: 'Bidirectional' });
     }
     expect(val('RUN_DIR')).toBe('/run/kata-containers');
@@ -201,7 +202,7 @@ describe('RBAC', () => {
       ),
     );
 
-  it('the node agent reads sandboxes, patches them and their status, writes Events and Leases, nothing else', () => {
+  it('the node agent reads sandboxes, patches them and their status, writes Events and Leases, gets pull Secrets, nothing else', () => {
     expect(grants(rules('ClusterRole', 'kata-node-agent')).sort()).toEqual(
       [
         'kata.sandbox.io/katasandboxes:get',
@@ -211,6 +212,7 @@ describe('RBAC', () => {
         'kata.sandbox.io/katasandboxes/status:patch',
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
+        'core/secrets:get',
       ].sort(),
     );
     const leases = find('Role', 'kata-node-agent-leases');
@@ -244,7 +246,7 @@ describe('RBAC', () => {
     expect(writes.map((r) => r['resourceNames'])).toEqual([['kata-controller']]);
   });
 
-  it('the controller never deletes, and neither component touches Secrets or Pods', () => {
+  it('neither component deletes or touches Pods; only the node agent reads Secrets, by name', () => {
     for (const [kind, name] of [
       ['ClusterRole', 'kata-controller'],
       ['Role', 'kata-controller-leases'],
@@ -253,7 +255,9 @@ describe('RBAC', () => {
     ] as const) {
       const g = grants(rules(kind, name));
       expect(g.filter((x) => /:(delete|deletecollection|\*)$/.test(x))).toEqual([]);
-      expect(g.filter((x) => /\/(secrets|pods|\*)/.test(x))).toEqual([]);
+      expect(g.filter((x) => /\/(pods|\*)/.test(x))).toEqual([]);
+      const secrets = g.filter((x) => x.includes('/secrets'));
+      expect(secrets).toEqual(name === 'kata-node-agent' ? ['core/secrets:get'] : []);
     }
   });
 

@@ -109,16 +109,20 @@ describe('node agent status', () => {
     ]);
   });
 
-  it('refuses only images (NotSupported); networks and block rootfs run', () => {
+  it('refuses images only without an image cache (NotSupported); networks and block rootfs run', () => {
     const spec = (s: object) =>
       ({
         containers: [{ name: 'a', rootfs: { hostPath: { path: '/srv' } } }],
         ...s,
       }) as unknown as KataSandboxSpec;
-    expect(unsupportedFeature(spec({}))).toBeUndefined();
-    expect(unsupportedFeature(spec({ network: { mode: 'cni' } }))).toBeUndefined();
+    expect(unsupportedFeature(spec({}), { images: false })).toBeUndefined();
     expect(
-      unsupportedFeature(spec({ containers: [{ name: 'a', rootfs: { block: { path: '/x' } } }] })),
+      unsupportedFeature(spec({ network: { mode: 'cni' } }), { images: false }),
+    ).toBeUndefined();
+    expect(
+      unsupportedFeature(spec({ containers: [{ name: 'a', rootfs: { block: { path: '/x' } } }] }), {
+        images: false,
+      }),
     ).toBeUndefined();
     expect(
       unsupportedFeature(
@@ -128,12 +132,16 @@ describe('node agent status', () => {
             { name: 'b', image: 'busybox' },
           ],
         }),
+        { images: false },
       ),
     ).toMatchObject({
       condition: 'ContainersReady',
       reason: 'NotSupported',
       message: expect.stringContaining('spec.containers[1].image') as unknown as string,
     });
+    expect(
+      unsupportedFeature(spec({ containers: [{ name: 'b', image: 'busybox' }] }), { images: true }),
+    ).toBeUndefined();
   });
 
   it('status.network from what the guest lists: loopback left out, CIDRs, default route named', () => {
