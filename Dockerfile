@@ -46,7 +46,8 @@ FROM ${RUNTIME_IMAGE}
 # What the node agent runs on the host (test/unit/deploy/dockerfile.test.ts checks this list
 # against the code): qemu-system-x86_64 (qemu-system-x86), ip and tc (iproute2), nsenter
 # (util-linux), mount/umount (mount), socat (the vsock bridge), systemd-run (systemd, for QEMU in
-# its own host scope), and the CNI plugins for network mode cni (containernetworking-plugins).
+# its own host scope), skopeo and umoci (image pulls and unpacking), and the CNI plugins for
+# network mode cni (containernetworking-plugins).
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       qemu-system-x86 \
@@ -55,6 +56,8 @@ RUN apt-get update -qq \
       mount \
       socat \
       systemd \
+      skopeo \
+      umoci \
       containernetworking-plugins \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/ /opt/kata/bin/

@@ -163,6 +163,8 @@ export interface ToolCounts {
 
 const SAFE_UID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const LAYOUT_TAG = 'image';
+const SKOPEO_BINARY = 'skopeo';
+const UMOCI_BINARY = 'umoci';
 
 export function digestDirName(digest: string): string {
   return digest.replace(':', '-');
@@ -538,7 +540,7 @@ export class ImageStore {
   }
 
   private skopeo(args: string[], timeoutMs: number, signal: AbortSignal) {
-    return runTool(this.opts.skopeoBinary ?? 'skopeo', args, {
+    return runTool(this.opts.skopeoBinary ?? SKOPEO_BINARY, args, {
       timeoutMs,
       signal,
       env: { ...process.env, TMPDIR: this.tmpDir },
@@ -644,7 +646,7 @@ export class ImageStore {
       });
       const { config, downloadedBytes } = await readLayoutImage(layout);
       this.toolRuns.unpack++;
-      await runTool(this.opts.umociBinary ?? 'umoci', umociUnpackArgs(layout, LAYOUT_TAG, bundle), {
+      await runTool(this.opts.umociBinary ?? UMOCI_BINARY, umociUnpackArgs(layout, LAYOUT_TAG, bundle), {
         timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000,
         signal,
       });
