@@ -33,6 +33,30 @@ describe('node agent config', () => {
     expect(c.maxSandboxes).toBe(3);
   });
 
+  it('image settings: insecure registries are host[:port], empty by default', () => {
+    const c = nodeAgentConfig(
+      [
+        '--node-name',
+        'n',
+        '--insecure-registries',
+        '127.0.0.1:5000, registry.local,[::1]:5001',
+        '--image-pull-backoff-ms',
+        '2000',
+      ],
+      { IMAGE_CACHE_DIR: '/data/images', IMAGE_CACHE_MAX_BYTES: '1073741824' },
+    );
+    expect(c).toMatchObject({
+      insecureRegistries: ['127.0.0.1:5000', 'registry.local', '[::1]:5001'],
+      imagePullBackoffMs: 2000,
+      imageCacheDir: '/data/images',
+      imageCacheMaxBytes: 1073741824,
+    });
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).insecureRegistries).toEqual([]);
+    expect(() =>
+      nodeAgentConfig(['--node-name', 'n', '--insecure-registries', 'http://reg:5000'], {}),
+    ).toThrow(/--insecure-registries: .* is not a list of host\[:port\]/);
+  });
+
   it('network and device settings: device roots may be empty, netns roots may not', () => {
     const c = nodeAgentConfig(
       [

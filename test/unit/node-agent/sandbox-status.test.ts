@@ -40,6 +40,39 @@ describe('node agent status', () => {
     expect(ready?.status).toBe('True');
   });
 
+  it('a container stuck on its image names the reason on ContainersReady and the phase', () => {
+    const f: RuntimeFacts = {
+      ...running,
+      containerNames: ['main', 'side'],
+      containers: {
+        ...running.containers,
+        side: {
+          created: false,
+          started: false,
+          state: 'Waiting',
+          restartCount: 0,
+          reason: 'ImagePullBackOff',
+          message: 'Back-off pulling image "reg/app:2": manifest unknown',
+        },
+      },
+    };
+    const ready = nodeAgentConditions(f).find((c) => c.type === 'ContainersReady');
+    expect(ready).toMatchObject({
+      status: 'False',
+      reason: 'ImagePullBackOff',
+      message: 'container side: Back-off pulling image "reg/app:2": manifest unknown',
+    });
+    expect(phaseOf(f)).toMatchObject({ phase: 'Creating', reason: 'ImagePullBackOff' });
+    // Pulling is progress, not a problem: the generic reason stays.
+    const pulling: RuntimeFacts = {
+      ...f,
+      containers: { ...f.containers, side: { ...f.containers['side']!, reason: 'Pulling' } },
+    };
+    expect(nodeAgentConditions(pulling).find((c) => c.type === 'ContainersReady')?.reason).toBe(
+      'ContainersNotReady',
+    );
+  });
+
   it('Succeeded and ContainerFailed ends', () => {
     const ok = phaseOf({ ...running, vmRunning: false, end: { reason: 'Succeeded', message: '' } });
     expect(ok.phase).toBe('Succeeded');
