@@ -216,6 +216,12 @@ beforeAll(async () => {
     namespace: ns,
     electionId: ELECTION_ID,
   });
+  await runAgent();
+}, 30 * 60_000);
+
+/** Starts the node agent (logging to a new file each time) and finds its metrics port. */
+async function runAgent(): Promise<void> {
+  agentLog = path.join(base, `node-agent-${Date.now()}.log`);
   agent = await startNodeAgent(NODE, dirs, agentLog, [
     '--image-cache-dir',
     cacheDir,
@@ -226,7 +232,7 @@ beforeAll(async () => {
   ]);
   const served = await waitForFile(agentLog, /"port":(\d+)[^\n]*serving \/metrics/);
   metricsPort = Number(/"port":(\d+)[^\n]*serving \/metrics/.exec(served)![1]);
-}, 30 * 60_000);
+}
 
 afterAll(async () => {
   await agent?.stop('SIGKILL');
@@ -383,7 +389,7 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
     await expectHostClean(ok.metadata.uid!);
   });
 
-  it('a missing tag: ErrImagePull, then ImagePullBackOff with the registry message, Running once pushed', async () => {
+  it('a missing tag: ErrImagePull, then ImagePullBackOff with the registry message, Running once pushed; adopted after a node agent kill -9', async () => {
     await sandboxes.create('late', {
       containers: [
         {
@@ -394,7 +400,7 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
       ],
       terminationGracePeriodSeconds: 1,
     });
-    const { seen, last } = await reasonsUntil(
+    const { last } = await reasonsUntil(
       'late',
       'main',
       (s) => s.has('ErrImagePull') && s.has('ImagePullBackOff'),
@@ -420,6 +426,18 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
     expect(
       (await metrics()).get('kata_node_image_pulls_total{result="not_found"}'),
     ).toBeGreaterThanOrEqual(1);
+
+    // A new node agent adopts the VM and keeps the container's view; nothing is pulled again.
+    const pid = sb.status!.vm!.pid!;
+    const merged = path.join(dirs.stateDir, 'rootfs-views', sb.metadata.uid!, 'main', 'merged');
+    await agent!.stop('SIGKILL');
+    await runAgent();
+    await waitForFile(agentLog, /adopted the running VM/, 120_000);
+    const adopted = (await sandboxes.waitFor('late', 'Running', phase('Running'), 60_000))!;
+    expect(adopted.status!.vm!.pid).toBe(pid);
+    expect(qemuPidsOf(sb.metadata.uid!)).toEqual([pid]);
+    expect((await readMountInfo()).filter((m) => m.mountPoint === merged)).toHaveLength(1);
+    expect(pullsOk(await metrics())).toBe(0);
     await sandboxes.delete('late');
     await sandboxes.waitFor('late', 'deleted', (s) => s === undefined);
     await expectHostClean(sb.metadata.uid!);
