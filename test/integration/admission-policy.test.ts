@@ -353,6 +353,60 @@ describe('node agents are held to their own node', () => {
     expect(u.code).toBe(403);
   });
 
+  it('a node agent gets a pull Secret by name, cannot list Secrets, and may never write one', async () => {
+    await plane.kubectl([
+      '-n',
+      NS,
+      'create',
+      'secret',
+      'docker-registry',
+      'regcred',
+      '--docker-server',
+      'reg.example:5000',
+      '--docker-username',
+      'u',
+      '--docker-password',
+      'p',
+    ]);
+    const got = await agentA.core.readNamespacedSecret({ name: 'regcred', namespace: NS });
+    expect(got.type).toBe('kubernetes.io/dockerconfigjson');
+    expect((await refusal(agentA.core.listNamespacedSecret({ namespace: NS }))).code).toBe(403);
+    // Even with RBAC granting it (a mistake someone could make), the policy refuses the write.
+    await plane.kubectl([
+      '-n',
+      NS,
+      'create',
+      'role',
+      'too-much',
+      '--verb=create,update,delete',
+      '--resource=secrets',
+    ]);
+    await plane.kubectl([
+      '-n',
+      NS,
+      'create',
+      'rolebinding',
+      'too-much',
+      '--role=too-much',
+      '--serviceaccount=kata-system:kata-node-agent',
+    ]);
+    try {
+      const body = { metadata: { name: 'planted', namespace: NS }, stringData: { k: 'v' } };
+      const r = await refusal(agentA.core.createNamespacedSecret({ namespace: NS, body }));
+      expect(r.code).toBe(403);
+      expect(r.message).toContain(
+        `kata-node-agent on node a may only read Secrets (the imagePullSecrets of its sandboxes), not create Secret ${NS}/planted`,
+      );
+      const d = await refusal(
+        agentA.core.deleteNamespacedSecret({ name: 'regcred', namespace: NS }),
+      );
+      expect(d.code).toBe(403);
+      expect(d.message).toContain('may only read Secrets');
+    } finally {
+      await plane.kubectl(['-n', NS, 'delete', 'rolebinding,role', 'too-much']);
+    }
+  });
+
   it('a node agent without a Pod-bound token (no node identity) is refused', async () => {
     const r = await refusal(
       applyStatus(
