@@ -72,7 +72,7 @@ demo: setup guest controlplane ## the whole system on this machine: control plan
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, network, controller scale
+bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
@@ -83,6 +83,9 @@ bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agen
 	@npx esbuild bench/sandbox-create.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/sandbox-create.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/sandbox-create.mjs 5 10
+	@npx esbuild bench/image-pull.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/image-pull.mjs
+	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/image-pull.mjs 3
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50

@@ -6,58 +6,20 @@
 //     start (CreateContainer + StartContainer); median, min, max of each;
 //  2. BATCH sandboxes created at once: time until all are Running, and the node agent's peak RSS.
 // Usage: node sandbox-create.mjs [RUNS=5] [BATCH=10]   (run from the repository root)
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import type { KataSandbox } from '../src/crds/index.js';
-import {
-  adminKubeConfig,
-  controlplane,
-  freshNamespace,
-  holdPlane,
-  KUBECONFIG_ENV,
-  releasePlane,
-} from '../test/integration/cluster.js';
-import {
-  grantElectionLease,
-  revokeElectionLease,
-  installControllerPrereqs,
-  kubectl,
-} from '../test/integration/controller-harness.js';
-import { installNodeAgentRbac, makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
-import { phase, removeScratch, SandboxApi } from '../test/e2e/sandbox-api.js';
-import {
-  bundleComponent,
-  serviceAccountIdentity,
-  startComponent,
-} from '../hack/local-components.js';
+import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
+import { phase } from '../test/e2e/sandbox-api.js';
+import { deleteAll, peakRssMiB, startBenchStack, stats } from './bench-stack.js';
 
-const REPO = process.env['KATA_REPO_ROOT'] ?? process.cwd();
 const RUNS = Number(process.argv[2] ?? 5);
 const BATCH = Number(process.argv[3] ?? 10);
-const NODE = `bench-${process.pid}`;
-const ELECTION_ID = `kata-controller-bench-${process.pid}`;
-
-const base = mkdtempSync(path.join(tmpdir(), 'kata-bench-create-'));
-const roots = path.join(base, 'roots');
-const dirs = {
-  stateDir: path.join(base, 'state'),
-  runDir: path.join(base, 'run'),
-  logDir: path.join(base, 'logs'),
-  roots: [roots],
-};
 
 const ms = (a: string | undefined, b: string | undefined): number =>
   a && b ? new Date(b).getTime() - new Date(a).getTime() : NaN;
 const cond = (sb: KataSandbox, type: string): string | undefined =>
   sb.status?.conditions?.find((c) => c.type === type)?.lastTransitionTime;
-
-function stats(xs: number[]): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const med = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  const f = (v: number) => `${(v / 1000).toFixed(2)} s`;
-  return `median ${f(med)}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
-}
 
 /** Sum of the node agent's RPC histogram per method, from its /metrics. */
 async function rpcSums(port: number): Promise<Map<string, number>> {
@@ -78,11 +40,6 @@ function delta(after: Map<string, number>, before: Map<string, number>, re: RegE
   return s * 1000;
 }
 
-function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 const spec = (rootfs: string) => ({
   terminationGracePeriodSeconds: 2,
   containers: [
@@ -95,75 +52,11 @@ const spec = (rootfs: string) => ({
 });
 
 async function main(): Promise<void> {
-  let planPath = await controlplane(['status']).catch(() => '');
-  const started = !planPath.startsWith('/');
-  if (started) planPath = await controlplane(['up']);
-  holdPlane(planPath, started);
-  process.env[KUBECONFIG_ENV] = planPath;
-  const stops: (() => Promise<unknown>)[] = (allStops = [
-    async () => {
-      if (releasePlane(planPath)) await controlplane(['down']);
-    },
-  ]);
+  const stack = await startBenchStack('create');
+  const { api, agent, port } = stack;
   try {
-    await installControllerPrereqs();
-    await installNodeAgentRbac();
-    await grantElectionLease(ELECTION_ID);
-    stops.push(() => revokeElectionLease(ELECTION_ID));
-    const ns = await freshNamespace('bench-create');
-    stops.push(() => kubectl(['delete', 'namespace', ns, '--wait=false']));
-    mkdirSync(roots, { recursive: true });
-    const rootfs = path.join(roots, 'busybox');
+    const rootfs = path.join(stack.roots, 'busybox');
     makeBusyboxRootfs(rootfs);
-    // The components as `make demo` runs them: TokenRequest identities, detached processes (a
-    // Ctrl-C reaches only this process, which deletes the sandboxes before stopping them).
-    const bundles = path.join(REPO, 'node_modules/.cache/bench');
-    const [controllerBundle, agentBundle] = await Promise.all([
-      bundleComponent(REPO, 'src/controllers/main.ts', 'kata-controller', bundles),
-      bundleComponent(REPO, 'src/node-agent/main.ts', 'kata-node-agent', bundles),
-    ]);
-    const ids = path.join(base, 'identity');
-    const controllerId = await serviceAccountIdentity(planPath, 'kata-controller', ids);
-    const agentId = await serviceAccountIdentity(planPath, 'kata-node-agent', ids);
-    stops.push(async () => (controllerId.close(), agentId.close()));
-    const controller = startComponent(
-      'kata-controller',
-      controllerBundle,
-      [
-        ...['--kubeconfig', controllerId.kubeconfig, '--metrics-port', '0'],
-        ...['--identity', `bench-${process.pid}`, '--watch-namespace', ns],
-        ...['--leader-election-id', ELECTION_ID],
-      ],
-      path.join(base, 'controller.log'),
-    );
-    stops.push(() => controller.stop());
-    await controller.waitReady(await controller.metricsPort());
-    const agent = startComponent(
-      'kata-node-agent',
-      agentBundle,
-      [
-        ...['--kubeconfig', agentId.kubeconfig, '--node-name', NODE, '--metrics-port', '0'],
-        ...['--state-dir', dirs.stateDir, '--run-dir', dirs.runDir, '--log-dir', dirs.logDir],
-        ...['--allowed-host-path-roots', roots, '--default-accelerator', 'auto'],
-      ],
-      path.join(base, 'node-agent.log'),
-    );
-    stops.push(() =>
-      kubectl(['-n', 'kata-system', 'delete', 'lease', `kata-node-${NODE}`, '--ignore-not-found']),
-    );
-    stops.push(() => agent.stop());
-    const port = await agent.metricsPort();
-    await agent.waitReady(port);
-    // First in teardown (stops run in reverse): whatever sandboxes are left (an interrupted run)
-    // are deleted while the node agent still runs to stop their VMs and drop their finalizers.
-    stops.push(() =>
-      kubectl(['-n', ns, 'delete', 'katasandboxes', '--all', '--timeout=180s'], undefined, 200_000),
-    );
-    const api = new SandboxApi(await adminKubeConfig(), ns, NODE);
-    const deleteAll = async (names: string[]) => {
-      for (const n of names) await api.delete(n);
-      for (const n of names) await api.waitFor(n, 'deleted', (sb) => sb === undefined, 180_000);
-    };
 
     let accelerator = '?';
     const parts: Record<string, number[]> = {
@@ -197,7 +90,7 @@ async function main(): Promise<void> {
       console.log(
         `run ${i + 1}/${RUNS}: create → Running ${(parts['total']!.at(-1)! / 1000).toFixed(2)} s`,
       );
-      await deleteAll([`one-${i}`]);
+      await deleteAll(api, [`one-${i}`]);
     }
     console.log(
       `\ncreate → Running, one sandbox at a time (${RUNS} runs, accelerator ${accelerator}):`,
@@ -224,33 +117,15 @@ async function main(): Promise<void> {
     console.log(
       `\n${BATCH} sandboxes created at once: all Running after ${(allRunning / 1000).toFixed(1)} s; node agent peak RSS ${rss.toFixed(0)} MiB`,
     );
-    await deleteAll(names);
+    await deleteAll(api, names);
     console.log(
       `load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}`,
     );
   } finally {
-    await teardown(stops);
+    await stack.teardown();
   }
-}
-
-let tearing: Promise<void> | undefined;
-let allStops: (() => Promise<unknown>)[] = [];
-/** Runs every stop once, newest first, then removes the scratch dir (killing what names it). */
-function teardown(stops = allStops): Promise<void> {
-  return (tearing ??= (async () => {
-    for (const s of [...stops].reverse()) {
-      await s().catch((err: unknown) => console.error(String(err)));
-    }
-    await removeScratch(base);
-  })());
-}
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    console.error(`${sig}: deleting the sandboxes and stopping (please wait)`);
-    void teardown().then(() => process.exit(130));
-  });
 }
 
 await main();
