@@ -381,7 +381,8 @@ export class SandboxRuntime {
     const signal = this.createAbort.signal;
     for (const c of this.spec.containers) {
       signal.throwIfAborted();
-      await this.images.get(c.name);
+      const image = this.images.get(c.name);
+      if (image) await step('ContainersReady', 'ImagePrepareFailed', () => image);
       const st = this.state.containers[c.name];
       if (st?.state === 'Exited') this.afterExit(c.name);
       else if (st?.started) this.watch(c.name);

@@ -646,10 +646,14 @@ export class ImageStore {
       });
       const { config, downloadedBytes } = await readLayoutImage(layout);
       this.toolRuns.unpack++;
-      await runTool(this.opts.umociBinary ?? UMOCI_BINARY, umociUnpackArgs(layout, LAYOUT_TAG, bundle), {
-        timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000,
-        signal,
-      });
+      await runTool(
+        this.opts.umociBinary ?? UMOCI_BINARY,
+        umociUnpackArgs(layout, LAYOUT_TAG, bundle),
+        {
+          timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000,
+          signal,
+        },
+      );
       const { user, groups } = await resolvedUser(bundle, config);
       if (user !== undefined) config.User = user;
       const bytes = await diskUsage(path.join(bundle, 'rootfs'), signal);
