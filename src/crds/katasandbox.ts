@@ -27,6 +27,18 @@ import {
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 const UINT32_MAX = 4294967295;
+
+const DOMAIN_LABEL = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN = `(?:${DOMAIN_LABEL}(?:\\.${DOMAIN_LABEL})*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?`;
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+/**
+ * The OCI/Docker reference grammar ([registry[:port]/]path[:tag][@digest], path lowercase), in
+ * syntax RE2 (the API server's CEL) and JavaScript read alike. The node agent's parser
+ * (src/node-agent/images/reference.ts) also limits the name to 255 characters.
+ */
+export const IMAGE_REFERENCE_PATTERN =
+  `^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*` +
+  '(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?$';
 const PATH_MAX_LENGTH = 1024;
 const MAX_CONTAINERS = 16;
 const MAX_VOLUMES = 32;
@@ -252,6 +264,15 @@ export const containerSpecSchema = obj(
       minLength: 1,
       maxLength: 1024,
       pattern: '^\\S+$',
+      validations: [
+        {
+          // Guarded like user's: a whitespace failure is reported by the pattern alone.
+          rule: `!self.matches('^\\\\S+$') || self.matches(r'${IMAGE_REFERENCE_PATTERN}')`,
+          message:
+            'must be an image reference: [registry[:port]/]repository[:tag][@sha256:digest], ' +
+            'the repository in lowercase',
+        },
+      ],
     }),
     imagePullPolicy: enumOf(['Always', 'IfNotPresent', 'Never'], {
       description:

@@ -443,13 +443,24 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
     await expectHostClean(sb.metadata.uid!);
   });
 
-  it('an invalid reference fails the sandbox with InvalidImageName before anything is made', async () => {
+  it('a bad reference: refused at admission by the CRD rule, or failed InvalidImageName by the node agent', async () => {
+    const refused = await sandboxes
+      .create('badref-crd', { containers: [{ name: 'main', image: 'UPPER/Case:1' }] })
+      .then(
+        () => undefined,
+        (err: { code?: number; body?: unknown }) => err,
+      );
+    expect(refused?.code).toBe(422);
+    expect(JSON.stringify(refused?.body)).toContain('spec.containers[0].image');
+    expect(JSON.stringify(refused?.body)).toContain('must be an image reference');
+    // The grammar allows it; the name is longer than a registry accepts (255).
     const sb = await sandboxes.create('badref', {
-      containers: [{ name: 'main', image: 'UPPER/Case:1' }],
+      containers: [{ name: 'main', image: `${open.host}/${'a'.repeat(300)}:1` }],
     });
     const failed = (await sandboxes.waitFor('badref', 'Failed', phase('Failed')))!;
     expect(failed.status!.reason).toBe('InvalidImageName');
     expect(failed.status!.message).toContain('spec.containers[0].image');
+    expect(failed.status!.message).toContain('longer than 255');
     expect(existsSync(path.join(dirs.runDir, 'shared', sb.metadata.uid!))).toBe(false);
     expect(qemuPidsOf(sb.metadata.uid!)).toEqual([]);
   });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import { IMAGE_REFERENCE_PATTERN } from '../../../src/crds/katasandbox.js';
 import {
   InvalidImageNameError,
   dockerTransportName,
@@ -87,5 +88,57 @@ describe('forms of a reference', () => {
     expect(dockerTransportName(tagged)).toBe('docker://127.0.0.1:5000/t/b:1');
     expect(dockerTransportName(tagged, D)).toBe(`docker://127.0.0.1:5000/t/b@${D}`);
     expect(dockerTransportName(parseImageReference(`q.io/a:1@${D}`))).toBe(`docker://q.io/a@${D}`);
+  });
+});
+
+describe("the CRD's reference rule and this parser", () => {
+  const crd = new RegExp(IMAGE_REFERENCE_PATTERN);
+  const parses = (r: string): boolean => {
+    try {
+      parseImageReference(r);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('accept and refuse the same references (the parser also caps the name at 255)', () => {
+    const corpus = [
+      'busybox',
+      'busybox:1.36',
+      'library/busybox:latest',
+      'docker.io/library/busybox',
+      'index.docker.io/busybox',
+      'localhost/app',
+      'localhost:5000/app:v1',
+      '127.0.0.1:5000/test/busybox:1',
+      '[::1]:5000/x/y',
+      'Registry.Example.COM/team/app_name-2:1.0_rc',
+      'reg.example/a__b/c.d/e---f',
+      `q.io/a:1@${D}`,
+      `q.io/a@sha512:${'c'.repeat(128)}`,
+      'UPPER/case',
+      'UPPER',
+      'Busybox:1',
+      'reg.example/Team/app',
+      'busybox@sha256:abc',
+      `busybox@sha256:${'AB'.repeat(32)}`,
+      'busybox:',
+      'busybox:-tag',
+      `busybox:${'t'.repeat(129)}`,
+      '/busybox',
+      'busybox/',
+      'a//b',
+      'a-/b',
+      '-a/b',
+      'a.b_/c',
+      'reg:99999x/a',
+      'http://reg/a',
+      'a b',
+      '',
+    ];
+    for (const r of corpus) expect({ r, crd: crd.test(r) }).toEqual({ r, crd: parses(r) });
+    const long = `reg.example/${'a'.repeat(300)}`;
+    expect([crd.test(long), parses(long)]).toEqual([true, false]);
   });
 });
