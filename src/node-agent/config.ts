@@ -38,8 +38,8 @@ export interface NodeAgentConfig {
   /** Per container log file cap before rotation, and rotated files kept. */
   logMaxBytes: number;
   logMaxFiles: number;
-  /** The node's image cache (unpacked images by digest) and its size limit. */
-  imageCacheDir: string;
+  /** The node's image cache (unpacked images by digest; default <stateDir>/images), its limit. */
+  imageCacheDir?: string;
   imageCacheMaxBytes: number;
   /** host[:port] of registries spoken to over plain HTTP (or TLS without verification). */
   insecureRegistries: string[];
@@ -228,7 +228,7 @@ const OPTIONS: readonly Option[] = [
     env: 'IMAGE_CACHE_DIR',
     key: 'imageCacheDir',
     kind: 'string',
-    doc: 'node image cache, unpacked by digest (default /var/lib/kata-node-agent/images)',
+    doc: 'node image cache, unpacked by digest (default <state-dir>/images)',
   },
   {
     flag: 'image-cache-max-bytes',
@@ -290,7 +290,6 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   bootTimeoutMs: 180_000,
   logMaxBytes: 10 * 1024 * 1024,
   logMaxFiles: 3,
-  imageCacheDir: '/var/lib/kata-node-agent/images',
   imageCacheMaxBytes: 20 * 1024 * 1024 * 1024,
   insecureRegistries: [],
   imagePullTimeoutMs: 600_000,

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
 
   const imageLog = log.child({ component: 'images' });
   const imageStore = await ImageStore.open({
-    root: cfg.imageCacheDir,
+    root: cfg.imageCacheDir ?? path.join(cfg.stateDir, 'images'),
     maxBytes: cfg.imageCacheMaxBytes,
     insecureRegistries: cfg.insecureRegistries,
     copyTimeoutMs: cfg.imagePullTimeoutMs,
