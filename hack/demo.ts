@@ -2,7 +2,8 @@
 // up, reused and left running if it is), the CRD and RBAC from deploy/, the controller and the
 // node agent as processes with their own ServiceAccount identities (TokenRequest tokens; this
 // machine is node "local", QEMU under TCG where KVM does not work), the sample from
-// deploy/samples/ in a namespace of the demo's own, its Ready, its output, and where the metrics
+// deploy/samples/ and a sandbox running an OCI image (from a registry the demo starts on
+// 127.0.0.1) in a namespace of the demo's own, their Ready, their output, and where the metrics
 // are. Then it waits for Ctrl-C (or, with DEMO_EXIT=1, stops at once) and removes everything it
 // made: the sample (the node agent stops the VM and drops the finalizer), the processes, the
 // Leases, the namespace, the scratch directory, and the control plane if it started it.
@@ -24,6 +25,11 @@ import type { KataSandbox } from '../src/crds/index.js';
 import { holdPlane, KUBECONFIG_ENV, releasePlane } from '../test/integration/cluster.js';
 import { grantElectionLease, revokeElectionLease } from '../test/integration/controller-harness.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
+import {
+  buildBusyboxImage,
+  pushImage,
+  startRegistry,
+} from '../test/integration/images-registry.js';
 import { removeScratch } from '../test/e2e/sandbox-api.js';
 import {
   bundleComponent,
@@ -311,6 +317,26 @@ async function main(): Promise<void> {
     makeBusyboxRootfs(ROOTFS);
   });
 
+  const registry = await step(
+    'an OCI registry on 127.0.0.1 (docker-registry) with image demo/hello:1 (umoci, skopeo)',
+    async () => {
+      const r = await startRegistry();
+      onCleanup(`registry ${r.host} stopped`, () => r.stop());
+      const work = path.join(base, 'image');
+      mkdirSync(work, { recursive: true });
+      const layout = await buildBusyboxImage(work, {
+        entrypoint: ['/bin/sh', '-c'],
+        cmd: [
+          'trap \'exit 0\' TERM; echo "hello from $GREETER, running as $(id -u) in $(pwd)"; while true; do sleep 1; done',
+        ],
+        env: ['GREETER=an OCI image pulled by the node agent', 'PATH=/bin'],
+        workingDir: '/tmp',
+      });
+      await pushImage(layout, r, 'demo/hello:1');
+      return r;
+    },
+  );
+
   const [controllerBundle, agentBundle] = await step(
     `controller and node agent bundled (${path.relative(REPO, BUNDLES)}/)`,
     () =>
@@ -374,6 +400,7 @@ async function main(): Promise<void> {
           ...['--kubeconfig', agentId.kubeconfig, '--node-name', NODE, '--metrics-port', '0'],
           ...['--state-dir', dirs.state, '--run-dir', dirs.run, '--log-dir', dirs.logs],
           ...['--allowed-host-path-roots', ROOTS, '--default-accelerator', 'auto'],
+          ...['--insecure-registries', registry.host],
         ],
         agentLog,
       );
@@ -393,9 +420,22 @@ async function main(): Promise<void> {
     () => agentLog,
   );
 
-  // deploy/samples/ as it is, placed in the demo's namespace and pinned to this node by an
-  // overlay (kustomize wants a relative path to its base).
+  // deploy/samples/ as it is plus a sandbox running the registry's image, placed in the demo's
+  // namespace and pinned to this node by an overlay (kustomize wants a relative path to its base).
   mkdirSync(dirs.overlay, { recursive: true });
+  writeFileSync(
+    path.join(dirs.overlay, 'hello-image.yaml'),
+    [
+      'apiVersion: kata.sandbox.io/v1alpha1',
+      'kind: KataSandbox',
+      'metadata: {name: hello-image}',
+      'spec:',
+      '  terminationGracePeriodSeconds: 5',
+      '  vm: {memoryMiB: 512}',
+      `  containers: [{name: main, image: "${registry.host}/demo/hello:1"}]`,
+      '',
+    ].join('\n'),
+  );
   writeFileSync(
     path.join(dirs.overlay, 'kustomization.yaml'),
     [
@@ -404,6 +444,7 @@ async function main(): Promise<void> {
       `namespace: ${NAMESPACE}`,
       'resources:',
       `  - ${path.relative(dirs.overlay, SAMPLES)}`,
+      '  - hello-image.yaml',
       'patches:',
       '  - target: {kind: KataSandbox}',
       '    patch: |-',
@@ -412,7 +453,7 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
   const names = await step(
-    `deploy/samples/ applied (namespace ${NAMESPACE}, node ${NODE})`,
+    `deploy/samples/ and hello-image applied (namespace ${NAMESPACE}, node ${NODE})`,
     async () => {
       const rendered = parseAllDocuments(await kubectl(['kustomize', dirs.overlay]))
         .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } })
@@ -421,7 +462,7 @@ async function main(): Promise<void> {
       if (rendered.length === 0) throw new Error('deploy/samples/ has no KataSandbox');
       // Runs while the node agent still runs (cleanups run in reverse): it stops the VM, cleans
       // the host and removes the finalizer; only then is the object gone.
-      onCleanup('sample deleted (the node agent stopped its VM and removed the finalizer)', () =>
+      onCleanup('samples deleted (the node agent stopped the VMs and removed the finalizers)', () =>
         kubectl(['delete', '-k', dirs.overlay, '--ignore-not-found', '--timeout=180s'], 200_000),
       );
       await kubectl(['apply', '--server-side', '-k', dirs.overlay]);
