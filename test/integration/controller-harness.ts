@@ -66,6 +66,27 @@ export function bundleEntry(entry: string, name: string): Promise<string> {
   return made;
 }
 
+/** Polls `fn` until it returns something other than undefined (errors count as "not yet"). */
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+  intervalMs = 250,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
 export type RunningController = RunningProcess;
 
 export interface ControllerScope {

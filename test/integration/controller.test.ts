@@ -17,6 +17,7 @@ import type { KataSandbox } from '../../src/crds/index.js';
 import { invalidSandboxes, validSandbox } from '../fixtures/invalid-sandboxes.js';
 import { adminKubeConfig, freshNamespace } from './cluster.js';
 import {
+  eventually,
   grantElectionLease,
   installControllerPrereqs,
   startController,
@@ -34,25 +35,6 @@ let core: CoreV1Api;
 let ns: string;
 let controller: RunningController;
 let scope: { namespace: string; electionId: string };
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 async function writeLease(
   node: string,

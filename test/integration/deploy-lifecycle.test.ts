@@ -14,7 +14,7 @@ import type { KataSandbox } from '../../src/crds/index.js';
 import { makeBusyboxRootfs } from '../e2e/node-agent-harness.js';
 import { qemuPidsOf, removeScratch } from '../e2e/sandbox-api.js';
 import { REPO_ROOT } from './cluster.js';
-import { bundleEntry } from './controller-harness.js';
+import { bundleEntry, eventually } from './controller-harness.js';
 import {
   applyDeploy,
   podBoundToken,
@@ -30,7 +30,6 @@ import {
   promtoolCheck,
   sampleValue,
   startPrometheus,
-  waitFor,
   type RunningPrometheus,
 } from './metrics-harness.js';
 
@@ -156,7 +155,7 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
         },
       },
     });
-    const sb = await waitFor(
+    const sb = await eventually(
       'sandbox first Running',
       async () => {
         const s = await get('first');
@@ -188,12 +187,16 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
     );
     expect(sum).toBeCloseTo((sb?.status?.vm?.bootMillis ?? 0) / 1000, 0);
     expect(ownProblems((await promtoolCheck(text)).output)).toEqual([]);
-    const scraped = await waitFor('the boot in Prometheus', async () => {
-      const r = await prometheus?.query(
-        `kata_node_vm_boot_duration_seconds_count{job="kata-node-agent",node="${NODE}"}`,
-      );
-      return r?.length === 1 && r[0]?.value[1] === '1' ? r : undefined;
-    });
+    const scraped = await eventually(
+      'the boot in Prometheus',
+      async () => {
+        const r = await prometheus?.query(
+          `kata_node_vm_boot_duration_seconds_count{job="kata-node-agent",node="${NODE}"}`,
+        );
+        return r?.length === 1 && r[0]?.value[1] === '1' ? r : undefined;
+      },
+      90_000,
+    );
     expect(scraped[0]?.metric['accelerator']).toBe(accel);
     const up = await prometheus?.query('up');
     expect(Object.fromEntries((up ?? []).map((v) => [v.metric['job'], v.value[1]]))).toEqual({
@@ -204,7 +207,7 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
 
   it('on delete, the node agent stops the VM and drops the finalizer; nothing is left', async () => {
     await api.deleteNamespacedCustomObject({ ...GROUP, namespace: NS, name: 'first' });
-    await waitFor(
+    await eventually(
       'sandbox first gone',
       async () => ((await get('first')) ? undefined : true),
       180_000,

@@ -25,25 +25,6 @@ export async function httpGet(
   return { status: res.status, body: await res.text() };
 }
 
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
-
 export const metricsOf = (port: number): Promise<string> =>
   httpGet(`http://127.0.0.1:${port}/metrics`).then((r) => {
     if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);

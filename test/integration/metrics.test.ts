@@ -10,6 +10,7 @@ import path from 'node:path';
 import { adminKubeConfig, freshNamespace, serviceAccountKubeConfigPath } from './cluster.js';
 import {
   bundleEntry,
+  eventually,
   grantElectionLease,
   installControllerPrereqs,
   kubectl,
@@ -27,7 +28,6 @@ import {
   ownProblems,
   promtoolCheck,
   startPrometheus,
-  waitFor,
   type RunningPrometheus,
 } from './metrics-harness.js';
 
@@ -79,11 +79,19 @@ beforeAll(async () => {
     String(agentPort),
   ]);
   // Both serve and have synced their informers (the controller leads too: its own election).
-  await waitFor('the controller to be ready', async () =>
-    (await httpGet(`http://127.0.0.1:${controllerPort}/readyz`)).status === 200 ? true : undefined,
+  await eventually(
+    'the controller to be ready',
+    async () =>
+      (await httpGet(`http://127.0.0.1:${controllerPort}/readyz`)).status === 200
+        ? true
+        : undefined,
+    90_000,
   );
-  await waitFor('the node agent to be ready', async () =>
-    (await httpGet(`http://127.0.0.1:${agentPort}/readyz`)).status === 200 ? true : undefined,
+  await eventually(
+    'the node agent to be ready',
+    async () =>
+      (await httpGet(`http://127.0.0.1:${agentPort}/readyz`)).status === 200 ? true : undefined,
+    90_000,
   );
 }, 300_000);
 
@@ -139,21 +147,29 @@ describe('a real Prometheus scrapes both components', () => {
   }, 60_000);
 
   it('reports up == 1 for the controller and the node agent', async () => {
-    const up = await waitFor('both targets up', async () => {
-      const r = await prometheus!.query('up');
-      const byJob = Object.fromEntries(r.map((v) => [v.metric['job'], v.value[1]]));
-      return byJob['kata-controller'] === '1' && byJob['kata-node-agent'] === '1'
-        ? byJob
-        : undefined;
-    });
+    const up = await eventually(
+      'both targets up',
+      async () => {
+        const r = await prometheus!.query('up');
+        const byJob = Object.fromEntries(r.map((v) => [v.metric['job'], v.value[1]]));
+        return byJob['kata-controller'] === '1' && byJob['kata-node-agent'] === '1'
+          ? byJob
+          : undefined;
+      },
+      90_000,
+    );
     expect(up).toEqual({ 'kata-controller': '1', 'kata-node-agent': '1' });
   });
 
   it("scraped the components' own series: the leader gauge and the node agent's QEMU gauge", async () => {
-    const leader = await waitFor('kata_controller_leader == 1', async () => {
-      const r = await prometheus!.query('kata_controller_leader');
-      return r.length === 1 && r[0]?.value[1] === '1' ? r : undefined;
-    });
+    const leader = await eventually(
+      'kata_controller_leader == 1',
+      async () => {
+        const r = await prometheus!.query('kata_controller_leader');
+        return r.length === 1 && r[0]?.value[1] === '1' ? r : undefined;
+      },
+      90_000,
+    );
     expect(leader[0]?.metric['job']).toBe('kata-controller');
     const qemu = await prometheus!.query(`kata_node_qemu_processes{node="${NODE}"}`);
     expect(qemu.map((v) => v.value[1])).toEqual(['0']);
