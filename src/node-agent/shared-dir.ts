@@ -3,10 +3,11 @@
 // mount(8) via argv, read-only where asked), checked against /proc/self/mountinfo so every step is
 // idempotent, and torn down in reverse with a lazy-unmount fallback.
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../observability/logger.js';
+import { mountsUnder, readMountInfo, type MountInfoEntry } from './mountinfo.js';
 
 const execFileAsync = promisify(execFile);
 const MOUNT_TIMEOUT_MS = 15_000;
@@ -44,37 +45,6 @@ export function planBindMounts(inputs: ShareInputs): BindMount[] {
       readOnly: v.readOnly,
     })),
   ];
-}
-
-/** Decodes mountinfo's octal escapes (\040 for a space, …). */
-function unescapeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-export interface MountInfoEntry {
-  mountPoint: string;
-  options: string[];
-}
-
-/** Parses /proc/self/mountinfo. Pure. */
-export function parseMountInfo(text: string): MountInfoEntry[] {
-  const out: MountInfoEntry[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 6 || f[4] === undefined || f[5] === undefined) continue;
-    out.push({ mountPoint: unescapeMountPath(f[4]), options: f[5].split(',') });
-  }
-  return out;
-}
-
-/** Mount points at or below `dir`. Pure. */
-export function mountsUnder(entries: readonly MountInfoEntry[], dir: string): MountInfoEntry[] {
-  const base = dir.endsWith('/') ? dir : `${dir}/`;
-  return entries.filter((e) => e.mountPoint === dir || e.mountPoint.startsWith(base));
-}
-
-export async function readMountInfo(): Promise<MountInfoEntry[]> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
 async function run(cmd: string, args: string[], signal?: AbortSignal): Promise<void> {
@@ -130,9 +100,7 @@ export async function teardownShare(
   logger?: Logger,
 ): Promise<void> {
   for (const t of [...recorded].reverse()) await unmount(t, logger);
-  const leftover = mountsUnder(await readMountInfo(), shareDir)
-    .map((e) => e.mountPoint)
-    .sort((a, b) => b.length - a.length);
+  const leftover = mountsUnder(await readMountInfo(), shareDir).map((e) => e.mountPoint);
   for (const t of leftover) await unmount(t, logger);
   const still = mountsUnder(await readMountInfo(), shareDir);
   if (still.length > 0) {

@@ -17,7 +17,7 @@ import {
   type ImageMetrics,
   type ImageStoreOptions,
 } from '../../src/node-agent/images/index.js';
-import { readMountEntries } from '../../src/node-agent/images/mountinfo.js';
+import { readMountInfo } from '../../src/node-agent/mountinfo.js';
 import {
   buildBusyboxImage,
   dockerConfigJson,
@@ -96,7 +96,7 @@ afterAll(async () => {
   await reg?.stop();
   await privateReg?.stop();
   const views = path.join(work ?? '/nonexistent', 'views');
-  const left = (await readMountEntries()).filter((m) => m.mountPoint.startsWith(`${work}/`));
+  const left = (await readMountInfo()).filter((m) => m.mountPoint.startsWith(`${work}/`));
   expect(left).toEqual([]);
   await rm(views, { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
@@ -444,7 +444,7 @@ describe('per-sandbox copy-on-write views', () => {
     await views.teardown('sb-a');
     await views.teardown('sb-a');
     await views.teardown('sb-b', 'main');
-    const left = (await readMountEntries()).filter((m) => m.mountPoint.startsWith(views.root));
+    const left = (await readMountInfo()).filter((m) => m.mountPoint.startsWith(views.root));
     expect(left).toEqual([]);
     expect(await views.sandboxes()).toEqual([]);
     expect(await treeDigest(img.rootfs)).toBe(before);

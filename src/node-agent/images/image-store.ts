@@ -10,7 +10,7 @@ import type { ImageConfig } from '../../agent/oci/image-config.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ImageMetrics } from './image-metrics.js';
 import { chooseEvictions } from './lru.js';
-import { mountsAtOrBelow, overlayLowerDirs, readMountEntries } from './mountinfo.js';
+import { mountsUnder, overlayLowerDirs, readMountInfo } from '../mountinfo.js';
 import {
   ManifestError,
   type Platform,
@@ -43,6 +43,7 @@ import {
   credentialsFor,
 } from './registry-auth.js';
 import { ToolError, runTool } from './run-tool.js';
+import { SAFE_UID } from './rootfs-view.js';
 import { SharedOps } from './shared-ops.js';
 import {
   type RegistryAccess,
@@ -161,7 +162,6 @@ export interface ToolCounts {
   unpack: number;
 }
 
-const SAFE_UID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const LAYOUT_TAG = 'image';
 const SKOPEO_BINARY = 'skopeo';
 const UMOCI_BINARY = 'umoci';
@@ -725,7 +725,7 @@ export class ImageStore {
   /** Evicts images nobody holds, least recently used first, until the cache fits its limit. */
   async evict(): Promise<string[]> {
     if (this.totalBytes() <= this.opts.maxBytes) return [];
-    const lowers = new Set(overlayLowerDirs(await readMountEntries()));
+    const lowers = new Set(overlayLowerDirs(await readMountInfo()));
     const fetching = new Set(this.fetches.inFlight());
     const usage = [...this.images.values()].map((r) => ({
       digest: r.digest,
@@ -767,7 +767,7 @@ export class ImageStore {
 
   /** rm -rf, refused while anything is mounted below (never delete through a mount). */
   private async removeTree(dir: string): Promise<void> {
-    const mounted = mountsAtOrBelow(await readMountEntries(), dir);
+    const mounted = mountsUnder(await readMountInfo(), dir);
     if (mounted.length > 0) {
       throw new Error(
         `refusing to remove ${dir}: ${mounted.map((m) => m.mountPoint).join(', ')} mounted`,

@@ -9,7 +9,7 @@ import { lstat, mkdir, readdir, realpath, rm, chmod, chown } from 'node:fs/promi
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import { isUnderRoot } from '../host-paths.js';
-import { mountsAtOrBelow, readMountEntries } from './mountinfo.js';
+import { mountsUnder, readMountInfo } from '../mountinfo.js';
 
 export interface RootfsViewOptions {
   /** Absolute; owned by this module. Put it on a disk filesystem (not tmpfs, not overlay). */
@@ -28,7 +28,8 @@ export interface RootfsView {
   lower: string;
 }
 
-const SAFE_UID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A sandbox uid usable as one path component and lease key. */
+export const SAFE_UID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** Characters overlayfs' option syntax gives a meaning to, or that mountinfo escapes. */
 const UNSAFE_IN_OPTION = /[,:\\\s]/;
@@ -124,7 +125,7 @@ export class RootfsViews {
   }): Promise<RootfsView> {
     const p = this.paths(req.sandboxUid, req.container);
     const lower = await this.checkLower(req.lowerDir);
-    const current = (await readMountEntries()).filter((e) => e.mountPoint === p.merged).pop();
+    const current = (await readMountInfo()).filter((e) => e.mountPoint === p.merged).pop();
     if (current) {
       const wanted = `lowerdir=${lower}`;
       if (current.fsType !== 'overlay' || !current.superOptions.includes(wanted)) {
@@ -187,7 +188,7 @@ export class RootfsViews {
     const sandboxDir = path.dirname(this.paths(sandboxUid, container ?? 'x').dir);
     const target = container !== undefined ? this.paths(sandboxUid, container).dir : sandboxDir;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const mounted = mountsAtOrBelow(await readMountEntries(), target);
+      const mounted = mountsUnder(await readMountInfo(), target);
       if (mounted.length === 0) break;
       for (const m of mounted) {
         try {
@@ -201,7 +202,7 @@ export class RootfsViews {
         }
       }
     }
-    const still = mountsAtOrBelow(await readMountEntries(), target);
+    const still = mountsUnder(await readMountInfo(), target);
     if (still.length > 0) {
       throw new RootfsViewError(
         `mounts remain under ${target}: ${still.map((m) => m.mountPoint).join(', ')}`,

@@ -6,7 +6,8 @@ import {
   restartBackoffMs,
   shouldRestart,
 } from '../../../src/node-agent/container-run.js';
-import { mountsUnder, parseMountInfo, planBindMounts } from '../../../src/node-agent/shared-dir.js';
+import { mountsUnder, parseMountInfo } from '../../../src/node-agent/mountinfo.js';
+import { planBindMounts } from '../../../src/node-agent/shared-dir.js';
 
 describe('node agent config', () => {
   it('defaults, with the node name required', () => {
@@ -180,7 +181,13 @@ describe('pure helpers', () => {
       '22 1 0:21 / /run/s/u/main/rootfs rw,relatime shared:5 - ext4 /dev/sda rw\n' +
         '23 1 0:22 / /run/s/u2/with\\040space ro,relatime - ext4 /dev/sda rw\n',
     );
-    expect(info[1]).toEqual({ mountPoint: '/run/s/u2/with space', options: ['ro', 'relatime'] });
+    expect(info[1]).toEqual({
+      mountPoint: '/run/s/u2/with space',
+      options: ['ro', 'relatime'],
+      fsType: 'ext4',
+      source: '/dev/sda',
+      superOptions: ['rw'],
+    });
     expect(mountsUnder(info, '/run/s/u').map((m) => m.mountPoint)).toEqual([
       '/run/s/u/main/rootfs',
     ]);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import {
-  mountsAtOrBelow,
+  mountsUnder,
   overlayLowerDirs,
-  parseMountEntries,
-} from '../../../src/node-agent/images/mountinfo.js';
+  parseMountInfo,
+} from '../../../src/node-agent/mountinfo.js';
 
 const TEXT = [
   '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
@@ -14,7 +14,7 @@ const TEXT = [
 ].join('\n');
 
 describe('mountinfo', () => {
-  const entries = parseMountEntries(TEXT);
+  const entries = parseMountInfo(TEXT);
   it('parses mount point, type, source and both option sets', () => {
     expect(entries).toHaveLength(4);
     expect(entries[2]).toEqual({
@@ -27,11 +27,11 @@ describe('mountinfo', () => {
     expect(entries[1]?.fsType).toBe('overlay');
   });
   it('lists mounts below a directory, deepest first, not its siblings', () => {
-    expect(mountsAtOrBelow(entries, '/var/lib/v/u1').map((e) => e.mountPoint)).toEqual([
+    expect(mountsUnder(entries, '/var/lib/v/u1').map((e) => e.mountPoint)).toEqual([
       '/var/lib/v/u1/main/merged',
       '/var/lib/v/u1/side/merged',
     ]);
-    expect(mountsAtOrBelow(entries, '/var/lib/v/u')).toEqual([]);
+    expect(mountsUnder(entries, '/var/lib/v/u')).toEqual([]);
   });
   it("collects every overlay's lower dirs", () => {
     expect(overlayLowerDirs(entries)).toEqual(['/var/lib/i/images/sha256-aa/rootfs', '/a', '/b']);

@@ -1,8 +1,8 @@
-// /proc/self/mountinfo, with the filesystem type and super options overlay mounts need (the
-// lowerdir an overlay uses). Pure parsing; one reader.
+// /proc/self/mountinfo: the node agent's one reader of the mount table (the share's bind mounts,
+// the image views' overlays and the lower dirs they use). Pure parsing; one reader.
 import { readFile } from 'node:fs/promises';
 
-export interface MountEntry {
+export interface MountInfoEntry {
   mountPoint: string;
   fsType: string;
   source: string;
@@ -16,8 +16,8 @@ function unescape(p: string): string {
   return p.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-export function parseMountEntries(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
+export function parseMountInfo(text: string): MountInfoEntry[] {
+  const out: MountInfoEntry[] = [];
   for (const line of text.split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
@@ -35,12 +35,12 @@ export function parseMountEntries(text: string): MountEntry[] {
   return out;
 }
 
-export async function readMountEntries(): Promise<MountEntry[]> {
-  return parseMountEntries(await readFile('/proc/self/mountinfo', 'utf8'));
+export async function readMountInfo(): Promise<MountInfoEntry[]> {
+  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
-/** Mount points at or below `dir`, deepest first (the order to unmount them in). */
-export function mountsAtOrBelow(entries: readonly MountEntry[], dir: string): MountEntry[] {
+/** Mount points at or below `dir`, deepest first (the order to unmount them in). Pure. */
+export function mountsUnder(entries: readonly MountInfoEntry[], dir: string): MountInfoEntry[] {
   const base = dir.endsWith('/') ? dir : `${dir}/`;
   return entries
     .filter((e) => e.mountPoint === dir || e.mountPoint.startsWith(base))
@@ -48,7 +48,7 @@ export function mountsAtOrBelow(entries: readonly MountEntry[], dir: string): Mo
 }
 
 /** The lower directories of every overlay mount (`lowerdir=a:b`). */
-export function overlayLowerDirs(entries: readonly MountEntry[]): string[] {
+export function overlayLowerDirs(entries: readonly MountInfoEntry[]): string[] {
   return entries
     .filter((e) => e.fsType === 'overlay')
     .flatMap((e) => e.superOptions.filter((o) => o.startsWith('lowerdir=')))
