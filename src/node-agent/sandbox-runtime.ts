@@ -648,16 +648,8 @@ export class SandboxRuntime {
       );
       const image = this.imageConfigs.get(name);
       const built = buildContainerSpec({
-        container:
-          image && c.user === undefined && image.userGroups.length > 0
-            ? {
-                ...c,
-                supplementalGroups: [
-                  ...new Set([...image.userGroups, ...(c.supplementalGroups ?? [])]),
-                ],
-              }
-            : c,
-        ...(image && { image: image.config }),
+        container: c,
+        ...(image && { image: image.config, imageUserGroups: image.userGroups }),
         field: `spec.containers[${index}]`,
         hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
         volumeGuestPaths,

@@ -70,6 +70,19 @@ export function resolveUser(
   return user;
 }
 
+/**
+ * The container's supplementary groups, plus the image user's own (from the image's /etc/group)
+ * when the image's user is the one that runs, as container runtimes add them.
+ */
+export function resolveSupplementalGroups(
+  containerUser: string | undefined,
+  containerGroups: readonly (number | string)[] | undefined,
+  imageUserGroups: readonly number[] = [],
+): (number | string)[] | undefined {
+  if (containerUser || imageUserGroups.length === 0) return containerGroups && [...containerGroups];
+  return [...new Set([...imageUserGroups, ...(containerGroups ?? [])])];
+}
+
 export function resolveWorkingDir(
   containerDir: string | undefined,
   image: ImageConfig = {},

@@ -5,6 +5,7 @@ import { containerRootPath } from '../storage.js';
 import {
   mergeEnv,
   resolveArgs,
+  resolveSupplementalGroups,
   resolveUser,
   resolveWorkingDir,
   type ImageConfig,
@@ -32,6 +33,8 @@ export interface SpecInputs {
   field: string;
   hostname: string;
   image?: ImageConfig;
+  /** The image user's supplementary groups (a named image user's, from the image). */
+  imageUserGroups?: readonly number[];
   /** Guest paths of the sandbox's volumes (their 9p locations), by volume name. */
   volumeGuestPaths: ReadonlyMap<string, string>;
   /**
@@ -137,7 +140,11 @@ export function buildContainerSpec(inputs: SpecInputs): BuiltSpec {
     cwd: resolveWorkingDir(c.workingDir, inputs.image),
     user: resolveUser(inputs.field, c.user, inputs.image),
     primaryGroup: c.primaryGroup,
-    supplementalGroups: c.supplementalGroups,
+    supplementalGroups: resolveSupplementalGroups(
+      c.user,
+      c.supplementalGroups,
+      inputs.imageUserGroups,
+    ),
     terminal: c.tty ?? false,
   });
   const caps = [...DEFAULT_CAPABILITIES];

@@ -3,6 +3,7 @@
 // refuses) and the container's own copy-on-write view of it, which the runtime binds into the 9p
 // share as <share>/<container>/rootfs. Release drops the views and the sandbox's cache leases.
 import type { KataSandboxSpec } from '../../crds/index.js';
+import { sleep } from '../../kube/backoff.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ImageHandle, ImageStore } from './image-store.js';
 import type { PullPolicy } from './policy.js';
@@ -74,29 +75,8 @@ export function invalidImage(spec: KataSandboxSpec): InvalidImage | undefined {
   return undefined;
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-
 export class ContainerImages {
   constructor(private readonly opts: ContainerImagesOptions) {}
-
-  get store(): ImageStore {
-    return this.opts.store;
-  }
 
   private now(): number {
     return (this.opts.now ?? Date.now)();

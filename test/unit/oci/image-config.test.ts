@@ -3,6 +3,7 @@ import {
   DEFAULT_PATH,
   mergeEnv,
   resolveArgs,
+  resolveSupplementalGroups,
   resolveUser,
   resolveWorkingDir,
 } from '../../../src/agent/oci/image-config.js';
@@ -72,6 +73,13 @@ describe('user and working dir', () => {
     expect(resolveWorkingDir('/w', image)).toBe('/w');
     expect(resolveWorkingDir(undefined, image)).toBe('/app');
     expect(resolveWorkingDir(undefined, {})).toBe('/');
+  });
+
+  it("adds the image user's groups only when the image's user runs", () => {
+    expect(resolveSupplementalGroups(undefined, [5, 10], [10, 20])).toEqual([10, 20, 5]);
+    expect(resolveSupplementalGroups('7', [5], [10, 20])).toEqual([5]);
+    expect(resolveSupplementalGroups(undefined, undefined, [])).toBeUndefined();
+    expect(resolveSupplementalGroups(undefined, undefined, [10])).toEqual([10]);
   });
 
   it('refuses an image user given by name', () => {
