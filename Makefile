@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
-APT_PACKAGES := protobuf-compiler qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
+APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
 	skopeo umoci docker-registry apache2-utils
 NPM_STAMP := node_modules/.package-lock.json
