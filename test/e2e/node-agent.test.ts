@@ -18,6 +18,7 @@ import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qem
 import { readMountInfo, mountsUnder } from '../../src/node-agent/mountinfo.js';
 import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
+  eventually,
   grantElectionLease,
   revokeElectionLease,
   installControllerPrereqs,
@@ -232,7 +233,10 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       exitCode: 0,
     });
     // The end frees the host: no VM, no mounts, but the state (with the end) stays until deletion.
-    await new Promise((r) => setTimeout(r, 1000));
+    // QEMU is stopped after the status is written, so wait for it to go rather than for a fixed time.
+    await eventually('QEMU of ends-failed gone', async () =>
+      qemuPidsOf(sb!.metadata.uid!).length === 0 ? true : undefined,
+    );
     expect(qemuPidsOf(sb!.metadata.uid!)).toEqual([]);
   });
 
