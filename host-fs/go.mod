@@ -1,5 +1,5 @@
-module kata-sandbox-operator/host-fs
+module github.com/kata-sandbox-operator/host-fs
 
-go 1.26
+go 1.26.0
 
 require golang.org/x/sys v0.47.0
