@@ -82,7 +82,7 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale
+bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale, kata-host-fs calls
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
@@ -99,6 +99,9 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50
+	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
+	node $(BENCH_OUT)/host-fs.mjs 200
 
 # --- install and operate (docs/operations.md) ------------------------------------------------
 .PHONY: deploy undeploy image
