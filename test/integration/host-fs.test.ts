@@ -332,6 +332,30 @@ describe('exec: descriptors handed to the program', () => {
     expect(readFileSync(`${root}/rw.txt`, 'utf8')).toBe('after\n');
   });
 
+  it("the program gets the descriptors asked for and none of the helper's own", async () => {
+    const listFds = ['sh', '-c', 'ls /proc/$$/fd'];
+    const fdsOf = (out: string): number[] =>
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+        .sort((a, b) => a - b);
+    const direct = fdsOf((await run(listFds)).stdout);
+    const r = await run(
+      execWithFdsArgv(
+        hostFs,
+        [
+          { fd: 3, root, path: `${root}/ro.txt`, type: 'file', readOnly: true },
+          { fd: 12, root, path: `${root}/rw.txt`, type: 'file', readOnly: true },
+        ],
+        listFds,
+      ),
+    );
+    expect(r.code).toBe(0);
+    const extra = fdsOf(r.stdout).filter((fd) => !direct.includes(fd));
+    expect(extra).toEqual([3, 12]);
+  });
+
   it('the read-only descriptor cannot be written', async () => {
     const r = await run(
       execWithFdsArgv(
