@@ -9,6 +9,7 @@ import {
 } from '../../../src/node-agent/host-fs/index.js';
 import { bindArgs, checkArgs, umountArgs } from '../../../src/node-agent/host-fs/argv.js';
 import { hostPathReasonOf, toHostPathError } from '../../../src/node-agent/host-fs/errors.js';
+import { runHostFs } from '../../../src/node-agent/host-fs/run.js';
 
 const fs = { binary: '/opt/kata-host-fs' };
 
@@ -145,5 +146,38 @@ describe('error mapping', () => {
     const other = toHostPathError('f', { code: 'KERNEL_TOO_OLD', message: 'needs Linux 5.12' });
     expect(other).toBeInstanceOf(HostFsError);
     expect(other).toMatchObject({ code: 'KERNEL_TOO_OLD', message: 'needs Linux 5.12' });
+  });
+});
+
+describe('runHostFs (with stand-in programs for the helper)', () => {
+  it('kills a helper that overruns its timeout', async () => {
+    const err = await runHostFs({ binary: 'sleep', timeoutMs: 100 }, ['10']).catch((e) => e);
+    expect(err).toBeInstanceOf(HostFsError);
+    expect(err).toMatchObject({ code: 'ETIMEDOUT', message: 'sleep 10: timed out after 100 ms' });
+  });
+
+  it('stops on abort with the signal reason', async () => {
+    const ac = new AbortController();
+    const reason = new Error('sandbox deleted');
+    setTimeout(() => ac.abort(reason), 50);
+    await expect(runHostFs({ binary: 'sleep' }, ['10'], ac.signal)).rejects.toBe(reason);
+  });
+
+  it('says when the helper cannot be run, and reads its JSON error or result', async () => {
+    const missing = await runHostFs({ binary: '/nonexistent/kata-host-fs' }, ['check']).catch(
+      (e) => e,
+    );
+    expect(missing).toBeInstanceOf(HostFsError);
+    expect((missing as Error).message).toMatch(
+      /cannot run the helper \(ENOENT\); see --host-fs-binary/,
+    );
+    await expect(
+      runHostFs({ binary: 'sh' }, ['-c', 'echo \'{"code":"EXDEV","error":"out"}\' >&2; exit 5']),
+    ).resolves.toEqual({ ok: false, failure: { code: 'EXDEV', message: 'out' } });
+    await expect(runHostFs({ binary: 'echo' }, ['{"unmounted": true}'])).resolves.toEqual({
+      ok: true,
+      result: { unmounted: true },
+    });
+    await expect(runHostFs({ binary: 'sh' }, ['-c', 'exit 3'])).rejects.toBeInstanceOf(HostFsError);
   });
 });
