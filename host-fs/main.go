@@ -10,7 +10,8 @@ import (
 const usage = `usage: kata-host-fs check --path P --root TYPE=ROOT [--root ...]
        kata-host-fs exec --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
        kata-host-fs bind --source-root ROOT --source PATH --type dir|file --target-root TROOT --target REL [--ro]
-       kata-host-fs umount --target-root TROOT --target REL [--detach]`
+       kata-host-fs umount --target-root TROOT --target REL [--detach]
+       kata-host-fs probe`
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -34,6 +35,8 @@ func run(args []string) int {
 		result, err = runBind(args[1:])
 	case "umount":
 		result, err = runUmount(args[1:])
+	case "probe":
+		result, err = runProbe(args[1:])
 	default:
 		err = failf(codeUsage, "", "unknown subcommand %q\n%s", args[0], usage)
 	}

@@ -19,6 +19,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { release } from 'node:os';
 import path from 'node:path';
 import { HostPathError } from '../../src/node-agent/host-paths.js';
 import {
@@ -27,6 +28,7 @@ import {
   checkBeneath,
   execWithFdsArgv,
   parseHostFsError,
+  probeHostFs,
   unmountBeneath,
   type AllowedRoot,
   type HostFs,
@@ -169,6 +171,12 @@ afterAll(async () => {
   }
   if (base) await removeScratch(base); // kills the flippers, unmounts, removes the tree
 }, 60_000);
+
+it('probe: this kernel has every system call the helper uses', async () => {
+  await expect(probeHostFs(hostFs)).resolves.toEqual({ kernel: release() });
+  const bad = await probeHostFs({ binary: '/nonexistent/kata-host-fs' }).catch((e: unknown) => e);
+  expect(bad).toBeInstanceOf(HostFsError);
+});
 
 describe('check: a path opened beneath the most specific allowed root', () => {
   let vols = '';

@@ -12,4 +12,4 @@ export type {
 export { DEFAULT_HOST_FS_TIMEOUT_MS } from './types.js';
 export { execWithFdsArgv } from './argv.js';
 export { HostFsError, parseHostFsError, type HostFsFailure } from './errors.js';
-export { bindBeneath, checkBeneath, unmountBeneath } from './operations.js';
+export { bindBeneath, checkBeneath, probeHostFs, unmountBeneath } from './operations.js';

@@ -77,6 +77,25 @@ export async function unmountBeneath(
   return r.unmounted;
 }
 
+/**
+ * Runs the helper once to check it starts and this kernel has every system call it needs
+ * (openat2, open_tree, move_mount, mount_setattr: Linux 5.12); for the node agent's start-up.
+ * Throws HostFsError (code KERNEL_TOO_OLD on an old kernel) otherwise.
+ */
+export async function probeHostFs(fs: HostFs, signal?: AbortSignal): Promise<{ kernel: string }> {
+  const out = await runHostFs(fs, ['probe'], signal);
+  if (!out.ok)
+    throw new HostFsError(out.failure.code, `${fs.binary} probe: ${out.failure.message}`);
+  const r = out.result as { kernel?: unknown };
+  if (typeof r.kernel !== 'string') {
+    throw new HostFsError(
+      'EIO',
+      `${fs.binary} probe: unexpected result ${JSON.stringify(out.result)}`,
+    );
+  }
+  return { kernel: r.kernel };
+}
+
 function isType(t: unknown): t is HostFileType {
   return t === 'dir' || t === 'file' || t === 'block';
 }
