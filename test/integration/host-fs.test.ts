@@ -101,17 +101,24 @@ function run(argv: readonly string[]): Promise<{ code: number; stdout: string; s
 /**
  * A process that flips dir/name between the real directory it is now and a symlink to `outside`,
  * as fast as it can: rename the directory away, rename the symlink in, and back. Renames only,
- * so the name is always the directory, the symlink or (for an instant) missing.
+ * so the name is always the directory, the symlink or (for an instant) missing. When the helper
+ * creates a directory in that instant (bind creates missing target directories), that directory
+ * is renamed aside (dir/name.made.N) and the flipping goes on.
  */
 function startFlipper(dir: string, name: string, outside: string): ChildProcess {
   const script = `
     const fs = require('fs'), path = require('path');
     const [dir, name, outside] = process.argv.slice(1);
     const at = path.join(dir, name), real = at + '.real', link = at + '.link';
+    let made = 0;
+    const into = (from) => {
+      try { fs.renameSync(from, at); }
+      catch { fs.renameSync(at, at + '.made.' + made++); fs.renameSync(from, at); }
+    };
     fs.symlinkSync(outside, link);
     for (;;) {
-      fs.renameSync(at, real); fs.renameSync(link, at);
-      fs.renameSync(at, link); fs.renameSync(real, at);
+      fs.renameSync(at, real); into(link);
+      fs.renameSync(at, link); into(real);
     }`;
   return spawn(process.execPath, ['-e', script, dir, name, outside], { stdio: 'ignore' });
 }
@@ -645,6 +652,91 @@ describe('bind and umount: mounts made from the checked handle, targets never fo
     expect(seen.inside).toBeGreaterThan(0);
     expect(seen.escaped).toBeGreaterThan(0);
     expect(mountsUnder(race)).toEqual([]);
+  }, 600_000);
+
+  it(`race: a target directory the guest flips to a symlink out of the share never gets a mount outside (${ATTEMPTS} attempts)`, async () => {
+    const race = path.join(base, 'target-race');
+    const raceShare = path.join(race, 'share');
+    const outsideDir = path.join(race, 'outside');
+    mkdirSync(path.join(raceShare, 'c1'), { recursive: true });
+    mkdirSync(outsideDir, { recursive: true });
+    const flipper = startFlipper(raceShare, 'c1', outsideDir);
+    const seen = { mounted: 0, symlinkRefused: 0, missing: 0 };
+    const other: string[] = [];
+    try {
+      for (let i = 0; i < ATTEMPTS; i++) {
+        try {
+          await bindBeneath(hostFs, {
+            ...{ sourceRoot: src, source: `${src}/vol`, type: 'dir' },
+            ...{ targetRoot: raceShare, target: `c1/r${i}`, readOnly: true },
+          });
+          seen.mounted++;
+        } catch (err) {
+          const code = (err as HostFsError).code;
+          if (code === 'ELOOP') seen.symlinkRefused++;
+          else if (code === 'ENOENT') seen.missing++;
+          else other.push(String(err));
+        }
+      }
+    } finally {
+      await stopFlipper(flipper);
+    }
+    console.log(`target race over ${ATTEMPTS} attempts: ${JSON.stringify(seen)}`);
+    // Every mount is inside the share's real directory (under whichever name the flipper left it).
+    const made = mountsUnder(race).map((m) => m.mountPoint);
+    expect(made.filter((m) => !m.startsWith(`${raceShare}/c1`))).toEqual([]);
+    expect(made).toHaveLength(seen.mounted);
+    expect(readdirSync(outsideDir)).toEqual([]);
+    expect(other).toEqual([]);
+    expect(seen.mounted).toBeGreaterThan(0);
+    expect(seen.symlinkRefused).toBeGreaterThan(0);
+    for (const m of made.reverse()) execFileSync('umount', [m], { timeout: 10_000 });
+  }, 600_000);
+
+  it(`race: umount of a target whose directory flips to a symlink never unmounts the host's mount (${ATTEMPTS} attempts)`, async () => {
+    const race = path.join(base, 'umount-race');
+    const raceShare = path.join(race, 'share');
+    const outsideDir = path.join(race, 'outside');
+    mkdirSync(path.join(raceShare, 'u/m'), { recursive: true });
+    mkdirSync(outsideDir, { recursive: true });
+    // The host's own mount, at outside/m: what share/u/m names while u is the symlink.
+    const hostMount = await bindBeneath(hostFs, {
+      ...{ sourceRoot: src, source: `${src}/vol`, type: 'dir' },
+      ...{ targetRoot: outsideDir, target: 'm', readOnly: true },
+    });
+    const flipper = startFlipper(raceShare, 'u', outsideDir);
+    const seen = { unmounted: 0, nothingThere: 0, symlinkRefused: 0 };
+    const other: string[] = [];
+    try {
+      for (let i = 0; i < ATTEMPTS; i++) {
+        // Mount the share's own u/m when u is the directory at that instant (else refused).
+        await bindBeneath(hostFs, {
+          ...{ sourceRoot: src, source: `${src}/vol`, type: 'dir' },
+          ...{ targetRoot: raceShare, target: 'u/m', readOnly: true },
+        }).catch(() => undefined);
+        try {
+          if (await unmountBeneath(hostFs, raceShare, 'u/m')) seen.unmounted++;
+          else seen.nothingThere++;
+        } catch (err) {
+          if ((err as HostFsError).code === 'ELOOP') seen.symlinkRefused++;
+          else other.push(String(err));
+        }
+        if (mountsAt(hostMount.target).length !== 1) {
+          other.push(`attempt ${i}: the host mount is gone`);
+          break;
+        }
+      }
+    } finally {
+      await stopFlipper(flipper);
+    }
+    console.log(`umount race over ${ATTEMPTS} attempts: ${JSON.stringify(seen)}`);
+    expect(other).toEqual([]);
+    expect(mountsAt(hostMount.target).map((m) => m.id)).toEqual([hostMount.mountId]);
+    expect(seen.unmounted).toBeGreaterThan(0);
+    expect(seen.symlinkRefused).toBeGreaterThan(0);
+    for (const m of mountsUnder(race).reverse()) {
+      execFileSync('umount', [m.mountPoint], { timeout: 10_000 });
+    }
   }, 600_000);
 
   it('a read-only bind is never writable, not even at first: a concurrent writer never reaches the source', async () => {
