@@ -62,11 +62,10 @@ func targetFail(shown string, err error) *hostFsError {
 // walkTargetParent opens the directory holding the last component of comps beneath trootfd,
 // one component at a time (creating missing ones when create is set).
 func walkTargetParent(trootfd int, troot string, comps []string, create bool) (int, *hostFsError) {
-	cur, err := unix.Dup(trootfd)
+	cur, err := unix.FcntlInt(uintptr(trootfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return -1, syscallFail("dup", troot, err)
 	}
-	unix.CloseOnExec(cur)
 	for i, name := range comps[:len(comps)-1] {
 		shown := filepath.Join(troot, strings.Join(comps[:i+1], "/"))
 		next, ferr := openDirStep(cur, name, create, shown)
