@@ -79,7 +79,7 @@ func runBind(args []string) (any, *hostFsError) {
 		return nil, syscallFail("statx", shown, serr)
 	}
 	if state.root {
-		return keepExisting(targetfd, shown, state, attrs)
+		return keepExisting(targetfd, shown, state, attrs, src)
 	}
 
 	// The clone is detached until move_mount: its flags are set before anyone can see it, so a
@@ -103,8 +103,16 @@ func runBind(args []string) (any, *hostFsError) {
 }
 
 // keepExisting leaves a mount already at the target (a repeated bind), adding read-only when
-// asked and nosuid/nodev (which every bind of this tool has).
-func keepExisting(targetfd int, shown string, state mountState, attrs uint64) (any, *hostFsError) {
+// asked and nosuid/nodev (which every bind of this tool has). A mount of something other than
+// the source there is refused rather than kept: the caller asked for this source.
+func keepExisting(targetfd int, shown string, state mountState, attrs uint64, src *openedObject) (any, *hostFsError) {
+	var st unix.Stat_t
+	if err := unix.Fstat(targetfd, &st); err != nil {
+		return nil, syscallFail("stat", shown, err)
+	}
+	if st.Dev != src.stat.Dev || st.Ino != src.stat.Ino {
+		return nil, failf(codeBusy, shown, "%q already has a mount of something else than the source", shown)
+	}
 	if err := unix.MountSetattr(targetfd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs}); err != nil {
 		return nil, syscallFail("mount_setattr", shown, err)
 	}

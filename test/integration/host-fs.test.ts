@@ -513,7 +513,7 @@ describe('bind and umount: mounts made from the checked handle, targets never fo
     expect(mountsAt(r.target)).toEqual([]);
   });
 
-  it('is idempotent: a second bind keeps the mount; --ro on a read-write one makes it read-only', async () => {
+  it('is idempotent: a second bind keeps the mount; --ro on a read-write one makes it read-only; another source there is refused', async () => {
     const first = await bind(`${src}/vol`, 'c2/data', false);
     expect(mountsAt(first.target)[0]?.options).toEqual(
       expect.arrayContaining(['rw', 'nosuid', 'nodev']),
@@ -525,6 +525,11 @@ describe('bind and umount: mounts made from the checked handle, targets never fo
     const all = mountsAt(first.target);
     expect(all).toHaveLength(1);
     expect(all[0]?.options).toContain('ro');
+    // Something else than the source already mounted there is not silently kept.
+    mkdirSync(path.join(src, 'other'), { recursive: true });
+    const busy = await hostFsErrorOf(bind(`${src}/other`, 'c2/data', true));
+    expect(busy.code).toBe('EBUSY');
+    expect(mountsAt(first.target)).toHaveLength(1);
     await expect(unmountBeneath(hostFs, share, 'c2/data', { detach: true })).resolves.toBe(true);
     expect(mountsAt(first.target)).toEqual([]);
   });
