@@ -3,13 +3,15 @@
 #   kata-controller   the cluster controller (Deployment; runs as the image's non-root user)
 #   kata-node-agent   the node agent (privileged DaemonSet, root; launches QEMU)
 # Stages: build (TypeScript → one bundled file per component), guest (the VM's kernel + initramfs
-# from Debian packages, with guest/build.sh, the same builder `make guest` uses), runtime (slim
-# Debian with Node.js 20, QEMU and the host tools the node agent runs).
+# from Debian packages, with guest/build.sh, the same builder `make guest` uses), host-fs (the
+# kata-host-fs helper from host-fs/, Go, static; the node agent opens host paths through it),
+# runtime (slim Debian with Node.js 20, QEMU and the host tools the node agent runs).
 #
 # Build: make image   (or: docker build -t kata-sandbox-operator:latest .)
 
 ARG NODE_IMAGE=node:20-bookworm
 ARG RUNTIME_IMAGE=node:20-bookworm-slim
+ARG GO_IMAGE=golang:1.26-bookworm
 
 # --- build: typecheck and bundle --------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -41,6 +43,14 @@ RUN apt-get update -qq \
  && mkdir -p /out \
  && cp -rL "$(tail -n1 /tmp/guest-dir)" /out/guest
 
+# --- host-fs: the kata-host-fs helper, static (CGO_ENABLED=0) -------------------------------
+FROM ${GO_IMAGE} AS host-fs
+WORKDIR /src/host-fs
+COPY host-fs/go.mod host-fs/go.sum ./
+RUN go mod download
+COPY host-fs/ ./
+RUN CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s -w' -o /out/kata-host-fs .
+
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
 # What the node agent runs on the host (test/unit/deploy/dockerfile.test.ts checks this list
@@ -62,6 +72,8 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/ /opt/kata/bin/
 COPY --from=guest /out/guest/ /opt/kata/guest/
+# The node agent's --host-fs-binary default.
+COPY --from=host-fs /out/kata-host-fs /usr/local/bin/kata-host-fs
 RUN ln -s /opt/kata/bin/kata-controller.mjs /usr/local/bin/kata-controller \
  && ln -s /opt/kata/bin/kata-node-agent.mjs /usr/local/bin/kata-node-agent
 ENV GUEST_IMAGE_DIR=/opt/kata/guest \

@@ -8,6 +8,8 @@ APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
 	skopeo umoci docker-registry apache2-utils
 NPM_STAMP := node_modules/.package-lock.json
+# The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
+export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs
 
 .PHONY: help setup deps build gen check-gen manifests check-manifests lint typecheck test unit
 
@@ -45,6 +47,14 @@ lint: deps ## eslint + prettier --check
 	npx eslint .
 	npx prettier --check .
 
+.PHONY: host-fs
+host-fs: ## build the kata-host-fs helper (Go, static) into $(CACHE_DIR)/bin/ when its sources changed
+	@CACHE_DIR=$(CACHE_DIR) hack/host-fs.sh >/dev/null
+
+.PHONY: host-fs-check
+host-fs-check: ## go vet and the Go unit tests of host-fs/
+	cd host-fs && go vet ./... && go test ./...
+
 .PHONY: guest
 guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
 	guest/build.sh
@@ -62,17 +72,17 @@ controlplane-down: ## stop the local control plane and remove its state
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
-test: setup check-gen check-manifests typecheck lint guest controlplane ## everything: setup, checks, guest image, control plane build, every test layer, then the demo
+test: setup check-gen check-manifests typecheck lint host-fs-check guest controlplane host-fs ## everything: setup, checks, guest image, control plane build, every test layer, then the demo
 	hack/run-tests.sh
 	$(MAKE) --no-print-directory demo DEMO_EXIT=1
 
 .PHONY: demo
-demo: setup guest controlplane ## the whole system on this machine: control plane, controller, node agent, a sample sandbox (DEMO_EXIT=1: stop once Ready)
+demo: setup guest controlplane host-fs ## the whole system on this machine: control plane, controller, node agent, a sample sandbox (DEMO_EXIT=1: stop once Ready)
 	DEMO_EXIT=$(DEMO_EXIT) hack/demo.sh
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale
+bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale, kata-host-fs calls
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
@@ -89,6 +99,9 @@ bench: deps guest controlplane ## benchmarks on the real stack: guest boot, agen
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
 	node $(BENCH_OUT)/controller-scale.mjs 2000 50
+	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
+	node $(BENCH_OUT)/host-fs.mjs 200
 
 # --- install and operate (docs/operations.md) ------------------------------------------------
 .PHONY: deploy undeploy image

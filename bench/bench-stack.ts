@@ -21,6 +21,7 @@ import {
   kubectl,
 } from '../test/integration/controller-harness.js';
 import { installNodeAgentRbac } from '../test/e2e/node-agent-harness.js';
+import { builtHostFsBinary } from '../test/integration/host-fs-binary.js';
 import { removeScratch, SandboxApi } from '../test/e2e/sandbox-api.js';
 import {
   bundleComponent,
@@ -113,7 +114,7 @@ export async function startBenchStack(
         ...['--kubeconfig', agentId.kubeconfig, '--node-name', node, '--metrics-port', '0'],
         ...['--state-dir', path.join(base, 'state'), '--run-dir', path.join(base, 'run')],
         ...['--log-dir', path.join(base, 'logs'), '--allowed-host-path-roots', roots],
-        ...['--default-accelerator', 'auto'],
+        ...['--default-accelerator', 'auto', '--host-fs-binary', builtHostFsBinary()],
         ...extraAgentArgs(base),
       ],
       path.join(base, 'node-agent.log'),

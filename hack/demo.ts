@@ -23,6 +23,7 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KataSandbox } from '../src/crds/index.js';
 import { holdPlane, KUBECONFIG_ENV, releasePlane } from '../test/integration/cluster.js';
+import { builtHostFsBinary } from '../test/integration/host-fs-binary.js';
 import { grantElectionLease, revokeElectionLease } from '../test/integration/controller-harness.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import {
@@ -400,6 +401,7 @@ async function main(): Promise<void> {
           ...['--kubeconfig', agentId.kubeconfig, '--node-name', NODE, '--metrics-port', '0'],
           ...['--state-dir', dirs.state, '--run-dir', dirs.run, '--log-dir', dirs.logs],
           ...['--allowed-host-path-roots', ROOTS, '--default-accelerator', 'auto'],
+          ...['--host-fs-binary', builtHostFsBinary()],
           ...['--insecure-registries', registry.host],
         ],
         agentLog,

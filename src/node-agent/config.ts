@@ -26,6 +26,8 @@ export interface NodeAgentConfig {
   /** Guest image directory; default: the `make guest` cache's `current`. */
   guestImageDir?: string;
   qemuBinary: string;
+  /** kata-host-fs: opens host paths beneath their roots, hands QEMU descriptors, makes binds. */
+  hostFsBinary: string;
   /** systemd-scope: each QEMU in its own transient scope when the host runs systemd (else detached). */
   qemuLaunch: 'detached' | 'systemd-scope';
   defaultAccelerator: AcceleratorSetting;
@@ -161,6 +163,13 @@ const OPTIONS: readonly Option[] = [
     doc: 'QEMU to run (default qemu-system-x86_64)',
   },
   {
+    flag: 'host-fs-binary',
+    env: 'HOST_FS_BINARY',
+    key: 'hostFsBinary',
+    kind: 'string',
+    doc: 'the kata-host-fs helper (host paths opened once, beneath their roots) (default /usr/local/bin/kata-host-fs)',
+  },
+  {
     flag: 'qemu-launch',
     env: 'QEMU_LAUNCH',
     key: 'qemuLaunch',
@@ -281,6 +290,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   cniConfDir: DEFAULT_CNI_CONF_DIR,
   cniBinDirs: [...DEFAULT_CNI_BIN_DIRS],
   qemuBinary: 'qemu-system-x86_64',
+  hostFsBinary: '/usr/local/bin/kata-host-fs',
   qemuLaunch: 'detached',
   defaultAccelerator: 'auto',
   maxSandboxes: 16,

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT, serviceAccountKubeConfigPath } from '../integration/cluster.js';
+import { builtHostFsBinary } from '../integration/host-fs-binary.js';
 import {
   bundleEntry,
   kubectl,
@@ -57,6 +58,8 @@ export async function startNodeAgent(
       dirs.roots.join(','),
       '--default-accelerator',
       'auto',
+      '--host-fs-binary',
+      builtHostFsBinary(),
       ...extraArgs,
     ],
     logFile,

@@ -14,6 +14,7 @@ import type { KataSandbox } from '../../src/crds/index.js';
 import { makeBusyboxRootfs } from '../e2e/node-agent-harness.js';
 import { qemuPidsOf, removeScratch } from '../e2e/sandbox-api.js';
 import { REPO_ROOT } from './cluster.js';
+import { builtHostFsBinary } from './host-fs-binary.js';
 import { bundleEntry, eventually } from './controller-harness.js';
 import {
   applyDeploy,
@@ -113,7 +114,7 @@ beforeAll(async () => {
       ...['--kubeconfig', agentConfig, '--node-name', NODE],
       ...['--metrics-port', String(agentPort), '--default-accelerator', 'auto'],
       ...['--state-dir', dirs[0] ?? '', '--run-dir', dirs[1] ?? '', '--log-dir', dirs[2] ?? ''],
-      ...['--allowed-host-path-roots', roots],
+      ...['--allowed-host-path-roots', roots, '--host-fs-binary', builtHostFsBinary()],
     ],
     path.join(base, 'node-agent.log'),
   );

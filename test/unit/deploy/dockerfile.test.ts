@@ -11,7 +11,7 @@
 // dpkg says which Debian package ships it. There is no single exported list of host binaries in
 // src/node-agent/, hence this grep over the bundle's own sources.
 import { describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   accessSync,
   constants,
@@ -26,6 +26,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { parseAllDocuments } from 'yaml';
+import { DEFAULTS } from '../../../src/node-agent/config.js';
 import { DEFAULT_CNI_BIN_DIRS } from '../../../src/node-agent/network/cni.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -182,10 +183,22 @@ function candidates(source: string): { strong: string[]; weak: string[] } {
  */
 const PACKAGE_IF_NOT_INSTALLED: Record<string, string> = { 'systemd-run': 'systemd' };
 
+/** Whether a 64-bit ELF file names a program interpreter (PT_INTERP): dynamically linked. */
+function hasElfInterpreter(elf: Buffer): boolean {
+  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) throw new Error('not a 64-bit ELF file');
+  const phoff = Number(elf.readBigUInt64LE(0x20));
+  const phentsize = elf.readUInt16LE(0x36);
+  const phnum = elf.readUInt16LE(0x38);
+  for (let i = 0; i < phnum; i++) {
+    if (elf.readUInt32LE(phoff + i * phentsize) === 3) return true;
+  }
+  return false;
+}
+
 describe('Dockerfile', () => {
-  it('has the build, guest and runtime stages, and --from names only earlier stages', () => {
-    expect(stages.slice(0, 2)).toEqual(['build', 'guest']);
-    expect(stages).toHaveLength(3);
+  it('has the build, guest, host-fs and runtime stages, and --from names only earlier stages', () => {
+    expect(stages.slice(0, 3)).toEqual(['build', 'guest', 'host-fs']);
+    expect(stages).toHaveLength(4);
     for (const i of list) {
       const from = /--from=(\S+)/.exec(i.args)?.[1];
       if (from) expect(stages.slice(0, i.stage)).toContain(from);
@@ -243,6 +256,40 @@ describe('Dockerfile', () => {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
+  }, 240_000);
+
+  it('builds kata-host-fs statically from host-fs/ and installs it where the node agent looks', () => {
+    // The stage's build step as written, run here with its output moved to a scratch dir: it
+    // must make a static binary that answers (with its usage error) when run.
+    const stage = stages.indexOf('host-fs');
+    const run = list.find(
+      (i) => i.stage === stage && i.op === 'RUN' && i.args.includes('go build'),
+    );
+    const step = run?.args ?? '';
+    expect(step).toContain('CGO_ENABLED=0');
+    const out = mkdtempSync(path.join(tmpdir(), 'kata-host-fs-check-'));
+    try {
+      execFileSync('bash', ['-euo', 'pipefail', '-c', step.replaceAll('/out/', `${out}/`)], {
+        cwd: path.join(REPO, 'host-fs'),
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 180_000,
+      });
+      const bin = path.join(out, 'kata-host-fs');
+      expect({ bin, interpreter: hasElfInterpreter(readFileSync(bin)) }).toEqual({
+        bin,
+        interpreter: false,
+      });
+      const usage = spawnSync(bin, [], { encoding: 'utf8', timeout: 10_000 });
+      expect({ status: usage.status, code: JSON.parse(usage.stderr).code }).toEqual({
+        status: 2,
+        code: 'USAGE',
+      });
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+    expect(DOCKERFILE).toContain(
+      `COPY --from=host-fs /out/kata-host-fs ${DEFAULTS.hostFsBinary}\n`,
+    );
   }, 240_000);
 
   it('runs the commands and guest image directory the manifests in deploy/ use', () => {

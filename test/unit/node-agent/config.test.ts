@@ -34,6 +34,24 @@ describe('node agent config', () => {
     expect(c.maxSandboxes).toBe(3);
   });
 
+  it('the kata-host-fs helper: /usr/local/bin by default, else flag > env > file', () => {
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).hostFsBinary).toBe(
+      '/usr/local/bin/kata-host-fs',
+    );
+    const file = () => ({ hostFsBinary: '/file/kata-host-fs' });
+    expect(nodeAgentConfig(['--node-name', 'n', '--config', 'c'], {}, file).hostFsBinary).toBe(
+      '/file/kata-host-fs',
+    );
+    const env = { HOST_FS_BINARY: '/env/kata-host-fs' };
+    expect(nodeAgentConfig(['--node-name', 'n', '--config', 'c'], env, file).hostFsBinary).toBe(
+      '/env/kata-host-fs',
+    );
+    expect(
+      nodeAgentConfig(['--node-name', 'n', '--host-fs-binary', '/flag/kata-host-fs'], env)
+        .hostFsBinary,
+    ).toBe('/flag/kata-host-fs');
+  });
+
   it('image settings: insecure registries are host[:port], empty by default', () => {
     const c = nodeAgentConfig(
       [
@@ -128,6 +146,7 @@ describe('node agent config', () => {
       '--qemu-launch',
       '--guest-image-dir',
       '--qemu-binary',
+      '--host-fs-binary',
       '--default-accelerator',
       '--max-sandboxes',
       '--memory-mib',
