@@ -1,30 +1,31 @@
-// Benchmark: the 9p share's security model, security_model=none (what the node agent used before)
-// against mapped-xattr (what it uses now: the guest's ownership and modes kept in user.virtfs.*
-// xattrs). Real QEMU, the guest image from `make guest`, the guest agent, a busybox container
-// whose rootfs and /data are on the share. `make bench` bundles this file with esbuild.
+// Benchmark: the 9p share's security model, security_model=none (what the node agent uses) against
+// mapped-xattr (the guest's ownership and modes kept in user.virtfs.* xattrs, never applied to
+// the host file). Real QEMU, the guest image from `make guest`, the guest agent, a busybox
+// container whose rootfs and /data are on the share. The rootfs uses hard links, not symlinks:
+// mapped-xattr cannot read symlinks made on the host (docs/operations.md, "9p security model").
+// `make bench` bundles this file with esbuild.
 //   node ninep.mjs [rounds=2] [files=300]
 // Per round and model: QEMU start → agent answering and QEMU's CPU seconds by then; then a
 // container writing `files` small files in /data, one reading them back (and listing them), one
 // doing nothing (the container start cost inside both), each as wall time and QEMU CPU seconds.
-// The `none` runs go through a tiny wrapper that rewrites only the -fsdev security option.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The mapped-xattr runs go through a tiny wrapper that rewrites only the -fsdev security option.
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createSandboxRequest } from '../src/agent/sandbox-request.js';
 import { sharedDirStorage } from '../src/agent/storage.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
-import {
-  SHARE_DIR_MODE,
-  SHARE_FILE_MODE,
-  SHARE_SECURITY_MODEL,
-} from '../src/node-agent/hypervisor/qemu-args.js';
-import {
-  bootTestVm,
-  busyboxRootfs,
-  containerRequest,
-  runContainer,
-  vmConfig,
-} from '../test/e2e/sandbox-vm.js';
+import { bootTestVm, containerRequest, runContainer, vmConfig } from '../test/e2e/sandbox-vm.js';
 
 const ROUNDS = Number(process.argv[2] ?? 2);
 const FILES = Number(process.argv[3] ?? 300);
@@ -32,7 +33,18 @@ const IMAGE = path.join(
   process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
   'kata-sandbox-operator/guest/current',
 );
-const MAPPED = `security_model=${SHARE_SECURITY_MODEL},fmode=${SHARE_FILE_MODE},dmode=${SHARE_DIR_MODE}`;
+const MAPPED = 'security_model=mapped-xattr,fmode=0600,dmode=0700';
+
+/** busybox with its applets as hard links (mapped-xattr serves those; host symlinks it cannot). */
+function hardlinkRootfs(dir: string): void {
+  for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'etc', 'data']) {
+    mkdirSync(path.join(dir, d), { recursive: true });
+  }
+  copyFileSync('/bin/busybox', path.join(dir, 'bin/busybox'));
+  for (const a of ['sh', 'ls', 'cat', 'true']) {
+    linkSync(path.join(dir, 'bin/busybox'), path.join(dir, 'bin', a));
+  }
+}
 
 /** user + system CPU seconds of a process, from /proc (NaN once it is gone). */
 function cpuSeconds(pid: number): number {
@@ -72,11 +84,11 @@ async function oneRound(
 ): Promise<Figures> {
   const dir = path.join(scratch, `${model}-${n}`);
   const shared = path.join(dir, 'shared');
-  busyboxRootfs(path.join(shared, 'c', 'rootfs'));
+  hardlinkRootfs(path.join(shared, 'c', 'rootfs'));
   const vm = await bootTestVm(
     vmConfig(dir, `bench-9p-${n}`, image, { sharedDir: shared, accelerator }),
     dir,
-    model === 'none' ? { launchPrefix: [wrapper] } : {},
+    model === 'mapped-xattr' ? { launchPrefix: [wrapper] } : {},
   );
   try {
     const pid = vm.process.pid;
@@ -128,8 +140,8 @@ async function main(): Promise<void> {
   const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-ninep-'));
   // Runs QEMU with the one -fsdev option rewritten; argv in, argv out, no parsing by a shell.
-  const wrapper = path.join(scratch, 'qemu-9p-none');
-  writeFileSync(wrapper, `#!/bin/bash\nexec "\${@/${MAPPED}/security_model=none}"\n`);
+  const wrapper = path.join(scratch, 'qemu-9p-mapped-xattr');
+  writeFileSync(wrapper, `#!/bin/bash\nexec "\${@/security_model=none/${MAPPED}}"\n`);
   chmodSync(wrapper, 0o755);
   console.log(
     `9p security model bench: accelerator ${accel.accelerator}; ${ROUNDS} round(s) per model, ` +
