@@ -2,6 +2,9 @@
 // a running sandbox's wiring is still there (wiringHealth), from `ip -d -j link` and
 // `tc -j filter` output captured on this machine.
 import { describe, expect, it } from '@jest/globals';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   claimVerdict,
   ClaimLock,
@@ -15,6 +18,8 @@ import {
   type ObservedWiring,
 } from '../../../src/node-agent/network/tap-health.js';
 import { tapOwnerAlias, tapOwnerOf } from '../../../src/node-agent/network/tcfilter.js';
+import { storedNetnsClaims } from '../../../src/node-agent/sandbox-network.js';
+import { newSandboxState, StateStore } from '../../../src/node-agent/state-store.js';
 
 const A = '0b6c1f6e-0000-4000-8000-00000000000a';
 const B = '0b6c1f6e-0000-4000-8000-00000000000b';
@@ -214,5 +219,23 @@ describe('wiringHealth', () => {
       links: intact.links.filter((l) => l.name !== 'eth0'),
     });
     expect((v as { message: string }).message).toContain('interface eth0 is gone');
+  });
+});
+
+describe('storedNetnsClaims', () => {
+  it('lists the namespace each state file records, skipping sandboxes without one and unreadable files', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'netns-claims-'));
+    try {
+      const store = new StateStore(dir);
+      const withNet = newSandboxState({ uid: A, namespace: 'n', name: 'a' }, new Date(0));
+      withNet.network = { mode: 'netns', nsPath: '/run/netns/pod', endpoints: [], guest: {} };
+      await store.save(withNet);
+      await store.save(newSandboxState({ uid: B, namespace: 'n', name: 'b' }, new Date(0)));
+      mkdirSync(path.join(dir, 'sandboxes', 'broken'), { recursive: true });
+      writeFileSync(path.join(dir, 'sandboxes', 'broken', 'state.json'), '{');
+      expect(await storedNetnsClaims(store)).toEqual([{ uid: A, nsPath: '/run/netns/pod' }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
