@@ -82,11 +82,14 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, network, create → Running, image pulls, controller scale, kata-host-fs calls
+bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
 	node $(BENCH_OUT)/guest-boot.mjs
+	@npx esbuild bench/ninep.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/ninep.mjs
+	node $(BENCH_OUT)/ninep.mjs 2 300
 	@npx esbuild bench/network.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/network.mjs
 	node $(BENCH_OUT)/network.mjs 5 1000

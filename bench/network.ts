@@ -297,6 +297,7 @@ async function oneRun(
     const eps = await attach(
       nsPath,
       cfg.interfaces.map((x) => ({ name: x.name, hwAddr: x.hwAddr, mtu: x.mtu })),
+      `bench-${i}`,
     );
     r.taps = { nsPath, eps };
     const tapsMs = performance.now() - t0;

@@ -49,6 +49,8 @@ export interface NodeAgentConfig {
   imagePullTimeoutMs: number;
   /** First retry delay after a failed pull; doubles up to 300 s (kubelet's ImagePullBackOff). */
   imagePullBackoffMs: number;
+  /** How often running sandboxes' taps and redirects are checked (NetworkLost). */
+  networkCheckMs: number;
   help: boolean;
 }
 
@@ -268,6 +270,13 @@ const OPTIONS: readonly Option[] = [
     kind: 'int',
     doc: 'first retry delay after a failed pull, doubling to 300000 (default 10000)',
   },
+  {
+    flag: 'network-check-ms',
+    env: 'NETWORK_CHECK_MS',
+    key: 'networkCheckMs',
+    kind: 'int',
+    doc: "interval of the check that running sandboxes' taps and tc redirects are still there; 0 turns it off (default 15000)",
+  },
 ];
 
 export const NODE_AGENT_HELP = `kata-node-agent: runs the KataSandboxes scheduled to this node as QEMU VMs.
@@ -304,6 +313,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   insecureRegistries: [],
   imagePullTimeoutMs: 600_000,
   imagePullBackoffMs: 10_000,
+  networkCheckMs: 15_000,
 };
 
 const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;

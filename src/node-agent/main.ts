@@ -24,7 +24,7 @@ import { NodeReconciler } from './node-reconciler.js';
 import { readPullSecrets } from './pull-secrets.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
-import { SandboxNetwork } from './sandbox-network.js';
+import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -125,6 +125,7 @@ async function main(): Promise<void> {
           ...(cfg.cniNodeNetns && { nodeNetns: cfg.cniNodeNetns }),
         },
         log,
+        claims: () => storedNetnsClaims(store),
       }),
     },
   });
@@ -167,6 +168,16 @@ async function main(): Promise<void> {
   for (const sb of sandboxes.list()) enqueue(sb);
   ready = true;
 
+  // A tap or redirect removed from the host cuts a VM off while it looks healthy: look again.
+  let checking: Promise<void> | undefined;
+  const networkCheck =
+    cfg.networkCheckMs > 0
+      ? setInterval(() => {
+          checking ??= rec.checkNetworks(stop.signal).finally(() => (checking = undefined));
+        }, cfg.networkCheckMs)
+      : undefined;
+  networkCheck?.unref();
+
   let stopping = false;
   async function shutdown(code: number): Promise<void> {
     if (stopping) return;
@@ -174,6 +185,7 @@ async function main(): Promise<void> {
     // VMs keep running: the next node agent adopts them.
     log.info('shutting down: VMs keep running');
     stop.abort();
+    clearInterval(networkCheck);
     await queue.shutdown(10_000);
     await sandboxes.stop();
     await heartbeat.stop();

@@ -125,6 +125,16 @@ export class NodeReconciler {
     await this.applyStatusOf(sb, rt);
   };
 
+  /** The periodic network check of every running sandbox, one after another (cheap: ip + tc). */
+  async checkNetworks(signal: AbortSignal): Promise<void> {
+    for (const rt of [...this.runtimes.values()]) {
+      if (signal.aborted) return;
+      await rt.checkNetwork(signal).catch((err: unknown) => {
+        rt.log.warn({ err }, 'network check failed');
+      });
+    }
+  }
+
   private async applyStatusOf(sb: KataSandbox, rt: SandboxRuntime): Promise<void> {
     const facts = rt.facts();
     const status = nodeAgentStatus(facts, sb.status?.conditions, new Date());

@@ -1,8 +1,9 @@
 // The network step of a sandbox (DESIGN §4 step 3) for modes netns and cni: find the namespace
-// (the one the spec names, checked against the allow-listed roots, or one made here and filled
-// by the node's CNI plugins), read its interfaces and routes, wire a tap per interface with tc
-// mirred both ways, and say what QEMU and the guest get. What was made goes into the state
-// file's record, so release (and a restarted node agent) can undo exactly that.
+// (the one the spec names, checked against the allow-listed roots and claimed for this sandbox
+// alone, or one made here and filled by the node's CNI plugins), read its interfaces and routes,
+// wire a tap per interface with tc mirred both ways, and say what QEMU and the guest get. What
+// was made goes into the state file's record, so release (and a restarted node agent) can undo
+// exactly that; health() tells whether that wiring is still on the host.
 import { InvalidInputError } from '../agent/errors.js';
 import { agentNetworkConfig, type AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
@@ -14,15 +15,26 @@ import {
   type CniAttachment,
   type CniOptions,
 } from './network/cni.js';
+import {
+  claimVerdict,
+  ClaimLock,
+  netnsIdentity,
+  readLinks,
+  reservedNameVerdict,
+  type NetnsRecord,
+} from './network/netns-claim.js';
 import { checkNetnsPath } from './network/netns-path.js';
 import { readNetns } from './network/netns-reader.js';
-import { attach, detach, nicsFor, type TapEndpoint } from './network/tcfilter.js';
+import { observeWiring, wiringHealth, type NetworkHealth } from './network/tap-health.js';
+import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './network/tcfilter.js';
 import { NO_NETWORK, type NetworkPlan, type NetworkStep } from './spec-support.js';
+import type { StateStore } from './state-store.js';
 
 /** A network step failure with the reason status shows. */
 export class NetworkSetupError extends Error {
   constructor(
-    readonly reason: 'InvalidNetworkNamespace' | 'CNIFailed' | 'NetworkFailed',
+    readonly reason:
+      'InvalidNetworkNamespace' | 'NetnsNotAllowed' | 'NetnsInUse' | 'CNIFailed' | 'NetworkFailed',
     message: string,
   ) {
     super(message);
@@ -57,10 +69,38 @@ export interface SandboxNetworkOptions {
   netnsRoots: readonly string[];
   cni: CniOptions;
   log: Logger;
+  /** The network namespace each sandbox of this node's state records holds (uid, nsPath). */
+  claims: () => Promise<{ uid: string; nsPath: string }[]>;
+  /** Namespaces never handed to a tenant; default: the node agent's and pid 1's. */
+  reservedNetns?: readonly string[];
+}
+
+const DEFAULT_RESERVED_NETNS = ['/proc/self/ns/net', '/proc/1/ns/net'];
+
+const identityOrUndefined = (p: string): string | undefined => {
+  try {
+    return netnsIdentity(p);
+  } catch {
+    return undefined;
+  }
+};
+
+/** The namespace each sandbox's state record holds: the claims a new netns sandbox must not take. */
+export async function storedNetnsClaims(
+  store: Pick<StateStore, 'listUids' | 'load'>,
+): Promise<{ uid: string; nsPath: string }[]> {
+  const out: { uid: string; nsPath: string }[] = [];
+  for (const uid of await store.listUids()) {
+    const net = (await store.load(uid).catch(() => undefined))?.network;
+    if (net && isRecord(net)) out.push({ uid, nsPath: net.nsPath });
+  }
+  return out;
 }
 
 export class SandboxNetwork implements NetworkStep {
   private readonly cni: CniNetwork;
+  /** One netns claim (check + wire) at a time on this node. */
+  private readonly claimLock = new ClaimLock();
 
   constructor(private readonly opts: SandboxNetworkOptions) {
     this.cni = new CniNetwork(opts.cni);
@@ -71,14 +111,37 @@ export class SandboxNetwork implements NetworkStep {
   }
 
   private netnsPathOf(spec: KataSandboxSpec): string {
+    const shown = spec.network?.netnsPath ?? '';
+    let real: string;
     try {
-      return checkNetnsPath(spec.network?.netnsPath ?? '', { roots: this.opts.netnsRoots });
+      real = checkNetnsPath(shown, { roots: this.opts.netnsRoots });
     } catch (err) {
       if (err instanceof InvalidInputError) {
         throw new NetworkSetupError('InvalidNetworkNamespace', err.message);
       }
       throw err;
     }
+    const named = reservedNameVerdict(real, shown);
+    if (!named.ok) throw new NetworkSetupError(named.reason, named.message);
+    return real;
+  }
+
+  /**
+   * Refuses a namespace another sandbox holds (its tap on the host, or its state record) or that
+   * is the node's own. Runs inside the claim lock, before anything is made.
+   */
+  private async checkClaim(uid: string, nsPath: string, shown: string): Promise<void> {
+    const identity = netnsIdentity(nsPath);
+    const reserved = (this.opts.reservedNetns ?? DEFAULT_RESERVED_NETNS)
+      .map(identityOrUndefined)
+      .filter((x): x is string => x !== undefined);
+    const records: NetnsRecord[] = (await this.opts.claims()).map((c) => ({
+      uid: c.uid,
+      identity: identityOrUndefined(c.nsPath),
+    }));
+    const links = await readLinks(nsPath);
+    const verdict = claimVerdict({ uid, shown, identity, reserved, links, records });
+    if (!verdict.ok) throw new NetworkSetupError(verdict.reason, verdict.message);
   }
 
   async prepare(ctx: {
@@ -88,37 +151,63 @@ export class SandboxNetwork implements NetworkStep {
   }): Promise<NetworkPlan> {
     const mode = ctx.spec.network?.mode ?? 'none';
     if (mode === 'none') return NO_NETWORK.prepare({ ...ctx, runDir: '' });
-    let nsPath: string;
-    let att: CniAttachment | undefined;
     if (mode === 'netns') {
-      nsPath = this.netnsPathOf(ctx.spec);
-    } else {
-      // A leftover of an interrupted attempt (same container id) is deleted first: ADD again on
-      // top of it could hold a second address.
-      const leftover = {
-        netnsName: sandboxNetnsName(ctx.uid),
-        netnsPath: this.cni.netnsPath(ctx.uid),
-        containerId: ctx.uid,
-        ifName: this.opts.cni.ifName ?? 'eth0',
-      };
-      await this.cni.teardown(leftover).catch(() => {});
-      ctx.signal.throwIfAborted();
-      try {
-        att = await this.cni.setup(ctx.uid);
-      } catch (err) {
-        throw new NetworkSetupError(
-          err instanceof CniError ? 'CNIFailed' : 'NetworkFailed',
-          `spec.network.mode "cni": ${(err as Error).message}`,
-        );
-      }
-      nsPath = att.netnsPath;
+      const nsPath = this.netnsPathOf(ctx.spec);
+      const shown = ctx.spec.network?.netnsPath ?? '';
+      return this.claimLock.run(async () => {
+        ctx.signal.throwIfAborted();
+        try {
+          await this.checkClaim(ctx.uid, nsPath, shown);
+        } catch (err) {
+          if (err instanceof NetworkSetupError) throw err;
+          throw new NetworkSetupError(
+            'NetworkFailed',
+            `network namespace ${nsPath}: ${(err as Error).message}`,
+          );
+        }
+        return this.wire(ctx.uid, 'netns', nsPath, undefined, ctx.signal);
+      });
     }
+    // A leftover of an interrupted attempt (same container id) is deleted first: ADD again on
+    // top of it could hold a second address.
+    const leftover = {
+      netnsName: sandboxNetnsName(ctx.uid),
+      netnsPath: this.cni.netnsPath(ctx.uid),
+      containerId: ctx.uid,
+      ifName: this.opts.cni.ifName ?? 'eth0',
+    };
+    await this.cni.teardown(leftover).catch(() => {});
+    ctx.signal.throwIfAborted();
+    let att: CniAttachment;
     try {
-      ctx.signal.throwIfAborted();
-      const guest = agentNetworkConfig(await readNetns(nsPath));
+      att = await this.cni.setup(ctx.uid);
+    } catch (err) {
+      throw new NetworkSetupError(
+        err instanceof CniError ? 'CNIFailed' : 'NetworkFailed',
+        `spec.network.mode "cni": ${(err as Error).message}`,
+      );
+    }
+    return this.wire(ctx.uid, 'cni', att.netnsPath, att, ctx.signal);
+  }
+
+  /** Reads the namespace and wires a tap per interface; a cni attachment is undone on failure. */
+  private async wire(
+    uid: string,
+    mode: NetworkRecord['mode'],
+    nsPath: string,
+    att: CniAttachment | undefined,
+    signal: AbortSignal,
+  ): Promise<NetworkPlan> {
+    try {
+      signal.throwIfAborted();
+      const desc = await readNetns(nsPath);
+      // A tap of this sandbox's own interrupted attempt is not an interface of the namespace.
+      const links = desc.links.filter((l) => !(l.name.endsWith(TAP_SUFFIX) && l.type === 'tun'));
+      const guest = agentNetworkConfig({ ...desc, links });
       const endpoints = await attach(
         nsPath,
         guest.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu })),
+        uid,
       );
       const rec: NetworkRecord = { mode, nsPath, endpoints, guest, ...(att && { cni: att }) };
       return planOf(rec);
@@ -140,6 +229,27 @@ export class SandboxNetwork implements NetworkStep {
     if (!isRecord(record) || !record.cni) return;
     signal.throwIfAborted();
     await this.cni.check(record.cni);
+  }
+
+  /** Whether the recorded taps and redirects are still on the host (a cheap periodic check). */
+  async health(
+    uid: string,
+    record: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<NetworkHealth> {
+    if (!isRecord(record) || record.endpoints.length === 0) return { ok: true };
+    signal.throwIfAborted();
+    let seen;
+    try {
+      seen = await observeWiring(record.nsPath, record.endpoints);
+    } catch (err) {
+      return {
+        ok: false,
+        reason: 'NetworkLost',
+        message: `the VM's network namespace cannot be read: ${(err as Error).message}`,
+      };
+    }
+    return wiringHealth(uid, record.endpoints, seen);
   }
 
   /** Taps and redirects, then (cni) DEL and the namespace; tries everything, throws the first failure. */

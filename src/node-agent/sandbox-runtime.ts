@@ -188,6 +188,8 @@ export class SandboxRuntime {
   private releasing: Promise<void> | undefined;
   private destroying: Promise<void> | undefined;
   private removed = false;
+  /** The periodic network check found the host wiring cut (NetworkReady=False until it is back). */
+  private networkLost: { reason: string; message: string } | undefined;
   private saving: Promise<void> = Promise.resolve();
   readonly log: Logger;
 
@@ -266,6 +268,7 @@ export class SandboxRuntime {
           ? this.state.shareDir !== undefined || this.state.qemu !== undefined
           : this.state.guestNetwork !== undefined,
       ...(this.state.guestNetwork && { network: this.state.guestNetwork }),
+      ...(this.networkLost && { networkLost: this.networkLost }),
       ...(this.state.failure && { failure: this.state.failure }),
       ...(this.state.end && {
         end: { reason: this.state.end.reason, message: this.state.end.message },
@@ -985,6 +988,35 @@ export class SandboxRuntime {
     this.watchVm();
     if (resume) this.start();
     return true;
+  }
+
+  /**
+   * Re-checks that a running sandbox's taps and redirects are still on the host; a change flips
+   * NetworkReady (and makes an Event). The sandbox keeps running: its containers may not need
+   * the network, and an operator may restore the wiring.
+   */
+  async checkNetwork(signal: AbortSignal): Promise<void> {
+    const rec = this.state.network;
+    if (!rec || !this.state.guestNetwork || this.ended || this.stopping || !this.qemu?.running) {
+      return;
+    }
+    const health = await (this.deps.network ?? NO_NETWORK).health(this.uid, rec, signal);
+    if (this.ended || this.stopping) return;
+    const was = this.networkLost;
+    this.networkLost = health.ok ? undefined : { reason: health.reason, message: health.message };
+    if (this.networkLost?.message === was?.message) return;
+    if (this.networkLost && !was) {
+      this.log.warn({ reason: this.networkLost.reason }, this.networkLost.message);
+      this.deps.event('Warning', this.networkLost.reason, this.networkLost.message.slice(0, 1000));
+    } else if (!this.networkLost) {
+      this.log.info('network wiring is back');
+      this.deps.event(
+        'Normal',
+        'NetworkRestored',
+        "the VM's taps and redirects are in place again",
+      );
+    }
+    this.deps.onChange();
   }
 
   /** The controller gave up on the sandbox (e.g. NodeLost): end it and free the host. */

@@ -30,6 +30,8 @@ export interface RuntimeFacts {
   agentConnected: boolean;
   networkReady: boolean;
   network?: GuestNetworkStatus;
+  /** The periodic check found the VM's host wiring (tap, redirects) cut. */
+  networkLost?: { reason: string; message: string };
   failure?: StepFailure;
   /** Terminated=True with this reason (Succeeded, ContainerFailed, VMExited, …). */
   end?: { reason: string; message: string };
@@ -84,7 +86,9 @@ export function nodeAgentConditions(f: RuntimeFacts): Cond[] {
       : cond(T.AgentConnected, false, f.end ? 'VMStopped' : 'Connecting'));
   const network =
     failed(f, 'NetworkReady') ??
-    cond(T.NetworkReady, f.networkReady, f.networkReady ? 'NetworkConfigured' : 'Configuring');
+    (f.networkLost && !f.end
+      ? cond(T.NetworkReady, false, f.networkLost.reason, f.networkLost.message)
+      : cond(T.NetworkReady, f.networkReady, f.networkReady ? 'NetworkConfigured' : 'Configuring'));
   const statuses = containerStatuses(f);
   const allRunning = statuses.length > 0 && statuses.every((c) => c.state === 'Running');
   const notRunning = statuses.filter((c) => c.state !== 'Running').map((c) => c.name);

@@ -3,6 +3,7 @@
 import type { AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { NicConfig } from './hypervisor/qemu-args.js';
+import type { NetworkHealth } from './network/tap-health.js';
 import type { StepFailure } from './sandbox-status.js';
 
 /** The refusal of a feature this node agent is not set up to run. Pure. */
@@ -48,6 +49,8 @@ export interface NetworkStep {
   restore(record: Record<string, unknown>): NetworkPlan | undefined;
   /** Checks a prepared network is still intact (CNI CHECK), on adoption. */
   check(record: Record<string, unknown>, signal: AbortSignal): Promise<void>;
+  /** Whether what prepare wired is still on the host (a cheap check, run periodically). */
+  health(uid: string, record: Record<string, unknown>, signal: AbortSignal): Promise<NetworkHealth>;
   release(record: Record<string, unknown>): Promise<void>;
 }
 
@@ -58,5 +61,6 @@ export const NO_NETWORK: NetworkStep = {
     Promise.resolve({ nics: [], guest: { interfaces: [], routes: [], warnings: [] }, record: {} }),
   restore: () => undefined,
   check: () => Promise.resolve(),
+  health: () => Promise.resolve({ ok: true }),
   release: () => Promise.resolve(),
 };

@@ -92,6 +92,7 @@ async function startSandbox(name: string, nsPath: string, script: string): Promi
   const eps = await attach(
     real,
     cfg.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu })),
+    `e2e-${name}`,
   );
   taps.push({ ns: real, eps });
   const img = rootfsImage(name);

@@ -20,6 +20,8 @@ export interface TapEndpoint {
 }
 
 export const TAP_SUFFIX = '_kata';
+/** The ifalias prefix of a tap the node agent made; the owner sandbox's uid follows. */
+export const TAP_OWNER_PREFIX = 'kata.sandbox.io/uid=';
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** `tap<N>_kata`, as Kata names them (≤ 15 characters for N < 10^6). */
@@ -28,6 +30,21 @@ export function tapName(index: number): string {
     throw new Error(`tap index ${index} is out of range`);
   }
   return `tap${index}${TAP_SUFFIX}`;
+}
+
+/** The ifalias that marks a tap as made for sandbox `uid` (seen by a restarted node agent). */
+export function tapOwnerAlias(uid: string): string {
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(uid)) {
+    throw new Error(`${JSON.stringify(uid)} cannot go into an interface alias`);
+  }
+  return `${TAP_OWNER_PREFIX}${uid}`;
+}
+
+/** The owner uid in a tap's ifalias, or undefined when it carries none. Pure. */
+export function tapOwnerOf(alias: string | undefined): string | undefined {
+  if (!alias?.startsWith(TAP_OWNER_PREFIX)) return undefined;
+  const uid = alias.slice(TAP_OWNER_PREFIX.length);
+  return uid === '' ? undefined : uid;
 }
 
 const checkName = (what: string, n: string): string => {
@@ -64,12 +81,16 @@ export function redirectArgv(from: string, to: string): string[][] {
   ];
 }
 
-/** The commands (run inside the namespace) that wire `ifName` to a new tap, in order. */
-export function attachArgv(ifName: string, tap: string, mtu: number): string[][] {
+/**
+ * The commands (run inside the namespace) that wire `ifName` to a new tap, in order; the tap's
+ * owner mark comes right after it exists, before any traffic is redirected to it.
+ */
+export function attachArgv(ifName: string, tap: string, mtu: number, owner: string): string[][] {
   checkName('interface', ifName);
   checkName('tap', tap);
   return [
     ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
+    ['ip', 'link', 'set', 'dev', tap, 'alias', tapOwnerAlias(owner)],
     ...(mtu > 0 ? [['ip', 'link', 'set', 'dev', tap, 'mtu', String(mtu)]] : []),
     ...redirectArgv(ifName, tap),
     ...redirectArgv(tap, ifName),
@@ -103,12 +124,15 @@ export interface TcFilterOptions {
 }
 
 /**
- * Wires each interface to a tap inside the namespace at nsPath. Idempotent: leftovers of an
- * earlier attempt are removed first. On failure, what this call made is removed before it throws.
+ * Wires each interface to a tap owned by sandbox `owner` inside the namespace at nsPath.
+ * Idempotent: leftovers of an earlier attempt are removed first, so the caller must have checked
+ * the namespace is not another sandbox's (netns-claim.ts). On failure, what this call made is
+ * removed before it throws.
  */
 export async function attach(
   nsPath: string,
   ifaces: readonly NetnsInterface[],
+  owner: string,
   opts: TcFilterOptions = {},
 ): Promise<TapEndpoint[]> {
   const run = opts.run ?? runCommand;
@@ -122,7 +146,7 @@ export async function attach(
   await detach(nsPath, endpoints, opts);
   try {
     for (const e of endpoints) {
-      for (const argv of attachArgv(e.ifName, e.tap, e.mtu)) {
+      for (const argv of attachArgv(e.ifName, e.tap, e.mtu, owner)) {
         await runOk(run, inNetns(nsPath, argv), o);
       }
     }

@@ -145,8 +145,9 @@ describe('tc/tap argv', () => {
       'tc', 'filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'u32',
       'match', 'u8', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', to,
     ]; // prettier-ignore
-    expect(attachArgv('eth0', 'tap0_kata', 1450)).toEqual([
+    expect(attachArgv('eth0', 'tap0_kata', 1450, 'uid-1')).toEqual([
       ['ip', 'tuntap', 'add', 'dev', 'tap0_kata', 'mode', 'tap'],
+      ['ip', 'link', 'set', 'dev', 'tap0_kata', 'alias', 'kata.sandbox.io/uid=uid-1'],
       ['ip', 'link', 'set', 'dev', 'tap0_kata', 'mtu', '1450'],
       ['tc', 'qdisc', 'add', 'dev', 'eth0', 'ingress'],
       mirred('eth0', 'tap0_kata'),
@@ -154,8 +155,11 @@ describe('tc/tap argv', () => {
       mirred('tap0_kata', 'eth0'),
       ['ip', 'link', 'set', 'dev', 'tap0_kata', 'up'],
     ]);
-    expect(attachArgv('eth0', 'tap0_kata', 0)).toHaveLength(6);
-    expect(() => attachArgv('eth0; rm -rf /', 'tap0_kata', 0)).toThrow(/not an interface name/);
+    expect(attachArgv('eth0', 'tap0_kata', 0, 'uid-1')).toHaveLength(7);
+    expect(() => attachArgv('eth0; rm -rf /', 'tap0_kata', 0, 'u')).toThrow(
+      /not an interface name/,
+    );
+    expect(() => attachArgv('eth0', 'tap0_kata', 0, 'a b')).toThrow(/alias/);
   });
 
   it('detach: the ingress qdisc and the tap', () => {
@@ -195,6 +199,7 @@ describe('tc/tap argv', () => {
     const eps = await attach(
       '/run/netns/a',
       [{ name: 'eth0', hwAddr: 'AA:00:00:00:00:01', mtu: 1500 }],
+      'uid-1',
       { run },
     );
     expect(eps).toEqual([
@@ -210,7 +215,9 @@ describe('tc/tap argv', () => {
     calls.length = 0;
     fail.on = 'mirred egress redirect dev eth0';
     await expect(
-      attach('/run/netns/a', [{ name: 'eth0', hwAddr: 'aa:00:00:00:00:01', mtu: 1500 }], { run }),
+      attach('/run/netns/a', [{ name: 'eth0', hwAddr: 'aa:00:00:00:00:01', mtu: 1500 }], 'uid-1', {
+        run,
+      }),
     ).rejects.toThrow(/Operation not permitted/);
     expect(calls.slice(-2).map((c) => c.slice(3, 6))).toEqual([
       ['tc', 'qdisc', 'del'],

@@ -96,6 +96,28 @@ describe('node agent status', () => {
     expect(phaseOf(f)).toMatchObject({ phase: 'Failed', reason: 'HostPathNotAllowed' });
   });
 
+  it('a running sandbox whose wiring was cut: NetworkReady False (NetworkLost), not Ready, not ended', () => {
+    const lost = { reason: 'NetworkLost', message: 'tap tap0_kata of eth0 is gone' };
+    const conds = nodeAgentConditions({ ...running, networkLost: lost });
+    expect(conds.find((c) => c.type === 'NetworkReady')).toMatchObject({
+      status: 'False',
+      reason: 'NetworkLost',
+      message: lost.message,
+    });
+    expect(conds.find((c) => c.type === 'VMReady')?.status).toBe('True');
+    expect(conds.find((c) => c.type === 'Ready')?.status).toBe('False');
+    expect(conds.find((c) => c.type === 'Terminated')?.status).toBe('False');
+    expect(phaseOf({ ...running, networkLost: lost }).reason).toBe('NetworkLost');
+    // Once ended, the end speaks (no stale NetworkLost).
+    const ended = nodeAgentConditions({
+      ...running,
+      vmRunning: false,
+      networkLost: lost,
+      end: { reason: 'Succeeded', message: '' },
+    });
+    expect(ended.find((c) => c.type === 'NetworkReady')?.reason).not.toBe('NetworkLost');
+  });
+
   it('keeps lastTransitionTime while a status is unchanged', () => {
     const prev: Condition[] = [
       {
