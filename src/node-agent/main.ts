@@ -92,6 +92,7 @@ async function main(): Promise<void> {
       lowerRoots: [imageStore.imagesDir],
       logger: imageLog,
     }),
+    allowedRegistries: cfg.allowedRegistries,
     backoff: {
       initialMs: cfg.imagePullBackoffMs,
       maxMs: Math.max(cfg.imagePullBackoffMs, 300_000),
