@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import {
+  ContainerImages,
   ImagePullError,
   ImageStore,
   RootfsViews,
@@ -427,6 +428,43 @@ describe('image store against a real registry', () => {
     } finally {
       await evil.stop();
       await source.stop();
+    }
+  });
+
+  it('--allowed-registries: an image from another registry is refused before any request to it (issue 14 row 16)', async () => {
+    const elsewhere = await startRegistry({ accessLog: true });
+    try {
+      await pushImage(layoutV1, elsewhere, 'test/busybox:1');
+      const before = elsewhere.requests().length;
+      const { store } = await newStore({ insecureRegistries: [reg.host, elsewhere.host] });
+      const views = new RootfsViews({
+        root: path.join(work, 'views'),
+        lowerRoots: [store.imagesDir],
+      });
+      const images = new ContainerImages({ store, views, allowedRegistries: [reg.host] });
+      const prepare = (image: string) =>
+        images.prepare({
+          sandboxUid: 'allow-list',
+          container: 'main',
+          image,
+          pullSecrets: () => Promise.resolve([]),
+          signal: new AbortController().signal,
+          onWaiting: () => undefined,
+          onEvent: () => undefined,
+        });
+      await expect(prepare(`${elsewhere.host}/test/busybox:1`)).rejects.toThrow(
+        `container main: registry "${elsewhere.host}" is not in this node's allowed registries (${reg.host})`,
+      );
+      expect(store.toolRuns).toEqual({ inspect: 0, copy: 0, unpack: 0 });
+      // The registry's own log: nothing was asked of it.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(elsewhere.requests().length).toBe(before);
+      // The allowed registry is pulled from as usual.
+      const ok = await prepare(`${reg.host}/test/busybox:1`);
+      expect(ok.handle.outcome).toBe('pulled');
+      await images.release('allow-list');
+    } finally {
+      await elsewhere.stop();
     }
   });
 
