@@ -34,6 +34,10 @@ export interface NodeHeartbeatOptions {
   /** Per API call deadline (default 5 s). */
   timeoutMs?: number;
   logger?: Logger;
+  /** After each successful renewal, with its time (epoch ms). */
+  onRenewed?: (at: number) => void;
+  /** After each failed renewal. */
+  onFailed?: (err: unknown) => void;
 }
 
 export class NodeHeartbeat {
@@ -105,9 +109,11 @@ export class NodeHeartbeat {
       while (!signal.aborted) {
         try {
           await this.renewOnce(signal);
+          this.opts.onRenewed?.(this.lastRenewed);
         } catch (err) {
           if (signal.aborted) break;
           this.log.warn({ err, lease: this.leaseName }, 'lease renewal failed');
+          this.opts.onFailed?.(err);
         }
         // Jitter (up to −10 %) so many agents restarted together do not renew in lockstep.
         await sleep(every * (0.9 + Math.random() * 0.1), signal).catch(() => undefined);

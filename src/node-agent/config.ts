@@ -2,6 +2,7 @@
 // optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isAllowedRegistryEntry } from './images/registry-allow.js';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 
@@ -45,6 +46,8 @@ export interface NodeAgentConfig {
   imageCacheMaxBytes: number;
   /** host[:port] of registries spoken to over plain HTTP (or TLS without verification). */
   insecureRegistries: string[];
+  /** host[:port] (glob labels) of the only registries images come from; empty: any. */
+  allowedRegistries: string[];
   /** Deadline of one image download + unpack. */
   imagePullTimeoutMs: number;
   /** First retry delay after a failed pull; doubles up to 300 s (kubelet's ImagePullBackOff). */
@@ -58,7 +61,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'hosts' | 'accel' | 'launch';
+  kind: 'string' | 'int' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch';
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -257,6 +260,14 @@ const OPTIONS: readonly Option[] = [
     doc: 'comma-separated host[:port] of registries pulled over plain HTTP (default none)',
   },
   {
+    flag: 'allowed-registries',
+    env: 'ALLOWED_REGISTRIES',
+    key: 'allowedRegistries',
+    kind: 'registries',
+    emptyOk: true,
+    doc: 'comma-separated host[:port] (labels may be globs: *.example.com) images may come from (default any)',
+  },
+  {
     flag: 'image-pull-timeout-ms',
     env: 'IMAGE_PULL_TIMEOUT_MS',
     key: 'imagePullTimeoutMs',
@@ -311,6 +322,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   logMaxFiles: 3,
   imageCacheMaxBytes: 20 * 1024 * 1024 * 1024,
   insecureRegistries: [],
+  allowedRegistries: [],
   imagePullTimeoutMs: 600_000,
   imagePullBackoffMs: 10_000,
   networkCheckMs: 15_000,
@@ -349,6 +361,12 @@ function convert(o: Option, raw: unknown, where: string): unknown {
       const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
       const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
       if (!list.every((h) => HOST_PORT.test(h))) throw bad('a list of host[:port]');
+      return list;
+    }
+    case 'registries': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
+      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
+      if (!list.every(isAllowedRegistryEntry)) throw bad('a list of host[:port] (globs per label)');
       return list;
     }
     case 'launch':

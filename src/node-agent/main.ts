@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// kata-node-agent: heartbeats its node's Lease, watches the KataSandboxes labelled for its node,
+// kata-node-agent: heartbeats its node's Lease (on a worker thread running this same file, so no
+// sandbox's work on the main thread can stall it), watches the KataSandboxes labelled for its node,
 // and runs each as a QEMU VM. On SIGTERM it stops watching and leaves VMs running: they outlive
 // the agent, and the next one adopts them.
 import path from 'node:path';
@@ -8,7 +9,8 @@ import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '..
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
 import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
-import { NodeHeartbeat } from '../kube/node-heartbeat.js';
+import { NodeHeartbeatThread } from '../kube/node-heartbeat-thread.js';
+import { isNodeHeartbeatWorker, runNodeHeartbeatWorker } from '../kube/node-heartbeat-worker.js';
 import { objectKey } from '../kube/object-cache.js';
 import { WorkQueue } from '../kube/work-queue.js';
 import { startProbeServer } from '../observability/http-server.js';
@@ -64,10 +66,12 @@ async function main(): Promise<void> {
     reportingInstance: `kata-node-agent-${cfg.nodeName}`,
     logger: log,
   });
-  const heartbeat = new NodeHeartbeat({
-    clients,
+  // The worker loads the kubeconfig from the same source (its own client, its own token reads).
+  const heartbeat = new NodeHeartbeatThread({
+    script: new URL(import.meta.url),
+    ...(cfg.kubeconfig !== undefined && { kubeconfig: cfg.kubeconfig }),
     nodeName: cfg.nodeName,
-    capacity: () => ({ sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB }),
+    capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
     logger: log,
   });
 
@@ -88,6 +92,7 @@ async function main(): Promise<void> {
       lowerRoots: [imageStore.imagesDir],
       logger: imageLog,
     }),
+    allowedRegistries: cfg.allowedRegistries,
     backoff: {
       initialMs: cfg.imagePullBackoffMs,
       maxMs: Math.max(cfg.imagePullBackoffMs, 300_000),
@@ -197,7 +202,11 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void shutdown(0));
 }
 
-main().catch((err: unknown) => {
-  log.fatal({ err }, 'kata-node-agent failed');
-  process.exit(1);
-});
+if (isNodeHeartbeatWorker()) {
+  runNodeHeartbeatWorker();
+} else {
+  main().catch((err: unknown) => {
+    log.fatal({ err }, 'kata-node-agent failed');
+    process.exit(1);
+  });
+}

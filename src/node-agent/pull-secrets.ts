@@ -4,7 +4,7 @@
 // fails with the registry's own refusal if the registry wanted credentials.
 import type { V1Secret } from '@kubernetes/client-node';
 import { callApi, isNotFound, type KubeClients } from '../kube/kube-client.js';
-import type { PullSecret } from './images/registry-auth.js';
+import { type PullSecret, withUsableRegistryKeys } from './images/registry-auth.js';
 
 export const DOCKER_CONFIG_JSON = 'kubernetes.io/dockerconfigjson';
 export const DOCKER_CFG = 'kubernetes.io/dockercfg';
@@ -54,7 +54,12 @@ export async function readPullSecrets(
       );
       const parsed = pullSecretFrom(field, secret);
       if (typeof parsed === 'string') out.problems.push(parsed);
-      else out.secrets.push(parsed);
+      else {
+        // Keys over the matcher's limits are dropped here, each reported like a bad Secret.
+        const usable = withUsableRegistryKeys(field, parsed);
+        out.problems.push(...usable.problems);
+        out.secrets.push(usable.secret);
+      }
     } catch (err) {
       if (signal?.aborted) throw err;
       out.problems.push(

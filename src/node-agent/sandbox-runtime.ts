@@ -299,12 +299,12 @@ export class SandboxRuntime {
     const signal = this.createAbort.signal;
     const refused = unsupportedFeature(this.spec, { images: this.deps.images !== undefined });
     if (refused) throw new StepError(refused);
-    const badImage = invalidImage(this.spec);
+    const badImage = invalidImage(this.spec, this.deps.images?.allowedRegistries);
     if (badImage) {
       throw new StepError({
         condition: 'ContainersReady',
-        reason: 'InvalidImageName',
-        message: `${badImage.field}: ${badImage.message}`,
+        reason: badImage.reason,
+        message: badImage.message,
       });
     }
     // Nothing touches the host before every host path passed the allow-list.

@@ -227,6 +227,8 @@ async function runAgent(): Promise<void> {
     cacheDir,
     '--insecure-registries',
     `${open.host},${locked.host}`,
+    '--allowed-registries',
+    `${open.host},${locked.host}`,
     '--image-pull-backoff-ms',
     '4000',
   ]);
@@ -463,5 +465,25 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
     expect(failed.status!.message).toContain('longer than 255');
     expect(existsSync(path.join(dirs.runDir, 'shared', sb.metadata.uid!))).toBe(false);
     expect(qemuPidsOf(sb.metadata.uid!)).toEqual([]);
+  });
+
+  it('a registry the node does not allow (--allowed-registries): Failed RegistryNotAllowed before any pull', async () => {
+    const sb = await sandboxes.create('not-allowed', {
+      containers: [{ name: 'main', image: '127.0.0.1:9/test/busybox:1' }],
+    });
+    const failed = (await sandboxes.waitFor('not-allowed', 'Failed', phase('Failed')))!;
+    expect(failed.status!.reason).toBe('RegistryNotAllowed');
+    expect(failed.status!.message).toBe(
+      `spec.containers[0].image: registry "127.0.0.1:9" is not in this node's allowed registries (${open.host}, ${locked.host})`,
+    );
+    expect(failed.status!.conditions?.find((c) => c.type === 'ContainersReady')).toMatchObject({
+      status: 'False',
+      reason: 'RegistryNotAllowed',
+    });
+    expect(await sandboxes.eventCount('not-allowed', 'RegistryNotAllowed')).toBeGreaterThan(0);
+    expect(existsSync(path.join(dirs.runDir, 'shared', sb.metadata.uid!))).toBe(false);
+    expect(qemuPidsOf(sb.metadata.uid!)).toEqual([]);
+    await sandboxes.delete('not-allowed');
+    await sandboxes.waitFor('not-allowed', 'deleted', (s) => s === undefined);
   });
 });

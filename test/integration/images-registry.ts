@@ -40,6 +40,8 @@ export interface TestRegistry {
   host: string;
   dir: string;
   auth?: Credentials;
+  /** Request lines (`GET /v2/... HTTP/1.1`) served so far; only with `accessLog`. */
+  requests(): string[];
   stop(): Promise<void>;
 }
 
@@ -66,7 +68,9 @@ function probe(host: string): Promise<number> {
 }
 
 /** Starts docker-registry on a free loopback port; with `auth`, behind htpasswd (bcrypt). */
-export async function startRegistry(opts: { auth?: Credentials } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  opts: { auth?: Credentials; accessLog?: boolean } = {},
+): Promise<TestRegistry> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kata-registry-'));
   let lastErr = '';
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -77,7 +81,7 @@ export async function startRegistry(opts: { auth?: Credentials } = {}): Promise<
       'log:',
       '  level: error',
       '  accesslog:',
-      '    disabled: true',
+      `    disabled: ${opts.accessLog ? 'false' : 'true'}`,
       'storage:',
       '  filesystem:',
       `    rootdirectory: ${path.join(dir, 'data')}`,
@@ -99,7 +103,18 @@ export async function startRegistry(opts: { auth?: Credentials } = {}): Promise<
     const config = path.join(dir, 'config.yml');
     await writeFile(config, `${lines.join('\n')}\n`);
     const child: ChildProcess = spawn('docker-registry', ['serve', config], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', opts.accessLog ? 'pipe' : 'ignore', 'pipe'],
+    });
+    // The access log (stdout, combined format): the registry's own record of what was fetched.
+    const requests: string[] = [];
+    let partial = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      const lines = (partial + d).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        const m = /"([A-Z]+ \S+ HTTP\/[0-9.]+)"/.exec(l);
+        if (m?.[1]) requests.push(m[1]);
+      }
     });
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
@@ -115,6 +130,7 @@ export async function startRegistry(opts: { auth?: Credentials } = {}): Promise<
           host,
           dir,
           ...(opts.auth && { auth: opts.auth }),
+          requests: () => [...requests],
           stop: async () => {
             if (!exited) {
               const gone = new Promise((r) => child.once('exit', r));

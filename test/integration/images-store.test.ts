@@ -3,11 +3,13 @@
 // used here). Needs root (unpack ownership, mounts).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { lstat, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import {
+  ContainerImages,
   ImagePullError,
   ImageStore,
   RootfsViews,
@@ -16,6 +18,7 @@ import {
   registerImageMetrics,
   type ImageMetrics,
   type ImageStoreOptions,
+  type PullSecret,
 } from '../../src/node-agent/images/index.js';
 import { readMountInfo } from '../../src/node-agent/mountinfo.js';
 import {
@@ -58,6 +61,65 @@ async function newStore(
   });
   stores.push(store);
   return { store, metrics, registry, root };
+}
+
+async function eventuallyTrue(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * An attacker's registry on loopback: answers /v2/ and serves, for evil/app:latest, an OCI index
+ * whose only entry is whatever digest it is told; everything else is unknown.
+ */
+async function startIndexServer(): Promise<{
+  host: string;
+  indexOf(digest: string): void;
+  stop(): Promise<void>;
+}> {
+  let target = '';
+  const server = http.createServer((req, res) => {
+    if (req.url === '/v2/') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      return;
+    }
+    if (req.url === '/v2/evil/app/manifests/latest' && target !== '') {
+      const body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: target,
+            size: 500,
+            platform: { architecture: 'amd64', os: 'linux' },
+          },
+        ],
+      });
+      res
+        .writeHead(200, {
+          'content-type': 'application/vnd.oci.image.index.v1+json',
+          'docker-content-digest': `sha256:${createHash('sha256').update(body).digest('hex')}`,
+          'content-length': Buffer.byteLength(body),
+        })
+        .end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    res
+      .writeHead(404, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    host: `127.0.0.1:${port}`,
+    indexOf: (digest) => (target = digest),
+    stop: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}) {
@@ -274,6 +336,136 @@ describe('image store against a real registry', () => {
     });
     expect(withSecret.outcome).toBe('cache-hit');
     expect(store.toolRuns.copy).toBe(1);
+  });
+
+  it('a privately pulled image goes to another sandbox only after it proves access to the source repository (issue 14 row 15)', async () => {
+    const source = await startRegistry({ auth: CREDS, accessLog: true });
+    const port = source.host.split(':')[1] ?? '';
+    const alias = `localhost:${port}`;
+    const evil = await startIndexServer();
+    try {
+      const digest = await pushImage(layoutV2, source, 'team/app:1');
+      const insecureRegistries = [reg.host, source.host, alias, evil.host];
+      const { store, root } = await newStore({ insecureRegistries });
+      const right = (host: string) => ({ name: 'right', data: dockerConfigJson(host, CREDS) });
+      const wrong = (host: string) => ({
+        name: 'wrong',
+        data: dockerConfigJson(host, { username: 'alice', password: 'nope' }),
+      });
+      const blobGets = () =>
+        source.requests().filter((r) => r.startsWith('GET /v2/team/app/blobs/')).length;
+      const manifestByDigest = () =>
+        source.requests().filter((r) => r.includes(`/v2/team/app/manifests/${digest}`)).length;
+
+      const a = await store.ensureImage({
+        image: `${source.host}/team/app:1`,
+        sandboxUid: 'a',
+        pullSecrets: [right(source.host)],
+      });
+      expect(a).toMatchObject({ outcome: 'pulled', digest });
+      const pulledBlobs = blobGets();
+      expect(pulledBlobs).toBeGreaterThan(0);
+
+      // A registry of B's choosing that serves an index naming A's digest: it proves nothing.
+      evil.indexOf(digest);
+      const refused = async (image: string, secrets: PullSecret[]) => {
+        const err = await store
+          .ensureImage({ image, sandboxUid: 'b', pullSecrets: secrets })
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ImagePullError);
+        expect(err).toMatchObject({ reason: 'ErrImagePull', kind: 'Unauthorized' });
+        return (err as Error).message;
+      };
+      expect(await refused(`${evil.host}/evil/app:latest`, [])).toContain(
+        `pulled with credentials from ${source.host}/team/app`,
+      );
+      await refused(`${evil.host}/evil/app:latest`, [wrong(source.host)]);
+      // Another name of the same registry, without or with wrong credentials.
+      await refused(`${alias}/team/app@${digest}`, []);
+      await refused(`${alias}/team/app@${digest}`, [wrong(alias), wrong(source.host)]);
+      expect(store.holders().get('b')).toBeUndefined();
+
+      // After a restart nothing is remembered as proven; B with the right credentials for the
+      // source may use the cached copy, even naming the other registry: a manifest request by
+      // digest at the source, no blob downloaded again.
+      const { store: restarted } = await newStore({ insecureRegistries, root });
+      const b = await restarted.ensureImage({
+        image: `${evil.host}/evil/app:latest`,
+        sandboxUid: 'b',
+        pullSecrets: [right(source.host)],
+      });
+      expect(b).toMatchObject({ outcome: 'up-to-date', digest, downloadedBytes: 0 });
+      await eventuallyTrue(() => manifestByDigest() > 0);
+      expect(blobGets()).toBe(pulledBlobs);
+      expect(restarted.toolRuns.copy).toBe(0);
+      // Proven once, then a cache hit for that credential.
+      const again = await restarted.ensureImage({
+        image: `${source.host}/team/app@${digest}`,
+        sandboxUid: 'c',
+        pullSecrets: [right(source.host)],
+      });
+      expect(again.outcome).toBe('cache-hit');
+
+      // Credentials only for the alias: the source cannot be asked with them, so the proof is a
+      // full copy from the registry the sandbox named (blobs fetched again, then dropped).
+      const { store: third } = await newStore({ insecureRegistries, root });
+      const d = await third.ensureImage({
+        image: `${alias}/team/app@${digest}`,
+        sandboxUid: 'd',
+        pullSecrets: [right(alias)],
+      });
+      expect(d).toMatchObject({ outcome: 'up-to-date', digest });
+      await eventuallyTrue(() => blobGets() > pulledBlobs);
+      expect(await readdir(path.join(root, 'tmp'))).toEqual([]);
+
+      // A public image (pulled anonymously) stays shareable without credentials.
+      const pub = await third.ensureImage({ image: `${reg.host}/test/busybox:1`, sandboxUid: 'e' });
+      const other = await third.ensureImage({
+        image: `${reg.host}/test/busybox@${pub.digest}`,
+        sandboxUid: 'f',
+      });
+      expect(other.outcome).toBe('cache-hit');
+    } finally {
+      await evil.stop();
+      await source.stop();
+    }
+  });
+
+  it('--allowed-registries: an image from another registry is refused before any request to it (issue 14 row 16)', async () => {
+    const elsewhere = await startRegistry({ accessLog: true });
+    try {
+      await pushImage(layoutV1, elsewhere, 'test/busybox:1');
+      const before = elsewhere.requests().length;
+      const { store } = await newStore({ insecureRegistries: [reg.host, elsewhere.host] });
+      const views = new RootfsViews({
+        root: path.join(work, 'views'),
+        lowerRoots: [store.imagesDir],
+      });
+      const images = new ContainerImages({ store, views, allowedRegistries: [reg.host] });
+      const prepare = (image: string) =>
+        images.prepare({
+          sandboxUid: 'allow-list',
+          container: 'main',
+          image,
+          pullSecrets: () => Promise.resolve([]),
+          signal: new AbortController().signal,
+          onWaiting: () => undefined,
+          onEvent: () => undefined,
+        });
+      await expect(prepare(`${elsewhere.host}/test/busybox:1`)).rejects.toThrow(
+        `container main: registry "${elsewhere.host}" is not in this node's allowed registries (${reg.host})`,
+      );
+      expect(store.toolRuns).toEqual({ inspect: 0, copy: 0, unpack: 0 });
+      // The registry's own log: nothing was asked of it.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(elsewhere.requests().length).toBe(before);
+      // The allowed registry is pulled from as usual.
+      const ok = await prepare(`${reg.host}/test/busybox:1`);
+      expect(ok.handle.outcome).toBe('pulled');
+      await images.release('allow-list');
+    } finally {
+      await elsewhere.stop();
+    }
   });
 
   it('a missing tag is ErrImagePull with the registry message, backs off, then succeeds once pushed', async () => {

@@ -25,6 +25,7 @@ import {
   pullingEvent,
 } from './pull-events.js';
 import { InvalidImageNameError, parseImageReference } from './reference.js';
+import { registryAllowed, registryNotAllowedMessage } from './registry-allow.js';
 import { type PullSecret, credentialsFor } from './registry-auth.js';
 import type { RootfsView, RootfsViews } from './rootfs-view.js';
 
@@ -32,6 +33,8 @@ export interface ContainerImagesOptions {
   store: ImageStore;
   views: RootfsViews;
   backoff?: PullBackoffOptions;
+  /** --allowed-registries: the only registries images are pulled from (empty: any). */
+  allowedRegistries?: readonly string[];
   now?: () => number;
   logger?: Logger;
 }
@@ -56,18 +59,39 @@ export interface PreparedImage {
 /** An image reference that can never be pulled: the sandbox fails (its spec cannot change). */
 export interface InvalidImage {
   field: string;
+  reason: 'InvalidImageName' | 'RegistryNotAllowed';
   message: string;
 }
 
-/** The first container image that does not parse, naming its field. Pure. */
-export function invalidImage(spec: KataSandboxSpec): InvalidImage | undefined {
+/** An image from a registry the node's allow-list leaves out; thrown before any request. */
+export class RegistryNotAllowedError extends Error {
+  readonly reason = 'RegistryNotAllowed';
+  override readonly name = 'RegistryNotAllowedError';
+}
+
+/**
+ * The first container image that does not parse or whose registry is not on `allowedRegistries`
+ * (empty: any), naming its field. Pure.
+ */
+export function invalidImage(
+  spec: KataSandboxSpec,
+  allowedRegistries: readonly string[] = [],
+): InvalidImage | undefined {
   for (const [i, c] of spec.containers.entries()) {
     if (c.image === undefined) continue;
+    const field = `spec.containers[${i}].image`;
     try {
-      parseImageReference(c.image);
+      const ref = parseImageReference(c.image);
+      if (!registryAllowed(ref.registry, allowedRegistries)) {
+        return {
+          field,
+          reason: 'RegistryNotAllowed',
+          message: registryNotAllowedMessage(field, ref, allowedRegistries),
+        };
+      }
     } catch (err) {
       if (err instanceof InvalidImageNameError) {
-        return { field: `spec.containers[${i}].image`, message: err.message };
+        return { field, reason: 'InvalidImageName', message: `${field}: ${err.message}` };
       }
       throw err;
     }
@@ -77,6 +101,10 @@ export function invalidImage(spec: KataSandboxSpec): InvalidImage | undefined {
 
 export class ContainerImages {
   constructor(private readonly opts: ContainerImagesOptions) {}
+
+  get allowedRegistries(): readonly string[] {
+    return this.opts.allowedRegistries ?? [];
+  }
 
   private now(): number {
     return (this.opts.now ?? Date.now)();
@@ -90,6 +118,12 @@ export class ContainerImages {
   async prepare(req: PrepareImageRequest): Promise<PreparedImage> {
     const opts = this.opts.backoff ?? DEFAULT_PULL_BACKOFF;
     const ref = parseImageReference(req.image);
+    // Also checked when the sandbox is created; this keeps every path to the registry behind it.
+    if (!registryAllowed(ref.registry, this.allowedRegistries)) {
+      throw new RegistryNotAllowedError(
+        registryNotAllowedMessage(`container ${req.container}`, ref, this.allowedRegistries),
+      );
+    }
     let backoff: PullBackoffState | undefined;
     let handle: ImageHandle | undefined;
     while (!handle) {

@@ -135,7 +135,10 @@ interface ImageMeta {
   lastUsedMs: number;
   /** Resolution keys (repo:tag, repo@digest) → when they last resolved to this digest. */
   refs: Record<string, number>;
-  /** Pulled with credentials: a sandbox must prove its own access before reusing it. */
+  /**
+   * Pulled with credentials from `repository` (its source): another sandbox gets it only after
+   * proving its own access to that repository (issue 14 row 15), whatever registry it names.
+   */
   needsAuth: boolean;
 }
 
@@ -360,7 +363,8 @@ export class ImageStore {
     }
     const ref = parseImageReference(req.image);
     const policy = req.policy ?? defaultPullPolicy(ref);
-    const creds = credentialsFor(ref, req.pullSecrets ?? []);
+    const secrets = req.pullSecrets ?? [];
+    const creds = credentialsFor(ref, secrets);
     const cached = this.cachedDigest(ref);
     const decision = decidePull(policy, ref, cached);
     if (decision.action === 'never-pull-missing') {
@@ -369,7 +373,8 @@ export class ImageStore {
     let digest: string;
     let cred: RegistryCredential | undefined;
     let contacted = false;
-    if (decision.action === 'use-cached' && !this.needsProof(decision.digest, creds)) {
+    let proved = false;
+    if (decision.action === 'use-cached' && !this.needsProof(decision.digest, secrets)) {
       digest = decision.digest;
     } else {
       req.onPulling?.();
@@ -391,7 +396,18 @@ export class ImageStore {
         throw this.pullFailed(req.image, err, req.signal);
       }
       const r = fetched.record;
-      if (cred) this.markVerified(r, cred);
+      const fromSource = contacted && repositoryName(ref) === r.repository;
+      if (!fetched.downloaded && this.needsProof(digest, secrets) && !fromSource) {
+        // Served from the cache, pulled privately by someone else, and this request's registry
+        // answer says nothing about the source repository: prove access there first.
+        if (!contacted) req.onPulling?.();
+        proved = true;
+        try {
+          await this.proveAccess(req.image, r, ref, secrets, req.signal);
+        } catch (err) {
+          throw this.pullFailed(req.image, err, req.signal);
+        }
+      } else if (cred && (fetched.downloaded || fromSource)) this.markVerified(r, cred);
       await this.rememberRef(r, ref, contacted);
       this.addLease(digest, req.sandboxUid);
       r.lastUsedMs = this.now();
@@ -399,7 +415,7 @@ export class ImageStore {
       const durationMs = this.now() - started;
       const outcome: EnsureOutcome = fetched.downloaded
         ? 'pulled'
-        : contacted
+        : contacted || proved
           ? 'up-to-date'
           : 'cache-hit';
       if (contacted) {
@@ -457,30 +473,106 @@ export class ImageStore {
     return e;
   }
 
-  /** A salted hash of a credential for one registry (kept in memory only). */
-  private fingerprint(registry: string, cred: RegistryCredential): string {
+  /** A salted hash of a credential for one registry or repository (kept in memory only). */
+  private fingerprint(where: string, cred: RegistryCredential): string {
     return createHash('sha256')
       .update(this.salt)
-      .update(`${registry}\0${cred.username}\0${cred.password}\0${cred.identityToken ?? ''}`)
+      .update(`${where}\0${cred.username}\0${cred.password}\0${cred.identityToken ?? ''}`)
       .digest('hex');
   }
 
   /**
    * A cached image pulled with credentials is handed out without a registry round trip only to a
-   * caller whose credential already proved access (Kubernetes' "ensure secret pulled images").
+   * caller whose credential for the image's source repository (not the one the caller names)
+   * already proved access there (Kubernetes' "ensure secret pulled images").
    */
-  private needsProof(digest: string, creds: readonly RegistryCredential[]): boolean {
+  private needsProof(digest: string, secrets: readonly PullSecret[]): boolean {
     const r = this.images.get(digest);
     if (!r?.needsAuth) return false;
     const ok = this.verified.get(digest);
-    return !creds.some((c) => ok?.has(this.fingerprint(registryOf(r), c)));
+    const creds = credentialsFor(sourceOf(r), secrets);
+    return !creds.some((c) => ok?.has(this.fingerprint(r.repository, c)));
   }
 
   private markVerified(r: ImageRecord, cred: RegistryCredential): void {
     let set = this.verified.get(r.digest);
     if (!set) this.verified.set(r.digest, (set = new Set()));
-    set.add(this.fingerprint(registryOf(r), cred));
+    set.add(this.fingerprint(r.repository, cred));
     if (!r.needsAuth) r.needsAuth = true;
+  }
+
+  /**
+   * Access to a privately pulled image, proven by the caller: its manifest fetched by digest from
+   * the source repository with the caller's own credential for it (each in turn; anonymously
+   * when none matches). Failing that, when the caller named another repository, a full copy of
+   * the digest from there (skopeo verifies every blob; the copy is then dropped): holding the
+   * content elsewhere is proof too. A registry that merely names the digest (an index pointing
+   * at it) proves nothing. Throws the last refusal.
+   */
+  private async proveAccess(
+    image: string,
+    r: ImageRecord,
+    named: ImageReference,
+    secrets: readonly PullSecret[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const opSignal = signal ?? new AbortController().signal;
+    const source = sourceOf(r);
+    const creds = credentialsFor(source, secrets);
+    let refusal: unknown;
+    for (const cred of creds.length > 0 ? creds : [undefined]) {
+      try {
+        await this.withAuth(source, cred, async (authFile) => {
+          this.toolRuns.inspect++;
+          await this.skopeo(
+            skopeoInspectRawArgs(source, this.access(source, authFile)),
+            this.opts.inspectTimeoutMs ?? 60_000,
+            opSignal,
+          );
+        });
+        if (cred) this.markVerified(r, cred);
+        return;
+      } catch (err) {
+        if (opSignal.aborted) throw err;
+        refusal = err;
+      }
+    }
+    if (repositoryName(named) !== r.repository) {
+      const namedCreds = credentialsFor(named, secrets);
+      for (const cred of namedCreds.length > 0 ? namedCreds : [undefined]) {
+        const work = await mkdtemp(path.join(this.tmpDir, 'proof-'));
+        try {
+          await this.withAuth(named, cred, async (authFile) => {
+            this.toolRuns.copy++;
+            await this.skopeo(
+              skopeoCopyArgs(named, r.digest, path.join(work, 'layout'), LAYOUT_TAG, {
+                ...this.access(named, authFile),
+              }),
+              this.opts.copyTimeoutMs ?? 15 * 60_000,
+              opSignal,
+            );
+          });
+          return;
+        } catch (err) {
+          if (opSignal.aborted) throw err;
+        } finally {
+          await this.removeTree(work);
+        }
+      }
+    }
+    const detail =
+      refusal instanceof ToolError
+        ? toolMessage(refusal.stderr) || refusal.message
+        : refusal instanceof Error
+          ? refusal.message
+          : String(refusal);
+    const kind = refusal instanceof ToolError ? classifyPullFailure(detail) : 'Other';
+    throw new ImagePullError(
+      'ErrImagePull',
+      kind === 'NotFound' || kind === 'Other' ? 'Unauthorized' : kind,
+      image,
+      `this node's copy of ${r.digest} was pulled with credentials from ${r.repository}, and this sandbox's imagePullSecrets did not prove access there: ${detail}`,
+    );
   }
 
   private pin(digest: string): void {
@@ -777,8 +869,14 @@ export class ImageStore {
   }
 }
 
-function registryOf(r: ImageMeta): string {
-  return r.repository.split('/')[0] ?? '';
+/** Where a cached image came from, by digest: `repository` is `registry/path`. */
+function sourceOf(r: ImageMeta): ImageReference {
+  const slash = r.repository.indexOf('/');
+  return {
+    registry: r.repository.slice(0, slash),
+    repository: r.repository.slice(slash + 1),
+    digest: r.digest,
+  };
 }
 
 /** Config and compressed size of the single image in an OCI layout skopeo wrote. */

@@ -8,6 +8,7 @@ export * from './policy.js';
 export * from './pull-backoff.js';
 export * from './pull-errors.js';
 export * from './reference.js';
+export * from './registry-allow.js';
 export * from './registry-auth.js';
 export * from './rootfs-view.js';
 export * from './container-images.js';

@@ -1,8 +1,9 @@
 // imagePullSecrets → the credentials for one pull, and the auth file skopeo reads for it. The
 // caller passes each Secret's parsed `.dockerconfigjson` (or legacy `.dockercfg`) content; the
-// entry matching the image is chosen as kubelet's keyring does: same host (a `*` label matches
-// one label), same port, the key's path a prefix of the repository, the longest path first, then
-// the Secrets' order. Pure.
+// entry matching the image is chosen as kubelet's keyring does: same number of host labels, each
+// matched as a glob (`*`, `?`; never across a dot), same port, the key's path a prefix of the
+// repository, the longest path first, then the Secrets' order. Keys are attacker input: bounded in
+// length and wildcards, matched without regular expressions (issue 14 row 4). Pure.
 import type { ImageReference } from './reference.js';
 import { DOCKER_HUB } from './reference.js';
 
@@ -31,7 +32,30 @@ interface ParsedKey {
 
 const HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
+/**
+ * Bounds on a Secret's registry key. Matching is O(pattern × host) per label whatever the input,
+ * but a key is attacker input read on every pull: anything longer or wilder than a real registry
+ * key is refused when the Secret is decoded (and ignored by the matcher).
+ */
+export const MAX_REGISTRY_KEY_LENGTH = 512;
+export const MAX_REGISTRY_KEY_WILDCARDS = 8;
+
+/** Why a Secret's registry key is not usable, or undefined when it is. Pure. */
+export function registryKeyProblem(key: string): string | undefined {
+  if (key.length > MAX_REGISTRY_KEY_LENGTH) {
+    return `is ${key.length} characters long (at most ${MAX_REGISTRY_KEY_LENGTH})`;
+  }
+  let wildcards = 0;
+  for (const ch of key) if (ch === '*' || ch === '?') wildcards++;
+  if (wildcards > MAX_REGISTRY_KEY_WILDCARDS) {
+    return `has ${wildcards} wildcards (at most ${MAX_REGISTRY_KEY_WILDCARDS})`;
+  }
+  if (!parseKey(key)) return 'names no registry host';
+  return undefined;
+}
+
 function parseKey(key: string): ParsedKey | undefined {
+  if (key.length > MAX_REGISTRY_KEY_LENGTH) return undefined;
   let rest = key.trim().replace(/^[a-z]+:\/\//i, '');
   if (rest === '') return undefined;
   const slash = rest.indexOf('/');
@@ -47,6 +71,7 @@ function parseKey(key: string): ParsedKey | undefined {
     port = host.slice(colon + 1);
     host = host.slice(0, colon);
   }
+  if (host === '') return undefined;
   if (HUB_ALIASES.has(host)) {
     host = DOCKER_HUB;
     // Docker Hub's legacy key is https://index.docker.io/v1/: the path is the API version.
@@ -55,19 +80,42 @@ function parseKey(key: string): ParsedKey | undefined {
   return { host, port, path };
 }
 
-function hostMatches(pattern: string, host: string): boolean {
+/**
+ * One host label against one key label: `*` is any run of characters, `?` one character (the
+ * label never contains a dot, so neither crosses labels), as kubelet's filepath.Match does for
+ * these. Greedy with a single resume point (the last `*`): at most pattern × label steps, never
+ * the exponential backtracking of a regular expression.
+ */
+export function labelMatches(pattern: string, label: string): boolean {
+  let p = 0;
+  let l = 0;
+  let star = -1;
+  let resume = 0;
+  while (l < label.length) {
+    const pc = pattern[p];
+    if (pc === '*') {
+      star = p++;
+      resume = l;
+    } else if (pc !== undefined && (pc === '?' || pc === label[l])) {
+      p++;
+      l++;
+    } else if (star >= 0) {
+      p = star + 1;
+      l = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/** A key's host (labels may hold wildcards) against the image's host: label by label. Pure. */
+export function hostMatches(pattern: string, host: string): boolean {
   const p = pattern.split('.');
   const h = host.split('.');
   if (p.length !== h.length) return false;
-  return p.every((label, i) => {
-    if (!label.includes('*')) return label === h[i];
-    const re = new RegExp(`^${label.split('*').map(escapeRe).join('[^.]*')}$`);
-    return re.test(h[i] ?? '');
-  });
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return p.every((label, i) => labelMatches(label, h[i] ?? ''));
 }
 
 function pathMatches(keyPath: string, repository: string): boolean {
@@ -104,6 +152,31 @@ function decodeEntry(entry: unknown): Omit<RegistryCredential, 'secret' | 'key'>
   return { username, password, ...(identityToken && { identityToken }) };
 }
 
+/**
+ * The Secret with only its usable registry keys, and one line (naming the Secret's `field`) per
+ * key dropped for being over the limits. Called where the Secret is decoded, so the problem
+ * reaches the sandbox's Events; credentialsFor skips such keys on its own as well. Pure.
+ */
+export function withUsableRegistryKeys(
+  field: string,
+  secret: PullSecret,
+): { secret: PullSecret; problems: string[] } {
+  const problems: string[] = [];
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of entriesOf(secret.data)) {
+    const problem = registryKeyProblem(key);
+    if (problem === undefined) kept[key] = value;
+    else {
+      const shown = key.length > 64 ? `${key.slice(0, 64)}…` : key;
+      problems.push(
+        `${field}: Secret ${JSON.stringify(secret.name)}: registry key ${JSON.stringify(shown)} ${problem}; ignored`,
+      );
+    }
+  }
+  if (problems.length === 0) return { secret, problems };
+  return { secret: { name: secret.name, data: { auths: kept } }, problems };
+}
+
 /** Every credential that applies to the image, the one to try first first. */
 export function credentialsFor(
   ref: ImageReference,
@@ -114,6 +187,7 @@ export function credentialsFor(
   const found: { cred: RegistryCredential; pathLen: number; order: number }[] = [];
   secrets.forEach((secret) => {
     for (const [key, value] of entriesOf(secret.data)) {
+      if (registryKeyProblem(key) !== undefined) continue;
       const k = parseKey(key);
       if (!k || k.port !== image.port || !hostMatches(k.host, image.host)) continue;
       if (!pathMatches(k.path, ref.repository)) continue;

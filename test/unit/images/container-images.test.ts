@@ -1,6 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import type { KataSandboxSpec } from '../../../src/crds/index.js';
-import { ContainerImages, invalidImage } from '../../../src/node-agent/images/container-images.js';
+import {
+  ContainerImages,
+  RegistryNotAllowedError,
+  invalidImage,
+} from '../../../src/node-agent/images/container-images.js';
 import type { ImageHandle, ImageStore } from '../../../src/node-agent/images/image-store.js';
 import { ImagePullError } from '../../../src/node-agent/images/pull-errors.js';
 import type { PullEvent } from '../../../src/node-agent/images/pull-events.js';
@@ -63,6 +67,24 @@ const notFound = () =>
   new ImagePullError('ErrImagePull', 'NotFound', 'app:2', 'reading manifest 2: manifest unknown');
 
 describe('ContainerImages.prepare', () => {
+  it('refuses a registry off the allow-list before the store (and the network) is asked', async () => {
+    const { store, calls } = fakeStore([]);
+    const { views } = fakeViews();
+    const images = new ContainerImages({ store, views, allowedRegistries: ['*.corp.example'] });
+    await expect(
+      images.prepare({
+        sandboxUid: 'uid-1',
+        container: 'main',
+        image: 'evil.example/app:2',
+        pullSecrets: () => Promise.resolve([]),
+        signal: new AbortController().signal,
+        onWaiting: () => undefined,
+        onEvent: () => undefined,
+      }),
+    ).rejects.toThrow(RegistryNotAllowedError);
+    expect(calls).toEqual([]);
+  });
+
   it('retries a refused pull: ErrImagePull, then ImagePullBackOff, then Pulling again, with kubelet Events', async () => {
     const { store, calls } = fakeStore([notFound(), notFound()]);
     const { views } = fakeViews();
@@ -223,8 +245,27 @@ describe('invalidImage', () => {
     ).toBeUndefined();
     expect(invalidImage(spec(undefined, 'busybox', 'library/Case'))).toEqual({
       field: 'spec.containers[2].image',
-      message: expect.stringContaining('library/Case') as unknown as string,
+      reason: 'InvalidImageName',
+      message: expect.stringContaining('spec.containers[2].image: ') as unknown as string,
     });
     expect(invalidImage(spec('busybox@sha256:short'))?.field).toBe('spec.containers[0].image');
+  });
+
+  it('refuses a registry the node does not allow, naming the field (issue 14 row 16)', () => {
+    const allowed = ['127.0.0.1:5000', '*.corp.example'];
+    expect(
+      invalidImage(spec(undefined, '127.0.0.1:5000/a/b:1', 'eu.corp.example/x'), allowed),
+    ).toBeUndefined();
+    expect(invalidImage(spec('127.0.0.1:5000/a', 'evil.example:443/x'), allowed)).toEqual({
+      field: 'spec.containers[1].image',
+      reason: 'RegistryNotAllowed',
+      message:
+        'spec.containers[1].image: registry "evil.example:443" is not in this node\'s allowed registries (127.0.0.1:5000, *.corp.example)',
+    });
+    // Docker Hub's short names are docker.io's.
+    expect(invalidImage(spec('busybox'), allowed)?.reason).toBe('RegistryNotAllowed');
+    expect(invalidImage(spec('busybox'), ['docker.io'])).toBeUndefined();
+    // No list: any registry.
+    expect(invalidImage(spec('evil.example/x'))).toBeUndefined();
   });
 });

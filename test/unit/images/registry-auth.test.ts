@@ -1,6 +1,15 @@
 import { describe, expect, it } from '@jest/globals';
 import { parseImageReference } from '../../../src/node-agent/images/reference.js';
-import { authFileContent, credentialsFor } from '../../../src/node-agent/images/registry-auth.js';
+import {
+  MAX_REGISTRY_KEY_LENGTH,
+  MAX_REGISTRY_KEY_WILDCARDS,
+  authFileContent,
+  credentialsFor,
+  hostMatches,
+  labelMatches,
+  registryKeyProblem,
+  withUsableRegistryKeys,
+} from '../../../src/node-agent/images/registry-auth.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const ref = parseImageReference;
@@ -84,6 +93,76 @@ describe('credentialsFor (kubelet keyring matching)', () => {
     expect(credentialsFor(ref('r.example/a:1'), secrets)).toEqual([
       { secret: 'ok', key: 'r.example', username: '', password: '', identityToken: 'tok' },
     ]);
+  });
+});
+
+describe('host globs (kubelet: one glob per dot-separated label)', () => {
+  it.each([
+    ['*.example.com', 'eu.example.com', true],
+    ['*.example.com', 'a.eu.example.com', false],
+    ['*.example.com', 'example.com', false],
+    ['*', 'localhost', true],
+    ['*.*.example.com', 'a.b.example.com', true],
+    ['reg-*.example.com', 'reg-eu.example.com', true],
+    ['reg-*.example.com', 'eu.example.com', false],
+    ['*-cache.example.com', 'eu-cache.example.com', true],
+    ['r*g*y.io', 'registry.io', true],
+    ['r*g*y.io', 'registr.io', false],
+    ['r?g.io', 'reg.io', true],
+    ['r?g.io', 'rg.io', false],
+    ['**.io', 'x.io', true],
+    ['*.io', '.io', true],
+    ['quay.io', 'quay.io', true],
+    ['quay.io', 'quay.iox', false],
+  ])('%s vs %s → %s', (pattern, host, want) => {
+    expect(hostMatches(pattern, host)).toBe(want);
+  });
+
+  it('matches labels without backtracking blow-up (issue 14 row 4: the key froze the agent)', () => {
+    // Under the old regular expression each of these took exponential time; they must return.
+    const label = 'a'.repeat(5_000);
+    expect(labelMatches(`${'*'.repeat(5_000)}b`, label)).toBe(false);
+    expect(labelMatches(`${'*a'.repeat(60)}b`, label)).toBe(false);
+    expect(labelMatches(`${'*a'.repeat(60)}*`, label)).toBe(true);
+    expect(hostMatches('************b.io', `${'a'.repeat(40)}.io`)).toBe(false);
+    expect(hostMatches('************b.io', `${'a'.repeat(40)}b.io`)).toBe(true);
+  });
+});
+
+describe('registry key limits', () => {
+  const hostile = '************b.io';
+  const creds = { auth: b64('u:p') };
+
+  it('refuses keys with too many wildcards or too long, and says why', () => {
+    expect(registryKeyProblem(hostile)).toBe('has 12 wildcards (at most 8)');
+    expect(registryKeyProblem(`${'a'.repeat(MAX_REGISTRY_KEY_LENGTH)}.io`)).toMatch(
+      /characters long/,
+    );
+    expect(registryKeyProblem('*'.repeat(MAX_REGISTRY_KEY_WILDCARDS) + '.io')).toBeUndefined();
+    expect(registryKeyProblem('https://')).toBe('names no registry host');
+    expect(registryKeyProblem('*.example.com:5000/team')).toBeUndefined();
+  });
+
+  it('credentialsFor ignores an over-limit key even when handed one', () => {
+    const secrets = [{ name: 's', data: { auths: { [hostile]: creds, 'b.io': creds } } }];
+    expect(credentialsFor(ref(`${'a'.repeat(40)}b.io/x:1`), secrets)).toEqual([]);
+    expect(credentialsFor(ref('b.io/x:1'), secrets).map((c) => c.key)).toEqual(['b.io']);
+  });
+
+  it('drops over-limit keys when the Secret is decoded, one problem line each', () => {
+    const secret = {
+      name: 'pull',
+      data: { auths: { [hostile]: creds, 'r.example': creds, ['x'.repeat(600)]: creds } },
+    };
+    const out = withUsableRegistryKeys('spec.imagePullSecrets[1]', secret);
+    expect(out.secret).toEqual({ name: 'pull', data: { auths: { 'r.example': creds } } });
+    expect(out.problems).toEqual([
+      `spec.imagePullSecrets[1]: Secret "pull": registry key "${hostile}" has 12 wildcards (at most 8); ignored`,
+      `spec.imagePullSecrets[1]: Secret "pull": registry key "${'x'.repeat(64)}…" is 600 characters long (at most 512); ignored`,
+    ]);
+    // A Secret whose keys are all fine is passed through as it was (legacy .dockercfg shape too).
+    const legacy = { name: 'old', data: { 'r.example': creds } };
+    expect(withUsableRegistryKeys('f', legacy)).toEqual({ secret: legacy, problems: [] });
   });
 });
 

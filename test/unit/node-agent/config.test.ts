@@ -76,6 +76,22 @@ describe('node agent config', () => {
     ).toThrow(/--insecure-registries: .* is not a list of host\[:port\]/);
   });
 
+  it('allowed registries: host[:port] with glob labels, empty (any registry) by default', () => {
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).allowedRegistries).toEqual([]);
+    expect(
+      nodeAgentConfig(
+        ['--node-name', 'n', '--allowed-registries', '*.corp.example, 127.0.0.1:5000'],
+        {},
+      ).allowedRegistries,
+    ).toEqual(['*.corp.example', '127.0.0.1:5000']);
+    expect(
+      nodeAgentConfig(['--node-name', 'n'], { ALLOWED_REGISTRIES: 'docker.io' }).allowedRegistries,
+    ).toEqual(['docker.io']);
+    expect(() =>
+      nodeAgentConfig(['--node-name', 'n', '--allowed-registries', 'https://reg/x'], {}),
+    ).toThrow(/--allowed-registries: .* is not a list of host\[:port\]/);
+  });
+
   it('network and device settings: device roots may be empty, netns roots may not', () => {
     const c = nodeAgentConfig(
       [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import type { V1Secret } from '@kubernetes/client-node';
-import { pullSecretFrom } from '../../../src/node-agent/pull-secrets.js';
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { pullSecretFrom, readPullSecrets } from '../../../src/node-agent/pull-secrets.js';
 
 const b64 = (o: unknown) =>
   Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64');
@@ -38,5 +38,29 @@ describe('pullSecretFrom', () => {
         s({ type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': b64('{nope') } }),
       ),
     ).toMatch(/^f: Secret "x" .dockerconfigjson is not JSON: /);
+  });
+});
+
+describe('readPullSecrets', () => {
+  it('reports an over-limit registry key as a problem and keeps the rest of the Secret', async () => {
+    const hostile = '************b.io';
+    const auths = { auths: { [hostile]: { auth: b64('u:p') }, 'reg:5000': { auth: b64('u:p') } } };
+    const core = {
+      readNamespacedSecret: ({ name }: { name: string }) =>
+        Promise.resolve({
+          metadata: { name },
+          type: 'kubernetes.io/dockerconfigjson',
+          data: { '.dockerconfigjson': b64(auths) },
+        } satisfies V1Secret),
+    } as unknown as CoreV1Api;
+    const read = await readPullSecrets({ core }, 'ns', [{ name: 'other' }, { name: 'cred' }]);
+    expect(read.secrets).toEqual([
+      { name: 'other', data: { auths: { 'reg:5000': { auth: b64('u:p') } } } },
+      { name: 'cred', data: { auths: { 'reg:5000': { auth: b64('u:p') } } } },
+    ]);
+    expect(read.problems).toEqual([
+      `spec.imagePullSecrets[0]: Secret "other": registry key "${hostile}" has 12 wildcards (at most 8); ignored`,
+      `spec.imagePullSecrets[1]: Secret "cred": registry key "${hostile}" has 12 wildcards (at most 8); ignored`,
+    ]);
   });
 });
