@@ -9,7 +9,7 @@ import {
   SYSTEM_NAMESPACE,
   type KataSandbox,
 } from '../crds/index.js';
-import { EventRecorder } from '../kube/events.js';
+import { CONTROLLER_REPORTER, EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
 import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
 import { LeaderElector } from '../kube/leader-election.js';
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
 
   const events = new EventRecorder({
     clients,
-    reportingController: 'kata.sandbox.io/controller',
+    reportingController: CONTROLLER_REPORTER,
     reportingInstance: cfg.identity,
     logger: log,
   });
