@@ -825,6 +825,37 @@ describe('node agents write Events only about sandboxes on their node, as themse
     expect(empty.message).toContain('no params found');
   });
 
+  it('the same holds for a core/v1 Event, should RBAC ever grant one', async () => {
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'role', 'core-events', '--verb=create', '--resource=events'],
+    ]);
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'rolebinding', 'core-events', '--role=core-events'],
+      '--serviceaccount=kata-system:kata-node-agent',
+    ]);
+    try {
+      const body = {
+        metadata: { name: 'ev-b.core1' },
+        involvedObject: ref(evB),
+        reason: 'VMExited',
+        message: 'forged',
+        type: 'Warning',
+        source: { component: CONTROLLER_REPORTER },
+        reportingComponent: CONTROLLER_REPORTER,
+        reportingInstance: 'kata-controller-0',
+      };
+      const r = await soon(async () => {
+        const got = await refusal(agentA.core.createNamespacedEvent({ namespace: NS, body }));
+        // RBAC's grant reaches the authorizer through an informer: until then it is RBAC's 403.
+        if (!got.message.includes(POLICY_EVENTS)) throw new Error(got.message);
+        return got;
+      });
+      expect(r.code).toBe(403);
+    } finally {
+      await plane.kubectl(['-n', NS, 'delete', 'rolebinding,role', 'core-events']);
+    }
+  });
+
   it("a node agent may not rewrite the controller's Events", async () => {
     const recorder = new EventRecorder({
       clients: controller,
