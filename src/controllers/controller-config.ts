@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
 
 export interface ControllerConfig {
   kubeconfig?: string;
@@ -9,6 +10,8 @@ export interface ControllerConfig {
   /** Only sandboxes of this namespace ('' = all). */
   watchNamespace: string;
   leaderElectionId: string;
+  /** The longest node Lease duration honoured (a Lease cannot claim to stay fresh for longer). */
+  maxNodeLeaseSeconds: number;
   help: boolean;
 }
 
@@ -23,6 +26,9 @@ Flags (environment variable in brackets):
   --watch-namespace NS  reconcile only the sandboxes of NS [WATCH_NAMESPACE] (default: all)
   --leader-election-id NAME
                         the election Lease in kata-system [LEADER_ELECTION_ID] (default kata-controller)
+  --max-node-lease-seconds N
+                        longest node agent Lease duration honoured; a node whose Lease was not
+                        seen to renew for that long is lost [MAX_NODE_LEASE_SECONDS] (default 40)
   --help                this text
 `;
 
@@ -50,6 +56,7 @@ export function controllerConfig(
       identity: { type: 'string' },
       'watch-namespace': { type: 'string' },
       'leader-election-id': { type: 'string' },
+      'max-node-lease-seconds': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -66,6 +73,14 @@ export function controllerConfig(
     identity: values.identity ?? env.POD_NAME ?? `${host}-${process.pid}`,
     watchNamespace: values['watch-namespace'] ?? env.WATCH_NAMESPACE ?? '',
     leaderElectionId: values['leader-election-id'] ?? env.LEADER_ELECTION_ID ?? 'kata-controller',
+    maxNodeLeaseSeconds: Math.max(
+      1,
+      int(
+        'max-node-lease-seconds',
+        values['max-node-lease-seconds'] ?? env.MAX_NODE_LEASE_SECONDS,
+        NODE_LEASE_DURATION_SECONDS,
+      ),
+    ),
     help: values.help ?? false,
   };
 }

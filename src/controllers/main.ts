@@ -9,7 +9,7 @@ import {
   SYSTEM_NAMESPACE,
   type KataSandbox,
 } from '../crds/index.js';
-import { EventRecorder } from '../kube/events.js';
+import { CONTROLLER_REPORTER, EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
 import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
 import { LeaderElector } from '../kube/leader-election.js';
@@ -19,7 +19,8 @@ import { startProbeServer } from '../observability/http-server.js';
 import { createLogger } from '../observability/logger.js';
 import { controllerMetrics } from './controller-metrics.js';
 import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
-import { leaseIsFresh, nodeOfLease } from '../kube/lease.js';
+import { nodeOfLease } from '../kube/lease.js';
+import { LeaseObservations } from './lease-observations.js';
 import { SandboxReconciler } from './sandbox-reconciler.js';
 
 const log = createLogger('kata-controller');
@@ -52,14 +53,16 @@ async function main(): Promise<void> {
 
   const events = new EventRecorder({
     clients,
-    reportingController: 'kata.sandbox.io/controller',
+    reportingController: CONTROLLER_REPORTER,
     reportingInstance: cfg.identity,
     logger: log,
   });
+  const leaseObservations = new LeaseObservations(cfg.maxNodeLeaseSeconds);
   const reconciler = new SandboxReconciler({
     clients,
     sandboxes,
     leases,
+    leaseObservations,
     nodes,
     events,
     metrics,
@@ -76,21 +79,31 @@ async function main(): Promise<void> {
     }
   };
   sandboxes.addHandlers({ onAdd: enqueue, onUpdate: (_o, n) => enqueue(n), onDelete: enqueue });
+  // Each Lease is recorded as seen before anything is enqueued for it: the reconcile judges it
+  // by when it was seen to change (lease-observations.ts).
   leases.addHandlers({
-    onAdd: (l) => enqueueForNode(nodeOfLease(l)),
+    onAdd: (l) => {
+      leaseObservations.observe(l, Date.now());
+      enqueueForNode(nodeOfLease(l));
+    },
     onUpdate: (o, n) => {
       // A plain renewal changes nothing; a change of holder, capacity or freshness (a Lease written
       // back into the past, or renewed after expiring) can change where sandboxes go or their fate.
       const now = Date.now();
+      const wasFresh = leaseObservations.isFresh(o, now);
+      leaseObservations.observe(n, now);
       if (
         o.spec?.holderIdentity !== n.spec?.holderIdentity ||
         JSON.stringify(o.metadata?.annotations) !== JSON.stringify(n.metadata?.annotations) ||
-        leaseIsFresh(o, now) !== leaseIsFresh(n, now)
+        wasFresh !== leaseObservations.isFresh(n, now)
       ) {
         enqueueForNode(nodeOfLease(n));
       }
     },
-    onDelete: (l) => enqueueForNode(nodeOfLease(l)),
+    onDelete: (l) => {
+      leaseObservations.forget(l);
+      enqueueForNode(nodeOfLease(l));
+    },
   });
   nodes.addHandlers({
     onAdd: (n) => enqueueForNode(n.metadata?.name),

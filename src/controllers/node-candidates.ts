@@ -2,7 +2,9 @@
 export interface NodeView {
   name: string;
   lease?: {
+    /** The last renewal as the controller judges it (lease-observations.ts), not spec.renewTime. */
     renewTime?: Date;
+    /** spec.leaseDurationSeconds, capped by the controller. */
     leaseDurationSeconds?: number;
     capacitySandboxes?: number;
     capacityMemoryMiB?: number;
@@ -44,9 +46,11 @@ function rejection(
   load: NodeLoad,
   now: Date,
 ): Rejection | undefined {
+  // A pinned sandbox counts every other node as a mismatch first, so the message tells the
+  // pinned node's own trouble apart from the rest.
+  if (req.nodeName && req.nodeName !== view.name) return 'nodeName mismatch';
   if (!view.lease) return 'no node agent';
   if (!leaseIsFresh(view.lease, now)) return 'lease expired';
-  if (req.nodeName && req.nodeName !== view.name) return 'nodeName mismatch';
   if (view.node?.unschedulable) return 'cordoned';
   const selector = Object.entries(req.nodeSelector ?? {});
   if (selector.length > 0) {

@@ -21,6 +21,7 @@ import type { ReconcileResult } from '../kube/work-queue.js';
 import { splitKey } from '../kube/object-cache.js';
 import type { Logger } from '../observability/logger.js';
 import type { ControllerMetrics } from './controller-metrics.js';
+import type { LeaseObservations } from './lease-observations.js';
 import type { NodeLoad } from './node-candidates.js';
 import { planSandbox, type Action } from './sandbox-plan.js';
 import { buildWorld } from './world.js';
@@ -32,6 +33,8 @@ export interface ReconcilerDeps {
     list(): KataSandbox[];
   };
   leases: { list(): V1Lease[] };
+  /** When each Lease was seen to change (main.ts feeds it from the Lease informer). */
+  leaseObservations: LeaseObservations;
   nodes: { list(): V1Node[] };
   events: EventRecorder;
   metrics: ControllerMetrics;
@@ -58,12 +61,14 @@ export class SandboxReconciler {
       return;
     }
     if (sb.metadata.labels?.[NODE_LABEL]) this.pendingBinds.delete(key);
+    const now = this.deps.now?.() ?? new Date();
     const world = buildWorld(
       this.deps.leases.list(),
       this.deps.nodes.list(),
       this.deps.sandboxes.list(),
       this.pendingLoad(),
-      this.deps.now?.() ?? new Date(),
+      now,
+      (lease) => this.deps.leaseObservations.judge(lease, now.getTime()),
     );
     const plan = planSandbox(sb, world);
     for (const action of plan.actions) {

@@ -1,25 +1,36 @@
 import type { V1Lease, V1Node } from '@kubernetes/client-node';
 import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
-import { leaseCapacity, nodeOfLease, timeMillis } from '../kube/lease.js';
+import { leaseCapacity, nodeOfLease } from '../kube/lease.js';
+import type { LeaseJudgement } from './lease-observations.js';
 import type { NodeLoad, NodeView } from './node-candidates.js';
 import { hasEnded } from './phase.js';
 import type { World } from './sandbox-plan.js';
 
-/** The controller's view of nodes, from node agent Leases joined with Node objects (pure). */
-export function nodeViews(leases: readonly V1Lease[], nodes: readonly V1Node[]): NodeView[] {
+/** How a Lease is judged; `judge` of LeaseObservations in the controller. */
+export type JudgeLease = (lease: V1Lease) => LeaseJudgement;
+
+/**
+ * The controller's view of nodes, from node agent Leases (as judged: renewal and duration the
+ * controller believes, lease-observations.ts) joined with Node objects (pure).
+ */
+export function nodeViews(
+  leases: readonly V1Lease[],
+  nodes: readonly V1Node[],
+  judge: JudgeLease,
+): NodeView[] {
   const nodeByName = new Map(nodes.map((n) => [n.metadata?.name ?? '', n]));
   const views: NodeView[] = [];
   for (const lease of leases) {
     const name = nodeOfLease(lease);
     if (!name) continue;
     const cap = leaseCapacity(lease);
-    const renew = timeMillis(lease.spec?.renewTime);
+    const { renewedAt, durationSeconds } = judge(lease);
     const node = nodeByName.get(name);
     views.push({
       name,
       lease: {
-        renewTime: renew === undefined ? undefined : new Date(renew),
-        leaseDurationSeconds: lease.spec?.leaseDurationSeconds,
+        renewTime: renewedAt === undefined ? undefined : new Date(renewedAt),
+        leaseDurationSeconds: durationSeconds,
         capacitySandboxes: cap?.sandboxes,
         capacityMemoryMiB: cap?.memoryMiB,
       },
@@ -52,10 +63,11 @@ export function buildWorld(
   sandboxes: readonly KataSandbox[],
   extraLoad: ReadonlyMap<string, NodeLoad>,
   now: Date,
+  judge: JudgeLease,
 ): World {
   const loads = nodeLoads(sandboxes);
   return {
-    nodes: nodeViews(leases, nodes),
+    nodes: nodeViews(leases, nodes, judge),
     loadOf: (n) => {
       const a = loads.get(n) ?? { sandboxes: 0, memoryMiB: 0 };
       const b = extraLoad.get(n) ?? { sandboxes: 0, memoryMiB: 0 };

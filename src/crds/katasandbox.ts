@@ -8,8 +8,10 @@
 // path, so refusing the change beats silently ignoring it. Delete and recreate instead.
 //
 // Bounds (chosen so every CEL rule's estimated cost stays far below the API server's budget):
-// vcpus 1..32, memoryMiB 128..65536, terminationGracePeriodSeconds 0..86400, at most 16
-// containers, 32 volumes, 32 mounts, 16 devices and 256 env vars per container; paths ≤ 1024.
+// vcpus 1..32, memoryMiB 512..65536 (MIN_MEMORY_MIB: what the guest image needs),
+// terminationGracePeriodSeconds 0..86400, at most 16 containers, 32 volumes, 32 mounts, 16
+// devices and 256 env vars per container; paths ≤ 1024. Strings carried into the guest or the
+// host refuse NUL by pattern (no CEL cost).
 import type { V1ListMeta, V1ObjectMeta } from '@kubernetes/client-node';
 import {
   arr,
@@ -40,6 +42,13 @@ export const IMAGE_REFERENCE_PATTERN =
   `^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*` +
   '(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?$';
 const PATH_MAX_LENGTH = 1024;
+/**
+ * The least spec.vm.memoryMiB admitted. Measured (bench/guest-min-memory.ts, docs/operations.md
+ * "Guest memory"): the shipped guest image (initrd 116 MiB, unpacked into RAM) boots to its
+ * agent answering in 392 MiB and not in 384; plus 64 MiB for the containers' processes that is
+ * 456, rounded up to 512, which is also the default.
+ */
+export const MIN_MEMORY_MIB = 512;
 const MAX_CONTAINERS = 16;
 const MAX_VOLUMES = 32;
 
@@ -51,13 +60,25 @@ const NO_DOT_DOT: Validation = {
   message: "must be an absolute path without '..' segments",
 };
 
+// NUL cannot pass through argv, environ or a path (C strings end there), so a string that
+// carries one would reach the guest or host cut short. Refused by the pattern, not by CEL: a
+// pattern costs nothing in the CEL budget, however long the string or list. RE2 (the API
+// server) and JavaScript read \x00 alike.
+const NO_NUL = '^[^\\x00]*$';
+const ABS_PATH_NO_NUL = '^/[^\\x00]*$';
+
 function absPath(description: string) {
   return str({
-    description: `${description} An absolute path without '..' segments.`,
+    description: `${description} An absolute path without '..' segments or NUL characters.`,
     maxLength: PATH_MAX_LENGTH,
-    pattern: '^/',
+    pattern: ABS_PATH_NO_NUL,
     validations: [NO_DOT_DOT],
   });
+}
+
+/** A string handed to a process (argv, environment): anything but NUL. */
+function processString(description: string, maxLength: number) {
+  return str({ description: `${description} No NUL characters.`, maxLength, pattern: NO_NUL });
 }
 
 function dnsLabel(description: string) {
@@ -79,8 +100,12 @@ export const vmSpecSchema = obj(
       default: 1,
     }),
     memoryMiB: int({
-      description: 'Memory of the sandbox VM in MiB, 128 to 65536 (64 GiB).',
-      minimum: 128,
+      description:
+        `Memory of the sandbox VM in MiB, ${MIN_MEMORY_MIB} to 65536 (64 GiB). The guest image ` +
+        'lives in this memory (its initrd is unpacked into RAM), so below the minimum it does ' +
+        'not boot; a node agent whose image needs more refuses the sandbox (reason ' +
+        'MemoryTooSmall).',
+      minimum: MIN_MEMORY_MIB,
       maximum: 65536,
       default: 512,
     }),
@@ -116,10 +141,24 @@ export const networkSpecSchema = obj(
     netnsPath: str({
       description:
         'Path of an existing network namespace (e.g. /var/run/netns/x), required with, and only ' +
-        "with, mode netns. An absolute path without '..' segments.",
+        "with, mode netns. An absolute path without '..', '.' or empty segments or NUL " +
+        "characters, not under /proc (another process's namespace is never joined).",
       maxLength: PATH_MAX_LENGTH,
-      pattern: '^/',
-      validations: [NO_DOT_DOT],
+      pattern: ABS_PATH_NO_NUL,
+      validations: [
+        NO_DOT_DOT,
+        {
+          // '//proc' and '/./proc' are /proc too: only a clean path can be judged by its prefix.
+          rule: "!self.contains('//') && !self.contains('/./') && !self.endsWith('/.')",
+          message: "must be a clean path, without '.' or empty segments",
+        },
+        {
+          rule: "self != '/proc' && !self.startsWith('/proc/')",
+          message:
+            "must not be under /proc (a process's namespace): name a bind-mounted namespace " +
+            'such as /run/netns/<name>',
+        },
+      ],
     }),
   },
   {
@@ -228,7 +267,7 @@ export const envVarSchema = obj(
       maxLength: 256,
       pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$',
     }),
-    value: str({ description: 'Value of the environment variable.', maxLength: 32768 }),
+    value: processString('Value of the environment variable.', 32768),
   },
   { description: 'An environment variable.', required: ['name'] },
 );
@@ -280,11 +319,11 @@ export const containerSpecSchema = obj(
         'Always for a :latest or untagged image, IfNotPresent otherwise.',
     }),
     rootfs: rootfsSchema,
-    command: arr(str({ description: 'An argument.', maxLength: 16384 }), {
+    command: arr(processString('An argument.', 16384), {
       description: "Entrypoint, replacing the image's ENTRYPOINT (as in a Pod).",
       maxItems: 256,
     }),
-    args: arr(str({ description: 'An argument.', maxLength: 16384 }), {
+    args: arr(processString('An argument.', 16384), {
       description: "Arguments to the entrypoint, replacing the image's CMD (as in a Pod).",
       maxItems: 256,
     }),
@@ -366,11 +405,18 @@ export const specSchema = obj(
       maxLength: 253,
       pattern: DNS_SUBDOMAIN,
     }),
-    nodeSelector: record(str({ description: 'A label value.', maxLength: 63 }), {
-      description:
-        'Labels the node must have; matched against Node objects (a Node object must exist).',
-      maxProperties: 32,
-    }),
+    nodeSelector: record(
+      str({
+        description: 'A label value.',
+        maxLength: 63,
+        pattern: '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$',
+      }),
+      {
+        description:
+          'Labels the node must have; matched against Node objects (a Node object must exist).',
+        maxProperties: 32,
+      },
+    ),
     hostname: str({
       description:
         'Hostname of the guest, a DNS label of at most 63 characters. Default (computed by the ' +

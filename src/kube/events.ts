@@ -15,6 +15,13 @@ import { callApi, type KubeClients } from './kube-client.js';
 
 export type EventType = 'Normal' | 'Warning';
 
+// Who writes an Event, as the admission policy kata-node-agent-events holds node agents to it
+// (deploy/policy/node-agent-events.yaml): a node agent signs as NODE_AGENT_REPORTER and
+// nodeAgentInstance(its node), never as the controller.
+export const CONTROLLER_REPORTER = 'kata.sandbox.io/controller';
+export const NODE_AGENT_REPORTER = 'kata.sandbox.io/node-agent';
+export const nodeAgentInstance = (node: string): string => `kata-node-agent-${node}`;
+
 export interface EventRecorderOptions {
   clients: Pick<KubeClients, 'events'>;
   /** e.g. kata.sandbox.io/controller */

@@ -4,7 +4,7 @@
 // containers (restart policy, logs, the end) and QEMU; and the two ways out: release (the sandbox
 // ended: VM, mounts and image views go, state stays) and destroy (deletion: graceful container
 // stop, then everything goes).
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
 import { AgentRpcError } from '../agent/errors.js';
@@ -34,6 +34,7 @@ import { RootfsViewError } from './images/rootfs-view.js';
 import { parseImageReference, repositoryName } from './images/reference.js';
 import { BootError } from './hypervisor/boot.js';
 import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
+import { memoryShortfall } from './hypervisor/guest-memory.js';
 import {
   chooseLaunchStrategy,
   isSameProcess,
@@ -528,6 +529,15 @@ export class SandboxRuntime {
         reason: 'KernelNotFound',
         message: `spec.vm.kernel: ${JSON.stringify(kernelName)} is not a kernel this node has (only "default")`,
       });
+    }
+    // Below what the image needs the guest dies half-booted (out of memory unpacking or running
+    // its agent): refuse it with the reason instead, before any host work for the VM.
+    const shortfall = memoryShortfall(
+      this.spec.vm?.memoryMiB ?? 512,
+      (await step('VMReady', 'GuestImageMissing', () => stat(image.initrd))).size,
+    );
+    if (shortfall) {
+      throw new StepError({ condition: 'VMReady', reason: 'MemoryTooSmall', message: shortfall });
     }
     const requested = this.spec.vm?.accelerator ?? 'auto';
     const choice = await this.deps.accelerator(

@@ -6,13 +6,25 @@
 // resourceVersion test (src/kube/finalizers.ts), the Lease by the node heartbeat
 // (src/kube/node-heartbeat.ts).
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import {
+  PatchStrategy,
+  setHeaderOptions,
+  V1MicroTime,
+  type EventsV1Event,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import {
   CONTROLLER_FIELD_MANAGER,
   NODE_AGENT_FIELD_MANAGER,
   NODE_CLEANUP_FINALIZER,
   NODE_LABEL,
 } from '../../src/crds/constants.js';
+import {
+  CONTROLLER_REPORTER,
+  EventRecorder,
+  NODE_AGENT_REPORTER,
+  nodeAgentInstance,
+} from '../../src/kube/events.js';
 import { addFinalizer, patchFinalizers, removeFinalizer } from '../../src/kube/finalizers.js';
 import { makeClients, type KubeClients } from '../../src/kube/kube-client.js';
 import { NodeHeartbeat } from '../../src/kube/node-heartbeat.js';
@@ -44,8 +56,12 @@ let agentNoNode: KubeClients;
 let agentAConfig: KubeConfig;
 
 interface Sandbox {
+  apiVersion?: string;
+  kind?: string;
   metadata: {
     name: string;
+    namespace?: string;
+    uid?: string;
     resourceVersion?: string;
     labels?: Record<string, string>;
     finalizers?: string[];
@@ -54,53 +70,69 @@ interface Sandbox {
   status?: Record<string, unknown>;
 }
 
-function sandboxBody(name: string, labels?: Record<string, string>): object {
+function sandboxBody(
+  name: string,
+  labels?: Record<string, string>,
+  ns = NS,
+  spec: Record<string, unknown> = {},
+): object {
   return {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: 'KataSandbox',
-    metadata: { name, namespace: NS, ...(labels && { labels }) },
-    spec: { containers: [{ name: 'main', image: 'busybox:1.36' }] },
+    metadata: { name, namespace: ns, ...(labels && { labels }) },
+    spec: { containers: [{ name: 'main', image: 'busybox:1.36' }], ...spec },
   };
 }
 
-async function create(c: KubeClients, name: string, labels?: Record<string, string>) {
+async function create(
+  c: KubeClients,
+  name: string,
+  labels?: Record<string, string>,
+  ns = NS,
+  spec: Record<string, unknown> = {},
+) {
   return (await c.custom.createNamespacedCustomObject({
     group: GROUP,
     version: VERSION,
-    namespace: NS,
+    namespace: ns,
     plural: PLURAL,
-    body: sandboxBody(name, labels),
+    body: sandboxBody(name, labels, ns, spec),
   })) as Sandbox;
 }
 
-async function get(name: string): Promise<Sandbox> {
+async function get(name: string, ns = NS): Promise<Sandbox> {
   return (await admin.custom.getNamespacedCustomObject({
     group: GROUP,
     version: VERSION,
-    namespace: NS,
+    namespace: ns,
     plural: PLURAL,
     name,
   })) as Sandbox;
 }
 
 /** A JSON patch of the sandbox object, as the controller binds and finalizers are changed. */
-async function jsonPatch(c: KubeClients, name: string, ops: object[]): Promise<Sandbox> {
+async function jsonPatch(c: KubeClients, name: string, ops: object[], ns = NS): Promise<Sandbox> {
   return (await c.custom.patchNamespacedCustomObject(
-    { group: GROUP, version: VERSION, namespace: NS, plural: PLURAL, name, body: ops },
+    { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: ops },
     setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
   )) as Sandbox;
 }
 
 /** The controller's bind: label kata.sandbox.io/node=<node> with a resourceVersion test. */
-async function bind(c: KubeClients, name: string, node: string): Promise<Sandbox> {
-  const sb = await get(name);
+async function bind(c: KubeClients, name: string, node: string, ns = NS): Promise<Sandbox> {
+  const sb = await get(name, ns);
   const label = NODE_LABEL.replace('~', '~0').replace('/', '~1');
-  return jsonPatch(c, name, [
-    { op: 'test', path: '/metadata/resourceVersion', value: sb.metadata.resourceVersion },
-    sb.metadata.labels
-      ? { op: 'add', path: `/metadata/labels/${label}`, value: node }
-      : { op: 'add', path: '/metadata/labels', value: { [NODE_LABEL]: node } },
-  ]);
+  return jsonPatch(
+    c,
+    name,
+    [
+      { op: 'test', path: '/metadata/resourceVersion', value: sb.metadata.resourceVersion },
+      sb.metadata.labels
+        ? { op: 'add', path: `/metadata/labels/${label}`, value: node }
+        : { op: 'add', path: '/metadata/labels', value: { [NODE_LABEL]: node } },
+    ],
+    ns,
+  );
 }
 
 const vmReady = (message: string) => ({
@@ -129,6 +161,9 @@ async function refusal(p: Promise<unknown>): Promise<{ code: number; message: st
 
 const POLICY_AGENT = "ValidatingAdmissionPolicy 'kata-node-agent-restriction'";
 const POLICY_LABEL = "ValidatingAdmissionPolicy 'kata-sandbox-node-label'";
+const POLICY_CONTROLLER = "ValidatingAdmissionPolicy 'kata-controller-restriction'";
+const POLICY_EVENTS = "ValidatingAdmissionPolicy 'kata-node-agent-events'";
+const POLICY_NETNS = "ValidatingAdmissionPolicy 'kata-sandbox-netns'";
 
 beforeAll(async () => {
   plane = await startPrivatePlane('kata-policy');
@@ -508,5 +543,394 @@ describe('only the controller sets the node label', () => {
     const token = controller.kc.getCurrentUser()?.token ?? '';
     const who = await whoAmI(plane, plane.tokenConfigFile(token, 'controller'));
     expect(who.username).toBe(CONTROLLER_USER);
+  });
+});
+
+/** Retries `fn` while it throws (RBAC and namespace changes reach admission through informers). */
+async function soon<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+const condition = (type: string, status: 'True' | 'False', reason: string, message: string) => ({
+  type,
+  status,
+  reason,
+  message,
+  lastTransitionTime: new Date().toISOString(),
+});
+
+describe("the controller's conditions are the controller's", () => {
+  beforeAll(async () => {
+    await create(admin, 'cond-a');
+    await bind(controller, 'cond-a', 'a');
+    await applyStatus(
+      controller,
+      CONTROLLER_FIELD_MANAGER,
+      { namespace: NS, name: 'cond-a' },
+      { conditions: [condition('Scheduled', 'True', 'Scheduled', 'placed on node a')] },
+    );
+  });
+
+  it("a node agent's server-side apply of Scheduled is refused; its own conditions pass", async () => {
+    const forged = await refusal(
+      applyStatus(
+        agentA,
+        NODE_AGENT_FIELD_MANAGER,
+        { namespace: NS, name: 'cond-a' },
+        { conditions: [condition('Scheduled', 'False', 'Unschedulable', 'forged')] },
+      ),
+    );
+    expect(forged.code).toBe(403);
+    expect(forged.message).toContain(POLICY_AGENT);
+    expect(forged.message).toContain(
+      `kata-node-agent on node a may only write its own conditions (VMReady, AgentConnected, NetworkReady, ContainersReady, Ready, Terminated) of KataSandbox ${NS}/cond-a, not add, change or remove condition Scheduled`,
+    );
+    // A condition type of nobody's is refused too.
+    const other = await refusal(
+      applyStatus(
+        agentA,
+        NODE_AGENT_FIELD_MANAGER,
+        { namespace: NS, name: 'cond-a' },
+        { conditions: [condition('Healthy', 'True', 'Fine', '')] },
+      ),
+    );
+    expect(other.code).toBe(403);
+    expect(other.message).toContain('not add, change or remove condition Healthy');
+    // Its own, applied alongside the controller's entry, pass and leave Scheduled as it was.
+    await applyStatus(
+      agentA,
+      NODE_AGENT_FIELD_MANAGER,
+      { namespace: NS, name: 'cond-a' },
+      {
+        conditions: [
+          condition('VMReady', 'True', 'Booted', ''),
+          condition('Ready', 'True', 'Ready', ''),
+        ],
+      },
+    );
+    const conds = ((await get('cond-a')).status?.['conditions'] ?? []) as {
+      type: string;
+      message: string;
+    }[];
+    expect(conds.map((c) => c.type).sort()).toEqual(['Ready', 'Scheduled', 'VMReady']);
+    expect(conds.find((c) => c.type === 'Scheduled')?.message).toBe('placed on node a');
+  });
+});
+
+describe('no owner references by proxy', () => {
+  let owner: { apiVersion: string; kind: string; name: string; uid: string };
+
+  beforeAll(async () => {
+    const cm = await admin.core.createNamespacedConfigMap({
+      namespace: NS,
+      body: { metadata: { name: 'bait' } },
+    });
+    owner = { apiVersion: 'v1', kind: 'ConfigMap', name: 'bait', uid: cm.metadata?.uid ?? '' };
+    await create(admin, 'owned');
+    await bind(controller, 'owned', 'a');
+  });
+
+  it('the controller may not add an owner reference to a sandbox, nor a finalizer of its own choosing', async () => {
+    const r = await refusal(
+      jsonPatch(controller, 'owned', [
+        { op: 'add', path: '/metadata/ownerReferences', value: [owner] },
+      ]),
+    );
+    expect(r.code).toBe(403);
+    expect(r.message).toContain(POLICY_CONTROLLER);
+    expect(r.message).toContain(
+      `kata-controller may not add, change or remove owner references of KataSandbox ${NS}/owned`,
+    );
+    const f = await refusal(
+      jsonPatch(controller, 'owned', [
+        { op: 'add', path: '/metadata/finalizers', value: ['example.com/hold'] },
+      ]),
+    );
+    expect(f.code).toBe(403);
+    expect(f.message).toContain('may add or remove only finalizer kata.sandbox.io/node-cleanup');
+    expect((await get('owned')).metadata).not.toHaveProperty('ownerReferences');
+  });
+
+  it('nor may a node agent; the owner references users set stay theirs, and the controller works around them', async () => {
+    const r = await refusal(
+      jsonPatch(agentA, 'owned', [
+        { op: 'add', path: '/metadata/ownerReferences', value: [owner] },
+      ]),
+    );
+    expect(r.code).toBe(403);
+    expect(r.message).toContain(POLICY_AGENT);
+    await jsonPatch(admin, 'owned', [
+      { op: 'add', path: '/metadata/ownerReferences', value: [owner] },
+    ]);
+    // The controller's own edits leave them as they are, and pass.
+    expect(
+      await addFinalizer(controller, { namespace: NS, name: 'owned' }, NODE_CLEANUP_FINALIZER),
+    ).toBe('changed');
+    const removed = await refusal(
+      jsonPatch(controller, 'owned', [{ op: 'remove', path: '/metadata/ownerReferences' }]),
+    );
+    expect(removed.code).toBe(403);
+    expect((await get('owned')).metadata).toMatchObject({ ownerReferences: [owner] });
+  });
+});
+
+describe('node agents write Events only about sandboxes on their node, as themselves', () => {
+  const TENANT = 'policy-tenant';
+  const EMPTY = 'policy-empty';
+  let evA: Sandbox;
+  let evB: Sandbox;
+  let tenantB: Sandbox;
+
+  const ref = (sb: Sandbox) => ({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'KataSandbox',
+    namespace: sb.metadata.namespace ?? NS,
+    name: sb.metadata.name,
+    uid: sb.metadata.uid ?? '',
+  });
+
+  /** An events.k8s.io/v1 Event as EventRecorder writes it. */
+  function eventBody(
+    name: string,
+    regarding: object,
+    over: { controller?: string; instance?: string } = {},
+  ) {
+    return {
+      metadata: { name },
+      eventTime: new V1MicroTime(),
+      reportingController: over.controller ?? NODE_AGENT_REPORTER,
+      reportingInstance: over.instance ?? nodeAgentInstance('a'),
+      action: 'Reconcile',
+      reason: 'VMExited',
+      note: 'the VM stopped',
+      type: 'Warning',
+      regarding,
+    };
+  }
+
+  const createEvent = (c: KubeClients, ns: string, body: object) =>
+    c.events.createNamespacedEvent({ namespace: ns, body: body as EventsV1Event });
+
+  beforeAll(async () => {
+    await plane.kubectl(['create', 'namespace', TENANT]);
+    await plane.kubectl(['create', 'namespace', EMPTY]);
+    await create(admin, 'ev-a');
+    await create(admin, 'ev-b');
+    await create(admin, 'tenant-b', undefined, TENANT);
+    evA = await bind(controller, 'ev-a', 'a');
+    evB = await bind(controller, 'ev-b', 'b');
+    tenantB = await bind(controller, 'tenant-b', 'b', TENANT);
+  });
+
+  it("a node agent's own Events, written as the node agent writes them, are accepted (create and series)", async () => {
+    // The sandbox's params reach the policy through the API server's informer: a first Event
+    // right after the sandbox was bound may see it not yet; the node agent's recorder only logs.
+    await soon(() =>
+      createEvent(agentA, NS, eventBody('ev-a.probe', ref(evA))).then(() => undefined),
+    );
+    const recorder = new EventRecorder({
+      clients: agentA,
+      reportingController: NODE_AGENT_REPORTER,
+      reportingInstance: nodeAgentInstance('a'),
+      seriesFlushMs: 10,
+    });
+    const args = {
+      regarding: ref(evA),
+      type: 'Warning' as const,
+      reason: 'BootFailed',
+      action: 'Reconcile',
+      note: 'QEMU exited',
+    };
+    recorder.record(args);
+    await recorder.flush();
+    recorder.record(args);
+    await new Promise((r) => setTimeout(r, 50));
+    await recorder.flush();
+    expect(recorder.stats).toEqual({ created: 1, seriesUpdates: 1, failures: 0 });
+    const listed = await admin.events.listNamespacedEvent({ namespace: NS });
+    const mine = listed.items.find((e) => e.reason === 'BootFailed');
+    expect(mine).toMatchObject({
+      reportingController: NODE_AGENT_REPORTER,
+      reportingInstance: 'kata-node-agent-a',
+      regarding: { name: 'ev-a', uid: evA.metadata.uid },
+      series: { count: 2 },
+    });
+  });
+
+  it("node agent a may not write an Event about node b's sandbox, here or in a tenant's namespace", async () => {
+    const here = await refusal(createEvent(agentA, NS, eventBody('ev-b.a1', ref(evB))));
+    expect(here.code).toBe(403);
+    expect(here.message).toContain(POLICY_EVENTS);
+    expect(here.message).toContain(
+      `kata-node-agent on node a may only write Events about KataSandboxes labelled kata.sandbox.io/node=a; ${NS}/ev-b is on node b`,
+    );
+    const tenant = await refusal(
+      createEvent(agentA, TENANT, eventBody('tenant-b.a1', ref(tenantB))),
+    );
+    expect(tenant.code).toBe(403);
+    expect(tenant.message).toContain(`${TENANT}/tenant-b is on node b`);
+    // Node b's agent, for its own sandbox, may.
+    await soon(() =>
+      createEvent(
+        agentB,
+        TENANT,
+        eventBody('tenant-b.b1', ref(tenantB), { instance: nodeAgentInstance('b') }),
+      ).then(() => undefined),
+    );
+  });
+
+  it('a node agent may not claim to be the controller or another node, nor write about other things', async () => {
+    const asController = await refusal(
+      createEvent(agentA, NS, eventBody('ev-a.c1', ref(evA), { controller: CONTROLLER_REPORTER })),
+    );
+    expect(asController.code).toBe(403);
+    expect(asController.message).toContain(
+      'kata-node-agent on node a must write Events as reportingController kata.sandbox.io/node-agent, reportingInstance kata-node-agent-a, not kata.sandbox.io/controller / kata-node-agent-a',
+    );
+    const asB = await refusal(
+      createEvent(agentA, NS, eventBody('ev-a.b1', ref(evA), { instance: nodeAgentInstance('b') })),
+    );
+    expect(asB.code).toBe(403);
+    expect(asB.message).toContain('not kata.sandbox.io/node-agent / kata-node-agent-b');
+    const wrongUid = await refusal(
+      createEvent(agentA, NS, eventBody('ev-a.u1', { ...ref(evA), uid: 'not-its-uid' })),
+    );
+    expect(wrongUid.code).toBe(403);
+    const aPod = await refusal(
+      createEvent(
+        agentA,
+        NS,
+        eventBody('pod.a1', { apiVersion: 'v1', kind: 'Pod', namespace: NS, name: 'web' }),
+      ),
+    );
+    expect(aPod.code).toBe(403);
+    expect(aPod.message).toContain(
+      `may only write Events regarding a KataSandbox of the Event's namespace ${NS}`,
+    );
+    // A namespace without sandboxes has nothing a node agent could report on: the binding finds
+    // no param and denies (the API server answers 422 for that).
+    const empty = await refusal(
+      createEvent(agentA, EMPTY, eventBody('x.a1', { ...ref(evA), namespace: EMPTY, name: 'x' })),
+    );
+    expect(empty.code).toBe(422);
+    expect(empty.message).toContain(POLICY_EVENTS);
+    expect(empty.message).toContain('no params found');
+  });
+
+  it('the same holds for a core/v1 Event, should RBAC ever grant one', async () => {
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'role', 'core-events', '--verb=create', '--resource=events'],
+    ]);
+    await plane.kubectl([
+      ...['-n', NS, 'create', 'rolebinding', 'core-events', '--role=core-events'],
+      '--serviceaccount=kata-system:kata-node-agent',
+    ]);
+    try {
+      const body = {
+        metadata: { name: 'ev-b.core1' },
+        involvedObject: ref(evB),
+        reason: 'VMExited',
+        message: 'forged',
+        type: 'Warning',
+        source: { component: CONTROLLER_REPORTER },
+        reportingComponent: CONTROLLER_REPORTER,
+        reportingInstance: 'kata-controller-0',
+      };
+      const r = await soon(async () => {
+        const got = await refusal(agentA.core.createNamespacedEvent({ namespace: NS, body }));
+        // RBAC's grant reaches the authorizer through an informer: until then it is RBAC's 403.
+        if (!got.message.includes(POLICY_EVENTS)) throw new Error(got.message);
+        return got;
+      });
+      expect(r.code).toBe(403);
+    } finally {
+      await plane.kubectl(['-n', NS, 'delete', 'rolebinding,role', 'core-events']);
+    }
+  });
+
+  it("a node agent may not rewrite the controller's Events", async () => {
+    const recorder = new EventRecorder({
+      clients: controller,
+      reportingController: CONTROLLER_REPORTER,
+      reportingInstance: 'kata-controller-0',
+    });
+    recorder.record({
+      regarding: ref(evA),
+      type: 'Normal',
+      reason: 'Scheduled',
+      action: 'Scheduled',
+      note: 'placed on node a',
+    });
+    await recorder.flush();
+    expect(recorder.stats.created).toBe(1);
+    const listed = await admin.events.listNamespacedEvent({ namespace: NS });
+    const theirs = listed.items.find(
+      (e) => e.reason === 'Scheduled' && e.regarding?.name === 'ev-a',
+    );
+    const r = await refusal(
+      agentA.events.patchNamespacedEvent(
+        {
+          namespace: NS,
+          name: theirs?.metadata?.name ?? '',
+          // A series (the one thing an Event's writer updates) counting the controller's Event
+          // up, as if it kept rescheduling.
+          body: {
+            series: { count: 99, lastObservedTime: new V1MicroTime().toISOString() },
+          } as never,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+    expect(r.code).toBe(403);
+    expect(r.message).toContain(POLICY_EVENTS);
+    expect(r.message).toContain('not kata.sandbox.io/controller / kata-controller-0');
+  });
+});
+
+describe('network mode netns only where cluster admins allow it', () => {
+  const NETNS_NS = 'policy-netns';
+  const netns = { network: { mode: 'netns', netnsPath: '/run/netns/shared' } };
+
+  it('is refused to a sandbox editor in an unlabelled namespace, allowed once granted use-netns or the namespace is labelled', async () => {
+    await plane.kubectl(['create', 'namespace', NETNS_NS]);
+    for (const user of ['carol', 'dave']) {
+      await plane.kubectl(['-n', NETNS_NS, 'create', 'serviceaccount', user]);
+      await plane.kubectl([
+        ...['-n', NETNS_NS, 'create', 'rolebinding', `${user}-edit`],
+        ...['--clusterrole=kata-sandbox-edit', `--serviceaccount=${NETNS_NS}:${user}`],
+      ]);
+    }
+    const carol = makeClients(await plane.serviceAccountCertConfig(NETNS_NS, 'carol'));
+    const dave = makeClients(await plane.serviceAccountCertConfig(NETNS_NS, 'dave'));
+
+    const r = await soon(() => refusal(create(carol, 'joins', undefined, NETNS_NS, netns)));
+    expect(r.code).toBe(403);
+    expect(r.message).toContain(POLICY_NETNS);
+    expect(r.message).toContain(
+      `spec.network.mode netns is allowed only in namespaces labelled kata.sandbox.io/allow-netns=true or to users granted verb use-netns on katasandboxes; namespace ${NETNS_NS} is not labelled and system:serviceaccount:${NETNS_NS}:carol is not granted it`,
+    );
+    // Other modes are everyone's.
+    await create(carol, 'plain-net', undefined, NETNS_NS, { network: { mode: 'none' } });
+
+    // Granted the verb (ClusterRole kata-sandbox-netns-user), carol may; dave still may not.
+    await plane.kubectl([
+      ...['-n', NETNS_NS, 'create', 'rolebinding', 'carol-netns'],
+      ...['--clusterrole=kata-sandbox-netns-user', `--serviceaccount=${NETNS_NS}:carol`],
+    ]);
+    await soon(() => create(carol, 'joins', undefined, NETNS_NS, netns));
+    expect((await refusal(create(dave, 'daves', undefined, NETNS_NS, netns))).code).toBe(403);
+
+    // A cluster admin labels the namespace: anyone who may create sandboxes there may.
+    await plane.kubectl(['label', 'namespace', NETNS_NS, 'kata.sandbox.io/allow-netns=true']);
+    await soon(() => create(dave, 'daves', undefined, NETNS_NS, netns));
+    expect((await get('daves', NETNS_NS)).spec['network']).toMatchObject(netns.network);
   });
 });

@@ -38,7 +38,14 @@ let scope: { namespace: string; electionId: string };
 
 async function writeLease(
   node: string,
-  opts: { ageSeconds?: number; sandboxes?: number; memoryMiB?: number } = {},
+  opts: {
+    ageSeconds?: number;
+    /** renewTime as epoch ms (instead of now - ageSeconds). */
+    renewAt?: number;
+    durationSeconds?: number;
+    sandboxes?: number;
+    memoryMiB?: number;
+  } = {},
 ): Promise<void> {
   const name = `kata-node-${node}`;
   const body = {
@@ -52,8 +59,8 @@ async function writeLease(
     },
     spec: {
       holderIdentity: node,
-      leaseDurationSeconds: 40,
-      renewTime: new V1MicroTime(Date.now() - (opts.ageSeconds ?? 0) * 1000),
+      leaseDurationSeconds: opts.durationSeconds ?? 40,
+      renewTime: new V1MicroTime(opts.renewAt ?? Date.now() - (opts.ageSeconds ?? 0) * 1000),
     },
   };
   try {
@@ -261,6 +268,36 @@ describe('kata-controller', () => {
     await eventually('lost deleted', async () =>
       (await get('lost').catch(() => undefined)) ? undefined : true,
     );
+  });
+
+  it('judges a Lease by when it was seen to renew: a renewTime in 2030 that never moves stops attracting sandboxes after the lease duration', async () => {
+    // A Lease for a node that does not exist, written once with a renewTime years ahead and a
+    // 3 s duration, and never renewed: what anyone who may write a Lease could plant.
+    const ghost = nodeName('ghost');
+    await writeLease(ghost, { renewAt: Date.parse('2030-01-01T00:00:00Z'), durationSeconds: 3 });
+    try {
+      // While first seen it may count as fresh (it may be placed there) ...
+      await create(sandbox('ghost-1', { nodeName: ghost }));
+      await eventually('ghost-1 scheduled', async () =>
+        nodeOf(await get('ghost-1')) === ghost ? true : undefined,
+      );
+      // ... but never renewing, its node is lost one lease duration later, 2030 or not,
+      const lost = await eventually('ghost-1 NodeLost', async () => {
+        const sb = await get('ghost-1');
+        return sb.status?.reason === 'NodeLost' ? sb : undefined;
+      });
+      expect(lost.status?.phase).toBe('Failed');
+      // and nothing new is placed there: the pinned node's Lease is the expired one.
+      await create(sandbox('ghost-2', { nodeName: ghost }));
+      const refused = await eventually('ghost-2 Unschedulable', async () => {
+        const sb = await get('ghost-2');
+        return sb.status?.reason === 'Unschedulable' ? sb : undefined;
+      });
+      expect(refused.status?.message).toContain('1 lease expired');
+      expect(nodeOf(await get('ghost-2'))).toBeUndefined();
+    } finally {
+      await coord.deleteNamespacedLease({ name: `kata-node-${ghost}`, namespace: 'kata-system' });
+    }
   });
 
   it('lets a sandbox deleted while Pending go away', async () => {

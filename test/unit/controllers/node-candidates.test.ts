@@ -90,6 +90,17 @@ describe('chooseNode', () => {
     });
   });
 
+  it("for a pinned sandbox, counts other nodes as mismatches, whatever their state, and names the pinned node's trouble", () => {
+    const nodes: NodeView[] = [
+      { name: 'pinned', lease: fresh({ renewTime: new Date(now.getTime() - 60_000) }) },
+      { name: 'other-old', lease: fresh({ renewTime: new Date(now.getTime() - 60_000) }) },
+      { name: 'other', lease: fresh() },
+    ];
+    expect(chooseNode({ memoryMiB: 1, nodeName: 'pinned' }, nodes, noLoad, now)).toEqual({
+      unschedulable: '0/3 nodes are available: 1 lease expired, 2 nodeName mismatch',
+    });
+  });
+
   it('reports no nodes at all', () => {
     expect(chooseNode({ memoryMiB: 1 }, [], noLoad, now)).toEqual({
       unschedulable: '0/0 nodes are available',

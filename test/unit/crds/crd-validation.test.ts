@@ -54,7 +54,7 @@ const valid: [string, KataSandbox][] = [
   [
     'a block rootfs, a netns and the smallest VM',
     sandbox({
-      vm: { vcpus: 1, memoryMiB: 128, accelerator: 'kvm' },
+      vm: { vcpus: 1, memoryMiB: 512, accelerator: 'kvm' },
       network: { mode: 'netns', netnsPath: '/var/run/netns/x' },
       containers: [
         {

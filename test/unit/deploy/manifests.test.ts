@@ -291,7 +291,10 @@ describe('admission policies', () => {
   it('each policy fails closed and is bound with Deny, naming the ServiceAccounts deploy/ creates', () => {
     const policies = objs.filter((o) => o['kind'] === 'ValidatingAdmissionPolicy');
     expect(policies.map((p) => p['metadata'].name).sort()).toEqual([
+      'kata-controller-restriction',
+      'kata-node-agent-events',
       'kata-node-agent-restriction',
+      'kata-sandbox-netns',
       'kata-sandbox-node-label',
     ]);
     for (const p of policies) {

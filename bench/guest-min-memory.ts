@@ -1,0 +1,122 @@
+// Measurement: the smallest VM memory (MiB) the guest image boots in, up to the guest agent
+// answering Health.Check over serial+mux. It bisects between a size that fails and one that
+// boots, booting the real image (QEMU, the image from `make guest`) once per probe, and prints
+// the image's sizes next to the result: the figure behind the CRD's spec.vm.memoryMiB minimum
+// and the node agent's per-image check (docs/operations.md, "Guest memory").
+//   npx esbuild bench/guest-min-memory.ts --bundle --platform=node --format=esm \
+//     --outfile=/tmp/gmm.mjs && node /tmp/gmm.mjs [lowMiB=64] [highMiB=512] [stepMiB=8]
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { AgentClient } from '../src/agent/agent-client.js';
+import { SerialBridge } from '../src/agent/transport/serial-bridge.js';
+import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
+import { bootVm, type AgentHandle } from '../src/node-agent/hypervisor/boot.js';
+import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
+
+const LOW = Number(process.argv[2] ?? 64);
+const HIGH = Number(process.argv[3] ?? 512);
+const STEP = Number(process.argv[4] ?? 8);
+const IMAGE = path.join(
+  process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
+  'kata-sandbox-operator/guest/current',
+);
+const MiB = 1024 * 1024;
+
+async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 'kvm' | 'tcg') {
+  const dir = path.join(scratch, `vm-${memoryMiB}`);
+  mkdirSync(path.join(dir, 'shared'), { recursive: true });
+  const grpcSocket = path.join(dir, 'agent.sock');
+  const vm: VmConfig = {
+    name: `min-memory-${memoryMiB}`,
+    machine: 'pc',
+    accelerator: accel,
+    vcpus: 1,
+    memoryMiB,
+    kernel,
+    initrd: path.join(IMAGE, 'initrd'),
+    console: { logFile: path.join(dir, 'console.log') },
+    qmpSocket: path.join(dir, 'qmp.sock'),
+    agentChannelSocket: path.join(dir, 'agent-channel.sock'),
+    sharedDir: path.join(dir, 'shared'),
+    pidFile: path.join(dir, 'qemu.pid'),
+  };
+  let bridge: SerialBridge | undefined;
+  try {
+    const res = await bootVm({
+      vm,
+      waitFor: {
+        kind: 'agent',
+        connect: async (_vm, signal): Promise<AgentHandle> => {
+          bridge = await SerialBridge.start({
+            chardevPath: vm.agentChannelSocket as string,
+            listenPath: grpcSocket,
+            signal,
+          });
+          const c = new AgentClient({ socketPath: grpcSocket });
+          return {
+            check: (o) => c.check(o),
+            close: () => {
+              c.close();
+              void bridge?.close();
+            },
+          };
+        },
+        checkTimeoutMs: 5_000,
+      },
+      deadlineMs: 120_000,
+      stderrLog: path.join(dir, 'qemu.log'),
+    });
+    await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
+    return { ok: true, detail: `agent answered after ${res.bootMillis} ms` };
+  } catch (err) {
+    const log = path.join(dir, 'console.log');
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3) : [];
+    return { ok: false, detail: `${(err as Error).message.slice(0, 120)} | ${tail.join(' / ')}` };
+  } finally {
+    await bridge?.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const vmlinux = path.join(IMAGE, 'vmlinux');
+  const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
+  const initrd = path.join(IMAGE, 'initrd');
+  if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
+  const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
+  console.log(
+    `guest image ${IMAGE}: kernel ${path.basename(kernel)} ${(statSync(kernel).size / MiB).toFixed(1)} MiB, ` +
+      `initrd ${(statSync(initrd).size / MiB).toFixed(1)} MiB; accelerator ${accel.accelerator}`,
+  );
+  const scratch = mkdtempSync(path.join(tmpdir(), 'guest-min-memory-'));
+  let lo = LOW; // assumed to fail (checked)
+  let hi = HIGH; // must boot (checked)
+  try {
+    for (const [m, want] of [
+      [hi, true],
+      [lo, false],
+    ] as const) {
+      const r = await boots(m, scratch, kernel, accel.accelerator);
+      console.log(`${m} MiB: ${r.ok ? 'boots' : 'fails'} (${r.detail})`);
+      if (r.ok !== want) throw new Error(`${m} MiB was expected to ${want ? 'boot' : 'fail'}`);
+    }
+    while (hi - lo > STEP) {
+      const mid = Math.round((lo + hi) / 2 / STEP) * STEP;
+      const r = await boots(mid, scratch, kernel, accel.accelerator);
+      console.log(`${mid} MiB: ${r.ok ? 'boots' : 'fails'} (${r.detail})`);
+      if (r.ok) hi = mid;
+      else lo = mid;
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  console.log(`smallest memory that boots the guest image: ${hi} MiB (${lo} MiB fails)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
