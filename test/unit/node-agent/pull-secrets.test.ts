@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import type { V1Secret } from '@kubernetes/client-node';
-import { pullSecretFrom } from '../../../src/node-agent/pull-secrets.js';
+import { pullSecretFrom } from '../../../src/kube/pull-secret-projection.js';
 
 const b64 = (o: unknown) =>
   Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64');
