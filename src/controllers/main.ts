@@ -135,7 +135,7 @@ async function main(): Promise<void> {
       cfg.watchNamespace,
     );
     if (candidates.length === 0) return;
-    const gone = await projector.collect(candidates, CRD_GROUP, CRD_VERSION, PLURAL, stop.signal);
+    const gone = await projector.collect(candidates, stop.signal);
     if (gone.length > 0)
       log.info({ sandboxes: gone }, 'collected orphaned pull-secret projections');
   };

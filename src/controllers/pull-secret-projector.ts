@@ -4,7 +4,7 @@
 // controller is the only component that reads tenants' pull Secrets (docs/security.md).
 import type { V1Secret } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import type { KataSandbox } from '../crds/index.js';
+import { CRD_GROUP, CRD_VERSION, PLURAL, type KataSandbox } from '../crds/index.js';
 import { callApi, isAlreadyExists, isNotFound, type KubeClients } from '../kube/kube-client.js';
 import {
   PROJECTION_NAMESPACE,
@@ -152,39 +152,39 @@ export class PullSecretProjector {
     }
   }
 
+  private async exists(
+    p: ProjectionView,
+    signal: AbortSignal,
+    api = { group: CRD_GROUP, version: CRD_VERSION, plural: PLURAL },
+  ): Promise<boolean> {
+    try {
+      const sb = (await callApi(
+        `get KataSandbox ${p.namespace}/${p.name}`,
+        () =>
+          this.deps.clients.custom.getNamespacedCustomObject({
+            ...api,
+            namespace: p.namespace,
+            name: p.name,
+          }),
+        { signal, timeoutMs: CALL_MS },
+      )) as KataSandbox;
+      return sb.metadata.uid === p.uid;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
   /**
    * Deletes the candidates (from orphanedProjections) whose sandbox the API server confirms is
    * gone (not found, or a new object under the same name), so a lagging cache deletes nothing
    * still in use. Returns the uids deleted.
    */
-  async collect(
-    candidates: readonly ProjectionView[],
-    group: string,
-    version: string,
-    plural: string,
-    signal: AbortSignal,
-  ): Promise<string[]> {
+  async collect(candidates: readonly ProjectionView[], signal: AbortSignal): Promise<string[]> {
     const deleted: string[] = [];
     for (const p of candidates) {
-      let alive = false;
-      try {
-        if (!p.namespace || !p.name) throw Object.assign(new Error('unlabelled'), { code: 404 });
-        const sb = (await callApi(
-          `get KataSandbox ${p.namespace}/${p.name}`,
-          () =>
-            this.deps.clients.custom.getNamespacedCustomObject({
-              group,
-              version,
-              plural,
-              namespace: p.namespace,
-              name: p.name,
-            }),
-          { signal, timeoutMs: CALL_MS },
-        )) as KataSandbox;
-        alive = sb.metadata.uid === p.uid;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
+      // A projection without its sandbox's namespace and name cannot be matched: it goes.
+      const alive = p.namespace !== '' && p.name !== '' && (await this.exists(p, signal));
       if (alive) continue;
       await this.remove(p.uid, 'its sandbox no longer exists', signal);
       deleted.push(p.uid);
