@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   let nodeKeys: NodeKeys;
   let keyAnnotations: Record<string, string> = {};
   if (refused) {
-    log.error({ why: refused }, 'no pull-secret key published: imagePullSecrets are refused');
+    log.warn({ why: refused }, 'no pull-secret key published: imagePullSecrets are refused');
     nodeKeys = { refused };
   } else {
     const key = await loadOrCreateNodeKey(cfg.stateDir, log);
