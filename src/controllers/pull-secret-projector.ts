@@ -81,13 +81,17 @@ export class PullSecretProjector {
     const digest = `${node}\0${key.fingerprint}\0${createHash('sha256')
       .update(JSON.stringify(payload))
       .digest('hex')}`;
-    if (why === 'refresh' && this.written.get(uid) === digest) return;
+    const unchanged = this.written.get(uid) === digest;
+    if (why === 'refresh' && unchanged) return;
     const body = projectionSecret(
       { namespace, name: sb.metadata.name ?? '', uid, node },
       payload,
       key,
     );
-    await this.write(body, signal);
+    // 'missing' with the content this process wrote: most likely the cache has not shown the
+    // write yet, so an existing projection is left as it is (a deleted one is made again).
+    const written = await this.write(body, unchanged, signal);
+    if (!written) return;
     this.written.set(uid, digest);
     this.deps.log.info(
       {
@@ -104,7 +108,12 @@ export class PullSecretProjector {
     );
   }
 
-  private async write(body: V1Secret, signal: AbortSignal): Promise<void> {
+  /** Creates, else replaces (unless `keepExisting`); whether it wrote. */
+  private async write(
+    body: V1Secret,
+    keepExisting: boolean,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const api = this.deps.clients.core;
     const name = body.metadata?.name ?? '';
     const call = { signal, timeoutMs: CALL_MS };
@@ -114,10 +123,11 @@ export class PullSecretProjector {
         () => api.createNamespacedSecret({ namespace: PROJECTION_NAMESPACE, body }),
         call,
       );
-      return;
+      return true;
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
     }
+    if (keepExisting) return false;
     const current = await callApi(
       `get Secret ${PROJECTION_NAMESPACE}/${name}`,
       () => api.readNamespacedSecret({ namespace: PROJECTION_NAMESPACE, name }),
@@ -133,6 +143,7 @@ export class PullSecretProjector {
       () => api.replaceNamespacedSecret({ namespace: PROJECTION_NAMESPACE, name, body: replaced }),
       call,
     );
+    return true;
   }
 
   /** Deletes the projection of sandbox `uid`; already gone is fine. */
