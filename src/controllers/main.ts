@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import type { V1Lease, V1Node } from '@kubernetes/client-node';
+import type { V1Lease, V1Node, V1Secret } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import {
   CRD_GROUP,
@@ -22,8 +22,18 @@ import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
 import { nodeOfLease } from '../kube/lease.js';
 import { LeaseObservations } from './lease-observations.js';
 import { SandboxReconciler } from './sandbox-reconciler.js';
+import {
+  PROJECTION_LABEL,
+  PROJECTION_NAMESPACE,
+  projectionView,
+} from '../kube/pull-secret-projection.js';
+import { orphanedProjections } from './pull-secret-projection.js';
+import { PullSecretProjector } from './pull-secret-projector.js';
+import { projectionViews } from './pull-secret-world.js';
 
 const log = createLogger('kata-controller');
+/** How often projections without a sandbox are looked for (besides on taking the lead). */
+const PROJECTION_GC_MS = 120_000;
 
 async function main(): Promise<void> {
   const cfg = controllerConfig(process.argv.slice(2), process.env, hostname());
@@ -50,6 +60,13 @@ async function main(): Promise<void> {
     path: '/api/v1/nodes',
     logger: log.child({ informer: 'nodes' }),
   });
+  // The pull-secret projections it wrote (only those: by label), in its own namespace.
+  const projections = new Informer<V1Secret>(kc, {
+    path: `/api/v1/namespaces/${PROJECTION_NAMESPACE}/secrets`,
+    labelSelector: `${PROJECTION_LABEL}=true`,
+    logger: log.child({ informer: 'pull-secret-projections' }),
+  });
+  const projector = new PullSecretProjector({ clients, log });
 
   const events = new EventRecorder({
     clients,
@@ -67,6 +84,7 @@ async function main(): Promise<void> {
     events,
     metrics,
     log,
+    pullSecrets: { projections, projector },
   });
   let queue: WorkQueue | undefined;
 
@@ -110,7 +128,31 @@ async function main(): Promise<void> {
     onUpdate: (_o, n) => enqueueForNode(n.metadata?.name),
     onDelete: (n) => enqueueForNode(n.metadata?.name),
   });
-  for (const inf of [sandboxes, leases, nodes]) inf.start(stop.signal);
+  // A projection changed or deleted by someone else is put back by its sandbox's reconcile.
+  const enqueueOwner = (s: V1Secret): void => {
+    const p = projectionView(s);
+    const sb = p && sandboxes.get(p.namespace, p.name);
+    if (sb) enqueue(sb);
+  };
+  projections.addHandlers({
+    onUpdate: (_o, n) => enqueueOwner(n),
+    onDelete: enqueueOwner,
+  });
+  for (const inf of [sandboxes, leases, nodes, projections]) inf.start(stop.signal);
+
+  // Projections whose sandbox vanished while no controller led (or a delete was missed).
+  const collectProjections = async (): Promise<void> => {
+    const candidates = orphanedProjections(
+      projectionViews(projections.list()),
+      sandboxes.list(),
+      cfg.watchNamespace,
+    );
+    if (candidates.length === 0) return;
+    const gone = await projector.collect(candidates, stop.signal);
+    if (gone.length > 0)
+      log.info({ sandboxes: gone }, 'collected orphaned pull-secret projections');
+  };
+  let collector: NodeJS.Timeout | undefined;
 
   const phaseGauge = setInterval(() => {
     const counts = new Map<string, number>();
@@ -125,7 +167,8 @@ async function main(): Promise<void> {
   }, 5_000);
   phaseGauge.unref();
 
-  const synced = (): boolean => sandboxes.hasSynced() && leases.hasSynced() && nodes.hasSynced();
+  const synced = (): boolean =>
+    sandboxes.hasSynced() && leases.hasSynced() && nodes.hasSynced() && projections.hasSynced();
   const server = await startProbeServer({
     port: cfg.metricsPort,
     registry: metrics.registry,
@@ -136,7 +179,12 @@ async function main(): Promise<void> {
   log.info({ port }, 'serving /metrics, /healthz, /readyz');
 
   const lead = async (): Promise<void> => {
-    await Promise.all([sandboxes.waitForSync(), leases.waitForSync(), nodes.waitForSync()]);
+    await Promise.all([
+      sandboxes.waitForSync(),
+      leases.waitForSync(),
+      nodes.waitForSync(),
+      projections.waitForSync(),
+    ]);
     metrics.leader.set(1);
     queue = new WorkQueue({
       reconcile: reconciler.reconcile,
@@ -152,6 +200,13 @@ async function main(): Promise<void> {
     });
     for (const sb of sandboxes.list()) enqueue(sb);
     log.info({ sandboxes: sandboxes.list().length }, 'leading: reconciling');
+    const collect = (): void =>
+      void collectProjections().catch((err: unknown) =>
+        log.warn({ err }, 'collecting pull-secret projections failed'),
+      );
+    collect();
+    collector = setInterval(collect, PROJECTION_GC_MS);
+    collector.unref();
   };
 
   const elector = cfg.leaderElect
@@ -178,10 +233,11 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down: draining the work queue');
+    clearInterval(collector);
     await queue?.shutdown(20_000);
     await elector?.stop();
     stop.abort();
-    await Promise.all([sandboxes.stop(), leases.stop(), nodes.stop()]);
+    await Promise.all([sandboxes.stop(), leases.stop(), nodes.stop(), projections.stop()]);
     await events.flush();
     server.close();
     process.exit(code);

@@ -12,12 +12,19 @@ import {
 } from './controller-status.js';
 import { chooseNode, leaseIsFresh, type NodeLoad, type NodeView } from './node-candidates.js';
 import { derivePhase } from './phase.js';
+import {
+  planProjection,
+  type ProjectionAction,
+  type PullSecretWorld,
+} from './pull-secret-projection.js';
 
 /** What the controller sees of the cluster when it reconciles one sandbox. */
 export interface World {
   nodes: NodeView[];
   loadOf(node: string): NodeLoad;
   now: Date;
+  /** Node keys and existing projections; without it no pull secrets are projected. */
+  pullSecrets?: PullSecretWorld;
 }
 
 export type Action =
@@ -25,7 +32,8 @@ export type Action =
   | { kind: 'removeFinalizer'; why: string }
   | { kind: 'bind'; node: string }
   | { kind: 'applyStatus'; status: ControllerStatus }
-  | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; note: string };
+  | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; note: string }
+  | ProjectionAction;
 
 export interface Plan {
   actions: Action[];
@@ -88,7 +96,7 @@ function withStatus(sb: KataSandbox, status: ControllerStatus, actions: Action[]
  * One level-triggered decision for one sandbox: from what is (the object, leases, load) to what
  * to do next. Pure, so every branch is tested without a cluster.
  */
-export function planSandbox(sb: KataSandbox, world: World): Plan {
+function planLifecycle(sb: KataSandbox, world: World): Plan {
   const node = sb.metadata.labels?.[NODE_LABEL];
   const lost = node ? nodeLostSince(node, world) : undefined;
   const nodeLost = node && lost?.lost ? { node, since: lost.since } : undefined;
@@ -182,4 +190,21 @@ export function planSandbox(sb: KataSandbox, world: World): Plan {
     ];
   }
   return { actions, requeueAfterMs: lost?.expiresInMs };
+}
+
+/**
+ * The whole plan of one sandbox: its lifecycle, then its pull-secret projection (last, so a
+ * projection that cannot be written never holds up binding, status or finalizers).
+ */
+export function planSandbox(sb: KataSandbox, world: World): Plan {
+  const plan = planLifecycle(sb, world);
+  if (!world.pullSecrets) return plan;
+  const projection = planProjection(sb, world.pullSecrets);
+  const waits = [plan.requeueAfterMs, projection.requeueAfterMs].filter(
+    (ms): ms is number => ms !== undefined,
+  );
+  return {
+    actions: [...plan.actions, ...projection.actions],
+    ...(waits.length > 0 && { requeueAfterMs: Math.min(...waits) }),
+  };
 }

@@ -3,6 +3,7 @@ import {
   setHeaderOptions,
   type V1Lease,
   type V1Node,
+  type V1Secret,
 } from '@kubernetes/client-node';
 import {
   CONTROLLER_FIELD_MANAGER,
@@ -24,6 +25,8 @@ import type { ControllerMetrics } from './controller-metrics.js';
 import type { LeaseObservations } from './lease-observations.js';
 import type { NodeLoad } from './node-candidates.js';
 import { planSandbox, type Action } from './sandbox-plan.js';
+import type { PullSecretProjector } from './pull-secret-projector.js';
+import { pullSecretWorld } from './pull-secret-world.js';
 import { buildWorld } from './world.js';
 
 export interface ReconcilerDeps {
@@ -40,6 +43,8 @@ export interface ReconcilerDeps {
   metrics: ControllerMetrics;
   log: Logger;
   now?: () => Date;
+  /** The pull-secret projection: existing projections (kata-system) and who writes them. */
+  pullSecrets?: { projections: { list(): V1Secret[] }; projector: PullSecretProjector };
 }
 
 const escapePointer = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
@@ -70,6 +75,12 @@ export class SandboxReconciler {
       now,
       (lease) => this.deps.leaseObservations.judge(lease, now.getTime()),
     );
+    if (this.deps.pullSecrets) {
+      world.pullSecrets = pullSecretWorld(
+        this.deps.leases.list(),
+        this.deps.pullSecrets.projections.list(),
+      );
+    }
     const plan = planSandbox(sb, world);
     for (const action of plan.actions) {
       const done = await this.execute(sb, key, action, signal);
@@ -158,6 +169,18 @@ export class SandboxReconciler {
         });
         return true;
       }
+      case 'projectPullSecrets':
+        await this.deps.pullSecrets?.projector.project(
+          sb,
+          action.node,
+          action.key,
+          action.why,
+          signal,
+        );
+        return true;
+      case 'deleteProjection':
+        await this.deps.pullSecrets?.projector.remove(action.uid, action.why, signal);
+        return true;
     }
   }
 

@@ -21,6 +21,8 @@ export interface NodeHeartbeatWorkerData {
   identity?: string;
   namespace?: string;
   capacity: NodeCapacity;
+  /** Further annotations set at every renewal (the node's pull-secret key); fixed for the process. */
+  annotations?: Record<string, string>;
   leaseDurationSeconds?: number;
   renewIntervalMs?: number;
   timeoutMs?: number;

@@ -30,6 +30,7 @@ export function runNodeHeartbeatWorker(): void {
     clients: { coordination: kc.makeApiClient(CoordinationV1Api) },
     nodeName: data.nodeName,
     capacity: () => capacity,
+    ...(data.annotations !== undefined && { annotations: data.annotations }),
     ...(data.identity !== undefined && { identity: data.identity }),
     ...(data.namespace !== undefined && { namespace: data.namespace }),
     ...(data.leaseDurationSeconds !== undefined && {

@@ -28,6 +28,8 @@ export interface NodeHeartbeatOptions {
   identity?: string;
   /** Read at every renewal, so capacity changes are advertised. */
   capacity: () => NodeCapacity;
+  /** Further annotations set at every renewal (the node's pull-secret key); plain data. */
+  annotations?: Readonly<Record<string, string>>;
   namespace?: string;
   leaseDurationSeconds?: number;
   renewIntervalMs?: number;
@@ -78,7 +80,7 @@ export class NodeHeartbeat {
         this.opts.identity ?? this.opts.nodeName,
         this.opts.leaseDurationSeconds ?? NODE_LEASE_DURATION_SECONDS,
         new Date(),
-        capacityAnnotations(this.opts.capacity()),
+        { ...this.opts.annotations, ...capacityAnnotations(this.opts.capacity()) },
       );
       try {
         const out = prev

@@ -23,7 +23,10 @@ import { ImageStore } from './images/image-store.js';
 import { RootfsViews } from './images/rootfs-view.js';
 import { nodeAgentMetrics } from './node-agent-metrics.js';
 import { NodeReconciler } from './node-reconciler.js';
-import { readPullSecrets } from './pull-secrets.js';
+import { loadOrCreateNodeKey } from './node-key.js';
+import { nodeIdentityProblem, reviewNodeIdentityRetrying } from './node-identity.js';
+import { ProjectedPullSecrets, type NodeKeys } from './pull-secrets.js';
+import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
@@ -66,13 +69,38 @@ async function main(): Promise<void> {
     reportingInstance: `kata-node-agent-${cfg.nodeName}`,
     logger: log,
   });
+  // Pull secrets reach this node sealed to its own key, published on its Lease, and only if the
+  // API server vouches that these credentials belong to this node (docs/images.md).
+  const identity = await reviewNodeIdentityRetrying(kc, 10, stop.signal);
+  const refused = nodeIdentityProblem(identity, cfg.nodeName);
+  let nodeKeys: NodeKeys;
+  let keyAnnotations: Record<string, string> = {};
+  if (refused) {
+    log.warn({ why: refused }, 'no pull-secret key published: imagePullSecrets are refused');
+    nodeKeys = { refused };
+  } else {
+    const key = await loadOrCreateNodeKey(cfg.stateDir, log);
+    log.info(
+      { fingerprint: key.published.fingerprint, created: key.created },
+      'pull-secret key ready',
+    );
+    nodeKeys = { keys: key.keys, fingerprint: key.published.fingerprint };
+    keyAnnotations = nodeKeyAnnotations(key.published);
+  }
   // The worker loads the kubeconfig from the same source (its own client, its own token reads).
   const heartbeat = new NodeHeartbeatThread({
     script: new URL(import.meta.url),
     ...(cfg.kubeconfig !== undefined && { kubeconfig: cfg.kubeconfig }),
     nodeName: cfg.nodeName,
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
+    annotations: keyAnnotations,
     logger: log,
+  });
+  const pullSecrets = new ProjectedPullSecrets({
+    clients,
+    nodeName: cfg.nodeName,
+    node: nodeKeys,
+    logger: log.child({ component: 'pull-secrets' }),
   });
 
   const imageLog = log.child({ component: 'images' });
@@ -120,7 +148,7 @@ async function main(): Promise<void> {
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
       images,
-      pullSecrets: (namespace, refs, signal) => readPullSecrets(clients, namespace, refs, signal),
+      pullSecrets: (req) => pullSecrets.read(req),
       network: new SandboxNetwork({
         netnsRoots: cfg.netnsRoots,
         cni: {

@@ -44,7 +44,7 @@ import {
 import { QmpClient } from './hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from './node-agent-metrics.js';
 import { netnsLaunchPrefix } from './network/tcfilter.js';
-import type { PullSecretsRead } from './pull-secrets.js';
+import type { PullSecretsRead, PullSecretsRequest } from './pull-secrets.js';
 import { NetworkSetupError } from './sandbox-network.js';
 import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
 import { bindMount, planBindMounts, teardownShare, VOLUMES_DIR } from './shared-dir.js';
@@ -79,12 +79,8 @@ export interface RuntimeDeps {
   network?: NetworkStep;
   /** The image cache; without it a container with `image` is refused (NotSupported). */
   images?: ContainerImages;
-  /** Reads a sandbox's imagePullSecrets (its namespace, its names only). */
-  pullSecrets?: (
-    namespace: string,
-    refs: readonly { name: string }[],
-    signal: AbortSignal,
-  ) => Promise<PullSecretsRead>;
+  /** A sandbox's imagePullSecrets, from the controller's projection for it on this node. */
+  pullSecrets?: (req: PullSecretsRequest) => Promise<PullSecretsRead>;
   /** Something status shows changed: re-apply status. */
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
@@ -448,7 +444,18 @@ export class SandboxRuntime {
       pullSecrets: async () => {
         const refs = this.spec.imagePullSecrets ?? [];
         if (refs.length === 0 || !this.deps.pullSecrets) return [];
-        const read = await this.deps.pullSecrets(this.state.namespace, refs, signal);
+        let told = '';
+        const read = await this.deps.pullSecrets({
+          uid: this.uid,
+          signal,
+          // No usable projection yet: the container says why; a refusal is also an Event, once.
+          onWaiting: ({ message, refused }) => {
+            if (message === told) return;
+            told = message;
+            waiting('ContainerCreating', message);
+            if (refused) this.deps.event('Warning', 'FailedToRetrieveImagePullSecret', message);
+          },
+        });
         for (const p of read.problems) {
           this.deps.event('Warning', 'FailedToRetrieveImagePullSecret', p);
         }

@@ -11,6 +11,7 @@ import type { KataSandbox } from '../../src/crds/index.js';
 import { mountsUnder, readMountInfo } from '../../src/node-agent/mountinfo.js';
 import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
+  eventually,
   grantElectionLease,
   installControllerPrereqs,
   kubectl,
@@ -26,7 +27,9 @@ import {
 } from '../integration/images-registry.js';
 import {
   installNodeAgentRbac,
+  nodeBoundIdentity,
   startNodeAgent,
+  type NodeBoundIdentity,
   type NodeAgentDirs,
   type RunningNodeAgent,
 } from './node-agent-harness.js';
@@ -70,12 +73,22 @@ let ns: string;
 let sandboxes: SandboxApi;
 let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
+let identity: NodeBoundIdentity | undefined;
 
 function logOf(sb: KataSandbox, container: string): string {
   const m = sb.metadata;
   return readFileSync(
     path.join(dirs.logDir, `${m.namespace}_${m.name}_${m.uid}`, `${container}.log`),
     'utf8',
+  );
+}
+
+/** The first line of a component's log matching `re`. */
+async function logLine(re: RegExp, file: string): Promise<string> {
+  return eventually(`a log line matching ${String(re)}`, async () =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .find((l) => re.test(l)),
   );
 }
 
@@ -212,6 +225,9 @@ beforeAll(async () => {
   };
   cacheDir = path.join(base, 'image-cache');
   agentLog = path.join(base, 'node-agent.log');
+  // Pull secrets reach a node agent only through projections sealed to its key, which it
+  // publishes only with a token bound to its node (docs/images.md).
+  identity = await nodeBoundIdentity(NODE);
   controller = await startController(`e2e-node-agent-img-${process.pid}`, {
     namespace: ns,
     electionId: ELECTION_ID,
@@ -222,16 +238,22 @@ beforeAll(async () => {
 /** Starts the node agent (logging to a new file each time) and finds its metrics port. */
 async function runAgent(): Promise<void> {
   agentLog = path.join(base, `node-agent-${Date.now()}.log`);
-  agent = await startNodeAgent(NODE, dirs, agentLog, [
-    '--image-cache-dir',
-    cacheDir,
-    '--insecure-registries',
-    `${open.host},${locked.host}`,
-    '--allowed-registries',
-    `${open.host},${locked.host}`,
-    '--image-pull-backoff-ms',
-    '4000',
-  ]);
+  agent = await startNodeAgent(
+    NODE,
+    dirs,
+    agentLog,
+    [
+      '--image-cache-dir',
+      cacheDir,
+      '--insecure-registries',
+      `${open.host},${locked.host}`,
+      '--allowed-registries',
+      `${open.host},${locked.host}`,
+      '--image-pull-backoff-ms',
+      '4000',
+    ],
+    identity,
+  );
   const served = await waitForFile(agentLog, /"port":(\d+)[^\n]*serving \/metrics/);
   metricsPort = Number(/"port":(\d+)[^\n]*serving \/metrics/.exec(served)![1]);
 }
@@ -239,6 +261,7 @@ async function runAgent(): Promise<void> {
 afterAll(async () => {
   await agent?.stop('SIGKILL');
   await controller?.stop();
+  await identity?.remove();
   await revokeElectionLease(ELECTION_ID).catch(() => '');
   await open?.stop();
   await locked?.stop();
@@ -369,6 +392,30 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
     });
     const ok = (await sandboxes.waitFor('priv-ok', 'Succeeded', phase('Succeeded')))!;
     expect(logOf(ok, 'main')).toContain('args: private');
+    // The credential came through the controller's projection for this node, which goes once
+    // the sandbox has ended.
+    expect(
+      await logLine(
+        /"why":"missing"[^\n]*projected imagePullSecrets|projected imagePullSecrets[^\n]*"why":"missing"/,
+        controller!.logFile,
+      ),
+    ).toContain(ok.metadata.uid!);
+    await eventually(
+      'the projection of priv-ok deleted',
+      async () =>
+        (
+          await kubectl([
+            ...['-n', 'kata-system', 'get', 'secret'],
+            `kata-pull-${ok.metadata.uid}`,
+            '--ignore-not-found',
+            '-o',
+            'name',
+          ])
+        ).trim() === ''
+          ? true
+          : undefined,
+      60_000,
+    );
 
     // Cached now, yet a sandbox without the credential must not get it.
     await sandboxes.create('priv-no', {

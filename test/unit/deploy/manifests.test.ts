@@ -202,7 +202,7 @@ describe('RBAC', () => {
       ),
     );
 
-  it('the node agent reads sandboxes, patches them and their status, writes Events and Leases, gets pull Secrets, nothing else', () => {
+  it('the node agent reads sandboxes, patches them and their status, writes Events and Leases, nothing else cluster-wide', () => {
     expect(grants(rules('ClusterRole', 'kata-node-agent')).sort()).toEqual(
       [
         'kata.sandbox.io/katasandboxes:get',
@@ -212,7 +212,6 @@ describe('RBAC', () => {
         'kata.sandbox.io/katasandboxes/status:patch',
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
-        'core/secrets:get',
       ].sort(),
     );
     const leases = find('Role', 'kata-node-agent-leases');
@@ -236,6 +235,7 @@ describe('RBAC', () => {
         'core/nodes:watch',
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
+        'core/secrets:get',
       ].sort(),
     );
     // Leases in kata-system: read all (node agents'), create, and write only its election Lease.
@@ -246,7 +246,7 @@ describe('RBAC', () => {
     expect(writes.map((r) => r['resourceNames'])).toEqual([['kata-controller']]);
   });
 
-  it('neither component deletes or touches Pods; only the node agent reads Secrets, by name', () => {
+  it('neither component deletes or touches Pods; only the controller reads Secrets cluster-wide, by name', () => {
     for (const [kind, name] of [
       ['ClusterRole', 'kata-controller'],
       ['Role', 'kata-controller-leases'],
@@ -257,8 +257,34 @@ describe('RBAC', () => {
       expect(g.filter((x) => /:(delete|deletecollection|\*)$/.test(x))).toEqual([]);
       expect(g.filter((x) => /\/(pods|\*)/.test(x))).toEqual([]);
       const secrets = g.filter((x) => x.includes('/secrets'));
-      expect(secrets).toEqual(name === 'kata-node-agent' ? ['core/secrets:get'] : []);
+      expect(secrets).toEqual(name === 'kata-controller' ? ['core/secrets:get'] : []);
     }
+  });
+
+  it('pull secrets: the node agent gets Secrets in kata-system only (by name), the controller writes them there', () => {
+    const agentRole = find('Role', 'kata-node-agent-pull-secrets');
+    expect(agentRole['metadata'].namespace).toBe('kata-system');
+    expect(grants(agentRole['rules'])).toEqual(['core/secrets:get']);
+    const ctlRole = find('Role', 'kata-controller-pull-secrets');
+    expect(ctlRole['metadata'].namespace).toBe('kata-system');
+    expect(grants(ctlRole['rules']).sort()).toEqual(
+      ['list', 'watch', 'create', 'update', 'delete'].map((v) => `core/secrets:${v}`).sort(),
+    );
+    // No cluster-wide binding gives the node agent any Secret.
+    const agentSubject = (b: Obj): boolean =>
+      (b['subjects'] as Obj[]).some(
+        (x) => x['kind'] === 'ServiceAccount' && x['name'] === 'kata-node-agent',
+      );
+    for (const b of objs.filter((o) => o['kind'] === 'ClusterRoleBinding' && agentSubject(o))) {
+      const g = grants(rules('ClusterRole', b['roleRef'].name as string));
+      expect(g.filter((x) => x.includes('/secrets'))).toEqual([]);
+    }
+    const agentRoles = objs
+      .filter((o) => o['kind'] === 'RoleBinding' && agentSubject(o))
+      .map((b) => rules('Role', b['roleRef'].name as string));
+    expect(agentRoles.flatMap(grants).filter((x) => x.includes('/secrets'))).toEqual([
+      'core/secrets:get',
+    ]);
   });
 
   it("user roles aggregate into admin/edit/view and never write sandboxes' status", () => {
@@ -294,6 +320,8 @@ describe('admission policies', () => {
       'kata-controller-restriction',
       'kata-node-agent-events',
       'kata-node-agent-restriction',
+      'kata-node-pull-secret-key',
+      'kata-pull-secret-projections',
       'kata-sandbox-netns',
       'kata-sandbox-node-label',
     ]);
@@ -308,6 +336,7 @@ describe('admission policies', () => {
       for (const m of JSON.stringify(p['spec']).matchAll(
         /system:serviceaccount:([\w-]+):([\w-]+)/g,
       )) {
+        if (m[1] === 'kube-system') continue; // the cluster's own (the namespace controller)
         expect(find('ServiceAccount', m[2] ?? '')['metadata'].namespace).toBe(m[1]);
       }
     }
