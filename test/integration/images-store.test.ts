@@ -368,8 +368,8 @@ describe('image store against a real registry', () => {
 
       // A registry of B's choosing that serves an index naming A's digest: it proves nothing.
       evil.indexOf(digest);
-      const refused = async (image: string, secrets: PullSecret[]) => {
-        const err = await store
+      const refused = async (image: string, secrets: PullSecret[], on = store) => {
+        const err = await on
           .ensureImage({ image, sandboxUid: 'b', pullSecrets: secrets })
           .catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ImagePullError);
@@ -425,6 +425,22 @@ describe('image store against a real registry', () => {
         sandboxUid: 'f',
       });
       expect(other.outcome).toBe('cache-hit');
+      evil.indexOf(pub.digest);
+      // The same content behind credentials too: once a sandbox reached it with credentials it is
+      // private, proven at that repository; the public name still works, proven by a full copy.
+      await pushImage(layoutV1, source, 'team/base:1');
+      await third.ensureImage({
+        image: `${source.host}/team/base:1`,
+        sandboxUid: 'g',
+        pullSecrets: [right(source.host)],
+      });
+      expect(await refused(`${source.host}/team/base:1`, [], third)).toMatch(/unauthorized/);
+      expect(await refused(`${evil.host}/evil/app:latest`, [], third)).toMatch(/unauthorized/);
+      const viaPublic = await third.ensureImage({
+        image: `${reg.host}/test/busybox:1`,
+        sandboxUid: 'h',
+      });
+      expect(viaPublic).toMatchObject({ outcome: 'up-to-date', digest: pub.digest });
     } finally {
       await evil.stop();
       await source.stop();

@@ -140,6 +140,12 @@ interface ImageMeta {
    * proving its own access to that repository (issue 14 row 15), whatever registry it names.
    */
   needsAuth: boolean;
+  /**
+   * The repository (`registry/path`) credentials reached it through, when that is not
+   * `repository` (an image first pulled anonymously, later resolved with credentials elsewhere):
+   * where a proof must reach.
+   */
+  authRepository?: string;
 }
 
 interface ImageRecord extends ImageMeta {
@@ -396,7 +402,7 @@ export class ImageStore {
         throw this.pullFailed(req.image, err, req.signal);
       }
       const r = fetched.record;
-      const fromSource = contacted && repositoryName(ref) === r.repository;
+      const fromSource = contacted && repositoryName(ref) === authRepositoryOf(r);
       if (!fetched.downloaded && this.needsProof(digest, secrets) && !fromSource) {
         // Served from the cache, pulled privately by someone else, and this request's registry
         // answer says nothing about the source repository: prove access there first.
@@ -408,6 +414,12 @@ export class ImageStore {
           throw this.pullFailed(req.image, err, req.signal);
         }
       } else if (cred && (fetched.downloaded || fromSource)) this.markVerified(r, cred);
+      else if (cred && !r.needsAuth) {
+        // A public image reached with credentials: private from now on (as before), proven at
+        // the repository the credentials were used on.
+        r.authRepository = repositoryName(ref);
+        this.markVerified(r, cred);
+      }
       await this.rememberRef(r, ref, contacted);
       this.addLease(digest, req.sandboxUid);
       r.lastUsedMs = this.now();
@@ -491,13 +503,13 @@ export class ImageStore {
     if (!r?.needsAuth) return false;
     const ok = this.verified.get(digest);
     const creds = credentialsFor(sourceOf(r), secrets);
-    return !creds.some((c) => ok?.has(this.fingerprint(r.repository, c)));
+    return !creds.some((c) => ok?.has(this.fingerprint(authRepositoryOf(r), c)));
   }
 
   private markVerified(r: ImageRecord, cred: RegistryCredential): void {
     let set = this.verified.get(r.digest);
     if (!set) this.verified.set(r.digest, (set = new Set()));
-    set.add(this.fingerprint(r.repository, cred));
+    set.add(this.fingerprint(authRepositoryOf(r), cred));
     if (!r.needsAuth) r.needsAuth = true;
   }
 
@@ -537,7 +549,7 @@ export class ImageStore {
         refusal = err;
       }
     }
-    if (repositoryName(named) !== r.repository) {
+    if (repositoryName(named) !== authRepositoryOf(r)) {
       const namedCreds = credentialsFor(named, secrets);
       for (const cred of namedCreds.length > 0 ? namedCreds : [undefined]) {
         const work = await mkdtemp(path.join(this.tmpDir, 'proof-'));
@@ -571,7 +583,7 @@ export class ImageStore {
       'ErrImagePull',
       kind === 'NotFound' || kind === 'Other' ? 'Unauthorized' : kind,
       image,
-      `this node's copy of ${r.digest} was pulled with credentials from ${r.repository}, and this sandbox's imagePullSecrets did not prove access there: ${detail}`,
+      `this node's copy of ${r.digest} was pulled with credentials from ${authRepositoryOf(r)}, and this sandbox's imagePullSecrets did not prove access there: ${detail}`,
     );
   }
 
@@ -869,14 +881,16 @@ export class ImageStore {
   }
 }
 
-/** Where a cached image came from, by digest: `repository` is `registry/path`. */
+/** The repository a private image's proof must reach (`registry/path`). */
+function authRepositoryOf(r: ImageMeta): string {
+  return r.authRepository ?? r.repository;
+}
+
+/** That repository, as a reference by digest. */
 function sourceOf(r: ImageMeta): ImageReference {
-  const slash = r.repository.indexOf('/');
-  return {
-    registry: r.repository.slice(0, slash),
-    repository: r.repository.slice(slash + 1),
-    digest: r.digest,
-  };
+  const repo = authRepositoryOf(r);
+  const slash = repo.indexOf('/');
+  return { registry: repo.slice(0, slash), repository: repo.slice(slash + 1), digest: r.digest };
 }
 
 /** Config and compressed size of the single image in an OCI layout skopeo wrote. */
