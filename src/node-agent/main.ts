@@ -7,7 +7,7 @@ import PQueue from 'p-queue';
 import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
-import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
+import { loadKubeConfigStrict, makeClients } from '../kube/kube-client.js';
 import { NodeHeartbeat } from '../kube/node-heartbeat.js';
 import { objectKey } from '../kube/object-cache.js';
 import { WorkQueue } from '../kube/work-queue.js';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     process.stdout.write(NODE_AGENT_HELP);
     return;
   }
-  const kc = loadKubeConfig({ path: cfg.kubeconfig });
+  const kc = loadKubeConfigStrict(cfg.kubeconfig);
   const clients = makeClients(kc);
   const stop = new AbortController();
   const store = new StateStore(cfg.stateDir);
