@@ -20,6 +20,27 @@ export interface KubeConfigSource {
   inCluster?: boolean;
 }
 
+/**
+ * For a privileged node component: in-cluster when running in a Pod (KUBERNETES_SERVICE_HOST
+ * set), else only the explicit path. Never KUBECONFIG or ~/.kube/config, which on a node may be
+ * an administrator's credentials the component would silently act with.
+ */
+export function loadKubeConfigStrict(path: string | undefined, env = process.env): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) {
+    kc.loadFromFile(path);
+  } else if (env.KUBERNETES_SERVICE_HOST) {
+    kc.loadFromCluster();
+  } else {
+    throw new Error(
+      '--kubeconfig: required outside a Pod (KUBERNETES_SERVICE_HOST is unset); ' +
+        'the node agent does not fall back to KUBECONFIG or ~/.kube/config',
+    );
+  }
+  if (!kc.getCurrentCluster()) throw new Error('kubeconfig has no current cluster');
+  return kc;
+}
+
 /** Explicit path, else KUBECONFIG, else in-cluster, else ~/.kube/config (client-node's default). */
 export function loadKubeConfig(source: KubeConfigSource = {}): KubeConfig {
   const kc = new KubeConfig();

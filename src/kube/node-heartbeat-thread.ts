@@ -15,7 +15,7 @@ export const NODE_HEARTBEAT_ROLE = 'kata-node-heartbeat';
 /** What the worker needs to build its own client and heartbeat (structured-cloneable). */
 export interface NodeHeartbeatWorkerData {
   role: typeof NODE_HEARTBEAT_ROLE;
-  /** The same kubeconfig source as the main thread's (undefined: KUBECONFIG, in-cluster, ~/.kube). */
+  /** The same kubeconfig source as the main thread's (undefined: in-cluster only). */
   kubeconfig?: string;
   nodeName: string;
   identity?: string;

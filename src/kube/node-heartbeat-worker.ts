@@ -4,7 +4,7 @@
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../observability/logger.js';
-import { loadKubeConfig } from './kube-client.js';
+import { loadKubeConfigStrict } from './kube-client.js';
 import type { NodeCapacity } from './lease.js';
 import { NodeHeartbeat } from './node-heartbeat.js';
 import {
@@ -24,7 +24,8 @@ export function runNodeHeartbeatWorker(): void {
   if (!port || !isNodeHeartbeatWorker()) throw new Error('not the node heartbeat worker');
   const data = workerData as NodeHeartbeatWorkerData;
   const post = (m: FromHeartbeatWorker): void => port.postMessage(m);
-  const kc = loadKubeConfig(data.kubeconfig !== undefined ? { path: data.kubeconfig } : {});
+  // The same rule as the main thread's: in-cluster or the explicit --kubeconfig, never a fallback.
+  const kc = loadKubeConfigStrict(data.kubeconfig);
   let capacity: NodeCapacity = data.capacity;
   const heartbeat = new NodeHeartbeat({
     clients: { coordination: kc.makeApiClient(CoordinationV1Api) },

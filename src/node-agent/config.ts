@@ -77,10 +77,11 @@ const OPTIONS: readonly Option[] = [
   },
   {
     flag: 'kubeconfig',
-    env: 'KUBECONFIG',
+    // Not KUBECONFIG: a root shell's KUBECONFIG may be an admin's; this one is set on purpose.
+    env: 'NODE_AGENT_KUBECONFIG',
     key: 'kubeconfig',
     kind: 'string',
-    doc: 'kubeconfig; default: in-cluster, then ~/.kube/config',
+    doc: 'kubeconfig; default: in-cluster in a Pod (KUBERNETES_SERVICE_HOST set), else required (never ~/.kube/config)',
   },
   {
     flag: 'state-dir',

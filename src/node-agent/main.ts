@@ -8,7 +8,7 @@ import PQueue from 'p-queue';
 import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
-import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
+import { loadKubeConfigStrict, makeClients } from '../kube/kube-client.js';
 import { NodeHeartbeatThread } from '../kube/node-heartbeat-thread.js';
 import { isNodeHeartbeatWorker, runNodeHeartbeatWorker } from '../kube/node-heartbeat-worker.js';
 import { objectKey } from '../kube/object-cache.js';
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     process.stdout.write(NODE_AGENT_HELP);
     return;
   }
-  const kc = loadKubeConfig({ path: cfg.kubeconfig });
+  const kc = loadKubeConfigStrict(cfg.kubeconfig);
   const clients = makeClients(kc);
   const stop = new AbortController();
   const store = new StateStore(cfg.stateDir);

@@ -16,7 +16,9 @@ import {
   rmSync,
   symlinkSync,
   copyFileSync,
+  writeFileSync,
 } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { AgentClient } from '../../src/agent/agent-client.js';
@@ -26,7 +28,8 @@ import { buildContainerSpec, type ContainerInput } from '../../src/agent/oci/spe
 import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildProcess } from '../../src/agent/process-spec.js';
 import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
-import { containerGuestDir, sharedDirStorage } from '../../src/agent/storage.js';
+import { containerGuestDir, GUEST_SHARED_DIR, sharedDirStorage } from '../../src/agent/storage.js';
+import { bindMount, teardownShare } from '../../src/node-agent/shared-dir.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import type { CreateContainerRequest, StringUser } from '../../src/generated/agent.js';
 import type { Process, Spec } from '../../src/generated/oci.js';
@@ -89,14 +92,16 @@ let rootfsTemplate: string;
 const hostMounts: string[] = [];
 let grpcSocket: string;
 
-/** The host's side of a container rootfs: a busybox dir bind-mounted into the 9p share. */
-function shareRootfs(cid: string): void {
+/**
+ * The host's side of a container rootfs: a busybox dir bind-mounted into the 9p share, by the
+ * node agent's own share code (which also takes it down at the end).
+ */
+async function shareRootfs(cid: string): Promise<void> {
   const src = path.join(scratch, 'rootfs', cid);
   mkdirSync(path.dirname(src), { recursive: true });
   execFileSync('cp', ['-a', rootfsTemplate, src]);
   const target = path.join(vm.sharedDir as string, cid, 'rootfs');
-  mkdirSync(target, { recursive: true });
-  execFileSync('mount', ['--bind', src, target]);
+  await bindMount({ source: src, target, readOnly: false });
   hostMounts.push(target);
 }
 
@@ -133,7 +138,7 @@ function createRequest(cid: string, spec: Spec): CreateContainerRequest {
 }
 
 async function runContainer(cid: string, command: string[], extra?: (s: Spec) => void) {
-  shareRootfs(cid);
+  await shareRootfs(cid);
   const spec = containerSpec({ name: cid, command });
   extra?.(spec);
   await client.createContainer(createRequest(cid, spec), CALL);
@@ -271,13 +276,7 @@ afterAll(async () => {
   client?.close();
   await bridge?.close();
   await qemu?.stop({ powerdownGraceMs: 0, quitGraceMs: 500, qmpTimeoutMs: 500 });
-  for (const m of hostMounts.reverse()) {
-    try {
-      execFileSync('umount', [m], { stdio: 'ignore' });
-    } catch {
-      // already unmounted
-    }
-  }
+  if (vm?.sharedDir) await teardownShare(vm.sharedDir, hostMounts).catch(() => undefined);
   if (scratch && mountsUnder(scratch).length === 0) {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -322,8 +321,10 @@ describe('guest agent in a real VM', () => {
   );
 
   it(
-    'CreateSandbox mounts the 9p share',
+    'CreateSandbox mounts the 9p share: a file written on the host is read in the guest',
     async () => {
+      const marker = `from the host ${randomBytes(8).toString('hex')}\n`;
+      writeFileSync(path.join(vm.sharedDir as string, 'host-marker.txt'), marker);
       const req = createSandboxRequest({
         sandboxId: SANDBOX_ID,
         hostname: HOSTNAME,
@@ -331,8 +332,21 @@ describe('guest agent in a real VM', () => {
         storages: [sharedDirStorage()],
       });
       await client.createSandbox(req, CALL);
-      const d = await client.guestDetails(CALL);
-      expect(d).toBeDefined();
+      // A container that sees the guest's mount of the share at /share reads the host's file.
+      await runContainer('share-reader', ['cat', '/share/host-marker.txt'], (s) => {
+        s.Mounts.push({
+          destination: '/share',
+          type: 'bind',
+          source: GUEST_SHARED_DIR,
+          options: ['rbind', 'ro'],
+        });
+      });
+      expect(await outcome('share-reader', 'share-reader')).toEqual({
+        stdout: marker,
+        stderr: '',
+        status: 0,
+      });
+      await client.removeContainer('share-reader', 10, CALL);
     },
     T,
   );
@@ -463,7 +477,7 @@ describe('guest agent in a real VM', () => {
   );
 
   it(
-    'DestroySandbox then stop: QEMU exits, its sockets and mounts are gone, no process left',
+    'DestroySandbox then stop: QEMU exits, its sockets are gone, no process left, the share tears down',
     async () => {
       // A container still running when the sandbox goes away is taken down with it.
       await runContainer('leftover', ['sleep', '1000']);
@@ -487,9 +501,11 @@ describe('guest agent in a real VM', () => {
         expect(existsSync(f as string)).toBe(false);
       }
       expect(processesMentioning(vmDir)).toEqual([]);
-      // The host's bind mounts into the share are the host's to undo, once the VM is gone.
-      for (const m of hostMounts.splice(0).reverse()) execFileSync('umount', [m]);
+      // The host's bind mounts into the share are the host's to undo, once the VM is gone: the
+      // node agent's teardown takes every one down and removes the share.
+      await teardownShare(vm.sharedDir as string, hostMounts.splice(0));
       expect(mountsUnder(scratch)).toEqual([]);
+      expect(existsSync(vm.sharedDir as string)).toBe(false);
     },
     T,
   );

@@ -160,10 +160,13 @@ export function spawnComponent(
   };
 }
 
-/** Without a scope the controller watches every namespace and contends for kata-controller. */
+/**
+ * Without a scope the controller watches every namespace and contends for kata-controller; a
+ * scope with `leaderElect: false` runs a replica that reconciles without any election.
+ */
 export async function startController(
   identity: string,
-  scope?: ControllerScope,
+  scope?: ControllerScope | { namespace: string; leaderElect: false },
 ): Promise<RunningController> {
   const bundle = await bundleEntry('src/controllers/main.ts', 'kata-controller');
   const kubeconfig = await serviceAccountKubeConfigPath('kata-system', 'kata-controller');
@@ -172,9 +175,9 @@ export async function startController(
     bundle,
     [
       ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
-      ...(scope
-        ? ['--watch-namespace', scope.namespace, '--leader-election-id', scope.electionId]
-        : []),
+      ...(scope ? ['--watch-namespace', scope.namespace] : []),
+      ...(scope && 'electionId' in scope ? ['--leader-election-id', scope.electionId] : []),
+      ...(scope && 'leaderElect' in scope ? ['--leader-elect', 'false'] : []),
     ],
     logFile,
   );

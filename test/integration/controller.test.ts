@@ -10,6 +10,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
   V1MicroTime,
+  Watch,
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
@@ -377,4 +378,135 @@ describe('kata-controller leader election', () => {
       await second.stop();
     }
   }, 180_000);
+});
+
+// The bind patch carries a `test` of resourceVersion: of two controllers that decided on the same
+// version of a sandbox, only one can bind it. Here nothing else keeps them apart (no election,
+// several nodes fit, sandboxes arrive in bursts), and the test watches every binding change.
+describe('two controllers racing without leader election', () => {
+  it('bind each sandbox exactly once, and a binding never changes', async () => {
+    const raceNs = await freshNamespace('controller-race');
+    const suite = { 'kata.sandbox.io/test-suite': `race-${suffix}` };
+    const nodes = [0, 1, 2, 3].map((i) => nodeName(`race${i}`));
+    for (const n of nodes)
+      await core.createNode({ body: { metadata: { name: n, labels: suite } } });
+    for (const n of nodes) await writeLease(n, { sandboxes: 100, memoryMiB: 1_000_000 });
+
+    // Every change of the node label and of status.nodeName, per sandbox, in watch order.
+    const labels = new Map<string, (string | undefined)[]>();
+    const statusNodes = new Map<string, (string | undefined)[]>();
+    const record = (into: Map<string, (string | undefined)[]>, name: string, v?: string): void => {
+      const seen = into.get(name) ?? [];
+      if (seen.length === 0 || seen[seen.length - 1] !== v) seen.push(v);
+      into.set(name, seen);
+    };
+    const watchErrors: unknown[] = [];
+    // Retried: a CRD installed moments ago answers 429 while its storage initialises.
+    const list = await eventually(
+      'the sandbox list',
+      async () =>
+        (await custom.listNamespacedCustomObject({ ...G, namespace: raceNs })) as {
+          metadata: { resourceVersion: string };
+        },
+    );
+    const watch = await new Watch(kc).watch(
+      `/apis/${G.group}/${G.version}/namespaces/${raceNs}/${G.plural}`,
+      { resourceVersion: list.metadata.resourceVersion },
+      (phase, sb: KataSandbox) => {
+        if (phase === 'DELETED' || !sb.metadata?.name) return;
+        record(labels, sb.metadata.name, nodeOf(sb));
+        record(statusNodes, sb.metadata.name, sb.status?.nodeName || undefined);
+      },
+      (err) => {
+        if (err && (err as Error).name !== 'AbortError') watchErrors.push(err);
+      },
+    );
+    const replicas = [
+      await startController(`race-a-${suffix}`, { namespace: raceNs, leaderElect: false }),
+      await startController(`race-b-${suffix}`, { namespace: raceNs, leaderElect: false }),
+    ];
+    const names: string[] = [];
+    try {
+      for (let round = 0; round < 5; round++) {
+        const batch = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `race-${round}-${i}`);
+        names.push(...batch);
+        const body = (name: string): KataSandbox => {
+          const sb = sandbox(name, { nodeSelector: suite });
+          sb.metadata.namespace = raceNs;
+          return sb;
+        };
+        await Promise.all(
+          batch.map((name) =>
+            custom.createNamespacedCustomObject({ ...G, namespace: raceNs, body: body(name) }),
+          ),
+        );
+        await eventually(
+          `round ${round} bound and its Scheduled condition written`,
+          async () => {
+            const all = await Promise.all(
+              batch.map((name) =>
+                custom.getNamespacedCustomObject({ ...G, namespace: raceNs, name }),
+              ),
+            );
+            return (all as KataSandbox[]).every(
+              (sb) => nodeOf(sb) && sb.status?.nodeName === nodeOf(sb),
+            )
+              ? true
+              : undefined;
+          },
+          60_000,
+        );
+      }
+      // What the watch saw up to the last object written by the last round (it is ordered).
+      await eventually('the watch to catch up', async () =>
+        names.every((n) => statusNodes.get(n)?.at(-1) !== undefined) ? true : undefined,
+      );
+      expect(watchErrors).toEqual([]);
+      const used = new Set<string>();
+      for (const name of names) {
+        const l = labels.get(name) ?? [];
+        // Created unbound, then bound once: never rebound, never unbound.
+        expect([name, l.length, l[0]]).toEqual([name, 2, undefined]);
+        const node = l[1] ?? '';
+        expect(nodes).toContain(node);
+        expect([name, statusNodes.get(name)]).toEqual([name, [undefined, node]]);
+        used.add(node);
+      }
+      // The race ran over several candidates, not one node that both would pick anyway.
+      expect(used.size).toBeGreaterThan(1);
+
+      const scheduled = await eventually('a Scheduled event for every sandbox', async () => {
+        const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({
+          namespace: raceNs,
+        });
+        const counts = new Map<string, number>();
+        for (const e of events.items) {
+          if (e.reason !== 'Scheduled') continue;
+          const name = e.regarding?.name ?? '';
+          counts.set(name, (counts.get(name) ?? 0) + (e.series?.count ?? 1));
+        }
+        return names.every((n) => counts.has(n)) ? counts : undefined;
+      });
+      for (const name of names) expect([name, scheduled.get(name)]).toEqual([name, 1]);
+    } finally {
+      watch.abort();
+      await Promise.all(replicas.map((r) => r.stop()));
+      // No node agent will ever clean these up: their finalizers go by hand.
+      for (const name of names) {
+        await custom
+          .patchNamespacedCustomObject(
+            {
+              ...G,
+              namespace: raceNs,
+              name,
+              body: [{ op: 'remove', path: '/metadata/finalizers' }],
+            },
+            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+          )
+          .catch(() => undefined);
+      }
+      await core.deleteNamespace({ name: raceNs }).catch(() => undefined);
+      for (const n of nodes) await core.deleteNode({ name: n }).catch(() => undefined);
+    }
+  }, 300_000);
 });

@@ -241,3 +241,50 @@ export function dockerConfigJson(host: string, creds: Credentials): unknown {
     },
   };
 }
+
+/** A plain HTTP proxy in front of a test registry that counts, or holds, the requests it gets. */
+export interface RegistryProxy {
+  /** 127.0.0.1:<port>, to use as the registry host in image references. */
+  host: string;
+  /** Requests received (held ones included). */
+  requests: number;
+  /** While true, requests are received but never answered: a client stays mid-pull. */
+  hold: boolean;
+  close(): Promise<void>;
+}
+
+export async function proxyRegistry(target: string): Promise<RegistryProxy> {
+  const [targetHost, targetPort] = target.split(':');
+  const server = http.createServer((req, res) => {
+    proxy.requests++;
+    if (proxy.hold) return;
+    const upstream = http.request(
+      {
+        host: targetHost,
+        port: Number(targetPort),
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address() as net.AddressInfo;
+  const proxy: RegistryProxy = {
+    host: `127.0.0.1:${addr.port}`,
+    requests: 0,
+    hold: false,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return proxy;
+}

@@ -3,6 +3,7 @@
 // used here). Needs root (unpack ownership, mounts).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { lstat, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,9 +26,11 @@ import {
   buildBusyboxImage,
   dockerConfigJson,
   pushImage,
+  proxyRegistry,
   startRegistry,
   type TestRegistry,
 } from './images-registry.js';
+import { eventually } from './controller-harness.js';
 
 const CREDS = { username: 'alice', password: 's3cret-pw' };
 const IMAGE = {
@@ -164,6 +167,23 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
+/** Live skopeo processes whose command line names `host` (a registry only this test uses). */
+function skopeoPidsFor(host: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (path.basename(argv[0] ?? '') === 'skopeo' && argv.some((a) => a.includes(host)))
+      pids.push(Number(entry));
+  }
+  return pids;
+}
+
 describe('image store against a real registry', () => {
   it('pulls, unpacks and reads the config; a second pull of the reference is a counted cache hit', async () => {
     const { store, registry } = await newStore();
@@ -236,13 +256,23 @@ describe('image store against a real registry', () => {
   });
 
   it('pulls a digest reference into an empty cache, and never contacts the registry for it again, even with Always', async () => {
-    const { store } = await newStore();
-    const image = `${reg.host}/test/busybox@${digestV1}`;
-    const a = await store.ensureImage({ image, sandboxUid: 'a' });
-    expect(a).toMatchObject({ outcome: 'pulled', digest: digestV1 });
-    const b = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'b' });
-    expect(b.outcome).toBe('cache-hit');
-    expect(store.toolRuns).toEqual({ inspect: 1, copy: 1, unpack: 1 });
+    // Counted at the registry's door (a proxy in front of it), not by the store's own counters.
+    const door = await proxyRegistry(reg.host);
+    try {
+      const { store } = await newStore({ insecureRegistries: [door.host] });
+      const image = `${door.host}/test/busybox@${digestV1}`;
+      const a = await store.ensureImage({ image, sandboxUid: 'a' });
+      expect(a).toMatchObject({ outcome: 'pulled', digest: digestV1 });
+      const afterPull = door.requests;
+      expect(afterPull).toBeGreaterThan(0);
+      const b = await store.ensureImage({ image, policy: 'Always', sandboxUid: 'b' });
+      expect(b.outcome).toBe('cache-hit');
+      const c = await store.ensureImage({ image, sandboxUid: 'c' });
+      expect(c.outcome).toBe('cache-hit');
+      expect(door.requests).toBe(afterPull);
+    } finally {
+      await door.close();
+    }
   });
 
   it('Always asks the registry every time and follows a moved tag; IfNotPresent keeps what it has', async () => {
@@ -555,22 +585,36 @@ describe('image store against a real registry', () => {
     expect(store.list()[0]?.holders).toEqual(['a', 'b', 'c']);
   });
 
-  it('a pull whose every waiter is cancelled stops and leaves nothing behind', async () => {
-    const { store } = await newStore();
-    const c = new AbortController();
-    const p = store.ensureImage({
-      image: `${reg.host}/test/busybox:1`,
-      sandboxUid: 'a',
-      signal: c.signal,
-    });
-    setImmediate(() => c.abort(new Error('sandbox deleted')));
-    await expect(p).rejects.toThrow();
-    // The killed tool's cleanup runs after the rejection: give it a moment.
-    for (let i = 0; i < 50 && (await readdir(path.join(store.root, 'tmp'))).length > 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+  it('a pull whose every waiter is cancelled kills skopeo and leaves nothing behind', async () => {
+    // The registry's door holds every request: skopeo stays mid-pull until it is stopped.
+    const door = await proxyRegistry(reg.host);
+    door.hold = true;
+    try {
+      const { store } = await newStore({ insecureRegistries: [door.host] });
+      const c = new AbortController();
+      const p = store.ensureImage({
+        image: `${door.host}/test/busybox:1`,
+        sandboxUid: 'a',
+        signal: c.signal,
+      });
+      const failed = p.catch((e: unknown) => e);
+      const pids = await eventually('skopeo waiting on the registry', async () => {
+        const found = skopeoPidsFor(door.host);
+        return found.length > 0 && door.requests > 0 ? found : undefined;
+      });
+      c.abort(new Error('sandbox deleted'));
+      expect(await failed).toMatchObject({ reason: 'ErrImagePull', kind: 'Canceled' });
+      await eventually('skopeo gone', async () =>
+        pids.every((pid) => !existsSync(`/proc/${pid}`)) ? true : undefined,
+      );
+      // The killed tool's cleanup runs after the rejection: give it a moment.
+      await eventually('the pull’s scratch removed', async () =>
+        (await readdir(path.join(store.root, 'tmp'))).length === 0 ? true : undefined,
+      );
+      expect(store.list()).toEqual([]);
+    } finally {
+      await door.close();
     }
-    expect(await readdir(path.join(store.root, 'tmp'))).toEqual([]);
-    expect(store.list()).toEqual([]);
   });
 
   it('evicts least recently used images that no sandbox holds once over the size limit', async () => {

@@ -151,11 +151,14 @@ describe('LeaderElector', () => {
       },
     });
     const c = candidate('c', 'elect-2', log);
-    const started = Date.now();
     c.start();
     try {
       await until(() => c.isLeader(), 'takeover from ghost');
-      expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+      // The Lease's own record says when c acquired it: not before the ghost's term ran out.
+      const held = await coord.readNamespacedLease({ namespace: ns, name: 'elect-2' });
+      expect(held.spec?.holderIdentity).toBe('c');
+      const acquired = new Date(held.spec?.acquireTime as unknown as string).getTime();
+      expect(acquired).toBeGreaterThanOrEqual(new Date(now).getTime() + 3_000);
     } finally {
       await c.stop();
     }

@@ -295,14 +295,12 @@ describe('AgentClient when the agent is down or restarts', () => {
 
   it('gives a clear error within the deadline when nothing listens', async () => {
     const client = new AgentClient({ socketPath: path.join(dir, 'nobody.sock') });
-    const started = Date.now();
+    // Without the deadline the call would wait for a listener forever (past the test's timeout).
     const err = await client.check({ timeoutMs: 1_500 }).catch((e: unknown) => e);
     client.close();
     expect(err).toBeInstanceOf(AgentRpcError);
     expect((err as AgentRpcError).rpc).toBe('Check');
     expect([status.UNAVAILABLE, status.DEADLINE_EXCEEDED]).toContain((err as AgentRpcError).code);
-    // The deadline bounds the call; this is the behaviour under test, not a speed figure.
-    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('waitForReady holds a call until the agent comes up', async () => {

@@ -1,5 +1,8 @@
 // Read, write and wait semantics with real child processes (sh on the host).
 import { describe, expect, it } from '@jest/globals';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import {
   exitStatus,
@@ -92,10 +95,20 @@ describe('GuestProcess', () => {
   });
 
   it('a read made before output blocks until the process writes', async () => {
-    const p = await started(['sleep 0.3; echo late']);
-    const t0 = Date.now();
-    expect((await p.stdout.read(100)).toString()).toBe('late\n');
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    // The process writes only once the test lets it (a file appears): the read must still be
+    // pending then, and get the line after.
+    const gate = path.join(mkdtempSync(path.join(tmpdir(), 'pt-gate-')), 'go');
+    const p = await started([`while [ ! -e '${gate}' ]; do sleep 0.02; done; echo late`]);
+    let answered = false;
+    const read = p.stdout.read(100).then((b) => {
+      answered = true;
+      return b;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(answered).toBe(false);
+    writeFileSync(gate, '');
+    expect((await read).toString()).toBe('late\n');
+    rmSync(path.dirname(gate), { recursive: true, force: true });
     expect((await p.stdout.read(100)).length).toBe(0);
   });
 

@@ -70,20 +70,22 @@ async function bootError(p: Promise<unknown>): Promise<BootError> {
 }
 
 describe('bootVm', () => {
-  it('resolves on the console ready line with the boot time', async () => {
-    const q = fakeQemu('ready', 'echo "kata-guest-agent ready" >>"$con"; exec sleep 30');
+  it('resolves on the console ready line with the boot time up to that line', async () => {
+    // The ready line comes 300 ms after launch: a boot time counted to the line, not to the
+    // spawn, cannot be shorter (a lower bound the machine's speed cannot break).
+    const q = fakeQemu('ready', 'sleep 0.3; echo "kata-guest-agent ready" >>"$con"; exec sleep 30');
     const res = await bootVm(options(q));
     running.push(res.process);
     expect(res.process.running).toBe(true);
-    expect(res.bootMillis).toBeGreaterThanOrEqual(0);
-    expect(res.bootMillis).toBeLessThan(5_000);
+    expect(Number.isInteger(res.bootMillis)).toBe(true);
+    expect(res.bootMillis).toBeGreaterThanOrEqual(300);
   });
 
-  it('a QEMU that exits early fails at once with the last 20 console lines', async () => {
+  it('a QEMU that exits early fails on its exit, not at the deadline, with the last 20 console lines', async () => {
     const q = fakeQemu('panic', 'echo "Kernel panic - not syncing: no init" >>"$con"; exit 0');
-    const t0 = performance.now();
-    const e = await bootError(bootVm(options(q, { deadlineMs: 30_000 })));
-    expect(performance.now() - t0).toBeLessThan(5_000);
+    // A deadline a day away, far past the test's timeout: the boot can only end through the
+    // exit being noticed, and the failure names the exit, not a timeout.
+    const e = await bootError(bootVm(options(q, { deadlineMs: 24 * 3600_000 })));
     expect(e.failure).toBe('QemuExited');
     expect(e.consoleTail).toHaveLength(20);
     expect(e.consoleTail[19]).toBe('Kernel panic - not syncing: no init');

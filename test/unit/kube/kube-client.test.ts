@@ -1,5 +1,5 @@
-import { describe, expect, it } from '@jest/globals';
-import { ApiException } from '@kubernetes/client-node';
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { ApiException, type KubeConfig } from '@kubernetes/client-node';
 import {
   callApi,
   isAlreadyExists,
@@ -9,10 +9,11 @@ import {
   isNotFound,
   KubeApiError,
   loadKubeConfig,
+  loadKubeConfigStrict,
   statusCode,
   toKubeError,
 } from '../../../src/kube/kube-client.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -111,10 +112,71 @@ current-context: x
   });
 
   it('uses in-cluster config when the service account is present', () => {
-    const kc = loadKubeConfig({
-      env: { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' },
-      inCluster: true,
-    });
-    expect(kc.getCurrentCluster()).not.toBeNull();
+    const kc = withServiceEnv(() => loadKubeConfig({ env: {}, inCluster: true }));
+    expectInCluster(kc);
+  });
+});
+
+// client-node's in-cluster loader reads the service address from process.env itself.
+function withServiceEnv<T>(fn: () => T): T {
+  const saved = [process.env.KUBERNETES_SERVICE_HOST, process.env.KUBERNETES_SERVICE_PORT];
+  process.env.KUBERNETES_SERVICE_HOST = '10.0.0.1';
+  process.env.KUBERNETES_SERVICE_PORT = '443';
+  try {
+    return fn();
+  } finally {
+    for (const [k, v] of [
+      ['KUBERNETES_SERVICE_HOST', saved[0]],
+      ['KUBERNETES_SERVICE_PORT', saved[1]],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+/** The in-cluster path: the service address from the environment, the Pod's token file. */
+function expectInCluster(kc: KubeConfig): void {
+  expect(kc.getCurrentCluster()).toMatchObject({
+    name: 'inCluster',
+    server: 'https://10.0.0.1:443',
+    caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+  });
+  expect(kc.getCurrentUser()?.authProvider?.config?.tokenFile).toBe(
+    '/var/run/secrets/kubernetes.io/serviceaccount/token',
+  );
+}
+
+describe('loadKubeConfigStrict (the node agent)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kc-strict-'));
+  const file = join(dir, 'config');
+  const other = join(dir, 'admin');
+  writeFileSync(
+    file,
+    `apiVersion: v1
+kind: Config
+clusters: [{name: explicit, cluster: {server: 'https://127.0.0.1:6443'}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: explicit, user: u}}]
+current-context: x
+`,
+  );
+  writeFileSync(other, readFileSync(file, 'utf8').replaceAll('explicit', 'admin'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('loads the explicit path, ignoring KUBECONFIG', () => {
+    const kc = loadKubeConfigStrict(file, { KUBECONFIG: other });
+    expect(kc.getCurrentCluster()?.name).toBe('explicit');
+  });
+
+  it('is in-cluster in a Pod (KUBERNETES_SERVICE_HOST set) without a path', () => {
+    const kc = withServiceEnv(() => loadKubeConfigStrict(undefined, process.env));
+    expectInCluster(kc);
+  });
+
+  it('outside a Pod without a path refuses, naming the flag, even with KUBECONFIG or HOME set', () => {
+    expect(() => loadKubeConfigStrict(undefined, { KUBECONFIG: other, HOME: dir })).toThrow(
+      /^--kubeconfig: required outside a Pod/,
+    );
   });
 });
