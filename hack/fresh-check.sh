@@ -251,6 +251,16 @@ share_cache() { # host dir, dir in the root, name
 share_cache "$GOMODCACHE_HOST" /root/go/pkg/mod gomod
 share_cache "$GOCACHE_HOST" /root/.cache/go-build gocache
 
+# This network's own TLS trust (an intercepting proxy's CA, as NODE_EXTRA_CA_CERTS names it on
+# the host), for npm's downloads. Not a project requirement, and kept apart from /etc/ssl so the
+# root's system trust (ca-certificates or not) stays that of a fresh machine.
+STEP_ENV=()
+if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
+  mkdir -p "$ROOT/etc/fresh-check"
+  cp "$NODE_EXTRA_CA_CERTS" "$ROOT/etc/fresh-check/extra-ca.crt"
+  STEP_ENV+=(NODE_EXTRA_CA_CERTS=/etc/fresh-check/extra-ca.crt)
+fi
+
 log "prerequisites in the root: node $(in_root "$ROOT" node --version), npm $(in_root "$ROOT" npm --version)," \
   "$(in_root "$ROOT" go version | cut -d' ' -f3), $(in_root "$ROOT" git --version | cut -d' ' -f3-), $(in_root "$ROOT" make --version | head -n1)"
 
@@ -291,7 +301,7 @@ for target in "$@"; do
   log "make $target"
   t=$(date +%s)
   steplog=$RUN/make-$target.log
-  if ! in_root "$ROOT" bash -c 'cd "$1" && exec make --no-print-directory "$2"' _ "$CLONE" "$target" 2>&1 |
+  if ! in_root "$ROOT" env "${STEP_ENV[@]}" bash -c 'cd "$1" && exec make --no-print-directory "$2"' _ "$CLONE" "$target" 2>&1 |
     tee "$steplog"; then
     mkdir -p "$CACHE/logs"
     cp "$steplog" "$CACHE/logs/"
