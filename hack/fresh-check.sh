@@ -122,6 +122,7 @@ for d in "$CACHE"/run-* "$CACHE"/.base-*; do
   remove_dir "$d"
 done
 MOUNTED_ROOTS=()
+rm -rf "$CACHE/logs" # a failed step's output, from the last run
 
 # --- inputs -----------------------------------------------------------------------------------
 # The mirror: the URI of this host's apt source for $SUITE (deb822 .sources or one-line .list).
