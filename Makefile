@@ -4,9 +4,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
+# ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
+# Debian 12 (debootstrap --variant=minbase) lacks.
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
-	skopeo umoci docker-registry apache2-utils
+	skopeo umoci docker-registry apache2-utils ca-certificates
 NPM_STAMP := node_modules/.package-lock.json
 # The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
 export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs
