@@ -4,12 +4,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
+# ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
+# Debian 12 (debootstrap --variant=minbase) lacks.
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
-	skopeo umoci docker-registry apache2-utils
+	skopeo umoci docker-registry apache2-utils ca-certificates
 NPM_STAMP := node_modules/.package-lock.json
 # The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
 export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs
+# The steps of `make test` that install, generate or build before any test runs: `make test` runs
+# them first, `make fresh-check` runs them in a clean Debian root (one list, so both stay in step).
+PREPARE_TARGETS := setup check-gen check-manifests typecheck guest controlplane host-fs
 
 .PHONY: help setup deps build gen check-gen manifests check-manifests lint typecheck test unit
 
@@ -72,9 +77,13 @@ controlplane-down: ## stop the local control plane and remove its state
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
-test: setup check-gen check-manifests typecheck lint host-fs-check guest controlplane host-fs ## everything: setup, checks, guest image, control plane build, every test layer, then the demo
+test: $(PREPARE_TARGETS) lint host-fs-check ## everything: setup, checks, guest image, control plane build, every test layer, then the demo
 	hack/run-tests.sh
 	$(MAKE) --no-print-directory demo DEMO_EXIT=1
+
+.PHONY: fresh-check
+fresh-check: ## run the install/generate steps of `make test` (PREPARE_TARGETS) in a clean Debian 12 root from a clone of HEAD (root)
+	CACHE_DIR=$(CACHE_DIR) hack/fresh-check.sh $(PREPARE_TARGETS)
 
 .PHONY: demo
 demo: setup guest controlplane host-fs ## the whole system on this machine: control plane, controller, node agent, a sample sandbox (DEMO_EXIT=1: stop once Ready)

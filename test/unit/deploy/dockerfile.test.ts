@@ -12,22 +12,14 @@
 // src/node-agent/, hence this grep over the bundle's own sources.
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import {
-  accessSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULTS } from '../../../src/node-agent/config.js';
 import { DEFAULT_CNI_BIN_DIRS } from '../../../src/node-agent/network/cni.js';
+import { bundleSources, candidates, debianPackage, onPath } from './host-programs.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const DOCKERFILE = readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
@@ -112,69 +104,6 @@ function runtimePackages(): string[] {
     pkgs.push(...(m[1] ?? '').split(/\s+/).filter((w) => w && !w.startsWith('-')));
   }
   return pkgs;
-}
-
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(':')) {
-    const p = path.join(dir, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-/** The Debian package shipping a file (usrmerge: dpkg may know it as /bin/x or /usr/bin/x). */
-function debianPackage(file: string): string {
-  const real = realpathSync(file);
-  const tries = new Set([file, real, file.replace(/^\/usr/, ''), real.replace(/^\/usr/, '')]);
-  for (const t of tries) {
-    try {
-      const out = execFileSync('dpkg', ['-S', t], { encoding: 'utf8', timeout: 10_000 });
-      const pkg = out.split('\n')[0]?.split(':')[0];
-      if (pkg) return pkg;
-    } catch {
-      // try the next spelling
-    }
-  }
-  throw new Error(`no Debian package ships ${file}`);
-}
-
-async function nodeAgentSources(): Promise<string[]> {
-  const result = await build({
-    entryPoints: [path.join(REPO, 'src/node-agent/main.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    write: false,
-    metafile: true,
-    packages: 'external',
-    logLevel: 'silent',
-    absWorkingDir: REPO,
-  });
-  return Object.keys(result.metafile.inputs).filter((f) => f.startsWith('src/'));
-}
-
-/**
- * Commands named in a source file. `strong`: the command of a spawn/execFile/run call or a
- * *_BINARY / *_RUN constant (certainly a program); `weak`: the first element of an array literal
- * of strings (an argv, or just a list: only a program if one of that name is installed).
- */
-function candidates(source: string): { strong: string[]; weak: string[] } {
-  const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
-  const all = (re: RegExp): string[] => [...code.matchAll(re)].map((m) => m[1] ?? '');
-  return {
-    strong: [
-      ...all(
-        /\b(?:spawn|spawnSync|execFile|execFileSync|execFileAsync|run|runOk)\(\s*'([A-Za-z0-9_.+-]+)'/g,
-      ),
-      ...all(/\b[A-Z_]*(?:BINARY|_RUN)\s*=\s*'([A-Za-z0-9_.+-]+)'/g),
-    ],
-    weak: all(/\[\s*'([A-Za-z0-9_.+-]+)'\s*,/g),
-  };
 }
 
 /**
@@ -314,7 +243,7 @@ describe('Dockerfile', () => {
   });
 
   it("installs exactly the packages of the host binaries the node agent's code runs", async () => {
-    const sources = await nodeAgentSources();
+    const sources = await bundleSources(REPO, 'src/node-agent/main.ts');
     expect(sources).toEqual(expect.arrayContaining(['src/node-agent/main.ts']));
     const binaries = new Map<string, string>();
     const needed = new Map<string, string[]>();
