@@ -81,13 +81,15 @@ async function main(): Promise<void> {
     metrics: metrics.images,
     logger: imageLog,
   });
+  // One views root for image views and hostPath rootfs views (each sandbox's overlay).
+  const views = new RootfsViews({
+    root: path.join(cfg.stateDir, 'rootfs-views'),
+    lowerRoots: [imageStore.imagesDir],
+    logger: imageLog,
+  });
   const images = new ContainerImages({
     store: imageStore,
-    views: new RootfsViews({
-      root: path.join(cfg.stateDir, 'rootfs-views'),
-      lowerRoots: [imageStore.imagesDir],
-      logger: imageLog,
-    }),
+    views,
     backoff: {
       initialMs: cfg.imagePullBackoffMs,
       maxMs: Math.max(cfg.imagePullBackoffMs, 300_000),
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
       images,
+      views,
       pullSecrets: (namespace, refs, signal) => readPullSecrets(clients, namespace, refs, signal),
       network: new SandboxNetwork({
         netnsRoots: cfg.netnsRoots,
