@@ -1,10 +1,11 @@
-// Host paths a sandbox names (hostPath rootfs, volumes) must stay under allow-listed roots once
-// every symlink is resolved; nothing is created on the host before this check passes.
-import { realpath } from 'node:fs/promises';
+// Host paths a sandbox names (hostPath rootfs, volumes, block rootfs images, devices): which
+// field names which path, and which allowed roots admit it as which kind of object. Pure; the
+// paths are opened (once, beneath their root) by sandbox-host-paths.ts through kata-host-fs.
 import path from 'node:path';
 import type { KataSandboxSpec } from '../crds/index.js';
+import type { AllowedRoot } from './host-fs/types.js';
 
-export type HostPathReason = 'HostPathNotAllowed' | 'HostPathNotFound';
+export type HostPathReason = 'HostPathNotAllowed' | 'HostPathNotFound' | 'InvalidBlockDevice';
 
 export class HostPathError extends Error {
   constructor(
@@ -23,9 +24,20 @@ export interface HostPathRef {
   path: string;
 }
 
-export interface ResolvedHostPath extends HostPathRef {
-  /** With every symlink resolved: what gets bind-mounted. */
-  resolved: string;
+/**
+ * What a field may name: `dir` a directory under the host-path roots (hostPath rootfs, volumes);
+ * `blockSource` an image file under the host-path roots or a block device under the device roots
+ * (rootfs.block.path); `device` a block device under the device roots only (devices[].hostPath).
+ */
+export type HostPathKind = 'dir' | 'blockSource' | 'device';
+
+export interface TypedHostPathRef extends HostPathRef {
+  kind: HostPathKind;
+}
+
+export interface HostPathRoots {
+  allowedHostPathRoots: readonly string[];
+  allowedDeviceRoots: readonly string[];
 }
 
 /** Every host directory the spec shares into the VM, with its field path. */
@@ -43,79 +55,77 @@ export function hostPathsOf(spec: KataSandboxSpec): HostPathRef[] {
 }
 
 /** Every block source the spec attaches to the VM (block rootfs images, devices), with its field path. */
-export function blockPathsOf(spec: KataSandboxSpec): HostPathRef[] {
-  const refs: HostPathRef[] = [];
+export function blockPathsOf(spec: KataSandboxSpec): TypedHostPathRef[] {
+  const refs: TypedHostPathRef[] = [];
   spec.containers.forEach((c, i) => {
     const p = c.rootfs?.block?.path;
-    if (p !== undefined) refs.push({ field: `spec.containers[${i}].rootfs.block.path`, path: p });
+    if (p !== undefined) {
+      refs.push({ field: `spec.containers[${i}].rootfs.block.path`, path: p, kind: 'blockSource' });
+    }
     (c.devices ?? []).forEach((d, j) =>
-      refs.push({ field: `spec.containers[${i}].devices[${j}].hostPath`, path: d.hostPath }),
+      refs.push({
+        field: `spec.containers[${i}].devices[${j}].hostPath`,
+        path: d.hostPath,
+        kind: 'device',
+      }),
     );
   });
   return refs;
 }
 
-/** True when `p` (already resolved) is `root` or lies below it. Pure. */
+/** Every host path of the spec with its kind: directories first, then block sources. */
+export function typedHostPathsOf(spec: KataSandboxSpec): TypedHostPathRef[] {
+  return [...hostPathsOf(spec).map((r) => ({ ...r, kind: 'dir' as const })), ...blockPathsOf(spec)];
+}
+
+/** The typed roots a kind of field may be opened beneath (row 8 of issue 14: devices only under the device roots). */
+export function allowedRootsFor(kind: HostPathKind, roots: HostPathRoots): AllowedRoot[] {
+  const hostRoots = (type: AllowedRoot['type']) =>
+    roots.allowedHostPathRoots.map((root) => ({ root, type }));
+  const deviceRoots = roots.allowedDeviceRoots.map((root) => ({ root, type: 'block' as const }));
+  switch (kind) {
+    case 'dir':
+      return hostRoots('dir');
+    case 'blockSource':
+      return [...hostRoots('file'), ...deviceRoots];
+    case 'device':
+      return deviceRoots;
+  }
+}
+
+/** True when `p` is `root` or lies below it, by path segment. Pure, lexical. */
 export function isUnderRoot(p: string, root: string): boolean {
   const rel = path.relative(root, p);
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
-/** The allow-listed root `resolved` is under, if any. Pure. */
-export function allowingRoot(resolved: string, roots: readonly string[]): string | undefined {
-  return roots.find((r) => isUnderRoot(resolved, r));
+/** The allow-listed root `p` is under, if any. Pure. */
+export function allowingRoot(p: string, roots: readonly string[]): string | undefined {
+  return roots.find((r) => isUnderRoot(p, r));
 }
 
-export type RealPath = (p: string) => Promise<string>;
-
 /**
- * Resolves each host path with its symlinks and checks it stays under an allow-listed root (the
- * roots resolved too). Throws HostPathError naming the first offending field.
+ * The checks that need no file system: absolute, and lexically under a root that admits the
+ * kind. Throws HostPathError naming the field. (What the path resolves to is for the helper.)
  */
-export async function checkHostPaths(
-  refs: readonly HostPathRef[],
-  roots: readonly string[],
-  resolve: RealPath = realpath,
-): Promise<ResolvedHostPath[]> {
-  const realRoots: string[] = [];
-  for (const r of roots) {
-    realRoots.push(await resolve(r).catch(() => path.resolve(r)));
+export function checkLexically(ref: TypedHostPathRef, roots: HostPathRoots): void {
+  if (!path.isAbsolute(ref.path)) {
+    throw new HostPathError(
+      'HostPathNotAllowed',
+      ref.field,
+      `${JSON.stringify(ref.path)} is not an absolute path`,
+    );
   }
-  const out: ResolvedHostPath[] = [];
-  for (const ref of refs) {
-    const lexical = path.resolve(ref.path);
-    if (!path.isAbsolute(ref.path)) {
-      throw new HostPathError(
-        'HostPathNotAllowed',
-        ref.field,
-        `${JSON.stringify(ref.path)} is not an absolute path`,
-      );
-    }
-    if (!allowingRoot(lexical, roots)) {
-      throw new HostPathError(
-        'HostPathNotAllowed',
-        ref.field,
-        `${JSON.stringify(ref.path)} is not under the allowed roots (${roots.join(', ')})`,
-      );
-    }
-    let resolved: string;
-    try {
-      resolved = await resolve(lexical);
-    } catch (err) {
-      throw new HostPathError(
-        'HostPathNotFound',
-        ref.field,
-        `${JSON.stringify(ref.path)} cannot be resolved: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-    if (!allowingRoot(resolved, realRoots)) {
-      throw new HostPathError(
-        'HostPathNotAllowed',
-        ref.field,
-        `${JSON.stringify(ref.path)} resolves to ${JSON.stringify(resolved)}, outside the allowed roots (${roots.join(', ')})`,
-      );
-    }
-    out.push({ ...ref, resolved });
+  const allowed = allowedRootsFor(ref.kind, roots).map((r) => r.root);
+  if (!allowingRoot(path.resolve(ref.path), allowed)) {
+    const where =
+      ref.kind === 'device'
+        ? `the allowed device roots (${allowed.join(', ') || 'none configured'})`
+        : `the allowed roots (${allowed.join(', ')})`;
+    throw new HostPathError(
+      'HostPathNotAllowed',
+      ref.field,
+      `${JSON.stringify(ref.path)} is not under ${where}`,
+    );
   }
-  return out;
 }

@@ -113,13 +113,15 @@ async function main(): Promise<void> {
     metrics: metrics.images,
     logger: imageLog,
   });
+  // One views root for image views and hostPath rootfs views (each sandbox's overlay).
+  const views = new RootfsViews({
+    root: path.join(cfg.stateDir, 'rootfs-views'),
+    lowerRoots: [imageStore.imagesDir],
+    logger: imageLog,
+  });
   const images = new ContainerImages({
     store: imageStore,
-    views: new RootfsViews({
-      root: path.join(cfg.stateDir, 'rootfs-views'),
-      lowerRoots: [imageStore.imagesDir],
-      logger: imageLog,
-    }),
+    views,
     allowedRegistries: cfg.allowedRegistries,
     backoff: {
       initialMs: cfg.imagePullBackoffMs,
@@ -148,6 +150,7 @@ async function main(): Promise<void> {
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
       images,
+      views,
       pullSecrets: (req) => pullSecrets.read(req),
       network: new SandboxNetwork({
         netnsRoots: cfg.netnsRoots,

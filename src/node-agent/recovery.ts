@@ -57,7 +57,12 @@ export async function recoverSandboxes(opts: {
       // A directory without a readable state: clean what could be there by convention.
       const runDir = path.join(opts.config.runDir, 'sandboxes', uid);
       await killOrphanQemu(runDir, opts.log);
-      await teardownShare(path.join(opts.config.runDir, 'shared', uid), [], opts.log);
+      await teardownShare(
+        { binary: opts.config.hostFsBinary },
+        path.join(opts.config.runDir, 'shared', uid),
+        [],
+        opts.log,
+      );
       await rm(runDir, { recursive: true, force: true });
       await opts.store.remove(uid);
       out.set(uid, 'orphan-cleaned');

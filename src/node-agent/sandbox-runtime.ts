@@ -23,14 +23,16 @@ import {
   watchContainerRun,
 } from './container-run.js';
 import { sandboxDns } from './guest-dns.js';
-import { blockPathsOf, checkHostPaths, hostPathsOf, HostPathError } from './host-paths.js';
+import { HostFsError, hostPathReasonOf, parseHostFsError } from './host-fs/errors.js';
+import type { HostFs } from './host-fs/types.js';
+import { HostPathError } from './host-paths.js';
 import type { AcceleratorChoice } from './hypervisor/accelerator.js';
 import {
   type ContainerImages,
   type PreparedImage,
   invalidImage,
 } from './images/container-images.js';
-import { RootfsViewError } from './images/rootfs-view.js';
+import { RootfsViewError, RootfsViews } from './images/rootfs-view.js';
 import { parseImageReference, repositoryName } from './images/reference.js';
 import { BootError } from './hypervisor/boot.js';
 import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
@@ -47,7 +49,15 @@ import { netnsLaunchPrefix } from './network/tcfilter.js';
 import type { PullSecretsRead, PullSecretsRequest } from './pull-secrets.js';
 import { NetworkSetupError } from './sandbox-network.js';
 import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
-import { bindMount, planBindMounts, teardownShare, VOLUMES_DIR } from './shared-dir.js';
+import { checkSandboxHostPaths, type CheckedSandboxPath } from './sandbox-host-paths.js';
+import {
+  bindIntoShare,
+  planBindMounts,
+  rootfsTarget,
+  shareTarget,
+  teardownShare,
+  VOLUMES_DIR,
+} from './shared-dir.js';
 import {
   NO_NETWORK,
   unsupportedFeature,
@@ -81,6 +91,8 @@ export interface RuntimeDeps {
   images?: ContainerImages;
   /** A sandbox's imagePullSecrets, from the controller's projection for it on this node. */
   pullSecrets?: (req: PullSecretsRequest) => Promise<PullSecretsRead>;
+  /** Where rootfs views live (hostPath rootfs too); default <stateDir>/rootfs-views. */
+  views?: RootfsViews;
   /** Something status shows changed: re-apply status. */
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
@@ -96,7 +108,8 @@ class StepError extends Error {
 function classify(err: unknown, step: StepFailure['condition'], reason: string): StepFailure {
   if (err instanceof StepError) return err.failure;
   if (err instanceof HostPathError) {
-    return { condition: 'VMReady', reason: err.reason, message: err.message };
+    const condition = err.reason === 'InvalidBlockDevice' ? 'ContainersReady' : 'VMReady';
+    return { condition, reason: err.reason, message: err.message };
   }
   if (err instanceof BootError)
     return { condition: 'VMReady', reason: 'BootFailed', message: err.message };
@@ -142,27 +155,65 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     }
   });
 
-/** The VM's drives and each container's block storages/devices, from the checked paths. */
-function blockDrivePlan(spec: KataSandboxSpec, resolved: Map<string, string>): BlockDrivePlan {
+/**
+ * The VM's drives and each container's block storages/devices, from the checked paths: each a
+ * descriptor the helper re-opens beneath the root it was checked beneath, with the same type.
+ */
+export function blockDrivePlan(
+  spec: KataSandboxSpec,
+  checked: ReadonlyMap<string, CheckedSandboxPath>,
+): BlockDrivePlan {
+  const sourceOf = (field: string) => {
+    const c = checked.get(field);
+    if (!c || c.type === 'dir') throw new Error(`${field} was not checked as a block source`);
+    return { path: c.path, source: { root: c.root, type: c.type } };
+  };
   return planBlockDrives(
     spec.containers.flatMap((c, i) => {
       const b = c.rootfs?.block;
+      if (!b) return [];
       const field = `spec.containers[${i}].rootfs.block.path`;
-      const p = resolved.get(field);
-      if (!b || p === undefined) return [];
-      return [{ containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field }];
+      const { path: p, source } = sourceOf(field);
+      return [
+        { containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field, source },
+      ];
     }),
     spec.containers.flatMap((c, i) =>
       (c.devices ?? []).map((d, j) => {
         const field = `spec.containers[${i}].devices[${j}].hostPath`;
-        return {
-          containerId: c.name,
-          hostPath: resolved.get(field) ?? d.hostPath,
-          containerPath: d.containerPath,
-          field,
-        };
+        const { path: p, source } = sourceOf(field);
+        return { containerId: c.name, hostPath: p, containerPath: d.containerPath, field, source };
       }),
     ),
+  );
+}
+
+/**
+ * A helper failure on a tenant's path (the path changed between the check and this use: it now
+ * leaves its root, or is gone) as the HostPathError of its field; other errors unchanged.
+ */
+export function asFieldError(err: unknown, field: string, source: string): unknown {
+  if (!(err instanceof HostFsError) || err.path !== source) return err;
+  const reason = hostPathReasonOf(err.code);
+  return reason ? new HostPathError(reason, field, err.message) : err;
+}
+
+/**
+ * A QEMU launch the helper refused (exit 125, its JSON error in QEMU's stderr log): a drive's
+ * path no longer opened beneath its root. The HostPathError of that drive's field, if so.
+ */
+export function driveOpenFailure(
+  err: unknown,
+  plan: BlockDrivePlan | undefined,
+): HostPathError | undefined {
+  if (!(err instanceof BootError) || err.failure !== 'QemuExited' || !plan) return undefined;
+  const f = parseHostFsError(err.qemuStderrTail.join('\n'));
+  const drive = f?.path !== undefined && plan.planned.find((p) => p.drive.path === f.path);
+  if (!f || !drive) return undefined;
+  return new HostPathError(
+    hostPathReasonOf(f.code) ?? 'HostPathNotAllowed',
+    drive.field,
+    `${f.message} (when QEMU was started; nothing was attached)`,
   );
 }
 
@@ -178,6 +229,8 @@ export class SandboxRuntime {
   private readonly restarting = new Set<string>();
   private readonly logs = new Map<string, ContainerLog>();
   private blockPlan: BlockDrivePlan | undefined;
+  private readonly hostFs: HostFs;
+  private readonly views: RootfsViews;
   /** Each image container's image, once its view is bound into the share. */
   private readonly images = new Map<string, Promise<PreparedImage>>();
   private readonly imageConfigs = new Map<string, PreparedImage['handle']>();
@@ -202,6 +255,8 @@ export class SandboxRuntime {
       name: state.name,
       uid: state.uid,
     });
+    this.hostFs = { binary: deps.config.hostFsBinary };
+    this.views = deps.views ?? defaultViews(deps.config, this.log);
   }
 
   static fresh(deps: RuntimeDeps, sb: KataSandbox, now = new Date()): SandboxRuntime {
@@ -304,20 +359,11 @@ export class SandboxRuntime {
         message: badImage.message,
       });
     }
-    // Nothing touches the host before every host path passed the allow-list.
-    const paths = await checkHostPaths(
-      hostPathsOf(this.spec),
-      this.deps.config.allowedHostPathRoots,
-    );
-    const byField = new Map(paths.map((p) => [p.field, p.resolved]));
+    // Nothing touches the host before every host path was opened beneath a root admitting it.
+    const checked = await checkSandboxHostPaths(this.hostFs, this.spec, this.deps.config, signal);
     (this.deps.network ?? NO_NETWORK).validate(this.spec);
-    const blockSources = await checkHostPaths(blockPathsOf(this.spec), [
-      ...this.deps.config.allowedHostPathRoots,
-      ...this.deps.config.allowedDeviceRoots,
-    ]);
-    for (const b of blockSources) byField.set(b.field, b.resolved);
     this.blockPlan = await step('ContainersReady', 'InvalidBlockDevice', () =>
-      Promise.resolve(blockDrivePlan(this.spec, byField)),
+      Promise.resolve(blockDrivePlan(this.spec, checked)),
     );
     signal.throwIfAborted();
 
@@ -331,25 +377,50 @@ export class SandboxRuntime {
       await mkdir(shareDir, { recursive: true, mode: 0o755 });
       this.state.shareDir = shareDir;
       await this.save();
-      const mounts = planBindMounts({
-        shareDir,
-        rootfs: this.spec.containers.flatMap((c, i) => {
-          const source = byField.get(`spec.containers[${i}].rootfs.hostPath.path`);
-          return source === undefined ? [] : [{ container: c.name, source }];
-        }),
-        volumes: (this.spec.volumes ?? []).map((v, i) => ({
+      // A hostPath rootfs is shared by every sandbox naming it: bound read-only into a view of
+      // its own (node-agent private), the sandbox writing to its own overlay upper dir.
+      const rootfs: { container: string; sourceRoot: string; source: string }[] = [];
+      for (const [i, c] of this.spec.containers.entries()) {
+        const field = `spec.containers[${i}].rootfs.hostPath.path`;
+        const dir = checked.get(field);
+        if (!dir) continue;
+        const view = await this.views
+          .prepareHostDir({
+            sandboxUid: this.uid,
+            container: c.name,
+            hostFs: this.hostFs,
+            sourceRoot: dir.root,
+            source: dir.path,
+            signal,
+          })
+          .catch((err: unknown) => {
+            throw asFieldError(err, field, dir.path);
+          });
+        rootfs.push({ container: c.name, sourceRoot: this.views.root, source: view.merged });
+      }
+      const volumes = (this.spec.volumes ?? []).map((v, i) => {
+        const dir = checked.get(`spec.volumes[${i}].hostPath.path`);
+        if (!dir) throw new Error(`spec.volumes[${i}].hostPath.path was not checked`);
+        return {
           name: v.name,
-          source: byField.get(`spec.volumes[${i}].hostPath.path`) as string,
+          sourceRoot: dir.root,
+          source: dir.path,
           readOnly: v.hostPath.readOnly ?? false,
-        })),
-        readOnlyRootfs: false,
+          field: dir.field,
+        };
       });
-      for (const m of mounts) {
-        if (!this.state.bindMounts.includes(m.target)) {
-          this.state.bindMounts.push(m.target);
+      const fieldOf = new Map(volumes.map((v) => [v.source, v.field]));
+      for (const m of planBindMounts({ rootfs, volumes })) {
+        // Recorded before it is made: a crash in between still finds it at teardown.
+        const target = shareTarget(shareDir, m.target);
+        if (!this.state.bindMounts.includes(target)) {
+          this.state.bindMounts.push(target);
           await this.save();
         }
-        await bindMount(m, signal);
+        await bindIntoShare(this.hostFs, shareDir, m, signal).catch((err: unknown) => {
+          const field = fieldOf.get(m.source);
+          throw field ? asFieldError(err, field, m.source) : err;
+        });
       }
     });
     this.deps.onChange();
@@ -465,15 +536,23 @@ export class SandboxRuntime {
       onWaiting: waiting,
       onEvent: (e) => this.deps.event(e.type, e.reason, `container ${name}: ${e.note}`),
     });
-    const target = path.join(shareDir, name, 'rootfs');
+    const rel = rootfsTarget(name);
+    const target = shareTarget(shareDir, rel);
     if (!this.state.bindMounts.includes(target)) this.state.bindMounts.push(target);
     this.state.images = {
       ...this.state.images,
       [name]: { reference: prepared.handle.reference, digest: prepared.handle.digest },
     };
     await this.save();
+    // The guest may have planted a symlink at <share>/<name> by now: the target is walked
+    // without following one (the bind fails instead of landing elsewhere).
     await step('ContainersReady', 'SharedDirFailed', () =>
-      bindMount({ source: prepared.view.merged, target, readOnly: false }, signal),
+      bindIntoShare(
+        this.hostFs,
+        shareDir,
+        { sourceRoot: this.views.root, source: prepared.view.merged, target: rel, readOnly: false },
+        signal,
+      ),
     );
     this.imageConfigs.set(name, prepared.handle);
     waiting('ContainerCreating', '');
@@ -565,13 +644,14 @@ export class SandboxRuntime {
     });
     const startedAt = new Date().toISOString();
     const booted = await step('VMReady', 'BootFailed', () =>
-      bootSandboxVm({
+      this.launch({
         config,
         qemuLog: files.qemuLog,
         grpcSocket: files.grpcSocket,
         qemuBinary: this.deps.config.qemuBinary,
         deadlineMs: this.deps.config.bootTimeoutMs,
         ...(network.netnsPath && { launchPrefix: netnsLaunchPrefix(network.netnsPath) }),
+        fds: { hostFs: this.hostFs, opens: this.blockPlan?.opens ?? [] },
         strategy: chooseLaunchStrategy({
           systemdScopeEnabled: this.deps.config.qemuLaunch === 'systemd-scope',
         }),
@@ -604,6 +684,15 @@ export class SandboxRuntime {
     );
     this.watchVm();
     this.deps.onChange();
+  }
+
+  /** Boots the VM; a drive the helper could not open beneath its root fails naming its field. */
+  private async launch(opts: Parameters<typeof bootSandboxVm>[0]) {
+    try {
+      return await bootSandboxVm(opts);
+    } catch (err) {
+      throw driveOpenFailure(err, this.blockPlan) ?? err;
+    }
   }
 
   private watchVm(): void {
@@ -873,8 +962,12 @@ export class SandboxRuntime {
         this.deps.event('Warning', 'NetworkReleaseFailed', (err as Error).message.slice(0, 1000));
       });
     if (this.state.shareDir)
-      await teardownShare(this.state.shareDir, this.state.bindMounts, this.log);
+      await teardownShare(this.hostFs, this.state.shareDir, this.state.bindMounts, this.log);
     // After the share: the views are bound there, and QEMU (gone now) served them.
+    await this.views.teardown(this.uid).catch((err: unknown) => {
+      this.log.error({ err }, 'releasing the rootfs views failed');
+      this.deps.event('Warning', 'RootfsViewReleaseFailed', (err as Error).message.slice(0, 1000));
+    });
     await this.deps.images?.release(this.uid).catch((err: unknown) => {
       this.log.error({ err }, 'releasing the image views failed');
       this.deps.event('Warning', 'ImageReleaseFailed', (err as Error).message.slice(0, 1000));
@@ -1068,6 +1161,15 @@ export class SandboxRuntime {
     this.saving = next.catch((err: unknown) => this.log.error({ err }, 'saving state failed'));
     return next;
   }
+}
+
+/** The views root when the runtime is given none (hostPath rootfs need it without images). */
+export function defaultViews(config: NodeAgentConfig, logger?: Logger): RootfsViews {
+  return new RootfsViews({
+    root: path.join(config.stateDir, 'rootfs-views'),
+    lowerRoots: [],
+    ...(logger && { logger }),
+  });
 }
 
 /** Kills a QEMU whose pid file exists in `runDir` but that never made it into the state file. */

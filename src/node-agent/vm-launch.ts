@@ -8,7 +8,7 @@ import type { VmSpec } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
 import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
 import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
-import type { LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
+import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
 
 /** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
 export function vmFiles(runDir: string) {
@@ -99,6 +99,8 @@ export async function bootSandboxVm(opts: {
   deadlineMs: number;
   /** Argv QEMU is started behind, e.g. nsenter into the sandbox's network namespace. */
   launchPrefix?: readonly string[];
+  /** The drives' descriptors, opened by kata-host-fs right before QEMU runs. */
+  fds?: LaunchOptions['fds'];
   /** systemd-scope: QEMU in the transient scope `unit`.scope (detached otherwise). */
   strategy?: LaunchStrategyKind;
   unit?: string;
@@ -123,6 +125,7 @@ export async function bootSandboxVm(opts: {
     stderrLog: opts.qemuLog,
     qemuBinary: opts.qemuBinary,
     ...(opts.launchPrefix && { launchPrefix: opts.launchPrefix }),
+    ...(opts.fds && { fds: opts.fds }),
     ...(opts.strategy && { strategy: opts.strategy }),
     ...(opts.unit && { unit: opts.unit }),
     cleanupPaths: [opts.grpcSocket],

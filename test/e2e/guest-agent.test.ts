@@ -29,7 +29,8 @@ import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildProcess } from '../../src/agent/process-spec.js';
 import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
 import { containerGuestDir, GUEST_SHARED_DIR, sharedDirStorage } from '../../src/agent/storage.js';
-import { bindMount, teardownShare } from '../../src/node-agent/shared-dir.js';
+import { bindIntoShare, teardownShare } from '../../src/node-agent/shared-dir.js';
+import { builtHostFsBinary } from '../integration/host-fs-binary.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import type { CreateContainerRequest, StringUser } from '../../src/generated/agent.js';
 import type { Process, Spec } from '../../src/generated/oci.js';
@@ -91,6 +92,7 @@ let validate: ValidateFunction;
 let rootfsTemplate: string;
 const hostMounts: string[] = [];
 let grpcSocket: string;
+const hostFs = () => ({ binary: builtHostFsBinary() });
 
 /**
  * The host's side of a container rootfs: a busybox dir bind-mounted into the 9p share, by the
@@ -100,9 +102,15 @@ async function shareRootfs(cid: string): Promise<void> {
   const src = path.join(scratch, 'rootfs', cid);
   mkdirSync(path.dirname(src), { recursive: true });
   execFileSync('cp', ['-a', rootfsTemplate, src]);
-  const target = path.join(vm.sharedDir as string, cid, 'rootfs');
-  await bindMount({ source: src, target, readOnly: false });
-  hostMounts.push(target);
+  const target = path.join(cid, 'rootfs');
+  const shareDir = vm.sharedDir as string;
+  hostMounts.push(path.join(shareDir, target));
+  await bindIntoShare(hostFs(), shareDir, {
+    sourceRoot: scratch,
+    source: src,
+    target,
+    readOnly: false,
+  });
 }
 
 function expectValidOci(config: unknown): void {
@@ -276,7 +284,7 @@ afterAll(async () => {
   client?.close();
   await bridge?.close();
   await qemu?.stop({ powerdownGraceMs: 0, quitGraceMs: 500, qmpTimeoutMs: 500 });
-  if (vm?.sharedDir) await teardownShare(vm.sharedDir, hostMounts).catch(() => undefined);
+  if (vm?.sharedDir) await teardownShare(hostFs(), vm.sharedDir, hostMounts).catch(() => undefined);
   if (scratch && mountsUnder(scratch).length === 0) {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -503,7 +511,7 @@ describe('guest agent in a real VM', () => {
       expect(processesMentioning(vmDir)).toEqual([]);
       // The host's bind mounts into the share are the host's to undo, once the VM is gone: the
       // node agent's teardown takes every one down and removes the share.
-      await teardownShare(vm.sharedDir as string, hostMounts.splice(0));
+      await teardownShare(hostFs(), vm.sharedDir as string, hostMounts.splice(0));
       expect(mountsUnder(scratch)).toEqual([]);
       expect(existsSync(vm.sharedDir as string)).toBe(false);
     },

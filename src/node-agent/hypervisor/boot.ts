@@ -5,7 +5,7 @@
 import { open } from 'node:fs/promises';
 import type { Logger } from '../../observability/logger.js';
 import { buildQemuArgs, type VmConfig } from './qemu-args.js';
-import { QemuProcess, type LaunchStrategyKind } from './qemu-process.js';
+import { QemuProcess, type LaunchOptions, type LaunchStrategyKind } from './qemu-process.js';
 
 /** The part of AgentClient boot needs; the caller wires the transport (serial bridge, vsock). */
 export interface AgentHandle {
@@ -34,6 +34,8 @@ export interface BootOptions {
   qemuBinary?: string;
   /** See LaunchOptions.launchPrefix (QEMU inside the sandbox's network namespace). */
   launchPrefix?: readonly string[];
+  /** See LaunchOptions.fds (the drives as descriptors kata-host-fs opens). */
+  fds?: LaunchOptions['fds'];
   strategy?: LaunchStrategyKind;
   unit?: string;
   /** Extra files to remove when the VM is stopped (the agent channel socket, the pidfile). */
@@ -138,6 +140,7 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
     ],
     ...(opts.qemuBinary !== undefined && { qemuBinary: opts.qemuBinary }),
     ...(opts.launchPrefix !== undefined && { launchPrefix: opts.launchPrefix }),
+    ...(opts.fds !== undefined && { fds: opts.fds }),
     ...(opts.strategy !== undefined && { strategy: opts.strategy }),
     ...(opts.unit !== undefined && { unit: opts.unit }),
     ...(opts.logger !== undefined && { logger: opts.logger }),

@@ -18,9 +18,25 @@ export const CONSOLE_CHARDEV_ID = 'con0';
 export const SHARE_FSDEV_ID = 'fs0';
 export const VIRTIO_SERIAL_ID = 'serial0';
 
+/**
+ * A drive QEMU gets as an inherited descriptor: `-add-fd fd=N,set=S` and `/dev/fdset/S`, so it
+ * never resolves the host path itself. The descriptor's access mode must match `readOnly`
+ * (QEMU picks a descriptor of the set by access mode).
+ */
+export interface DriveFd {
+  /** The descriptor number QEMU inherits (>= 3). */
+  fd: number;
+  /** The fd set id (>= 0). */
+  set: number;
+  /** Image file (QEMU's `file` driver) or block device (`host_device`). */
+  type: 'file' | 'block';
+}
+
 export interface DriveConfig {
-  /** Host file or block device (absolute). */
+  /** Host file or block device (absolute): what QEMU opens unless `fd` is given (then for messages only). */
   path: string;
+  /** The drive as an inherited descriptor instead of a path (the node agent always uses this). */
+  fd?: DriveFd;
   /** The container or device id; the drive's virtio serial is derived from it (virtioBlkSerial). */
   serialId: string;
   readOnly?: boolean;
@@ -240,10 +256,30 @@ export function buildQemuArgs(config: VmConfig): string[] {
       throw new InvalidInputError(`drives[${n}].serialId`, (e as Error).message);
     }
     const ro = d.readOnly ? 'on' : 'off';
-    a.push(
-      '-drive',
-      `file=${file},if=none,id=drive-${n},format=${format},readonly=${ro},cache=${cache}`,
-    );
+    if (d.fd) {
+      const { fd, set, type } = d.fd;
+      checkInt(`drives[${n}].fd.fd`, fd, 3, 1 << 20);
+      checkInt(`drives[${n}].fd.set`, set, 0, 1 << 20);
+      if (type !== 'file' && type !== 'block') {
+        throw new InvalidInputError(
+          `drives[${n}].fd.type`,
+          `${JSON.stringify(type)} is not file or block`,
+        );
+      }
+      // auto-read-only=off: QEMU opens once with the drive's own access mode (no read-only probe
+      // first), so the one descriptor of the set is all it ever needs.
+      const driver = type === 'block' ? 'host_device' : 'file';
+      a.push('-add-fd', `fd=${fd},set=${set},opaque=drive-${n}`);
+      a.push(
+        '-drive',
+        `file.driver=${driver},file.filename=/dev/fdset/${set},if=none,id=drive-${n},format=${format},readonly=${ro},cache=${cache},auto-read-only=off`,
+      );
+    } else {
+      a.push(
+        '-drive',
+        `file=${file},if=none,id=drive-${n},format=${format},readonly=${ro},cache=${cache}`,
+      );
+    }
     a.push('-device', `${dev('virtio-blk')},drive=drive-${n},id=blk-${n},serial=${serial}`);
   });
 

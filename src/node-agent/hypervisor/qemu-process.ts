@@ -5,6 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import type { Logger } from '../../observability/logger.js';
+import { execWithFdsArgv } from '../host-fs/argv.js';
+import type { FdOpen, HostFs } from '../host-fs/types.js';
 import { QmpClient } from './qmp-client.js';
 
 export type LaunchStrategyKind = 'detached' | 'systemd-scope';
@@ -37,6 +39,12 @@ export interface LaunchOptions {
   launchPrefix?: readonly string[];
   /** From buildQemuArgs. */
   args: readonly string[];
+  /**
+   * Host files QEMU gets as inherited descriptors (its drives' fd sets): kata-host-fs opens each
+   * beneath its root right before it execs QEMU, so QEMU never resolves a tenant's path. A failed
+   * open ends the launch with exit 125 and the helper's JSON error in stderrLog.
+   */
+  fds?: { hostFs: HostFs; opens: readonly FdOpen[] };
   qmpSocket: string;
   consoleLog: string;
   stderrLog: string;
@@ -84,6 +92,28 @@ export function systemdScopeArgv(
     qemuBinary,
     ...qemuArgs,
   ];
+}
+
+/**
+ * The command that starts QEMU: [systemd-run --scope … --] [launchPrefix…] [kata-host-fs exec
+ * --open … --] qemu args. Every wrapper execs the next in place, so the spawned pid ends up
+ * QEMU's (what adoption and the pidfile rely on); the helper comes last, so the descriptors it
+ * opens are QEMU's and nothing between could lose them. Pure.
+ */
+export function launchCommand(
+  opts: Pick<LaunchOptions, 'qemuBinary' | 'launchPrefix' | 'args' | 'fds' | 'strategy' | 'unit'>,
+): { command: string; args: string[] } {
+  const qemu = [opts.qemuBinary ?? DEFAULT_QEMU_BINARY, ...opts.args];
+  const withFds =
+    opts.fds && opts.fds.opens.length > 0
+      ? execWithFdsArgv(opts.fds.hostFs, opts.fds.opens, qemu)
+      : qemu;
+  const [head, ...rest] = [...(opts.launchPrefix ?? []), ...withFds];
+  if ((opts.strategy ?? 'detached') === 'systemd-scope') {
+    if (!opts.unit) throw new Error('the systemd-scope strategy needs a unit name');
+    return { command: SYSTEMD_RUN, args: systemdScopeArgv(opts.unit, head as string, rest) };
+  }
+  return { command: head as string, args: rest };
 }
 
 /**
@@ -201,16 +231,8 @@ export class QemuProcess {
 
   /** Starts QEMU; resolves once it is spawned (not once the guest runs). */
   static async launch(opts: LaunchOptions): Promise<QemuProcess> {
-    const qemu = opts.qemuBinary ?? DEFAULT_QEMU_BINARY;
     const strategy = opts.strategy ?? 'detached';
-    const [head, ...rest] = [...(opts.launchPrefix ?? []), qemu, ...opts.args];
-    let command = head as string;
-    let args: string[] = rest;
-    if (strategy === 'systemd-scope') {
-      if (!opts.unit) throw new Error('the systemd-scope strategy needs a unit name');
-      command = SYSTEMD_RUN;
-      args = systemdScopeArgv(opts.unit, head as string, rest);
-    }
+    const { command, args } = launchCommand(opts);
     const out = openSync(opts.stderrLog, 'a', 0o640);
     let child: ChildProcess;
     try {

@@ -1,6 +1,7 @@
-// Each container's own view of a cached image: an overlay mount whose lower layer is the
-// image's read-only rootfs and whose upper and work dirs belong to that sandbox and container, at
-// <root>/<sandbox uid>/<container>/{upper,work,merged}. `merged` is what goes into the sandbox's
+// Each container's own view of a cached image (or of a hostPath rootfs directory): an overlay
+// mount whose lower layer is the image's read-only rootfs (or the host directory, bound read-only
+// at <dir>/lower from a handle kata-host-fs opened beneath its allowed root) and whose upper and
+// work dirs belong to that sandbox and container, at <root>/<sandbox uid>/<container>/{upper,work,merged}. `merged` is what goes into the sandbox's
 // 9p share. Writes land in `upper`; the cached image never changes. Mounts are made with mount(8)
 // from argv, only below `root`, only over lower dirs below the allowed roots; preparing twice is a
 // no-op and teardown unmounts (lazily as a last resort) before it deletes anything.
@@ -8,6 +9,8 @@ import { spawn } from 'node:child_process';
 import { lstat, mkdir, readdir, realpath, rm, chmod, chown } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
+import { bindBeneath } from '../host-fs/operations.js';
+import type { HostFs } from '../host-fs/types.js';
 import { isUnderRoot } from '../host-paths.js';
 import { mountsUnder, readMountInfo } from '../mountinfo.js';
 
@@ -125,6 +128,46 @@ export class RootfsViews {
   }): Promise<RootfsView> {
     const p = this.paths(req.sandboxUid, req.container);
     const lower = await this.checkLower(req.lowerDir);
+    return this.mountView(p, lower, req.signal);
+  }
+
+  /**
+   * A hostPath rootfs's view: the host directory (opened beneath `sourceRoot` by the helper,
+   * never resolved again) bound read-only, nosuid, nodev at <dir>/lower, then the overlay over it.
+   * Every sandbox using the directory writes only to its own upper dir. Idempotent.
+   */
+  async prepareHostDir(req: {
+    sandboxUid: string;
+    container: string;
+    hostFs: HostFs;
+    sourceRoot: string;
+    source: string;
+    signal?: AbortSignal;
+  }): Promise<RootfsView> {
+    const p = this.paths(req.sandboxUid, req.container);
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await mkdir(path.dirname(p.dir), { recursive: true, mode: 0o700 });
+    const lower = path.join(p.dir, 'lower');
+    await bindBeneath(
+      req.hostFs,
+      {
+        sourceRoot: req.sourceRoot,
+        source: req.source,
+        type: 'dir',
+        targetRoot: this.root,
+        target: path.relative(this.root, lower),
+        readOnly: true,
+      },
+      req.signal,
+    );
+    return this.mountView(p, lower, req.signal);
+  }
+
+  private async mountView(
+    p: ReturnType<RootfsViews['paths']>,
+    lower: string,
+    signal: AbortSignal | undefined,
+  ): Promise<RootfsView> {
     const current = (await readMountInfo()).filter((e) => e.mountPoint === p.merged).pop();
     if (current) {
       const wanted = `lowerdir=${lower}`;
@@ -146,7 +189,7 @@ export class RootfsViews {
       await chown(p.upper, st.uid, st.gid);
       await chmod(p.upper, st.mode & 0o7777);
     }
-    await run('mount', mountArgv(lower, p.upper, p.work, p.merged), this.timeout, req.signal);
+    await run('mount', mountArgv(lower, p.upper, p.work, p.merged), this.timeout, signal);
     return { merged: p.merged, upper: p.upper, work: p.work, lower };
   }
 

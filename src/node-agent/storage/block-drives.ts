@@ -14,7 +14,17 @@ import {
   type BlockFsType,
 } from '../../agent/storage.js';
 import type { Device, Storage } from '../../generated/agent.js';
+import type { FdOpen } from '../host-fs/types.js';
 import type { DriveConfig } from '../hypervisor/qemu-args.js';
+
+/** The first descriptor a drive is handed to QEMU at (the helper places them; 0–2 are stdio). */
+export const FIRST_DRIVE_FD = 3;
+
+/** A checked host path: re-opened by the helper beneath `root`, as `type`, for QEMU. */
+export interface DriveSource {
+  root: string;
+  type: 'file' | 'block';
+}
 
 export interface BlockRootfsInput {
   containerId: string;
@@ -24,6 +34,8 @@ export interface BlockRootfsInput {
   readOnly?: boolean;
   /** For error messages, e.g. spec.containers[0].rootfs.block.path. */
   field?: string;
+  /** Given: QEMU gets the drive as a descriptor the helper opens beneath the root (no path). */
+  source?: DriveSource;
 }
 
 export interface BlockDeviceInput {
@@ -33,6 +45,7 @@ export interface BlockDeviceInput {
   containerPath: string;
   readOnly?: boolean;
   field?: string;
+  source?: DriveSource;
 }
 
 export interface PlannedDrive {
@@ -46,6 +59,8 @@ export interface PlannedDrive {
   drive: DriveConfig;
   kind: 'rootfs' | 'device';
   containerId: string;
+  /** The spec field the drive came from. */
+  field: string;
 }
 
 export interface BlockDrivePlan {
@@ -56,6 +71,8 @@ export interface BlockDrivePlan {
   rootfsStorages: Map<string, Storage>;
   /** Per container: the devices its CreateContainer carries. */
   devices: Map<string, Device[]>;
+  /** What the helper opens for QEMU (the drives with a source), at each drive's descriptor. */
+  opens: FdOpen[];
 }
 
 export interface PlanOptions {
@@ -103,6 +120,7 @@ export function planBlockDrives(
   const rootfsStorages = new Map<string, Storage>();
   const deviceMap = new Map<string, Device[]>();
   const serials = new Map<string, string>();
+  const opens: FdOpen[] = [];
 
   const add = (
     id: string,
@@ -111,8 +129,10 @@ export function planBlockDrives(
     kind: PlannedDrive['kind'],
     containerId: string,
     field: string,
+    source: DriveSource | undefined,
   ): PlannedDrive => {
-    if (check) checkBlockSource(file, field);
+    // A drive with a source was checked beneath its root by the helper (and is re-opened there).
+    if (check && !source) checkBlockSource(file, field);
     const serial = virtioBlkSerial(id);
     const clash = serials.get(serial);
     if (clash !== undefined) {
@@ -129,7 +149,17 @@ export function planBlockDrives(
       readOnly,
       format: 'raw',
       ...(opts.cache !== undefined && { cache: opts.cache }),
+      ...(source && { fd: { fd: FIRST_DRIVE_FD + index, set: index, type: source.type } }),
     };
+    if (source) {
+      opens.push({
+        fd: FIRST_DRIVE_FD + index,
+        root: source.root,
+        path: file,
+        type: source.type,
+        readOnly,
+      });
+    }
     const p: PlannedDrive = {
       index,
       id,
@@ -138,6 +168,7 @@ export function planBlockDrives(
       drive,
       kind,
       containerId,
+      field,
     };
     planned.push(p);
     return p;
@@ -151,7 +182,15 @@ export function planBlockDrives(
         `container ${JSON.stringify(r.containerId)} has two block rootfs`,
       );
     }
-    const p = add(r.containerId, r.path, r.readOnly ?? false, 'rootfs', r.containerId, field);
+    const p = add(
+      r.containerId,
+      r.path,
+      r.readOnly ?? false,
+      'rootfs',
+      r.containerId,
+      field,
+      r.source,
+    );
     rootfsStorages.set(
       r.containerId,
       blockRootfsStorage(r.containerId, p.index, r.fsType ?? 'ext4', r.readOnly ?? false),
@@ -160,10 +199,16 @@ export function planBlockDrives(
   devices.forEach((d, i) => {
     const field = d.field ?? `devices[${i}].hostPath`;
     const id = deviceDriveId(d.containerId, d.containerPath);
-    const p = add(id, d.hostPath, d.readOnly ?? false, 'device', d.containerId, field);
+    const p = add(id, d.hostPath, d.readOnly ?? false, 'device', d.containerId, field, d.source);
     const list = deviceMap.get(d.containerId) ?? [];
     list.push(blockDevice(id, p.index, d.containerPath));
     deviceMap.set(d.containerId, list);
   });
-  return { drives: planned.map((p) => p.drive), planned, rootfsStorages, devices: deviceMap };
+  return {
+    drives: planned.map((p) => p.drive),
+    planned,
+    rootfsStorages,
+    devices: deviceMap,
+    opens,
+  };
 }

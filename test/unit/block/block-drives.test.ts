@@ -132,3 +132,40 @@ describe('planBlockDrives', () => {
     expect(() => checkBlockSource('/dev/null', 'f')).toThrow(/neither/);
   });
 });
+
+describe('drives as descriptors', () => {
+  it('a drive with a checked source gets its fd set and an open of its own, read-only where the drive is', () => {
+    const plan = planBlockDrives(
+      [
+        {
+          containerId: 'c1',
+          path: '/srv/c1.img',
+          readOnly: true,
+          field: 'spec.containers[0].rootfs.block.path',
+          source: { root: '/srv', type: 'file' },
+        },
+      ],
+      [
+        {
+          containerId: 'c1',
+          hostPath: '/dev/loop7',
+          containerPath: '/dev/x',
+          field: 'spec.containers[0].devices[0].hostPath',
+          source: { root: '/dev', type: 'block' },
+        },
+      ],
+    );
+    expect(plan.drives.map((d) => d.fd)).toEqual([
+      { fd: 3, set: 0, type: 'file' },
+      { fd: 4, set: 1, type: 'block' },
+    ]);
+    expect(plan.opens).toEqual([
+      { fd: 3, root: '/srv', path: '/srv/c1.img', type: 'file', readOnly: true },
+      { fd: 4, root: '/dev', path: '/dev/loop7', type: 'block', readOnly: false },
+    ]);
+    expect(plan.planned.map((p) => p.field)).toEqual([
+      'spec.containers[0].rootfs.block.path',
+      'spec.containers[0].devices[0].hostPath',
+    ]);
+  });
+});

@@ -127,6 +127,48 @@ describe('buildQemuArgs', () => {
     ]);
   });
 
+  it('drives as inherited descriptors: -add-fd fd sets and /dev/fdset, never the host path', () => {
+    const args = buildQemuArgs({
+      ...base,
+      drives: [
+        { path: '/srv/t/c1.img', serialId: 'c1', fd: { fd: 3, set: 0, type: 'file' } },
+        {
+          path: '/dev/loop3',
+          serialId: 'dev-1',
+          readOnly: true,
+          fd: { fd: 4, set: 1, type: 'block' },
+        },
+      ],
+    });
+    expect(values(args, '-add-fd')).toEqual([
+      'fd=3,set=0,opaque=drive-0',
+      'fd=4,set=1,opaque=drive-1',
+    ]);
+    expect(values(args, '-drive')).toEqual([
+      'file.driver=file,file.filename=/dev/fdset/0,if=none,id=drive-0,format=raw,readonly=off,cache=none,auto-read-only=off',
+      'file.driver=host_device,file.filename=/dev/fdset/1,if=none,id=drive-1,format=raw,readonly=on,cache=none,auto-read-only=off',
+    ]);
+    expect(args.join(' ')).not.toContain('/srv/t/c1.img');
+    expect(args.join(' ')).not.toContain('/dev/loop3');
+    // Each fd set is added before the drive that names it.
+    expect(args.indexOf('fd=3,set=0,opaque=drive-0')).toBeLessThan(
+      args.findIndex((a) => a.includes('/dev/fdset/0')),
+    );
+    const d = { path: '/a.img', serialId: 'c' };
+    refuses(
+      { ...base, drives: [{ ...d, fd: { fd: 2, set: 0, type: 'file' } }] },
+      'drives[0].fd.fd',
+    );
+    refuses(
+      { ...base, drives: [{ ...d, fd: { fd: 3, set: -1, type: 'file' } }] },
+      'drives[0].fd.set',
+    );
+    refuses(
+      { ...base, drives: [{ ...d, fd: { fd: 3, set: 0, type: 'dir' as never } }] },
+      'drives[0].fd.type',
+    );
+  });
+
   it('microvm uses virtio-mmio devices, its own firmware and no legacy timers', () => {
     const args = buildQemuArgs({
       ...base,

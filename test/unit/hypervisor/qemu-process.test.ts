@@ -9,6 +9,7 @@ import {
   chooseLaunchStrategy,
   consoleTail,
   isSameProcess,
+  launchCommand,
   parseProcStat,
   readProcStat,
   systemdScopeArgv,
@@ -84,6 +85,74 @@ describe('launch strategy', () => {
       '512M',
     ]);
     expect(() => systemdScopeArgv('kata abc', 'q', [])).toThrow(/unit name/);
+  });
+});
+
+describe('launch command', () => {
+  const fds = {
+    hostFs: { binary: '/opt/kata-host-fs' },
+    opens: [{ fd: 3, root: '/srv', path: '/srv/c.img', type: 'file' as const, readOnly: false }],
+  };
+
+  it("kata-host-fs exec comes last before QEMU (after nsenter), so the descriptors are QEMU's", () => {
+    expect(
+      launchCommand({
+        qemuBinary: 'qemu',
+        args: ['-m', '512M'],
+        launchPrefix: ['nsenter', '--net=/run/netns/x', '--'],
+        fds,
+      }),
+    ).toEqual({
+      command: 'nsenter',
+      args: [
+        '--net=/run/netns/x',
+        '--',
+        '/opt/kata-host-fs',
+        'exec',
+        '--open=3=file:rw:/srv:/srv/c.img',
+        '--',
+        'qemu',
+        '-m',
+        '512M',
+      ],
+    });
+  });
+
+  it('inside the systemd scope too: systemd-run … -- kata-host-fs exec … -- qemu', () => {
+    expect(
+      launchCommand({
+        qemuBinary: 'qemu',
+        args: ['-S'],
+        fds,
+        strategy: 'systemd-scope',
+        unit: 'kata-u',
+      }),
+    ).toEqual({
+      command: 'systemd-run',
+      args: [
+        '--scope',
+        '--unit=kata-u.scope',
+        '--collect',
+        '--quiet',
+        '--property=KillMode=none',
+        '--',
+        '/opt/kata-host-fs',
+        'exec',
+        '--open=3=file:rw:/srv:/srv/c.img',
+        '--',
+        'qemu',
+        '-S',
+      ],
+    });
+  });
+
+  it('without descriptors QEMU runs directly', () => {
+    expect(launchCommand({ qemuBinary: 'qemu', args: ['-S'], fds: { ...fds, opens: [] } })).toEqual(
+      {
+        command: 'qemu',
+        args: ['-S'],
+      },
+    );
   });
 });
 

@@ -7,7 +7,7 @@ import {
   shouldRestart,
 } from '../../../src/node-agent/container-run.js';
 import { mountsUnder, parseMountInfo } from '../../../src/node-agent/mountinfo.js';
-import { planBindMounts } from '../../../src/node-agent/shared-dir.js';
+import { planBindMounts, teardownPlan } from '../../../src/node-agent/shared-dir.js';
 
 describe('node agent config', () => {
   it('defaults, with the node name required', () => {
@@ -203,15 +203,30 @@ describe('pure helpers', () => {
   it('plans bind mounts under the share and parses mountinfo', () => {
     expect(
       planBindMounts({
-        shareDir: '/run/s/u',
-        rootfs: [{ container: 'main', source: '/srv/r' }],
-        volumes: [{ name: 'data', source: '/srv/d', readOnly: true }],
-        readOnlyRootfs: false,
+        rootfs: [
+          { container: 'main', sourceRoot: '/var/views', source: '/var/views/u/main/merged' },
+        ],
+        volumes: [{ name: 'data', sourceRoot: '/srv', source: '/srv/d', readOnly: true }],
       }),
     ).toEqual([
-      { source: '/srv/r', target: '/run/s/u/main/rootfs', readOnly: false },
-      { source: '/srv/d', target: '/run/s/u/_volumes/data', readOnly: true },
+      // Targets relative to the share (walked beneath it by the helper, never following a symlink).
+      {
+        sourceRoot: '/var/views',
+        source: '/var/views/u/main/merged',
+        target: 'main/rootfs',
+        readOnly: false,
+      },
+      { sourceRoot: '/srv', source: '/srv/d', target: '_volumes/data', readOnly: true },
     ]);
+    // Teardown: recorded targets in reverse, then leftovers found under the share, each once,
+    // relative to the share; anything outside the share (or the share itself) is never a target.
+    expect(
+      teardownPlan(
+        '/run/s/u',
+        ['/run/s/u/main/rootfs', '/run/s/u/_volumes/data', '/etc'],
+        ['/run/s/u/renamed/rootfs', '/run/s/u/_volumes/data', '/run/s/u', '/run/s/u2/x'],
+      ),
+    ).toEqual(['_volumes/data', 'main/rootfs', 'renamed/rootfs']);
     const info = parseMountInfo(
       '22 1 0:21 / /run/s/u/main/rootfs rw,relatime shared:5 - ext4 /dev/sda rw\n' +
         '23 1 0:22 / /run/s/u2/with\\040space ro,relatime - ext4 /dev/sda rw\n',

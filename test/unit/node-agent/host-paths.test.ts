@@ -1,32 +1,30 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { describe, expect, it } from '@jest/globals';
 import type { KataSandboxSpec } from '../../../src/crds/index.js';
 import {
+  allowedRootsFor,
   allowingRoot,
-  checkHostPaths,
+  checkLexically,
   HostPathError,
   hostPathsOf,
   isUnderRoot,
+  typedHostPathsOf,
 } from '../../../src/node-agent/host-paths.js';
 
-let dir: string;
-let root: string;
-let outside: string;
+const roots = {
+  allowedHostPathRoots: ['/srv', '/var/lib/kata-rootfs'],
+  allowedDeviceRoots: ['/dev'],
+};
 
-beforeAll(() => {
-  dir = mkdtempSync(path.join(tmpdir(), 'host-paths-'));
-  root = path.join(dir, 'allowed');
-  outside = path.join(dir, 'outside');
-  mkdirSync(path.join(root, 'rootfs'), { recursive: true });
-  mkdirSync(outside, { recursive: true });
-  symlinkSync(outside, path.join(root, 'escape'));
-  symlinkSync(path.join(root, 'rootfs'), path.join(root, 'inside-link'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+function refused(fn: () => void): HostPathError {
+  try {
+    fn();
+  } catch (e) {
+    return e as HostPathError;
+  }
+  throw new Error('not refused');
+}
 
-describe('host path allow-list', () => {
+describe('host path allow-list (the pure half)', () => {
   it('isUnderRoot is by path segment, not by string prefix', () => {
     expect(isUnderRoot('/srv', '/srv')).toBe(true);
     expect(isUnderRoot('/srv/a/b', '/srv')).toBe(true);
@@ -37,11 +35,16 @@ describe('host path allow-list', () => {
     );
   });
 
-  it('names every hostPath field of a spec', () => {
+  it('names every host path field of a spec with its kind', () => {
     const spec = {
       containers: [
         { name: 'a', rootfs: { hostPath: { path: '/srv/a' } } },
         { name: 'b', image: 'x' },
+        {
+          name: 'c',
+          rootfs: { block: { path: '/srv/c.img' } },
+          devices: [{ hostPath: '/dev/loop3', containerPath: '/dev/x' }],
+        },
       ],
       volumes: [{ name: 'v', hostPath: { path: '/srv/v' } }],
     } as unknown as KataSandboxSpec;
@@ -49,46 +52,54 @@ describe('host path allow-list', () => {
       { field: 'spec.containers[0].rootfs.hostPath.path', path: '/srv/a' },
       { field: 'spec.volumes[0].hostPath.path', path: '/srv/v' },
     ]);
-  });
-
-  it('accepts paths under a root, resolving symlinks that stay inside', async () => {
-    const res = await checkHostPaths(
-      [
-        { field: 'f0', path: path.join(root, 'rootfs') },
-        { field: 'f1', path: path.join(root, 'inside-link') },
-      ],
-      [root],
-    );
-    expect(res.map((r) => r.resolved)).toEqual([
-      path.join(root, 'rootfs'),
-      path.join(root, 'rootfs'),
+    expect(typedHostPathsOf(spec).map((r) => [r.field, r.kind])).toEqual([
+      ['spec.containers[0].rootfs.hostPath.path', 'dir'],
+      ['spec.volumes[0].hostPath.path', 'dir'],
+      ['spec.containers[2].rootfs.block.path', 'blockSource'],
+      ['spec.containers[2].devices[0].hostPath', 'device'],
     ]);
   });
 
-  it('refuses a path outside the roots, naming the field', async () => {
-    const err = await checkHostPaths(
-      [{ field: 'spec.volumes[0].hostPath.path', path: outside }],
-      [root],
-    ).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(HostPathError);
-    expect((err as HostPathError).reason).toBe('HostPathNotAllowed');
-    expect((err as HostPathError).field).toBe('spec.volumes[0].hostPath.path');
-    expect((err as Error).message).toContain('spec.volumes[0].hostPath.path');
+  it('typed roots: directories and image files under the host-path roots, block devices only under the device roots', () => {
+    expect(allowedRootsFor('dir', roots)).toEqual([
+      { root: '/srv', type: 'dir' },
+      { root: '/var/lib/kata-rootfs', type: 'dir' },
+    ]);
+    expect(allowedRootsFor('blockSource', roots)).toEqual([
+      { root: '/srv', type: 'file' },
+      { root: '/var/lib/kata-rootfs', type: 'file' },
+      { root: '/dev', type: 'block' },
+    ]);
+    expect(allowedRootsFor('device', roots)).toEqual([{ root: '/dev', type: 'block' }]);
+    expect(allowedRootsFor('device', { ...roots, allowedDeviceRoots: [] })).toEqual([]);
   });
 
-  it('refuses a symlink under a root that escapes it', async () => {
-    const err = await checkHostPaths(
-      [{ field: 'f', path: path.join(root, 'escape') }],
-      [root],
-    ).catch((e: unknown) => e);
-    expect((err as HostPathError).reason).toBe('HostPathNotAllowed');
-    expect((err as Error).message).toContain('resolves to');
-  });
-
-  it('a missing path is HostPathNotFound', async () => {
-    const err = await checkHostPaths([{ field: 'f', path: path.join(root, 'nope') }], [root]).catch(
-      (e: unknown) => e,
+  it('refuses, naming the field: a relative path, a path under no root, a device under the host-path roots', () => {
+    const rel = refused(() => checkLexically({ field: 'f0', path: 'srv/a', kind: 'dir' }, roots));
+    expect(rel.reason).toBe('HostPathNotAllowed');
+    expect(rel.message).toMatch(/^f0: .*not an absolute path/);
+    const out = refused(() =>
+      checkLexically({ field: 'spec.volumes[0].hostPath.path', path: '/etc', kind: 'dir' }, roots),
     );
-    expect((err as HostPathError).reason).toBe('HostPathNotFound');
+    expect(out).toBeInstanceOf(HostPathError);
+    expect(out.field).toBe('spec.volumes[0].hostPath.path');
+    // A dir under the device roots is not a directory root.
+    expect(
+      refused(() => checkLexically({ field: 'f', path: '/dev/shm', kind: 'dir' }, roots)).reason,
+    ).toBe('HostPathNotAllowed');
+    const dev = refused(() =>
+      checkLexically(
+        { field: 'spec.containers[0].devices[0].hostPath', path: '/srv/disk', kind: 'device' },
+        roots,
+      ),
+    );
+    expect(dev.message).toContain('spec.containers[0].devices[0].hostPath');
+    expect(dev.message).toContain('device roots');
+    expect(() =>
+      checkLexically({ field: 'f', path: '/srv/../srv/x.img', kind: 'blockSource' }, roots),
+    ).not.toThrow();
+    expect(() =>
+      checkLexically({ field: 'f', path: '/dev/loop0', kind: 'blockSource' }, roots),
+    ).not.toThrow();
   });
 });
