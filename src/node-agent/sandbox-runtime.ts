@@ -23,7 +23,7 @@ import {
   watchContainerRun,
 } from './container-run.js';
 import { sandboxDns } from './guest-dns.js';
-import { HostFsError, hostPathReasonOf, parseHostFsError } from './host-fs/errors.js';
+import { hostPathReasonOf, parseHostFsError } from './host-fs/errors.js';
 import type { HostFs } from './host-fs/types.js';
 import { HostPathError } from './host-paths.js';
 import type { AcceleratorChoice } from './hypervisor/accelerator.js';
@@ -50,9 +50,9 @@ import type { PullSecretsRead, PullSecretsRequest } from './pull-secrets.js';
 import { NetworkSetupError } from './sandbox-network.js';
 import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
 import { checkSandboxHostPaths, type CheckedSandboxPath } from './sandbox-host-paths.js';
+import { prepareShareMounts } from './share-mounts.js';
 import {
   bindIntoShare,
-  planBindMounts,
   rootfsTarget,
   shareTarget,
   teardownShare,
@@ -186,16 +186,6 @@ export function blockDrivePlan(
       }),
     ),
   );
-}
-
-/**
- * A helper failure on a tenant's path (the path changed between the check and this use: it now
- * leaves its root, or is gone) as the HostPathError of its field; other errors unchanged.
- */
-export function asFieldError(err: unknown, field: string, source: string): unknown {
-  if (!(err instanceof HostFsError) || err.path !== source) return err;
-  const reason = hostPathReasonOf(err.code);
-  return reason ? new HostPathError(reason, field, err.message) : err;
 }
 
 /**
@@ -377,51 +367,21 @@ export class SandboxRuntime {
       await mkdir(shareDir, { recursive: true, mode: 0o755 });
       this.state.shareDir = shareDir;
       await this.save();
-      // A hostPath rootfs is shared by every sandbox naming it: bound read-only into a view of
-      // its own (node-agent private), the sandbox writing to its own overlay upper dir.
-      const rootfs: { container: string; sourceRoot: string; source: string }[] = [];
-      for (const [i, c] of this.spec.containers.entries()) {
-        const field = `spec.containers[${i}].rootfs.hostPath.path`;
-        const dir = checked.get(field);
-        if (!dir) continue;
-        const view = await this.views
-          .prepareHostDir({
-            sandboxUid: this.uid,
-            container: c.name,
-            hostFs: this.hostFs,
-            sourceRoot: dir.root,
-            source: dir.path,
-            signal,
-          })
-          .catch((err: unknown) => {
-            throw asFieldError(err, field, dir.path);
-          });
-        rootfs.push({ container: c.name, sourceRoot: this.views.root, source: view.merged });
-      }
-      const volumes = (this.spec.volumes ?? []).map((v, i) => {
-        const dir = checked.get(`spec.volumes[${i}].hostPath.path`);
-        if (!dir) throw new Error(`spec.volumes[${i}].hostPath.path was not checked`);
-        return {
-          name: v.name,
-          sourceRoot: dir.root,
-          source: dir.path,
-          readOnly: v.hostPath.readOnly ?? false,
-          field: dir.field,
-        };
-      });
-      const fieldOf = new Map(volumes.map((v) => [v.source, v.field]));
-      for (const m of planBindMounts({ rootfs, volumes })) {
+      await prepareShareMounts({
+        hostFs: this.hostFs,
+        views: this.views,
+        uid: this.uid,
+        spec: this.spec,
+        checked,
+        shareDir,
         // Recorded before it is made: a crash in between still finds it at teardown.
-        const target = shareTarget(shareDir, m.target);
-        if (!this.state.bindMounts.includes(target)) {
+        record: async (target) => {
+          if (this.state.bindMounts.includes(target)) return;
           this.state.bindMounts.push(target);
           await this.save();
-        }
-        await bindIntoShare(this.hostFs, shareDir, m, signal).catch((err: unknown) => {
-          const field = fieldOf.get(m.source);
-          throw field ? asFieldError(err, field, m.source) : err;
-        });
-      }
+        },
+        signal,
+      });
     });
     this.deps.onChange();
     this.startImagePulls(shareDir, signal);

@@ -138,6 +138,8 @@ const MAIN_SCRIPT = [
   'echo hello-from-main',
   'cat /ro/hello.txt',
   '(echo x > /ro/denied) 2>/dev/null && echo ro-write-succeeded || echo ro-write-refused',
+  // A tenant writing into its hostPath rootfs: allowed inside, into its own overlay upper layer.
+  'echo pwned > /bin/pwned-by-tenant && cat /bin/pwned-by-tenant && echo rootfs-write-ok',
   'echo written-in-guest > /rw/out.txt && echo rw-write-ok',
   "trap 'echo got-sigterm > /rw/term.txt; exit 0' TERM",
   'while true; do sleep 1; done',
@@ -216,6 +218,13 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     expect(text).toContain('ro-write-refused');
     expect(existsSync(path.join(roVol, 'denied'))).toBe(false);
     expect(readFileSync(path.join(rwVol, 'out.txt'), 'utf8')).toBe('written-in-guest\n');
+  });
+
+  it('a write into the hostPath rootfs succeeds in the guest and never reaches the host tree', async () => {
+    const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
+    expect(text).toContain('rootfs-write-ok');
+    // Four other sandboxes run from the same host directory: it must be unchanged.
+    expect(existsSync(path.join(rootfs, 'bin', 'pwned-by-tenant'))).toBe(false);
   });
 
   it('exit 2 → Failed/ContainerFailed with the exit code and last lines; exit 0 of the other recorded', async () => {

@@ -17,7 +17,7 @@ import {
   type ConnectAgent,
 } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
-import type { QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
+import type { LaunchOptions, QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const IMAGE = path.join(
@@ -75,7 +75,7 @@ export interface TestVm {
 export async function bootTestVm(
   vm: VmConfig,
   dir: string,
-  extra: { launchPrefix?: readonly string[] } = {},
+  extra: { launchPrefix?: readonly string[]; fds?: LaunchOptions['fds'] } = {},
 ): Promise<TestVm> {
   const grpcSocket = path.join(dir, 'agent.sock');
   let client: AgentClient | undefined;
@@ -101,6 +101,7 @@ export async function bootTestVm(
     deadlineMs: 180_000,
     stderrLog: path.join(dir, 'qemu.log'),
     ...(extra.launchPrefix && { launchPrefix: extra.launchPrefix }),
+    ...(extra.fds && { fds: extra.fds }),
   });
   return {
     process: res.process,
