@@ -8,6 +8,7 @@ import PQueue from 'p-queue';
 import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
+import { probeHostFs } from './host-fs/index.js';
 import { loadKubeConfigStrict, makeClients } from '../kube/kube-client.js';
 import { NodeHeartbeatThread } from '../kube/node-heartbeat-thread.js';
 import { isNodeHeartbeatWorker, runNodeHeartbeatWorker } from '../kube/node-heartbeat-worker.js';
@@ -39,6 +40,10 @@ async function main(): Promise<void> {
     process.stdout.write(NODE_AGENT_HELP);
     return;
   }
+  // Every host path goes through kata-host-fs: a missing helper or a kernel without openat2 and
+  // mount_setattr is a start-up error, not a failure at the first sandbox.
+  const probed = await probeHostFs({ binary: cfg.hostFsBinary });
+  log.info({ binary: cfg.hostFsBinary, kernel: probed.kernel }, 'kata-host-fs ready');
   const kc = loadKubeConfigStrict(cfg.kubeconfig);
   const clients = makeClients(kc);
   const stop = new AbortController();
