@@ -22,12 +22,13 @@ func (l *openList) Set(s string) error {
 	return nil
 }
 
-// runExec: exec --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
+// runExec: exec [--no-setid] --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
 // Returns only on failure; on success this process becomes ARGV with each object at its FD.
 func runExec(args []string) *hostFsError {
 	fs := newFlagSet("exec")
 	var opens openList
 	fs.Var(&opens, "open", "FD=TYPE:MODE:ROOT:PATH, repeatable")
+	noSetid := fs.Bool("no-setid", false, "refuse set-ID mode bits, device nodes and xattrs to the program (seccomp)")
 	if err := fs.Parse(args); err != nil {
 		return failf(codeUsage, "", "exec: %s", err)
 	}
@@ -60,6 +61,11 @@ func runExec(args []string) *hostFsError {
 	}
 	if err := placeAt(fds, opens); err != nil {
 		return err
+	}
+	if *noSetid {
+		if err := installNoSetid(); err != nil {
+			return err
+		}
 	}
 	err := syscall.Exec(program, argv, os.Environ())
 	return failf(errnoCode(err), program, "exec %q: %s", program, err)

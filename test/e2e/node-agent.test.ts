@@ -10,6 +10,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -140,6 +141,9 @@ const MAIN_SCRIPT = [
   '(echo x > /ro/denied) 2>/dev/null && echo ro-write-succeeded || echo ro-write-refused',
   // A tenant writing into its hostPath rootfs: allowed inside, into its own overlay upper layer.
   'echo pwned > /bin/pwned-by-tenant && cat /bin/pwned-by-tenant && echo rootfs-write-ok',
+  // Root in the guest asking the 9p share for a set-ID file and a device node on the host.
+  'touch /rw/suid && (chmod 4755 /rw/suid 2>/dev/null && echo suid-set || echo suid-refused)',
+  '(mknod /rw/null c 1 3 2>/dev/null && echo mknod-made || echo mknod-refused)',
   'echo written-in-guest > /rw/out.txt && echo rw-write-ok',
   "trap 'echo got-sigterm > /rw/term.txt; exit 0' TERM",
   'while true; do sleep 1; done',
@@ -218,6 +222,14 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     expect(text).toContain('ro-write-refused');
     expect(existsSync(path.join(roVol, 'denied'))).toBe(false);
     expect(readFileSync(path.join(rwVol, 'out.txt'), 'utf8')).toBe('written-in-guest\n');
+  });
+
+  it('root in the guest cannot make a set-ID file or a device node on the host through 9p', async () => {
+    const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
+    expect(text).toContain('suid-refused');
+    expect(text).toContain('mknod-refused');
+    expect(statSync(path.join(rwVol, 'suid')).mode & 0o6000).toBe(0);
+    expect(existsSync(path.join(rwVol, 'null'))).toBe(false);
   });
 
   it('a write into the hostPath rootfs succeeds in the guest and never reaches the host tree', async () => {

@@ -480,6 +480,94 @@ describe('exec: descriptors handed to the program', () => {
   }, 600_000);
 });
 
+describe('exec --no-setid: the program cannot make set-ID files, device nodes or xattrs', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = path.join(base, 'nosetid');
+    mkdirSync(dir, { recursive: true });
+  });
+
+  // Each step prints its name and whether it worked (errno 1 is EPERM), so one run covers every
+  // call; perl (Debian's required set) reaches mknodat and setxattr through syscall().
+  const script = [
+    'use Fcntl; my $d = shift;',
+    'sub step { my ($name, $ok) = @_; print $name, " ", ($ok ? "ok" : "errno " . ($! + 0)), "\\n"; }',
+    'step("create", sysopen(my $f, "$d/plain", O_CREAT | O_WRONLY, 0644));',
+    'step("chmod-4755", chmod(04755, "$d/plain"));',
+    'step("chmod-2755", chmod(02755, "$d/plain"));',
+    'step("chmod-0755", chmod(0755, "$d/plain"));',
+    'step("create-4755", sysopen(my $g, "$d/suid", O_CREAT | O_WRONLY, 04755));',
+    'step("mkdir-2755", mkdir("$d/sgid-dir", 02755));',
+    'step("mkdir-0755", mkdir("$d/dir", 0755));',
+    // mknodat(AT_FDCWD, path, mode, dev) is 259 and setxattr 188 on x86_64.
+    'step("mknod-char", syscall(259, -100, "$d/null", 020666, 0x103) == 0);',
+    'step("mknod-block", syscall(259, -100, "$d/blk", 060600, 0x700) == 0);',
+    'step("mkfifo", syscall(259, -100, "$d/fifo", 010644, 0) == 0);',
+    'my ($xp, $xn, $xv) = ("$d/plain", "user.test", "1");',
+    'step("setxattr", syscall(188, $xp, $xn, $xv, 1, 0) == 0);',
+    'step("chown", chown(1000, 1000, "$d/plain"));',
+    'step("symlink", symlink("plain", "$d/link"));',
+    'step("rename", rename("$d/dir", "$d/dir2"));',
+  ].join('\n');
+
+  it('refuses set-ID modes (chmod, create, mkdir), device nodes and xattrs with EPERM; the rest works', async () => {
+    const r = await run(
+      execWithFdsArgv(hostFs, [], ['perl', '-e', script, dir], { noSetid: true }),
+    );
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const steps = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => [l.split(' ')[0], l.split(' ').slice(1).join(' ')]),
+    );
+    expect(steps).toEqual({
+      create: 'ok',
+      'chmod-4755': 'errno 1',
+      'chmod-2755': 'errno 1',
+      'chmod-0755': 'ok',
+      'create-4755': 'errno 1',
+      'mkdir-2755': 'errno 1',
+      'mkdir-0755': 'ok',
+      'mknod-char': 'errno 1',
+      'mknod-block': 'errno 1',
+      mkfifo: 'ok',
+      setxattr: 'errno 1',
+      chown: 'ok',
+      symlink: 'ok',
+      rename: 'ok',
+    });
+    // What the host holds: no set-ID bit and no device node anywhere.
+    for (const name of readdirSync(dir)) {
+      const st = lstatSync(path.join(dir, name));
+      expect({ name, setid: (st.mode & 0o6000) !== 0 }).toEqual({ name, setid: false });
+      expect({ name, device: st.isCharacterDevice() || st.isBlockDevice() }).toEqual({
+        name,
+        device: false,
+      });
+    }
+    expect(existsSync(path.join(dir, 'suid'))).toBe(false);
+  });
+
+  it('without --no-setid the same program makes a set-ID file (the filter is what stops it)', async () => {
+    const plain = path.join(dir, 'unfiltered');
+    const r = await run(
+      execWithFdsArgv(
+        hostFs,
+        [],
+        [
+          'perl',
+          '-e',
+          'open(my $f, ">", $ARGV[0]) or die; close($f); chmod(04755, $ARGV[0]) or die "chmod: $!"',
+          plain,
+        ],
+      ),
+    );
+    expect(r.code).toBe(0);
+    expect(lstatSync(plain).mode & 0o7777).toBe(0o4755);
+  });
+});
+
 describe('bind and umount: mounts made from the checked handle, targets never followed', () => {
   let src = '';
   let share = '';

@@ -23,6 +23,7 @@ export function execWithFdsArgv(
   fs: HostFs,
   opens: readonly FdOpen[],
   argv: readonly string[],
+  opts: { noSetid?: boolean } = {},
 ): string[] {
   if (argv.length === 0) throw new Error('execWithFdsArgv: no program to run');
   const seen = new Set<number>();
@@ -39,7 +40,7 @@ export function execWithFdsArgv(
       throw new Error(`directory ${o.path} can only be opened read-only`);
     flags.push(`--open=${o.fd}=${o.type}:${o.readOnly ? 'ro' : 'rw'}:${o.root}:${o.path}`);
   }
-  return [fs.binary, 'exec', ...flags, '--', ...argv];
+  return [fs.binary, 'exec', ...(opts.noSetid ? ['--no-setid'] : []), ...flags, '--', ...argv];
 }
 
 export function bindArgs(m: BeneathBind): string[] {

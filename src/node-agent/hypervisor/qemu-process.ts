@@ -96,7 +96,7 @@ export function systemdScopeArgv(
 
 /**
  * The command that starts QEMU: [systemd-run --scope … --] [launchPrefix…] [kata-host-fs exec
- * --open … --] qemu args. Every wrapper execs the next in place, so the spawned pid ends up
+ * --no-setid --open … --] qemu args. Every wrapper execs the next in place, so the spawned pid ends up
  * QEMU's (what adoption and the pidfile rely on); the helper comes last, so the descriptors it
  * opens are QEMU's and nothing between could lose them. Pure.
  */
@@ -104,10 +104,12 @@ export function launchCommand(
   opts: Pick<LaunchOptions, 'qemuBinary' | 'launchPrefix' | 'args' | 'fds' | 'strategy' | 'unit'>,
 ): { command: string; args: string[] } {
   const qemu = [opts.qemuBinary ?? DEFAULT_QEMU_BINARY, ...opts.args];
-  const withFds =
-    opts.fds && opts.fds.opens.length > 0
-      ? execWithFdsArgv(opts.fds.hostFs, opts.fds.opens, qemu)
-      : qemu;
+  // Always through the helper when the node agent has it: besides the drives' descriptors it puts
+  // QEMU under the no-setid seccomp filter (the guest cannot make set-ID files, device nodes or
+  // file capabilities on the host through the 9p share).
+  const withFds = opts.fds
+    ? execWithFdsArgv(opts.fds.hostFs, opts.fds.opens, qemu, { noSetid: true })
+    : qemu;
   const [head, ...rest] = [...(opts.launchPrefix ?? []), ...withFds];
   if ((opts.strategy ?? 'detached') === 'systemd-scope') {
     if (!opts.unit) throw new Error('the systemd-scope strategy needs a unit name');

@@ -109,6 +109,7 @@ describe('launch command', () => {
         '--',
         '/opt/kata-host-fs',
         'exec',
+        '--no-setid',
         '--open=3=file:rw:/srv:/srv/c.img',
         '--',
         'qemu',
@@ -138,6 +139,7 @@ describe('launch command', () => {
         '--',
         '/opt/kata-host-fs',
         'exec',
+        '--no-setid',
         '--open=3=file:rw:/srv:/srv/c.img',
         '--',
         'qemu',
@@ -146,13 +148,17 @@ describe('launch command', () => {
     });
   });
 
-  it('without descriptors QEMU runs directly', () => {
+  it('without descriptors QEMU still runs under the helper, for the no-setid filter', () => {
     expect(launchCommand({ qemuBinary: 'qemu', args: ['-S'], fds: { ...fds, opens: [] } })).toEqual(
-      {
-        command: 'qemu',
-        args: ['-S'],
-      },
+      { command: '/opt/kata-host-fs', args: ['exec', '--no-setid', '--', 'qemu', '-S'] },
     );
+  });
+
+  it('without the helper at all QEMU runs directly', () => {
+    expect(launchCommand({ qemuBinary: 'qemu', args: ['-S'] })).toEqual({
+      command: 'qemu',
+      args: ['-S'],
+    });
   });
 });
 
