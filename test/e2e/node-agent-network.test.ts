@@ -7,6 +7,7 @@
 //  "pod": mode netns in a namespace the test made; reached from the veth's outside peer.
 //  "badns": a namespace path outside the allowed roots → Failed before anything is made.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -45,6 +46,8 @@ const madeNetns: string[] = [];
 let base: string;
 let dirs: NodeAgentDirs;
 let ipamDir: string;
+let loopDev = '';
+let devRoot = '';
 let sandboxes: SandboxApi;
 let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
@@ -127,6 +130,19 @@ beforeAll(async () => {
     'conv=notrunc',
     'status=none',
   ]);
+  // Devices are block devices beneath the device roots only: data.img behind a loop device, whose
+  // node this test makes in a device root of its own.
+  loopDev = execFileSync('losetup', ['--find', '--show', path.join(roots, 'data.img')], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  }).trim();
+  const [major, minor] = execFileSync('stat', ['-L', '-c', '%t %T', loopDev], { encoding: 'utf8' })
+    .trim()
+    .split(' ')
+    .map((h) => String(parseInt(h, 16)));
+  devRoot = path.join(base, 'devs');
+  mkdirSync(devRoot);
+  sh(['mknod', path.join(devRoot, 'data'), 'b', major ?? '', minor ?? '']);
   // pod's rootfs: a directory over 9p.
   makeBusyboxRootfs(path.join(roots, 'busybox'), ['www']);
   writeFileSync(path.join(roots, 'busybox/www/index.html'), 'hello-from-netns\n');
@@ -148,6 +164,8 @@ beforeAll(async () => {
     '/usr/lib/cni',
     '--cni-node-netns',
     `/run/netns/${NODE_NS}`,
+    '--allowed-device-roots',
+    devRoot,
   ]);
 }, 30 * 60_000);
 
@@ -156,6 +174,7 @@ afterAll(async () => {
   await controller?.stop();
   await revokeElectionLease(ELECTION_ID).catch(() => '');
   if (base) await removeScratch(base);
+  if (loopDev) execFileSync('losetup', ['-d', loopDev], { timeout: 10_000 });
   for (const n of madeNetns.reverse()) {
     try {
       sh(['ip', 'netns', 'del', n]);
@@ -188,7 +207,7 @@ describe('kata-node-agent network and block steps (real control plane, real QEMU
         {
           name: 'web',
           rootfs: { block: { path: path.join(roots, 'web.img'), fsType: 'ext4' } },
-          devices: [{ hostPath: path.join(roots, 'data.img'), containerPath: '/dev/xdata' }],
+          devices: [{ hostPath: path.join(devRoot, 'data'), containerPath: '/dev/xdata' }],
           command: [
             '/bin/sh',
             '-c',
