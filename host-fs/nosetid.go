@@ -141,13 +141,16 @@ func noSetidProgram() []unix.SockFilter {
 	return append(prog, stmt(retK, retAllow))
 }
 
-// installNoSetid puts the filter on every thread of this process; the exec that follows keeps it
-// (and no_new_privs), and QEMU cannot remove it.
+// installNoSetid drops the set-ID-related capabilities and puts the filter on every thread of this
+// process; the exec that follows keeps both (and no_new_privs), and QEMU cannot undo them.
 func installNoSetid() *hostFsError {
 	if runtime.GOARCH != "amd64" {
 		return failf(codeUsage, "", "--no-setid: only x86_64 system call numbers are known")
 	}
 	runtime.LockOSThread()
+	if err := dropCapsForExec(noSetidDroppedCaps); err != nil {
+		return err
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return syscallFail("prctl(PR_SET_NO_NEW_PRIVS)", "", err)
 	}

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -547,6 +548,46 @@ describe('exec --no-setid: the program cannot make set-ID files, device nodes or
       });
     }
     expect(existsSync(path.join(dir, 'suid'))).toBe(false);
+  });
+
+  // Appends to each file named, then prints the program's bounding capability set.
+  const rewrite = [
+    'for my $p (@ARGV) { open(my $f, ">>", $p) or die "$p: $!"; print $f "x"; close($f) or die; }',
+    'open(my $s, "<", "/proc/self/status") or die; print grep { /^CapBnd:/ } <$s>;',
+  ].join('\n');
+  const CAP_FSETID = 4n;
+  const CAP_MKNOD = 27n;
+  const CAP_SETFCAP = 31n;
+  const setidFiles = (tag: string): string[] =>
+    [0o4755, 0o2755].map((mode) => {
+      // Beside the share directory the first test scans for set-ID files, not in it.
+      mkdirSync(`${dir}-rewrite`, { recursive: true });
+      const p = path.join(`${dir}-rewrite`, `${tag}-${mode.toString(8)}`);
+      writeFileSync(p, '#!/bin/sh\n');
+      chmodSync(p, mode);
+      return p;
+    });
+
+  it('a set-ID file already on the host loses its bits when the program writes it (CAP_FSETID, CAP_MKNOD, CAP_SETFCAP dropped)', async () => {
+    const files = setidFiles('existing');
+    const r = await run(
+      execWithFdsArgv(hostFs, [], ['perl', '-e', rewrite, ...files], { noSetid: true }),
+    );
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const bounding = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(r.stdout)?.[1] ?? 'x'}`);
+    for (const cap of [CAP_FSETID, CAP_MKNOD, CAP_SETFCAP]) {
+      expect({ cap, held: (bounding >> cap) & 1n }).toEqual({ cap, held: 0n });
+    }
+    for (const p of files) {
+      expect({ p, mode: lstatSync(p).mode & 0o7777 }).toEqual({ p, mode: 0o755 });
+    }
+  });
+
+  it('without --no-setid a root writer keeps the set-ID bits (the dropped capability is what clears them)', async () => {
+    const files = setidFiles('unfiltered-existing');
+    const r = await run(execWithFdsArgv(hostFs, [], ['perl', '-e', rewrite, ...files]));
+    expect(r.code).toBe(0);
+    expect(files.map((p) => lstatSync(p).mode & 0o7777)).toEqual([0o4755, 0o2755]);
   });
 
   it('without --no-setid the same program makes a set-ID file (the filter is what stops it)', async () => {
