@@ -4,7 +4,6 @@
 import {
   CoordinationV1Api,
   CustomObjectsApi,
-  KubeConfig,
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { execFileSync, spawn } from 'node:child_process';
@@ -14,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
 import PQueue from 'p-queue';
+import { newKubeConfig } from '../src/kube/shared-agent.js';
 
 // Run from the repository root (as make does); the bundle itself lives elsewhere.
 const REPO = process.cwd();
@@ -41,7 +41,7 @@ function peakRssMiB(pid: number): number {
 
 async function main(): Promise<void> {
   const admin = cp(['up']);
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   kc.loadFromFile(admin);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const coord = kc.makeApiClient(CoordinationV1Api);

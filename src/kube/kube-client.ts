@@ -7,6 +7,7 @@ import {
   KubeConfig,
 } from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
+import { newKubeConfig } from './shared-agent.js';
 
 /** Where the in-cluster service account token lives; its presence means "running in a Pod". */
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -26,7 +27,7 @@ export interface KubeConfigSource {
  * an administrator's credentials the component would silently act with.
  */
 export function loadKubeConfigStrict(path: string | undefined, env = process.env): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   if (path) {
     kc.loadFromFile(path);
   } else if (env.KUBERNETES_SERVICE_HOST) {
@@ -43,7 +44,7 @@ export function loadKubeConfigStrict(path: string | undefined, env = process.env
 
 /** Explicit path, else KUBECONFIG, else in-cluster, else ~/.kube/config (client-node's default). */
 export function loadKubeConfig(source: KubeConfigSource = {}): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   const env = source.env ?? process.env;
   const path = source.path ?? env.KUBECONFIG;
   if (path) {
