@@ -141,6 +141,16 @@ export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
 export const isConflict = (err: unknown): boolean => statusCode(err) === 409;
 export const isGone = (err: unknown): boolean => statusCode(err) === 410;
 export const isInvalid = (err: unknown): boolean => statusCode(err) === 422;
+/**
+ * A JSON patch whose `test` op failed: the API server answers 422 Invalid with no field causes,
+ * where a real validation failure names its fields (details.causes).
+ */
+export function isFailedPatchTest(err: unknown): boolean {
+  if (!isInvalid(err)) return false;
+  const body = (toKubeError(err) as KubeApiError).body as
+    { details?: { causes?: unknown[] } } | undefined;
+  return (body?.details?.causes ?? []).length === 0;
+}
 export const isAlreadyExists = (err: unknown): boolean =>
   statusCode(err) === 409 && (toKubeError(err) as KubeApiError).reason === 'AlreadyExists';
 
