@@ -92,6 +92,7 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
 bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
+	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
@@ -108,12 +109,18 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 	@npx esbuild bench/image-pull.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/image-pull.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/image-pull.mjs 3
-	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
-		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
-	node $(BENCH_OUT)/controller-scale.mjs 2000 50
+	$(MAKE) --no-print-directory bench-controller
 	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200
+
+.PHONY: bench-controller
+BENCH_CONTROLLER_SIZES ?= 2000x50 10000x500
+bench-controller: deps controlplane ## controller scale only: sandboxes bound over simulated nodes, each size on a fresh private plane (BENCH_CONTROLLER_SIZES)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/controller-scale.mjs
+	node $(BENCH_OUT)/controller-scale.mjs $(BENCH_CONTROLLER_SIZES)
 
 # --- install and operate (docs/operations.md) ------------------------------------------------
 .PHONY: deploy undeploy image

@@ -6,6 +6,12 @@ import tseslint from 'typescript-eslint';
 // A clock reading: Date.now() or performance.now().
 const NOW = "CallExpression[callee.object.name=/^(Date|performance)$/][callee.property.name='now']";
 
+// Every Kubernetes client shares its identity's keep-alive pool (src/kube/shared-agent.ts).
+const SHARED_AGENT = {
+  selector: "NewExpression[callee.name='KubeConfig']",
+  message: 'Use newKubeConfig() (src/kube/shared-agent.ts): one keep-alive pool per identity.',
+};
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'src/generated/', 'coverage/', '.test-results/'] },
   js.configs.recommended,
@@ -18,6 +24,7 @@ export default tseslint.config(
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
       ],
       'no-constant-condition': ['error', { checkLoops: false }],
+      'no-restricted-syntax': ['error', SHARED_AGENT],
     },
   },
   {
@@ -39,6 +46,7 @@ export default tseslint.config(
       // tree, not text, and names file and line in the editor and in make lint.
       'no-restricted-syntax': [
         'error',
+        SHARED_AGENT,
         {
           selector: `CallExpression[callee.name='expect'] > :matches(${NOW}, BinaryExpression:has(${NOW}))`,
           message: 'A test asserts behaviour, not wall-clock time (print figures in bench/).',

@@ -45,6 +45,36 @@ export interface BenchStack {
   teardown(): Promise<void>;
 }
 
+/**
+ * Removes a namespace and everything in it from a plane that has no namespace controller (a bare
+ * kube-apiserver): deletes each namespaced kind in it, then the namespace, then clears the
+ * namespace's finalizer as the namespace controller would once it is empty. A bench leaves
+ * nothing behind on a plane it shares.
+ */
+export async function purgeNamespace(ns: string): Promise<void> {
+  const kinds = (await kubectl(['api-resources', '--namespaced', '--verbs=delete', '-o', 'name']))
+    .split('\n')
+    .filter(Boolean);
+  await kubectl(
+    ['-n', ns, 'delete', kinds.join(','), '--all', '--wait=true', '--timeout=180s'],
+    undefined,
+    200_000,
+  );
+  await kubectl(['delete', 'namespace', ns, '--wait=false', '--ignore-not-found']);
+  const finalize = {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: ns },
+    spec: { finalizers: [] },
+  };
+  await kubectl(
+    ['replace', '--raw', `/api/v1/namespaces/${ns}/finalize`, '-f', '-'],
+    JSON.stringify(finalize),
+  ).catch((err: unknown) => {
+    if (!/NotFound|not found/.test(String(err))) throw err;
+  });
+}
+
 /** Starts the stack; `name` prefixes node, namespace and scratch dir. */
 export async function startBenchStack(
   name: string,
@@ -85,7 +115,7 @@ export async function startBenchStack(
     await grantElectionLease(electionId);
     stops.push(() => revokeElectionLease(electionId));
     const ns = await freshNamespace(`bench-${name}`);
-    stops.push(() => kubectl(['delete', 'namespace', ns, '--wait=false']));
+    stops.push(() => purgeNamespace(ns));
     const bundles = path.join(REPO, 'node_modules/.cache/bench');
     const [controllerBundle, agentBundle] = await Promise.all([
       bundleComponent(REPO, 'src/controllers/main.ts', 'kata-controller', bundles),

@@ -13,6 +13,7 @@ import { SerialBridge } from '../src/agent/transport/serial-bridge.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
 import { bootVm, type AgentHandle } from '../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
+import { cpuSeconds } from './proc-stats.js';
 
 const BOOTS = Number(process.argv[2] ?? 5);
 const CHECKS = Number(process.argv[3] ?? 1000);
@@ -26,16 +27,6 @@ const ms = (n: number): string => `${n.toFixed(0)} ms`;
 function quantile(sorted: number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[i] ?? NaN;
-}
-
-/** user + system CPU seconds of a process, from /proc (NaN once it is gone). */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 /** "kata-guest-init: starting kata-guest-agent at uptime 2.31s" → 2.31 */

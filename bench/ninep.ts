@@ -26,6 +26,7 @@ import { createSandboxRequest } from '../src/agent/sandbox-request.js';
 import { sharedDirStorage } from '../src/agent/storage.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
 import { bootTestVm, containerRequest, runContainer, vmConfig } from '../test/e2e/sandbox-vm.js';
+import { cpuSeconds } from './proc-stats.js';
 
 const ROUNDS = Number(process.argv[2] ?? 2);
 const FILES = Number(process.argv[3] ?? 300);
@@ -43,16 +44,6 @@ function hardlinkRootfs(dir: string): void {
   copyFileSync('/bin/busybox', path.join(dir, 'bin/busybox'));
   for (const a of ['sh', 'ls', 'cat', 'true']) {
     linkSync(path.join(dir, 'bin/busybox'), path.join(dir, 'bin', a));
-  }
-}
-
-/** user + system CPU seconds of a process, from /proc (NaN once it is gone). */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
   }
 }
 

@@ -13,8 +13,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { build } from 'esbuild';
+import { newKubeConfig } from '../src/kube/shared-agent.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -124,11 +124,11 @@ export async function serviceAccountIdentity(
   };
   await renew();
 
-  const admin = new KubeConfig();
+  const admin = newKubeConfig();
   admin.loadFromFile(adminKubeconfig);
   const cluster = admin.getCurrentCluster();
   if (!cluster) throw new Error(`${adminKubeconfig}: no current cluster`);
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   kc.loadFromOptions({
     clusters: [cluster],
     users: [{ name: sa, authProvider: { name: 'tokenFile', config: { tokenFile } } }],

@@ -21,6 +21,7 @@ import { controllerMetrics } from './controller-metrics.js';
 import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
 import { nodeOfLease } from '../kube/lease.js';
 import { LeaseObservations } from './lease-observations.js';
+import { NodeLoadIndex } from './node-load-index.js';
 import { SandboxReconciler } from './sandbox-reconciler.js';
 import {
   PROJECTION_LABEL,
@@ -75,9 +76,11 @@ async function main(): Promise<void> {
     logger: log,
   });
   const leaseObservations = new LeaseObservations(cfg.maxNodeLeaseSeconds);
+  const loads = new NodeLoadIndex();
   const reconciler = new SandboxReconciler({
     clients,
     sandboxes,
+    loads,
     leases,
     leaseObservations,
     nodes,
@@ -96,7 +99,21 @@ async function main(): Promise<void> {
       if (!on || on === node) enqueue(sb);
     }
   };
-  sandboxes.addHandlers({ onAdd: enqueue, onUpdate: (_o, n) => enqueue(n), onDelete: enqueue });
+  // The load index first, so the reconcile this enqueues already sees the change.
+  sandboxes.addHandlers({
+    onAdd: (sb) => {
+      loads.set(objectKey(sb), sb);
+      enqueue(sb);
+    },
+    onUpdate: (_o, sb) => {
+      loads.set(objectKey(sb), sb);
+      enqueue(sb);
+    },
+    onDelete: (sb) => {
+      loads.set(objectKey(sb), undefined);
+      enqueue(sb);
+    },
+  });
   // Each Lease is recorded as seen before anything is enqueued for it: the reconcile judges it
   // by when it was seen to change (lease-observations.ts).
   leases.addHandlers({

@@ -30,7 +30,8 @@ export interface World {
 export type Action =
   | { kind: 'addFinalizer' }
   | { kind: 'removeFinalizer'; why: string }
-  | { kind: 'bind'; node: string }
+  /** The node label; with `withFinalizer` the node-cleanup finalizer in the same write. */
+  | { kind: 'bind'; node: string; withFinalizer?: true }
   | { kind: 'applyStatus'; status: ControllerStatus }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; note: string }
   | ProjectionAction;
@@ -111,7 +112,10 @@ function planLifecycle(sb: KataSandbox, world: World): Plan {
     return { actions: withStatus(sb, status, actions), requeueAfterMs: lost?.expiresInMs };
   }
 
-  if (!hasFinalizer(sb)) return { actions: [{ kind: 'addFinalizer' }] };
+  // Only a bound sandbox has anything on a node to clean up: an unbound one gets its finalizer
+  // in the binding write itself (one write, one reconcile round), a bound one without it (written
+  // by an older controller, or removed by hand) gets it back first.
+  if (node && !hasFinalizer(sb)) return { actions: [{ kind: 'addFinalizer' }] };
 
   if (!node) {
     if (sb.status?.phase === 'Succeeded' || sb.status?.phase === 'Failed') return { actions: [] };
@@ -137,7 +141,9 @@ function planLifecycle(sb: KataSandbox, world: World): Plan {
       const status = statusWith(sb, world, scheduled, choice.node, undefined);
       return {
         actions: [
-          { kind: 'bind', node: choice.node },
+          hasFinalizer(sb)
+            ? { kind: 'bind', node: choice.node }
+            : { kind: 'bind', node: choice.node, withFinalizer: true },
           { kind: 'applyStatus', status },
           {
             kind: 'event',

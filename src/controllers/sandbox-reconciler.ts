@@ -15,15 +15,21 @@ import {
   type KataSandbox,
 } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
-import { addFinalizer, removeFinalizer } from '../kube/finalizers.js';
-import { callApi, isConflict, isNotFound, type KubeClients } from '../kube/kube-client.js';
+import { addFinalizer, addFinalizerPatch, removeFinalizer } from '../kube/finalizers.js';
+import {
+  callApi,
+  isConflict,
+  isFailedPatchTest,
+  isNotFound,
+  type KubeClients,
+} from '../kube/kube-client.js';
 import { applyStatus } from '../kube/status-patch.js';
 import type { ReconcileResult } from '../kube/work-queue.js';
 import { splitKey } from '../kube/object-cache.js';
 import type { Logger } from '../observability/logger.js';
 import type { ControllerMetrics } from './controller-metrics.js';
 import type { LeaseObservations } from './lease-observations.js';
-import type { NodeLoad } from './node-candidates.js';
+import type { NodeLoadIndex } from './node-load-index.js';
 import { planSandbox, type Action } from './sandbox-plan.js';
 import type { PullSecretProjector } from './pull-secret-projector.js';
 import { pullSecretWorld } from './pull-secret-world.js';
@@ -33,8 +39,9 @@ export interface ReconcilerDeps {
   clients: KubeClients;
   sandboxes: {
     get(ns: string | undefined, name: string): KataSandbox | undefined;
-    list(): KataSandbox[];
   };
+  /** Per-node load, fed by the sandbox informer's events (main.ts). */
+  loads: NodeLoadIndex;
   leases: { list(): V1Lease[] };
   /** When each Lease was seen to change (main.ts feeds it from the Lease informer). */
   leaseObservations: LeaseObservations;
@@ -47,31 +54,28 @@ export interface ReconcilerDeps {
   pullSecrets?: { projections: { list(): V1Secret[] }; projector: PullSecretProjector };
 }
 
+const STALE_BIND_RETRY_MS = 200;
+
 const escapePointer = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /**
  * Reads one sandbox from the cache, plans, and carries out the plan. Bindings this process made
- * and the cache has not shown yet still count as load, so a lagging watch cannot overbook a node.
+ * and the cache has not shown yet count as load (NodeLoadIndex.reserve), so a lagging watch cannot
+ * overbook a node. Nothing here scans the cache: a reconcile costs the same at any number of
+ * sandboxes.
  */
 export class SandboxReconciler {
-  private readonly pendingBinds = new Map<string, { node: string; memoryMiB: number }>();
-
   constructor(private readonly deps: ReconcilerDeps) {}
 
   reconcile = async (key: string, signal: AbortSignal): Promise<ReconcileResult | void> => {
     const { namespace, name } = splitKey(key);
     const sb = this.deps.sandboxes.get(namespace, name);
-    if (!sb) {
-      this.pendingBinds.delete(key);
-      return;
-    }
-    if (sb.metadata.labels?.[NODE_LABEL]) this.pendingBinds.delete(key);
+    if (!sb) return;
     const now = this.deps.now?.() ?? new Date();
     const world = buildWorld(
       this.deps.leases.list(),
       this.deps.nodes.list(),
-      this.deps.sandboxes.list(),
-      this.pendingLoad(),
+      (n) => this.deps.loads.loadOf(n),
       now,
       (lease) => this.deps.leaseObservations.judge(lease, now.getTime()),
     );
@@ -84,32 +88,22 @@ export class SandboxReconciler {
     const plan = planSandbox(sb, world);
     for (const action of plan.actions) {
       const done = await this.execute(sb, key, action, signal);
-      if (!done) return { requeueAfterMs: 0 };
+      if (done === false) return { requeueAfterMs: 0 };
+      if (typeof done === 'number') return { requeueAfterMs: done };
     }
     return plan.requeueAfterMs === undefined ? undefined : { requeueAfterMs: plan.requeueAfterMs };
   };
 
-  private pendingLoad(): Map<string, NodeLoad> {
-    const load = new Map<string, NodeLoad>();
-    for (const [key, { node, memoryMiB }] of this.pendingBinds) {
-      const { namespace, name } = splitKey(key);
-      // Once the cache shows the binding, the sandbox is counted there already.
-      if (this.deps.sandboxes.get(namespace, name)?.metadata.labels?.[NODE_LABEL]) continue;
-      const l = load.get(node) ?? { sandboxes: 0, memoryMiB: 0 };
-      l.sandboxes += 1;
-      l.memoryMiB += memoryMiB;
-      load.set(node, l);
-    }
-    return load;
-  }
-
-  /** Returns false when the object moved under us and the key should be looked at afresh. */
+  /**
+   * True when done; false when the object is gone and the key should be looked at afresh; a
+   * number of milliseconds after which to look again when the write met a newer version.
+   */
   private async execute(
     sb: KataSandbox,
     key: string,
     action: Action,
     signal: AbortSignal,
-  ): Promise<boolean> {
+  ): Promise<boolean | number> {
     const ref = { namespace: sb.metadata.namespace ?? '', name: sb.metadata.name ?? '' };
     const { clients, log } = this.deps;
     switch (action.kind) {
@@ -128,12 +122,18 @@ export class SandboxReconciler {
       case 'bind': {
         // Reserved before the first await, so a reconcile of another sandbox running meanwhile
         // already counts this one on the node.
-        this.pendingBinds.set(key, { node: action.node, memoryMiB: sb.spec.vm?.memoryMiB ?? 512 });
+        this.deps.loads.reserve(key, {
+          node: action.node,
+          memoryMiB: sb.spec.vm?.memoryMiB ?? 512,
+        });
         try {
-          await this.bind(sb, action.node, signal);
+          await this.bind(sb, action.node, action.withFinalizer === true, signal);
         } catch (err) {
-          this.pendingBinds.delete(key);
-          if (isConflict(err) || isNotFound(err)) return false;
+          this.deps.loads.release(key);
+          if (isNotFound(err)) return false;
+          // Another writer changed it first (another replica bound it): look again once the
+          // cache has caught up, not at once with the same stale version.
+          if (isConflict(err) || isFailedPatchTest(err)) return STALE_BIND_RETRY_MS;
           throw err;
         }
         const created = sb.metadata.creationTimestamp;
@@ -184,13 +184,24 @@ export class SandboxReconciler {
     }
   }
 
-  /** The node label, set only if the object is still the version the decision was made on. */
-  private async bind(sb: KataSandbox, node: string, signal: AbortSignal): Promise<void> {
+  /**
+   * The node label (and the finalizer, when asked), set only if the object is still the version
+   * the decision was made on.
+   */
+  private async bind(
+    sb: KataSandbox,
+    node: string,
+    withFinalizer: boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const finalizer = withFinalizer ? (addFinalizerPatch(sb, NODE_CLEANUP_FINALIZER) ?? []) : [];
     const ops = [
       { op: 'test', path: '/metadata/resourceVersion', value: sb.metadata.resourceVersion },
       sb.metadata.labels
         ? { op: 'add', path: `/metadata/labels/${escapePointer(NODE_LABEL)}`, value: node }
         : { op: 'add', path: '/metadata/labels', value: { [NODE_LABEL]: node } },
+      // Its own resourceVersion test is the same as the one above.
+      ...finalizer.filter((op) => op.op !== 'test'),
     ];
     await callApi(
       `bind ${sb.metadata.namespace}/${sb.metadata.name} to ${node}`,

@@ -1,9 +1,7 @@
 import type { V1Lease, V1Node } from '@kubernetes/client-node';
-import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
 import { leaseCapacity, nodeOfLease } from '../kube/lease.js';
 import type { LeaseJudgement } from './lease-observations.js';
 import type { NodeLoad, NodeView } from './node-candidates.js';
-import { hasEnded } from './phase.js';
 import type { World } from './sandbox-plan.js';
 
 /** How a Lease is judged; `judge` of LeaseObservations in the controller. */
@@ -43,36 +41,12 @@ export function nodeViews(
   return views;
 }
 
-/** Sandboxes placed on each node that have not ended hold its capacity. */
-export function nodeLoads(sandboxes: readonly KataSandbox[]): Map<string, NodeLoad> {
-  const loads = new Map<string, NodeLoad>();
-  for (const sb of sandboxes) {
-    const node = sb.metadata.labels?.[NODE_LABEL];
-    if (!node || hasEnded(sb.status?.phase)) continue;
-    const load = loads.get(node) ?? { sandboxes: 0, memoryMiB: 0 };
-    load.sandboxes += 1;
-    load.memoryMiB += sb.spec.vm?.memoryMiB ?? 512;
-    loads.set(node, load);
-  }
-  return loads;
-}
-
 export function buildWorld(
   leases: readonly V1Lease[],
   nodes: readonly V1Node[],
-  sandboxes: readonly KataSandbox[],
-  extraLoad: ReadonlyMap<string, NodeLoad>,
+  loadOf: (node: string) => NodeLoad,
   now: Date,
   judge: JudgeLease,
 ): World {
-  const loads = nodeLoads(sandboxes);
-  return {
-    nodes: nodeViews(leases, nodes, judge),
-    loadOf: (n) => {
-      const a = loads.get(n) ?? { sandboxes: 0, memoryMiB: 0 };
-      const b = extraLoad.get(n) ?? { sandboxes: 0, memoryMiB: 0 };
-      return { sandboxes: a.sandboxes + b.sandboxes, memoryMiB: a.memoryMiB + b.memoryMiB };
-    },
-    now,
-  };
+  return { nodes: nodeViews(leases, nodes, judge), loadOf, now };
 }

@@ -7,6 +7,7 @@ import {
   KubeConfig,
 } from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
+import { newKubeConfig } from './shared-agent.js';
 
 /** Where the in-cluster service account token lives; its presence means "running in a Pod". */
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -26,7 +27,7 @@ export interface KubeConfigSource {
  * an administrator's credentials the component would silently act with.
  */
 export function loadKubeConfigStrict(path: string | undefined, env = process.env): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   if (path) {
     kc.loadFromFile(path);
   } else if (env.KUBERNETES_SERVICE_HOST) {
@@ -43,7 +44,7 @@ export function loadKubeConfigStrict(path: string | undefined, env = process.env
 
 /** Explicit path, else KUBECONFIG, else in-cluster, else ~/.kube/config (client-node's default). */
 export function loadKubeConfig(source: KubeConfigSource = {}): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   const env = source.env ?? process.env;
   const path = source.path ?? env.KUBECONFIG;
   if (path) {
@@ -140,6 +141,16 @@ export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
 export const isConflict = (err: unknown): boolean => statusCode(err) === 409;
 export const isGone = (err: unknown): boolean => statusCode(err) === 410;
 export const isInvalid = (err: unknown): boolean => statusCode(err) === 422;
+/**
+ * A JSON patch whose `test` op failed: the API server answers 422 Invalid with no field causes,
+ * where a real validation failure names its fields (details.causes).
+ */
+export function isFailedPatchTest(err: unknown): boolean {
+  if (!isInvalid(err)) return false;
+  const body = (toKubeError(err) as KubeApiError).body as
+    { details?: { causes?: unknown[] } } | undefined;
+  return (body?.details?.causes ?? []).length === 0;
+}
 export const isAlreadyExists = (err: unknown): boolean =>
   statusCode(err) === 409 && (toKubeError(err) as KubeApiError).reason === 'AlreadyExists';
 

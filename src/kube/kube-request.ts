@@ -28,7 +28,10 @@ export function buildUrl(server: string, path: string, query: Query = {}): URL {
 
 interface OpenResponse {
   res: http.IncomingMessage;
-  /** Closes the connection and the per-request agent. */
+  /**
+   * Ends the request: a response read to its end leaves the connection to the identity's
+   * keep-alive pool (shared-agent.ts); anything else closes it.
+   */
   close: () => void;
 }
 
@@ -44,12 +47,11 @@ async function open(kc: KubeConfig, path: string, opts: RequestOptions): Promise
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   if (payload !== undefined) headers['Content-Type'] = opts.contentType ?? 'application/json';
   const mod = url.protocol === 'http:' ? http : https;
-  const agent = reqOpts.agent as http.Agent | undefined;
   return new Promise<OpenResponse>((resolve, reject) => {
     const req = mod.request(url, { ...reqOpts, headers, signal: opts.signal });
+    let res: http.IncomingMessage | undefined;
     const close = (): void => {
-      req.destroy();
-      agent?.destroy();
+      if (!res?.complete) req.destroy();
     };
     let timer: NodeJS.Timeout | undefined;
     if (opts.timeoutMs !== 0) {
@@ -64,7 +66,10 @@ async function open(kc: KubeConfig, path: string, opts: RequestOptions): Promise
       close();
       reject(err);
     });
-    req.once('response', (res) => resolve({ res, close }));
+    req.once('response', (r) => {
+      res = r;
+      resolve({ res: r, close });
+    });
     req.end(payload);
   });
 }

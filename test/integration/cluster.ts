@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { newKubeConfig } from '../../src/kube/shared-agent.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -58,7 +59,7 @@ export async function adminKubeConfigPath(): Promise<string> {
 }
 
 export async function adminKubeConfig(): Promise<KubeConfig> {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   kc.loadFromFile(await adminKubeConfigPath());
   return kc;
 }
@@ -70,7 +71,7 @@ export async function serviceAccountKubeConfigPath(ns: string, sa: string): Prom
 }
 
 export async function serviceAccountKubeConfig(ns: string, sa: string): Promise<KubeConfig> {
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   kc.loadFromFile(await serviceAccountKubeConfigPath(ns, sa));
   return kc;
 }
@@ -84,7 +85,7 @@ export async function tokenKubeConfig(token: string): Promise<KubeConfig> {
 export function withBearerToken(admin: KubeConfig, token: string): KubeConfig {
   const cluster = admin.getCurrentCluster();
   if (!cluster) throw new Error('the admin kubeconfig has no cluster');
-  const kc = new KubeConfig();
+  const kc = newKubeConfig();
   kc.loadFromOptions({
     clusters: [cluster],
     users: [{ name: 'token', token }],

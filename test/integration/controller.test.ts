@@ -148,13 +148,15 @@ describe('kata-controller', () => {
     });
     expect(pending.status?.phase).toBe('Pending');
     expect(pending.status?.message).toContain(z);
-    expect(pending.metadata.finalizers).toContain('kata.sandbox.io/node-cleanup');
+    // Nothing of it is on a node yet, so it needs no cleanup finalizer; binding adds one.
+    expect(pending.metadata.finalizers ?? []).not.toContain('kata.sandbox.io/node-cleanup');
     await writeLease(z);
     const placed = await eventually('scheduled on z', async () => {
       const sb = await get('waits');
       return nodeOf(sb) === z && sb.status?.phase === 'Scheduled' ? sb : undefined;
     });
     expect(placed.status?.nodeName).toBe(z);
+    expect(placed.metadata.finalizers).toContain('kata.sandbox.io/node-cleanup');
     expect(placed.status?.conditions?.find((c) => c.type === 'Scheduled')).toMatchObject({
       status: 'True',
     });
@@ -301,15 +303,23 @@ describe('kata-controller', () => {
     }
   });
 
-  it('lets a sandbox deleted while Pending go away', async () => {
+  it('lets a sandbox deleted while Pending go away, with or without the cleanup finalizer', async () => {
     await create(sandbox('never', { nodeName: nodeName('nowhere') }));
-    await eventually('finalizer added', async () =>
-      (await get('never')).metadata.finalizers?.length ? true : undefined,
-    );
-    await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'never' });
-    await eventually('never deleted', async () =>
-      (await get('never').catch(() => undefined)) ? undefined : true,
-    );
+    // One an older controller gave the finalizer before binding: removed as "never scheduled".
+    const older = sandbox('never-old', { nodeName: nodeName('nowhere') });
+    older.metadata.finalizers = ['kata.sandbox.io/node-cleanup'];
+    await create(older);
+    for (const name of ['never', 'never-old']) {
+      await eventually(`${name} Unschedulable`, async () =>
+        (await get(name)).status?.reason === 'Unschedulable' ? true : undefined,
+      );
+      await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name });
+    }
+    for (const name of ['never', 'never-old']) {
+      await eventually(`${name} deleted`, async () =>
+        (await get(name).catch(() => undefined)) ? undefined : true,
+      );
+    }
   });
 });
 

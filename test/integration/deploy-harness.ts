@@ -15,6 +15,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { controlplane, REPO_ROOT, withBearerToken } from './cluster.js';
+import { newKubeConfig } from '../../src/kube/shared-agent.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -45,7 +46,7 @@ export async function startPrivatePlane(prefix: string): Promise<PrivatePlane> {
   const kubeconfig = await controlplane(['up'], env, 10 * 60_000);
   if (!kubeconfig.startsWith('/')) throw new Error(`controlplane.sh up printed ${kubeconfig}`);
   const admin = (): KubeConfig => {
-    const kc = new KubeConfig();
+    const kc = newKubeConfig();
     kc.loadFromFile(kubeconfig);
     return kc;
   };
@@ -70,7 +71,7 @@ export async function startPrivatePlane(prefix: string): Promise<PrivatePlane> {
       return file;
     },
     async serviceAccountCertConfig(ns, sa) {
-      const kc = new KubeConfig();
+      const kc = newKubeConfig();
       kc.loadFromFile(await controlplane(['kubeconfig-for', ns, sa], env, 60_000));
       return kc;
     },

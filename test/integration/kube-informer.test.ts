@@ -9,78 +9,18 @@ import {
   type KubernetesObject,
   type V1ConfigMap,
 } from '@kubernetes/client-node';
-import net from 'node:net';
 import { Informer, type InformerOptions } from '../../src/kube/informer.js';
 import { statusCode } from '../../src/kube/kube-client.js';
 import { streamWatch } from '../../src/kube/kube-request.js';
 import { classifyWatchEvent } from '../../src/kube/object-cache.js';
 import { adminKubeConfig, freshNamespace } from './cluster.js';
+import { Relay, throughRelay } from './tcp-relay.js';
 
 async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** A TCP relay to the API server whose connections the test can cut or freeze. */
-class Relay {
-  private server: net.Server;
-  private pairs = new Set<{ a: net.Socket; b: net.Socket }>();
-  port = 0;
-
-  constructor(
-    private host: string,
-    private upstreamPort: number,
-  ) {
-    this.server = net.createServer((a) => {
-      const b = net.connect(this.upstreamPort, this.host);
-      const pair = { a, b };
-      this.pairs.add(pair);
-      a.pipe(b);
-      b.pipe(a);
-      const end = () => {
-        a.destroy();
-        b.destroy();
-        this.pairs.delete(pair);
-      };
-      a.on('error', end).on('close', end);
-      b.on('error', end).on('close', end);
-    });
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  get connections(): number {
-    return this.pairs.size;
-  }
-
-  /** Reset every open connection (a network failure). */
-  cut(): void {
-    for (const { a, b } of this.pairs) {
-      a.resetAndDestroy();
-      b.destroy();
-    }
-    this.pairs.clear();
-  }
-
-  /** Stop relaying on the open connections but keep them open (a half-open peer). */
-  freeze(): void {
-    for (const { a, b } of this.pairs) {
-      a.unpipe(b);
-      b.unpipe(a);
-      a.pause();
-      b.pause();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.server.close(r));
   }
 }
 
@@ -124,16 +64,7 @@ beforeAll(async () => {
   const server = new URL(admin.getCurrentCluster()?.server ?? '');
   relay = new Relay(server.hostname, Number(server.port || 443));
   await relay.start();
-  // Same credentials and CA; the relay is on the same loopback address, so the certificate still fits.
-  relayed = new KubeConfig();
-  relayed.loadFromString(admin.exportConfig());
-  const cluster = relayed.getCurrentCluster();
-  if (!cluster) throw new Error('no cluster');
-  relayed.clusters = relayed.clusters.map((c) =>
-    c.name === cluster.name
-      ? { ...c, server: `https://127.0.0.1:${relay.port}`, tlsServerName: server.hostname }
-      : c,
-  );
+  relayed = throughRelay(admin, relay);
 });
 
 afterEach(async () => {

@@ -46,10 +46,32 @@ function sandbox(
 }
 
 describe('planSandbox', () => {
-  it('adds the finalizer first, and does nothing else', () => {
-    expect(planSandbox(sandbox({ finalizers: [] }), world([]))).toEqual({
-      actions: [{ kind: 'addFinalizer' }],
-    });
+  it('binds a sandbox without the finalizer with the finalizer in the same write', () => {
+    const plan = planSandbox(
+      sandbox({ finalizers: [] }),
+      world([{ name: 'a', lease: lease(1000) }]),
+    );
+    expect(plan.actions.map((a) => a.kind)).toEqual(['bind', 'applyStatus', 'event']);
+    expect(plan.actions[0]).toEqual({ kind: 'bind', node: 'a', withFinalizer: true });
+  });
+
+  it('adds no finalizer to a sandbox that cannot be scheduled or has ended unbound', () => {
+    const pending = planSandbox(sandbox({ finalizers: [] }), world([]));
+    expect(pending.actions.map((a) => a.kind)).toEqual(['applyStatus', 'event']);
+    const ended = planSandbox(
+      sandbox({ finalizers: [], status: { phase: 'Failed' } as KataSandbox['status'] }),
+      world([{ name: 'a', lease: lease(1000) }]),
+    );
+    expect(ended.actions).toEqual([]);
+  });
+
+  it('gives a bound sandbox without the finalizer its finalizer back first, and nothing else', () => {
+    expect(
+      planSandbox(
+        sandbox({ finalizers: [], node: 'a' }),
+        world([{ name: 'a', lease: lease(1000) }]),
+      ),
+    ).toEqual({ actions: [{ kind: 'addFinalizer' }] });
   });
 
   it('binds to the least loaded fresh node with Scheduled=True and an Event', () => {

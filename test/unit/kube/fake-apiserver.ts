@@ -3,6 +3,7 @@
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { newKubeConfig } from '../../../src/kube/shared-agent.js';
 
 export interface SeenRequest {
   watch: boolean;
@@ -25,7 +26,7 @@ export class FakeCollection {
   async start(): Promise<KubeConfig> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     const port = (this.server.address() as AddressInfo).port;
-    const kc = new KubeConfig();
+    const kc = newKubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
       users: [{ name: 'u', token: 't' }],
