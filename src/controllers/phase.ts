@@ -1,3 +1,5 @@
+import { CONTAINER_PROBLEM_REASONS } from '../crds/index.js';
+
 /** The standard Kubernetes condition shape, as far as phase derivation reads it. */
 export interface ConditionView {
   type: string;
@@ -71,7 +73,13 @@ export function derivePhase(inputs: PhaseInputs): PhaseResult {
   }
   const scheduled = cond('Scheduled');
   if (scheduled?.status === 'True') {
-    const failing = NODE_AGENT_CONDITIONS.map(cond).find((c) => c?.status === 'False' && c.reason);
+    const containers = cond('ContainersReady');
+    const problem =
+      containers?.status === 'False' && CONTAINER_PROBLEM_REASONS.has(containers.reason ?? '')
+        ? containers
+        : undefined;
+    const failing =
+      problem ?? NODE_AGENT_CONDITIONS.map(cond).find((c) => c?.status === 'False' && c.reason);
     const started = NODE_AGENT_CONDITIONS.some((t) => cond(t) !== undefined);
     if (!started) return { phase: 'Scheduled', reason: '', message: scheduled.message ?? '' };
     return { phase: 'Creating', reason: failing?.reason ?? '', message: failing?.message ?? '' };

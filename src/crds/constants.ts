@@ -1,4 +1,4 @@
-// Names shared by the CRD, the controller and the node agent (DESIGN §2, §3).
+// Names shared by the CRD, the controller and the node agent (docs/architecture.md).
 export const CRD_GROUP = 'kata.sandbox.io';
 export const CRD_VERSION = 'v1alpha1';
 export const API_VERSION = `${CRD_GROUP}/${CRD_VERSION}` as const;
@@ -7,7 +7,8 @@ export const LIST_KIND = 'KataSandboxList';
 export const PLURAL = 'katasandboxes';
 export const SINGULAR = 'katasandbox';
 export const SHORT_NAMES = ['ksb'] as const;
-export const CATEGORIES = ['kata'] as const;
+// `all` as Pods are: `kubectl get all` lists sandboxes beside the workloads.
+export const CATEGORIES = ['all', 'kata'] as const;
 export const CRD_NAME = `${PLURAL}.${CRD_GROUP}`;
 
 /** Namespace of the controller, the node agents and their Leases. */
@@ -30,7 +31,7 @@ export function nodeLeaseName(nodeName: string): string {
 export const CONTROLLER_FIELD_MANAGER = 'kata-controller';
 export const NODE_AGENT_FIELD_MANAGER = 'kata-node-agent';
 
-/** Condition types and their writers (DESIGN §3's ownership table). */
+/** Condition types and their writers (docs/architecture.md, who writes what). */
 export const CONDITION_TYPES = {
   Scheduled: 'Scheduled',
   VMReady: 'VMReady',
@@ -41,3 +42,14 @@ export const CONDITION_TYPES = {
   Terminated: 'Terminated',
 } as const;
 export type ConditionType = (typeof CONDITION_TYPES)[keyof typeof CONDITION_TYPES];
+
+/**
+ * Container reasons that mean "this is what is wrong", as `kubectl get pods` shows them in place
+ * of the phase: they win the sandbox's status.reason over a step still in progress.
+ */
+export const CONTAINER_PROBLEM_REASONS: ReadonlySet<string> = new Set([
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'ErrImageNeverPull',
+  'CrashLoopBackOff',
+]);

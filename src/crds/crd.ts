@@ -62,8 +62,15 @@ export function buildCrd() {
           served: true,
           storage: true,
           subresources: { status: {} },
+          // As `kubectl get pods` shows them; priority 1 columns only with -o wide.
           additionalPrinterColumns: [
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+            {
+              name: 'Reason',
+              type: 'string',
+              description: 'Why the sandbox is in its phase: a failure, or what it waits for.',
+              jsonPath: '.status.reason',
+            },
             { name: 'Node', type: 'string', jsonPath: '.status.nodeName' },
             {
               name: 'Ready',
@@ -71,6 +78,22 @@ export function buildCrd() {
               jsonPath: '.status.conditions[?(@.type=="Ready")].status',
             },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+            { name: 'vCPUs', type: 'integer', priority: 1, jsonPath: '.spec.vm.vcpus' },
+            { name: 'Memory(MiB)', type: 'integer', priority: 1, jsonPath: '.spec.vm.memoryMiB' },
+            {
+              name: 'IP',
+              type: 'string',
+              priority: 1,
+              jsonPath: '.status.network.interfaces[0].addresses[0]',
+            },
+            { name: 'Boot(ms)', type: 'integer', priority: 1, jsonPath: '.status.vm.bootMillis' },
+            {
+              name: 'Restarts',
+              type: 'string',
+              priority: 1,
+              description: 'Restarts of each container, in spec order.',
+              jsonPath: '.status.containers[*].restartCount',
+            },
           ],
           schema: { openAPIV3Schema: openApiSchema() },
         },

@@ -1,4 +1,4 @@
-// The KataSandbox schema (DESIGN §3): the single source of the CRD's OpenAPI schema and of the
+// The KataSandbox schema: the single source of the CRD's OpenAPI schema and of the
 // TypeScript types below. Field names are a contract: add fields, never rename.
 //
 // Immutability: the whole spec is immutable once created (one `self == oldSelf` rule on spec).
@@ -357,7 +357,12 @@ export const containerSpecSchema = obj(
       description: 'Additional group ids of the process, at most 64.',
       maxItems: 64,
     }),
-    tty: bool({ description: 'Allocate a terminal for the process.', default: false }),
+    tty: bool({
+      description:
+        'Reserved: must be false. The guest agent does not allocate terminals yet, so the API ' +
+        'server refuses true.',
+      default: false,
+    }),
     volumeMounts: mapList(volumeMountSchema, ['mountPath'], {
       description: 'Volumes mounted into the container, mount paths unique; at most 32.',
       maxItems: 32,
@@ -379,6 +384,11 @@ export const containerSpecSchema = obj(
         rule: '!has(self.imagePullPolicy) || has(self.image)',
         message: 'imagePullPolicy is allowed only with image',
         fieldPath: '.imagePullPolicy',
+      },
+      {
+        rule: '!has(self.tty) || !self.tty',
+        message: 'terminals are not supported yet: tty must be false',
+        fieldPath: '.tty',
       },
     ],
   },
@@ -625,7 +635,12 @@ export const statusSchema = obj(
       maxItems: MAX_CONTAINERS,
     }),
   },
-  { description: 'Observed state, written by the controller and the node agent (DESIGN §3).' },
+  {
+    description:
+      'Observed state: phase, reason, message, nodeName and the Scheduled condition are written by ' +
+      'the controller; the other conditions, vm, network and containers by the node agent of ' +
+      'status.nodeName.',
+  },
 );
 
 // --- types --------------------------------------------------------------------------------------

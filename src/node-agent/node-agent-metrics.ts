@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../observability/process-metrics.js';
 import { registerImageMetrics } from './images/image-metrics.js';
+import { failureCause, SYSTEM_FAILURE_REASONS, USER_FAILURE_REASONS } from './failure-cause.js';
 
 /** The node agent's metrics (prefix kata_node_), on their own registry. */
 export function nodeAgentMetrics(collect: {
@@ -9,7 +10,7 @@ export function nodeAgentMetrics(collect: {
 }) {
   const registry = new Registry();
   collectProcessMetrics(registry, 'kata_node_');
-  return {
+  const metrics = {
     registry,
     sandboxes: new Gauge({
       name: 'kata_node_sandboxes',
@@ -51,12 +52,18 @@ export function nodeAgentMetrics(collect: {
     }),
     failures: new Counter({
       name: 'kata_node_sandbox_failures_total',
-      help: 'Sandbox failures by reason (HostPathNotAllowed, BootFailed, VMExited, ...).',
-      labelNames: ['reason'],
+      help:
+        'Sandbox failures by reason (HostPathNotAllowed, BootFailed, VMExited, ...) and cause ' +
+        "(user: the sandbox's spec, image or container; system: the platform).",
+      labelNames: ['reason', 'cause'],
       registers: [registry],
     }),
     images: registerImageMetrics(registry),
   };
+  // Every known failure series exists at 0 from the start, so increase() sees the first one.
+  for (const reason of [...USER_FAILURE_REASONS, ...SYSTEM_FAILURE_REASONS])
+    metrics.failures.inc({ reason, cause: failureCause(reason) }, 0);
+  return metrics;
 }
 
 export type NodeAgentMetrics = ReturnType<typeof nodeAgentMetrics>;

@@ -72,6 +72,7 @@ import {
 } from './state-store.js';
 import { planBlockDrives, type BlockDrivePlan } from './storage/block-drives.js';
 import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
+import { failureCause } from './failure-cause.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -819,8 +820,9 @@ export class SandboxRuntime {
     if (shouldRestart(this.spec.restartPolicy, st.exitCode ?? 1) && st.reason !== 'VMExited') {
       this.restarting.add(name);
       const delay = restartBackoffMs(st.restartCount);
-      st.reason = 'BackOff';
-      st.message = `restarting in ${Math.round(delay / 1000)} s`;
+      // kubelet's word for a container waiting to be restarted after failing.
+      st.reason = 'CrashLoopBackOff';
+      st.message = `back-off ${Math.round(delay / 1000)}s restarting failed container ${name} (exit code ${st.exitCode ?? 'unknown'})`;
       this.deps.onChange();
       void (async () => {
         await sleep(delay, this.watchAbort.signal);
@@ -875,7 +877,7 @@ export class SandboxRuntime {
 
   private async fail(failure: StepFailure): Promise<void> {
     this.log.warn({ reason: failure.reason, message: failure.message }, 'sandbox failed');
-    this.deps.metrics.failures.inc({ reason: failure.reason });
+    this.deps.metrics.failures.inc({ reason: failure.reason, cause: failureCause(failure.reason) });
     this.deps.event('Warning', failure.reason, failure.message.slice(0, 1000));
     await this.end({ reason: failure.reason, message: failure.message }, failure);
   }

@@ -3,13 +3,13 @@
 // each condition's lastTransitionTime while its status is unchanged.
 import {
   CONDITION_TYPES,
+  CONTAINER_PROBLEM_REASONS,
   type Condition,
   type ContainerStatus,
   type KataSandboxStatus,
   type VmStatus,
 } from '../crds/index.js';
 import type { Interface, Route } from '../generated/types.js';
-import { IMAGE_WAITING_REASONS } from './images/pull-events.js';
 import type { ContainerRunState } from './state-store.js';
 
 /** A failed step: the condition it fails and why. */
@@ -57,6 +57,16 @@ function failed(f: RuntimeFacts, type: StepFailure['condition']): Cond | undefin
 function containerStatuses(f: RuntimeFacts): ContainerStatus[] {
   return f.containerNames.map((name) => {
     const c = f.containers[name];
+    // Once the sandbox has ended nothing waits: a container that never ran says so.
+    if (f.end && (!c || c.state === 'Waiting')) {
+      return {
+        name,
+        state: 'Exited',
+        reason: 'SandboxEnded',
+        message: `the sandbox ended (${f.end.reason}) before this container ran`,
+        restartCount: c?.restartCount ?? 0,
+      };
+    }
     if (!c) return { name, state: 'Waiting', reason: 'ContainerCreating', restartCount: 0 };
     return {
       name,
@@ -92,8 +102,9 @@ export function nodeAgentConditions(f: RuntimeFacts): Cond[] {
   const statuses = containerStatuses(f);
   const allRunning = statuses.length > 0 && statuses.every((c) => c.state === 'Running');
   const notRunning = statuses.filter((c) => c.state !== 'Running').map((c) => c.name);
-  // A container stuck on its image says so on the condition (and so in the phase's reason).
-  const imageStuck = statuses.find((c) => c.reason && IMAGE_WAITING_REASONS.has(c.reason));
+  // A container stuck on its image or crash-looping says so on the condition (and so in the
+  // phase's reason).
+  const imageStuck = statuses.find((c) => c.reason && CONTAINER_PROBLEM_REASONS.has(c.reason));
   const containers =
     failed(f, 'ContainersReady') ??
     (allRunning

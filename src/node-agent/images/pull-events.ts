@@ -6,13 +6,6 @@ import type { ImagePullError } from './pull-errors.js';
 export type ImageWaitingReason =
   'Pulling' | 'ErrImagePull' | 'ImagePullBackOff' | 'ErrImageNeverPull';
 
-/** Waiting reasons that mean "the image is the problem" (status surfaces them first). */
-export const IMAGE_WAITING_REASONS: ReadonlySet<string> = new Set<ImageWaitingReason>([
-  'ErrImagePull',
-  'ImagePullBackOff',
-  'ErrImageNeverPull',
-]);
-
 export interface PullEvent {
   type: 'Normal' | 'Warning';
   reason: 'Pulling' | 'Pulled' | 'Failed' | 'BackOff';

@@ -49,7 +49,7 @@ describe('KataSandbox CRD manifest', () => {
     expect(parse(renderCrdYaml())).toEqual(buildCrd());
   });
 
-  it('has the names, scope, version, subresource and printer columns of DESIGN §2-3', () => {
+  it('has the names, scope, version, subresource and printer columns (wide ones at priority 1)', () => {
     const crd = buildCrd();
     expect(crd.metadata.name).toBe(`${PLURAL}.${CRD_GROUP}`);
     expect(crd.spec.names).toEqual({
@@ -58,18 +58,30 @@ describe('KataSandbox CRD manifest', () => {
       plural: 'katasandboxes',
       singular: 'katasandbox',
       shortNames: ['ksb'],
-      categories: ['kata'],
+      categories: ['all', 'kata'],
     });
     expect(crd.spec.scope).toBe('Namespaced');
     const [v] = crd.spec.versions;
     expect(crd.spec.versions).toHaveLength(1);
     expect(v).toMatchObject({ name: CRD_VERSION, served: true, storage: true });
     expect(v?.subresources).toEqual({ status: {} });
-    expect(v?.additionalPrinterColumns.map((c) => [c.name, c.jsonPath])).toEqual([
-      ['Phase', '.status.phase'],
-      ['Node', '.status.nodeName'],
-      ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
-      ['Age', '.metadata.creationTimestamp'],
+    expect(
+      v?.additionalPrinterColumns.map((c) => [
+        c.name,
+        c.jsonPath,
+        (c as { priority?: number }).priority ?? 0,
+      ]),
+    ).toEqual([
+      ['Phase', '.status.phase', 0],
+      ['Reason', '.status.reason', 0],
+      ['Node', '.status.nodeName', 0],
+      ['Ready', '.status.conditions[?(@.type=="Ready")].status', 0],
+      ['Age', '.metadata.creationTimestamp', 0],
+      ['vCPUs', '.spec.vm.vcpus', 1],
+      ['Memory(MiB)', '.spec.vm.memoryMiB', 1],
+      ['IP', '.status.network.interfaces[0].addresses[0]', 1],
+      ['Boot(ms)', '.status.vm.bootMillis', 1],
+      ['Restarts', '.status.containers[*].restartCount', 1],
     ]);
   });
 });

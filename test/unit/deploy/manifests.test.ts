@@ -378,12 +378,13 @@ describe('deploy/monitoring (optional component)', () => {
     );
   });
 
-  it('has alert rules promtool accepts, on failures, stuck Pending, node loss and RPC errors', () => {
+  it('has alert rules promtool accepts, on system failures and user errors apart, stuck Pending, node loss and RPC errors', () => {
     const groups = get('PrometheusRule')['spec'].groups as Obj[];
     const alerts = groups.flatMap((g) => (g['rules'] as Obj[]).map((r) => r['alert'] as string));
     expect(alerts).toEqual(
       expect.arrayContaining([
-        'KataSandboxFailures',
+        'KataSandboxSystemFailures',
+        'KataSandboxUserErrors',
         'KataSandboxesStuckPending',
         'KataNodeAgentDown',
         'KataAgentRPCErrors',

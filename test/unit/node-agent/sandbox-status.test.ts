@@ -73,6 +73,70 @@ describe('node agent status', () => {
     );
   });
 
+  it('an image problem names the phase reason even while the VM still boots', () => {
+    const f: RuntimeFacts = {
+      ...base,
+      containers: {
+        main: {
+          created: false,
+          started: false,
+          state: 'Waiting',
+          restartCount: 0,
+          reason: 'ErrImagePull',
+          message: 'manifest unknown',
+        },
+      },
+    };
+    expect(nodeAgentConditions(f).find((c) => c.type === 'VMReady')?.reason).toBe('VMStarting');
+    expect(phaseOf(f)).toMatchObject({ phase: 'Creating', reason: 'ErrImagePull' });
+  });
+
+  it('a crash-looping container shows CrashLoopBackOff on ContainersReady and the phase', () => {
+    const f: RuntimeFacts = {
+      ...running,
+      containers: {
+        main: {
+          created: true,
+          started: true,
+          state: 'Exited',
+          exitCode: 1,
+          restartCount: 3,
+          reason: 'CrashLoopBackOff',
+          message: 'back-off 8s restarting failed container main (exit code 1)',
+        },
+      },
+    };
+    expect(nodeAgentConditions(f).find((c) => c.type === 'ContainersReady')).toMatchObject({
+      status: 'False',
+      reason: 'CrashLoopBackOff',
+    });
+    expect(phaseOf(f)).toMatchObject({ reason: 'CrashLoopBackOff' });
+  });
+
+  it('an ended sandbox shows no waiting container: one that never ran says the sandbox ended', () => {
+    const f: RuntimeFacts = {
+      ...base,
+      containerNames: ['main', 'side'],
+      containers: {
+        side: {
+          created: false,
+          started: false,
+          state: 'Waiting',
+          restartCount: 0,
+          reason: 'ImagePullBackOff',
+        },
+      },
+      failure: { condition: 'VMReady', reason: 'BootFailed', message: 'no agent' },
+      end: { reason: 'BootFailed', message: 'no agent' },
+    };
+    const containers = nodeAgentStatus(f, undefined, new Date()).containers ?? [];
+    expect(containers.map((c) => [c.name, c.state, c.reason])).toEqual([
+      ['main', 'Exited', 'SandboxEnded'],
+      ['side', 'Exited', 'SandboxEnded'],
+    ]);
+    expect(containers[0]?.message).toContain('BootFailed');
+  });
+
   it('Succeeded and ContainerFailed ends', () => {
     const ok = phaseOf({ ...running, vmRunning: false, end: { reason: 'Succeeded', message: '' } });
     expect(ok.phase).toBe('Succeeded');
