@@ -105,10 +105,10 @@ async function main(): Promise<void> {
     clients,
     nodeName: cfg.nodeName,
     node: nodeKeys,
-    logger: log.child({ component: 'pull-secrets' }),
+    logger: log.child({ subsystem: 'pull-secrets' }),
   });
 
-  const imageLog = log.child({ component: 'images' });
+  const imageLog = log.child({ subsystem: 'images' });
   const imageStore = await ImageStore.open({
     root: cfg.imageCacheDir ?? path.join(cfg.stateDir, 'images'),
     maxBytes: cfg.imageCacheMaxBytes,

@@ -12,8 +12,12 @@ import { constrainSpec } from '../agent/oci-constraints.js';
 import { buildContainerSpec } from '../agent/oci/spec-builder.js';
 import { createSandboxRequest } from '../agent/sandbox-request.js';
 import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
-import type { KataSandbox, KataSandboxSpec } from '../crds/index.js';
-import type { Logger } from '../observability/logger.js';
+import {
+  CONTAINER_PROBLEM_REASONS,
+  type KataSandbox,
+  type KataSandboxSpec,
+} from '../crds/index.js';
+import { sandboxFields, type Logger } from '../observability/logger.js';
 import type { NodeAgentConfig } from './config.js';
 import { ContainerLog, sandboxLogDir } from './container-log.js';
 import {
@@ -241,11 +245,7 @@ export class SandboxRuntime {
     /** False until something was put on the host (the state file exists). */
     private persisted: boolean,
   ) {
-    this.log = deps.logger.child({
-      namespace: state.namespace,
-      name: state.name,
-      uid: state.uid,
-    });
+    this.log = deps.logger.child(sandboxFields(state));
     this.hostFs = { binary: deps.config.hostFsBinary };
     this.views = deps.views ?? defaultViews(deps.config, this.log);
   }
@@ -458,6 +458,8 @@ export class SandboxRuntime {
     const waiting = (reason: string, message: string): void => {
       const st = this.state.containers[name];
       if (st?.started) return;
+      if (CONTAINER_PROBLEM_REASONS.has(reason) && st?.message !== message)
+        this.log.warn({ container: name, image, reason }, message);
       this.state.containers[name] = {
         created: false,
         started: false,

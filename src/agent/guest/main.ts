@@ -7,6 +7,7 @@ import { parseCli, USAGE, type CliOptions } from './cli.js';
 import { AGENT_VERSION } from './health.js';
 import { startAgentServer } from './server.js';
 import { waitForVirtioPort } from './virtio-port.js';
+import { logOptions } from '../../observability/logger.js';
 
 /** Serves the agent port until `signal` aborts; returns at once if there is no such port. */
 export async function serveAgentPort(
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   }
   // Logs go to stderr (the console in the VM); stdout stays free.
   const logger = pino(
-    { name: 'kata-guest-agent', level: opts.logLevel, base: { component: 'guest-agent' } },
+    logOptions('kata-guest-agent', opts.logLevel),
     pino.destination({ dest: 2, sync: true }),
   );
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
