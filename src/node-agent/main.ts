@@ -31,6 +31,7 @@ import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
+import { processUsage } from './process-usage.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -67,6 +68,25 @@ async function main(): Promise<void> {
     },
     runningQemu: () =>
       [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => r.qemuPid !== undefined).length,
+    node: cfg.nodeName,
+    sandboxUsage: () =>
+      [...(late.reconciler?.runtimes.values() ?? [])].map((r) => {
+        const qemu = r.qemuPid === undefined ? undefined : processUsage(r.qemuPid);
+        return {
+          namespace: r.state.namespace,
+          name: r.state.name,
+          ...(qemu && { qemu }),
+          restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
+        };
+      }),
+    capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
+    allocated: () => {
+      const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
+      return {
+        sandboxes: live.length,
+        memoryMiB: live.reduce((n, r) => n + (r.spec.vm?.memoryMiB ?? 512), 0),
+      };
+    },
   });
   const events = new EventRecorder({
     clients,

@@ -1,13 +1,40 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../observability/process-metrics.js';
 import { registerImageMetrics } from './images/image-metrics.js';
+import type { ProcessUsage } from './process-usage.js';
 import { failureCause, SYSTEM_FAILURE_REASONS, USER_FAILURE_REASONS } from './failure-cause.js';
+
+/** One sandbox of this node as its per-sandbox series see it. */
+export interface SandboxUsage {
+  namespace: string;
+  name: string;
+  qemu?: ProcessUsage;
+  restarts: number;
+}
+
+export interface NodeAllocation {
+  sandboxes: number;
+  memoryMiB: number;
+}
 
 /** The node agent's metrics (prefix kata_node_), on their own registry. */
 export function nodeAgentMetrics(collect: {
   phases: () => Map<string, number>;
   runningQemu: () => number;
+  /** The node's name, a label of the per-sandbox series. */
+  node?: string;
+  /** This node's sandboxes (bounded by the node's capacity; a series goes with its sandbox). */
+  sandboxUsage?: () => SandboxUsage[];
+  capacity?: NodeAllocation;
+  allocated?: () => NodeAllocation;
 }) {
+  const node = collect.node ?? '';
+  const perSandbox = (
+    set: (labels: { namespace: string; name: string; node: string }, u: SandboxUsage) => void,
+  ): void => {
+    for (const u of collect.sandboxUsage?.() ?? [])
+      set({ namespace: u.namespace, name: u.name, node }, u);
+  };
   const registry = new Registry();
   collectProcessMetrics(registry, 'kata_node_');
   const metrics = {
@@ -59,6 +86,59 @@ export function nodeAgentMetrics(collect: {
       registers: [registry],
     }),
     images: registerImageMetrics(registry),
+    sandboxQemuCpu: new Counter({
+      name: 'kata_node_sandbox_qemu_cpu_seconds_total',
+      help: "CPU seconds (user + system) of each sandbox's QEMU, from /proc.",
+      labelNames: ['namespace', 'name', 'node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        perSandbox((l, u) => u.qemu && this.inc(l, u.qemu.cpuSeconds));
+      },
+    }),
+    sandboxQemuMemory: new Gauge({
+      name: 'kata_node_sandbox_qemu_resident_memory_bytes',
+      help: "Resident memory of each sandbox's QEMU (guest memory it touched and its own), from /proc.",
+      labelNames: ['namespace', 'name', 'node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        perSandbox((l, u) => u.qemu && this.set(l, u.qemu.residentBytes));
+      },
+    }),
+    sandboxRestarts: new Gauge({
+      name: 'kata_node_sandbox_container_restarts',
+      help: "Restarts of each sandbox's containers, summed.",
+      labelNames: ['namespace', 'name', 'node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        perSandbox((l, u) => this.set(l, u.restarts));
+      },
+    }),
+    capacity: new Gauge({
+      name: 'kata_node_capacity',
+      help: 'What this node agent offers (advertised on its Lease): resource sandboxes or memory_mib.',
+      labelNames: ['resource'],
+      registers: [registry],
+      collect() {
+        if (!collect.capacity) return;
+        this.set({ resource: 'sandboxes' }, collect.capacity.sandboxes);
+        this.set({ resource: 'memory_mib' }, collect.capacity.memoryMiB);
+      },
+    }),
+    allocated: new Gauge({
+      name: 'kata_node_allocated',
+      help: "What this node's sandboxes that have not ended hold: resource sandboxes or memory_mib.",
+      labelNames: ['resource'],
+      registers: [registry],
+      collect() {
+        const a = collect.allocated?.();
+        if (!a) return;
+        this.set({ resource: 'sandboxes' }, a.sandboxes);
+        this.set({ resource: 'memory_mib' }, a.memoryMiB);
+      },
+    }),
   };
   // Every known failure series exists at 0 from the start, so increase() sees the first one.
   for (const reason of [...USER_FAILURE_REASONS, ...SYSTEM_FAILURE_REASONS])

@@ -1,0 +1,72 @@
+// Per-sandbox and capacity series of the node agent: read from /proc for a real process, labelled
+// by namespace, name and node only, and gone with the sandbox.
+import { describe, expect, it } from '@jest/globals';
+import {
+  nodeAgentMetrics,
+  type NodeAllocation,
+  type SandboxUsage,
+} from '../../../src/node-agent/node-agent-metrics.js';
+import {
+  cpuSecondsOfStat,
+  processUsage,
+  residentBytesOfStatus,
+} from '../../../src/node-agent/process-usage.js';
+
+describe('process usage from /proc', () => {
+  it('parses utime + stime past a command with spaces and parentheses, and VmRSS', () => {
+    const stat = '4242 (qemu (x) 1) S 1 2 3 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 9 0 0';
+    expect(cpuSecondsOfStat(stat)).toBe(3.25);
+    expect(residentBytesOfStatus('Name:\tqemu\nVmRSS:\t  2048 kB\nThreads:\t3\n')).toBe(2097152);
+    expect(residentBytesOfStatus('Name:\tzombie\n')).toBeUndefined();
+  });
+
+  it('reads this very process, and nothing for a pid that does not exist', () => {
+    const own = processUsage(process.pid);
+    expect(own?.residentBytes).toBeGreaterThan(1024 * 1024);
+    expect(own?.cpuSeconds).toBeGreaterThanOrEqual(0);
+    expect(processUsage(2 ** 22 + 7)).toBeUndefined();
+  });
+});
+
+describe('per-sandbox series', () => {
+  it('one series per sandbox and node, removed with the sandbox; capacity and allocation', async () => {
+    let usage: SandboxUsage[] = [
+      {
+        namespace: 'a',
+        name: 'web',
+        qemu: { cpuSeconds: 12.5, residentBytes: 300e6 },
+        restarts: 2,
+      },
+      { namespace: 'b', name: 'job', restarts: 0 },
+    ];
+    let allocated: NodeAllocation = { sandboxes: 2, memoryMiB: 1024 };
+    const m = nodeAgentMetrics({
+      phases: () => new Map(),
+      runningQemu: () => 1,
+      node: 'n1',
+      sandboxUsage: () => usage,
+      capacity: { sandboxes: 16, memoryMiB: 8192 },
+      allocated: () => allocated,
+    });
+    const text = await m.registry.metrics();
+    expect(text).toContain(
+      'kata_node_sandbox_qemu_cpu_seconds_total{namespace="a",name="web",node="n1"} 12.5',
+    );
+    expect(text).toContain(
+      'kata_node_sandbox_qemu_resident_memory_bytes{namespace="a",name="web",node="n1"} 300000000',
+    );
+    expect(text).toContain(
+      'kata_node_sandbox_container_restarts{namespace="b",name="job",node="n1"} 0',
+    );
+    // No QEMU (not booted yet): no CPU or memory series for it.
+    expect(text).not.toMatch(/qemu_cpu_seconds_total\{namespace="b"/);
+    expect(text).toContain('kata_node_capacity{resource="memory_mib"} 8192');
+    expect(text).toContain('kata_node_allocated{resource="sandboxes"} 2');
+
+    usage = [];
+    allocated = { sandboxes: 0, memoryMiB: 0 };
+    const after = await m.registry.metrics();
+    expect(after).not.toMatch(/kata_node_sandbox_\w+\{namespace=/);
+    expect(after).toContain('kata_node_allocated{resource="memory_mib"} 0');
+  });
+});
