@@ -187,6 +187,13 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
       `accelerator="${accel}"`,
     );
     expect(sum).toBeCloseTo((sb?.status?.vm?.bootMillis ?? 0) / 1000, 0);
+    // The running VM's own cost, from /proc of its real QEMU, labelled by the sandbox.
+    const own = `namespace="${NS}",name="first",node="${NODE}"`;
+    expect(sampleValue(text, 'kata_node_sandbox_qemu_cpu_seconds_total', own)).toBeGreaterThan(0);
+    expect(sampleValue(text, 'kata_node_sandbox_qemu_resident_memory_bytes', own)).toBeGreaterThan(
+      64 * 1024 * 1024,
+    );
+    expect(sampleValue(text, 'kata_node_allocated', 'resource="sandboxes"')).toBe(1);
     expect(ownProblems((await promtoolCheck(text)).output)).toEqual([]);
     const scraped = await eventually(
       'the boot in Prometheus',
