@@ -213,6 +213,34 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
     });
   });
 
+  it('every panel of the Grafana dashboard returns data from the running stack', async () => {
+    const dashboard = JSON.parse(
+      readFileSync(path.join(REPO_ROOT, 'deploy/monitoring/grafana-dashboard.json'), 'utf8'),
+    ) as { panels: { title: string; targets?: { expr: string }[] }[] };
+    const queries = dashboard.panels.flatMap((p) =>
+      (p.targets ?? []).map((t) => ({
+        panel: p.title,
+        // The dashboard's variables at "All".
+        expr: t.expr.replace(/\$(node|namespace|sandbox)\b/g, '.*'),
+      })),
+    );
+    expect(queries.length).toBeGreaterThan(10);
+    for (const q of queries) {
+      const result = await eventually(
+        `data for "${q.panel}": ${q.expr}`,
+        async () => {
+          const r = await prometheus?.query(q.expr);
+          return r && r.length > 0 ? r : undefined;
+        },
+        60_000,
+      );
+      expect({ panel: q.panel, series: result.length > 0 }).toEqual({
+        panel: q.panel,
+        series: true,
+      });
+    }
+  });
+
   it('on delete, the node agent stops the VM and drops the finalizer; nothing is left', async () => {
     await api.deleteNamespacedCustomObject({ ...GROUP, namespace: NS, name: 'first' });
     await eventually(

@@ -59,7 +59,7 @@ describe('docs/metrics.md', () => {
     expect(Object.fromEntries(documented())).toEqual(Object.fromEntries(code));
   });
 
-  it('every example query and alert names only metrics that exist', async () => {
+  it('every example query, alert and dashboard panel names only metrics that exist', async () => {
     const known = new Set([
       ...(await registered(controllerMetrics().registry)).keys(),
       ...(
@@ -69,9 +69,13 @@ describe('docs/metrics.md', () => {
       ).keys(),
     ]);
     const rules = readFileSync(path.join(REPO, 'deploy/monitoring/prometheus-rule.yaml'), 'utf8');
+    const dashboard = readFileSync(
+      path.join(REPO, 'deploy/monitoring/grafana-dashboard.json'),
+      'utf8',
+    );
     const blocks = [...DOC.matchAll(/```promql\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
     expect(blocks.length).toBeGreaterThan(5);
-    for (const text of [...blocks, rules]) {
+    for (const text of [...blocks, rules, dashboard]) {
       for (const [name] of text.matchAll(/kata_(controller|node)_\w+/g)) {
         const base = name.replace(/_(bucket|count|sum)$/, '');
         expect({ name, known: known.has(base) }).toEqual({ name, known: true });
