@@ -1,21 +1,18 @@
 // What each node holds, kept up to date from sandbox informer events and this process's own
 // binds, so a reconcile reads a node's load in O(1) instead of scanning every sandbox.
-import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
+import { hasEnded, NODE_LABEL, vmMemoryMiB, type KataSandbox } from '../crds/index.js';
 import type { NodeLoad } from './node-candidates.js';
-import { hasEnded } from './phase.js';
 
 export interface Placement {
   node: string;
   memoryMiB: number;
 }
 
-const DEFAULT_MEMORY_MIB = 512;
-
 /** The capacity a sandbox holds: on its bound node until it has ended. Pure. */
 export function placementOf(sb: KataSandbox): Placement | undefined {
   const node = sb.metadata.labels?.[NODE_LABEL];
   if (!node || hasEnded(sb.status?.phase)) return undefined;
-  return { node, memoryMiB: sb.spec.vm?.memoryMiB ?? DEFAULT_MEMORY_MIB };
+  return { node, memoryMiB: vmMemoryMiB(sb.spec) };
 }
 
 export class NodeLoadIndex {

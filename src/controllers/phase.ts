@@ -90,8 +90,3 @@ export function derivePhase(inputs: PhaseInputs): PhaseResult {
     message: scheduled?.message ?? '',
   };
 }
-
-/** A sandbox that has ended frees its node's capacity. */
-export function hasEnded(phase: string | undefined): boolean {
-  return phase === 'Succeeded' || phase === 'Failed';
-}

@@ -3,7 +3,7 @@
 // lost their sandbox. Pure, so every branch is tested without a cluster.
 import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
 import type { NodeKey, ProjectionView } from '../kube/pull-secret-projection.js';
-import { hasEnded } from './phase.js';
+import { hasEnded } from '../crds/index.js';
 
 /** What the projection plan sees besides the sandbox. */
 export interface PullSecretWorld {

@@ -17,6 +17,7 @@ import {
   type ProjectionAction,
   type PullSecretWorld,
 } from './pull-secret-projection.js';
+import { hasEnded, vmMemoryMiB } from '../crds/index.js';
 
 /** What the controller sees of the cluster when it reconciles one sandbox. */
 export interface World {
@@ -118,13 +119,13 @@ function planLifecycle(sb: KataSandbox, world: World): Plan {
   if (node && !hasFinalizer(sb)) return { actions: [{ kind: 'addFinalizer' }] };
 
   if (!node) {
-    if (sb.status?.phase === 'Succeeded' || sb.status?.phase === 'Failed') return { actions: [] };
+    if (hasEnded(sb.status?.phase)) return { actions: [] };
     const spec = sb.spec;
     const choice = chooseNode(
       {
         nodeName: spec.nodeName || undefined,
         nodeSelector: spec.nodeSelector,
-        memoryMiB: spec.vm?.memoryMiB ?? 512,
+        memoryMiB: vmMemoryMiB(spec),
       },
       world.nodes,
       (n) => world.loadOf(n),

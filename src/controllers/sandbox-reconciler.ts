@@ -34,6 +34,7 @@ import { planSandbox, type Action } from './sandbox-plan.js';
 import type { PullSecretProjector } from './pull-secret-projector.js';
 import { pullSecretWorld } from './pull-secret-world.js';
 import { buildWorld } from './world.js';
+import { vmMemoryMiB } from '../crds/index.js';
 
 export interface ReconcilerDeps {
   clients: KubeClients;
@@ -122,10 +123,7 @@ export class SandboxReconciler {
       case 'bind': {
         // Reserved before the first await, so a reconcile of another sandbox running meanwhile
         // already counts this one on the node.
-        this.deps.loads.reserve(key, {
-          node: action.node,
-          memoryMiB: sb.spec.vm?.memoryMiB ?? 512,
-        });
+        this.deps.loads.reserve(key, { node: action.node, memoryMiB: vmMemoryMiB(sb.spec) });
         try {
           await this.bind(sb, action.node, action.withFinalizer === true, signal);
         } catch (err) {

@@ -25,6 +25,7 @@ import {
   str,
   type Validation,
 } from './schema.js';
+import { DEFAULT_MEMORY_MIB } from './sandbox-facts.js';
 
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
@@ -107,7 +108,7 @@ export const vmSpecSchema = obj(
         'MemoryTooSmall).',
       minimum: MIN_MEMORY_MIB,
       maximum: 65536,
-      default: 512,
+      default: DEFAULT_MEMORY_MIB,
     }),
     accelerator: enumOf(['auto', 'kvm', 'tcg'], {
       description:

@@ -32,6 +32,7 @@ import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
 import { processUsage } from './process-usage.js';
+import { vmMemoryMiB } from '../crds/index.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
       const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
       return {
         sandboxes: live.length,
-        memoryMiB: live.reduce((n, r) => n + (r.spec.vm?.memoryMiB ?? 512), 0),
+        memoryMiB: live.reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
       };
     },
   });

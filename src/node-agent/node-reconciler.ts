@@ -3,6 +3,7 @@
 // and apply the node agent's status fields whenever what the runtime observed changed.
 import type { V1ObjectReference } from '@kubernetes/client-node';
 import {
+  hasEnded,
   NODE_AGENT_FIELD_MANAGER,
   NODE_CLEANUP_FINALIZER,
   type KataSandbox,
@@ -40,8 +41,7 @@ function ref(sb: KataSandbox): V1ObjectReference {
 }
 
 /** Ended sandboxes are not (re)started by a node agent that did not run them. */
-const isEnded = (sb: KataSandbox): boolean =>
-  sb.status?.phase === 'Succeeded' || sb.status?.phase === 'Failed';
+const isEnded = (sb: KataSandbox): boolean => hasEnded(sb.status?.phase);
 
 export class NodeReconciler {
   readonly runtimes = new Map<string, SandboxRuntime>();

@@ -14,6 +14,7 @@ import { createSandboxRequest } from '../agent/sandbox-request.js';
 import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
 import {
   CONTAINER_PROBLEM_REASONS,
+  vmMemoryMiB,
   type KataSandbox,
   type KataSandboxSpec,
 } from '../crds/index.js';
@@ -582,7 +583,7 @@ export class SandboxRuntime {
     // Below what the image needs the guest dies half-booted (out of memory unpacking or running
     // its agent): refuse it with the reason instead, before any host work for the VM.
     const shortfall = memoryShortfall(
-      this.spec.vm?.memoryMiB ?? 512,
+      vmMemoryMiB(this.spec),
       (await step('VMReady', 'GuestImageMissing', () => stat(image.initrd))).size,
     );
     if (shortfall) {

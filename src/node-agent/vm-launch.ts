@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
 import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
 import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
+import { vmMemoryMiB } from '../crds/index.js';
 
 /** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
 export function vmFiles(runDir: string) {
@@ -42,7 +43,7 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     machine: 'pc',
     accelerator: i.accelerator,
     vcpus: i.vm?.vcpus ?? 1,
-    memoryMiB: i.vm?.memoryMiB ?? 512,
+    memoryMiB: vmMemoryMiB(i),
     kernel: i.kernel,
     initrd: i.initrd,
     console: { logFile: f.consoleLog },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { derivePhase, hasEnded, type ConditionView } from '../../../src/controllers/phase.js';
+import { derivePhase, type ConditionView } from '../../../src/controllers/phase.js';
+import { hasEnded } from '../../../src/crds/index.js';
 
 const c = (
   type: string,

@@ -1,0 +1,13 @@
+// Facts about a KataSandbox that the controller and the node agent must read the same way.
+/** The schema's default for spec.vm.memoryMiB (an object written before defaulting lacks it). */
+export const DEFAULT_MEMORY_MIB = 512;
+
+/** The memory the sandbox's VM gets, and holds of its node's capacity. */
+export function vmMemoryMiB(spec: { vm?: { memoryMiB?: number } }): number {
+  return spec.vm?.memoryMiB ?? DEFAULT_MEMORY_MIB;
+}
+
+/** A sandbox that has ended (Succeeded or Failed) never runs again and frees its node. */
+export function hasEnded(phase: string | undefined): boolean {
+  return phase === 'Succeeded' || phase === 'Failed';
+}
