@@ -88,6 +88,19 @@ export class NodeHeartbeatThread {
     });
   }
 
+  /**
+   * Whether the Lease was renewed within `withinMs` of `now`: the node agent is not ready while
+   * its heartbeat is not getting through.
+   */
+  renewedWithin(withinMs: number, now = Date.now()): boolean {
+    return this.lastRenewed > 0 && now - this.lastRenewed < withinMs;
+  }
+
+  /** Terminates the worker as a crash would (fault injection); it is started again. */
+  async kill(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
   /** The capacity the next renewal advertises. */
   setCapacity(capacity: NodeCapacity): void {
     this.capacity = capacity;

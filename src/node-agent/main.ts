@@ -33,6 +33,7 @@ import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
 import { processUsage } from './process-usage.js';
 import { vmMemoryMiB } from '../crds/index.js';
+import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -57,7 +58,8 @@ async function main(): Promise<void> {
     logger: log.child({ informer: 'katasandboxes' }),
   });
   // Filled in below; the closures before them only run later.
-  const late: { reconciler?: NodeReconciler; queue?: WorkQueue } = {};
+  const late: { reconciler?: NodeReconciler; queue?: WorkQueue; heartbeat?: NodeHeartbeatThread } =
+    {};
   const metrics = nodeAgentMetrics({
     phases: () => {
       const counts = new Map<string, number>();
@@ -80,6 +82,10 @@ async function main(): Promise<void> {
           restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
         };
       }),
+    heartbeat: () => ({
+      lastRenewed: late.heartbeat?.lastRenewed ?? 0,
+      starts: late.heartbeat?.starts ?? 0,
+    }),
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
     allocated: () => {
       const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
@@ -122,6 +128,7 @@ async function main(): Promise<void> {
     annotations: keyAnnotations,
     logger: log,
   });
+  late.heartbeat = heartbeat;
   const pullSecrets = new ProjectedPullSecrets({
     clients,
     nodeName: cfg.nodeName,
@@ -199,7 +206,10 @@ async function main(): Promise<void> {
   const server = await startProbeServer({
     port: cfg.metricsPort,
     registry: metrics.registry,
-    ready: () => ready && sandboxes.hasSynced(),
+    // Not ready while the Lease is not getting through: the controller would soon call this
+    // node lost.
+    ready: () =>
+      ready && sandboxes.hasSynced() && heartbeat.renewedWithin(NODE_LEASE_DURATION_SECONDS * 1000),
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;

@@ -27,6 +27,8 @@ export function nodeAgentMetrics(collect: {
   sandboxUsage?: () => SandboxUsage[];
   capacity?: NodeAllocation;
   allocated?: () => NodeAllocation;
+  /** The Lease heartbeat: last renewal (epoch ms, 0 before the first) and worker starts. */
+  heartbeat?: () => { lastRenewed: number; starts: number };
 }) {
   const node = collect.node ?? '';
   const perSandbox = (
@@ -114,6 +116,26 @@ export function nodeAgentMetrics(collect: {
       collect() {
         this.reset();
         perSandbox((l, u) => this.set(l, u.restarts));
+      },
+    }),
+    leaseRenewed: new Gauge({
+      name: 'kata_node_lease_last_renewal_timestamp_seconds',
+      help: "When the node agent's heartbeat last renewed its Lease (0 before the first).",
+      registers: [registry],
+      collect() {
+        const hb = collect.heartbeat?.();
+        if (hb) this.set(hb.lastRenewed / 1000);
+      },
+    }),
+    heartbeatStarts: new Counter({
+      name: 'kata_node_heartbeat_worker_starts_total',
+      help: 'Starts of the Lease heartbeat worker thread: 1, plus one per restart after it died.',
+      registers: [registry],
+      collect() {
+        const hb = collect.heartbeat?.();
+        if (!hb) return;
+        this.reset();
+        this.inc(hb.starts);
       },
     }),
     capacity: new Gauge({

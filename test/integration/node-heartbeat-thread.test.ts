@@ -117,6 +117,20 @@ describe('NodeHeartbeatThread (the node agent bundle as a worker thread)', () =>
       watch.stop();
     }
 
+    // A worker that dies is started again, and the Lease goes on being renewed by the new one.
+    expect(thread.renewedWithin(LEASE_SECONDS * 1000)).toBe(true);
+    await thread.kill();
+    const killedAt = Date.now();
+    await eventually('the worker started again', async () =>
+      thread.starts === 2 ? true : undefined,
+    );
+    await eventually('renewed by the new worker', async () =>
+      thread.lastRenewed > killedAt ? true : undefined,
+    );
+    const renewed = timeMillis((await read()).spec?.renewTime as unknown as string) ?? 0;
+    expect(renewed).toBeGreaterThan(killedAt - 1000);
+    expect(thread.lastError).toBeUndefined();
+
     // Stopped: the worker exits and the Lease is no longer renewed.
     await thread.stop();
     const after = timeMillis((await read()).spec?.renewTime as unknown as string);
