@@ -3,7 +3,7 @@
 // TokenRequest identities, scoped to a namespace and node of their own. Teardown runs once, newest
 // first, on the way out or on a signal: the sandboxes are deleted while the node agent still runs
 // (so their VMs stop and finalizers go), then the components, the plane and the scratch dir.
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -185,9 +185,4 @@ export function stats(xs: readonly number[]): string {
   const med = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   const f = (v: number) => `${(v / 1000).toFixed(2)} s`;
   return `median ${f(med)}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
-}
-
-export function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }

@@ -1,24 +1,16 @@
-// What /proc says about a process the benchmark started or found: CPU seconds and peak RSS.
+// What /proc says about a process the benchmark started or found (the node agent's own readers).
 import { readFileSync } from 'node:fs';
+import { processCpuSeconds, processMemoryBytes } from '../src/node-agent/process-usage.js';
 
-/** user + system CPU seconds of a process, from /proc (NaN once it is gone). */
+/** user + system CPU seconds of a process (NaN once it is gone). */
 export function cpuSeconds(pid: number): number {
-  try {
-    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
+  return processCpuSeconds(pid) ?? NaN;
 }
 
 /** Peak resident set (VmHWM) in MiB (NaN once it is gone). */
 export function peakRssMiB(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
+  const bytes = processMemoryBytes(pid, 'VmHWM');
+  return bytes === undefined ? NaN : bytes / 1024 / 1024;
 }
 
 /** The 1-minute load average, printed beside every figure (TCG and CPU-bound work follow it). */

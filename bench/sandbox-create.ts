@@ -11,7 +11,8 @@ import path from 'node:path';
 import type { KataSandbox } from '../src/crds/index.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { phase } from '../test/e2e/sandbox-api.js';
-import { deleteAll, peakRssMiB, startBenchStack, stats } from './bench-stack.js';
+import { deleteAll, startBenchStack, stats } from './bench-stack.js';
+import { peakRssMiB } from './proc-stats.js';
 
 const RUNS = Number(process.argv[2] ?? 5);
 const BATCH = Number(process.argv[3] ?? 10);

@@ -1,9 +1,8 @@
 // The controller's part of the pull-secret projection (src/kube/pull-secret-projection.ts): for one
 // sandbox, whether its projection must be written, re-sealed or deleted; and which projections
 // lost their sandbox. Pure, so every branch is tested without a cluster.
-import { NODE_LABEL, type KataSandbox } from '../crds/index.js';
+import { hasEnded, NODE_LABEL, type KataSandbox } from '../crds/index.js';
 import type { NodeKey, ProjectionView } from '../kube/pull-secret-projection.js';
-import { hasEnded } from '../crds/index.js';
 
 /** What the projection plan sees besides the sandbox. */
 export interface PullSecretWorld {

@@ -1,6 +1,8 @@
 import {
+  hasEnded,
   NODE_CLEANUP_FINALIZER,
   NODE_LABEL,
+  vmMemoryMiB,
   type Condition,
   type KataSandbox,
 } from '../crds/index.js';
@@ -17,7 +19,6 @@ import {
   type ProjectionAction,
   type PullSecretWorld,
 } from './pull-secret-projection.js';
-import { hasEnded, vmMemoryMiB } from '../crds/index.js';
 
 /** What the controller sees of the cluster when it reconciles one sandbox. */
 export interface World {

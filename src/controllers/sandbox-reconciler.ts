@@ -12,6 +12,7 @@ import {
   NODE_CLEANUP_FINALIZER,
   NODE_LABEL,
   PLURAL,
+  vmMemoryMiB,
   type KataSandbox,
 } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
@@ -34,7 +35,6 @@ import { planSandbox, type Action } from './sandbox-plan.js';
 import type { PullSecretProjector } from './pull-secret-projector.js';
 import { pullSecretWorld } from './pull-secret-world.js';
 import { buildWorld } from './world.js';
-import { vmMemoryMiB } from '../crds/index.js';
 
 export interface ReconcilerDeps {
   clients: KubeClients;

@@ -5,7 +5,14 @@
 // the agent, and the next one adopts them.
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL, type KataSandbox } from '../crds/index.js';
+import {
+  CRD_GROUP,
+  CRD_VERSION,
+  NODE_LABEL,
+  PLURAL,
+  vmMemoryMiB,
+  type KataSandbox,
+} from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
 import { probeHostFs } from './host-fs/index.js';
@@ -31,8 +38,6 @@ import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
-import { processUsage } from './process-usage.js';
-import { vmMemoryMiB } from '../crds/index.js';
 import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
 
 const log = createLogger('kata-node-agent');
@@ -73,15 +78,12 @@ async function main(): Promise<void> {
       [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => r.qemuPid !== undefined).length,
     node: cfg.nodeName,
     sandboxUsage: () =>
-      [...(late.reconciler?.runtimes.values() ?? [])].map((r) => {
-        const qemu = r.qemuPid === undefined ? undefined : processUsage(r.qemuPid);
-        return {
-          namespace: r.state.namespace,
-          name: r.state.name,
-          ...(qemu && { qemu }),
-          restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
-        };
-      }),
+      [...(late.reconciler?.runtimes.values() ?? [])].map((r) => ({
+        namespace: r.state.namespace,
+        name: r.state.name,
+        ...(r.qemuPid !== undefined && { qemuPid: r.qemuPid }),
+        restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
+      })),
     heartbeat: () => ({
       lastRenewed: late.heartbeat?.lastRenewed ?? 0,
       starts: late.heartbeat?.starts ?? 0,

@@ -1,16 +1,28 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../observability/process-metrics.js';
 import { registerImageMetrics } from './images/image-metrics.js';
-import type { ProcessUsage } from './process-usage.js';
+import { processCpuSeconds, processMemoryBytes } from './process-usage.js';
 import { failureCause, SYSTEM_FAILURE_REASONS, USER_FAILURE_REASONS } from './failure-cause.js';
 
 /** One sandbox of this node as its per-sandbox series see it. */
 export interface SandboxUsage {
   namespace: string;
   name: string;
-  qemu?: ProcessUsage;
+  /** Its QEMU, once started; its CPU and memory are read from /proc at scrape time. */
+  qemuPid?: number;
   restarts: number;
 }
+
+/** How a process's figures are read (the /proc readers; a unit test passes its own). */
+export interface ProcessReader {
+  cpuSeconds(pid: number): number | undefined;
+  residentBytes(pid: number): number | undefined;
+}
+
+const PROC: ProcessReader = {
+  cpuSeconds: processCpuSeconds,
+  residentBytes: (pid) => processMemoryBytes(pid),
+};
 
 export interface NodeAllocation {
   sandboxes: number;
@@ -29,8 +41,10 @@ export function nodeAgentMetrics(collect: {
   allocated?: () => NodeAllocation;
   /** The Lease heartbeat: last renewal (epoch ms, 0 before the first) and worker starts. */
   heartbeat?: () => { lastRenewed: number; starts: number };
+  proc?: ProcessReader;
 }) {
   const node = collect.node ?? '';
+  const proc = collect.proc ?? PROC;
   const perSandbox = (
     set: (labels: { namespace: string; name: string; node: string }, u: SandboxUsage) => void,
   ): void => {
@@ -39,6 +53,20 @@ export function nodeAgentMetrics(collect: {
   };
   const registry = new Registry();
   collectProcessMetrics(registry, 'kata_node_');
+  /** What the node offers or holds, by resource: sandboxes and memory_mib. */
+  const resourceGauge = (name: string, help: string, read: () => NodeAllocation | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['resource'],
+      registers: [registry],
+      collect() {
+        const r = read();
+        if (!r) return;
+        this.set({ resource: 'sandboxes' }, r.sandboxes);
+        this.set({ resource: 'memory_mib' }, r.memoryMiB);
+      },
+    });
   const metrics = {
     registry,
     sandboxes: new Gauge({
@@ -95,7 +123,10 @@ export function nodeAgentMetrics(collect: {
       registers: [registry],
       collect() {
         this.reset();
-        perSandbox((l, u) => u.qemu && this.inc(l, u.qemu.cpuSeconds));
+        perSandbox((l, u) => {
+          const cpu = u.qemuPid === undefined ? undefined : proc.cpuSeconds(u.qemuPid);
+          if (cpu !== undefined) this.inc(l, cpu);
+        });
       },
     }),
     sandboxQemuMemory: new Gauge({
@@ -105,7 +136,10 @@ export function nodeAgentMetrics(collect: {
       registers: [registry],
       collect() {
         this.reset();
-        perSandbox((l, u) => u.qemu && this.set(l, u.qemu.residentBytes));
+        perSandbox((l, u) => {
+          const bytes = u.qemuPid === undefined ? undefined : proc.residentBytes(u.qemuPid);
+          if (bytes !== undefined) this.set(l, bytes);
+        });
       },
     }),
     sandboxRestarts: new Gauge({
@@ -138,29 +172,16 @@ export function nodeAgentMetrics(collect: {
         this.inc(hb.starts);
       },
     }),
-    capacity: new Gauge({
-      name: 'kata_node_capacity',
-      help: 'What this node agent offers (advertised on its Lease): resource sandboxes or memory_mib.',
-      labelNames: ['resource'],
-      registers: [registry],
-      collect() {
-        if (!collect.capacity) return;
-        this.set({ resource: 'sandboxes' }, collect.capacity.sandboxes);
-        this.set({ resource: 'memory_mib' }, collect.capacity.memoryMiB);
-      },
-    }),
-    allocated: new Gauge({
-      name: 'kata_node_allocated',
-      help: "What this node's sandboxes that have not ended hold: resource sandboxes or memory_mib.",
-      labelNames: ['resource'],
-      registers: [registry],
-      collect() {
-        const a = collect.allocated?.();
-        if (!a) return;
-        this.set({ resource: 'sandboxes' }, a.sandboxes);
-        this.set({ resource: 'memory_mib' }, a.memoryMiB);
-      },
-    }),
+    capacity: resourceGauge(
+      'kata_node_capacity',
+      'What this node agent offers (advertised on its Lease): resource sandboxes or memory_mib.',
+      () => collect.capacity,
+    ),
+    allocated: resourceGauge(
+      'kata_node_allocated',
+      "What this node's sandboxes that have not ended hold: resource sandboxes or memory_mib.",
+      () => collect.allocated?.(),
+    ),
   };
   // Every known failure series exists at 0 from the start, so increase() sees the first one.
   for (const reason of [...USER_FAILURE_REASONS, ...SYSTEM_FAILURE_REASONS])

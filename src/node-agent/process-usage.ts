@@ -1,11 +1,7 @@
 // What a QEMU costs the node, read from /proc at scrape time: CPU seconds (user + system, the
-// figure that stays comparable under TCG whatever the host load) and resident memory.
+// figure that stays comparable under TCG whatever the host load) and resident memory. One file
+// each, so a reader of one figure reads one file.
 import { readFileSync } from 'node:fs';
-
-export interface ProcessUsage {
-  cpuSeconds: number;
-  residentBytes: number;
-}
 
 /** USER_HZ: the unit of /proc/<pid>/stat times on every Linux this runs on. */
 const CLOCK_TICKS = 100;
@@ -20,20 +16,31 @@ export function cpuSecondsOfStat(stat: string): number | undefined {
     : undefined;
 }
 
-/** Pure: VmRSS of a /proc/<pid>/status text, in bytes. */
-export function residentBytesOfStatus(status: string): number | undefined {
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+/** Pure: a `<Field>: N kB` line of a /proc/<pid>/status text (VmRSS, VmHWM), in bytes. */
+export function statusBytes(status: string, field: 'VmRSS' | 'VmHWM'): number | undefined {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
   return m ? Number(m[1]) * 1024 : undefined;
 }
 
-/** The usage of a live process; undefined once it is gone (or /proc says nothing usable). */
-export function processUsage(pid: number): ProcessUsage | undefined {
+function readProc(pid: number, file: 'stat' | 'status'): string | undefined {
   try {
-    const cpuSeconds = cpuSecondsOfStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    const residentBytes = residentBytesOfStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    if (cpuSeconds === undefined || residentBytes === undefined) return undefined;
-    return { cpuSeconds, residentBytes };
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds of a live process; undefined once it is gone. */
+export function processCpuSeconds(pid: number): number | undefined {
+  const stat = readProc(pid, 'stat');
+  return stat === undefined ? undefined : cpuSecondsOfStat(stat);
+}
+
+/** Resident (VmRSS) or peak resident (VmHWM) bytes of a live process; undefined once it is gone. */
+export function processMemoryBytes(
+  pid: number,
+  field: 'VmRSS' | 'VmHWM' = 'VmRSS',
+): number | undefined {
+  const status = readProc(pid, 'status');
+  return status === undefined ? undefined : statusBytes(status, field);
 }

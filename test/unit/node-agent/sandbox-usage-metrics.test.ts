@@ -8,23 +8,25 @@ import {
 } from '../../../src/node-agent/node-agent-metrics.js';
 import {
   cpuSecondsOfStat,
-  processUsage,
-  residentBytesOfStatus,
+  processCpuSeconds,
+  processMemoryBytes,
+  statusBytes,
 } from '../../../src/node-agent/process-usage.js';
 
 describe('process usage from /proc', () => {
   it('parses utime + stime past a command with spaces and parentheses, and VmRSS', () => {
     const stat = '4242 (qemu (x) 1) S 1 2 3 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 9 0 0';
     expect(cpuSecondsOfStat(stat)).toBe(3.25);
-    expect(residentBytesOfStatus('Name:\tqemu\nVmRSS:\t  2048 kB\nThreads:\t3\n')).toBe(2097152);
-    expect(residentBytesOfStatus('Name:\tzombie\n')).toBeUndefined();
+    expect(statusBytes('Name:\tqemu\nVmRSS:\t  2048 kB\nThreads:\t3\n', 'VmRSS')).toBe(2097152);
+    expect(statusBytes('Name:\tzombie\n', 'VmRSS')).toBeUndefined();
   });
 
   it('reads this very process, and nothing for a pid that does not exist', () => {
-    const own = processUsage(process.pid);
-    expect(own?.residentBytes).toBeGreaterThan(1024 * 1024);
-    expect(own?.cpuSeconds).toBeGreaterThanOrEqual(0);
-    expect(processUsage(2 ** 22 + 7)).toBeUndefined();
+    expect(processMemoryBytes(process.pid)).toBeGreaterThan(1024 * 1024);
+    expect(processMemoryBytes(process.pid, 'VmHWM')).toBeGreaterThan(1024 * 1024);
+    expect(processCpuSeconds(process.pid)).toBeGreaterThanOrEqual(0);
+    expect(processCpuSeconds(2 ** 22 + 7)).toBeUndefined();
+    expect(processMemoryBytes(2 ** 22 + 7)).toBeUndefined();
   });
 });
 
@@ -34,7 +36,7 @@ describe('per-sandbox series', () => {
       {
         namespace: 'a',
         name: 'web',
-        qemu: { cpuSeconds: 12.5, residentBytes: 300e6 },
+        qemuPid: 4242,
         restarts: 2,
       },
       { namespace: 'b', name: 'job', restarts: 0 },
@@ -47,6 +49,11 @@ describe('per-sandbox series', () => {
       sandboxUsage: () => usage,
       capacity: { sandboxes: 16, memoryMiB: 8192 },
       allocated: () => allocated,
+      // QEMU 4242 as /proc would show it.
+      proc: {
+        cpuSeconds: (pid) => (pid === 4242 ? 12.5 : undefined),
+        residentBytes: (pid) => (pid === 4242 ? 300e6 : undefined),
+      },
     });
     const text = await m.registry.metrics();
     expect(text).toContain(
