@@ -82,7 +82,10 @@ export async function startPrivatePlane(prefix: string): Promise<PrivatePlane> {
   };
 }
 
-/** `kubectl apply --server-side -k deploy/`, then waits for the CRD to be established. */
+/**
+ * `kubectl apply --server-side -k deploy/`, then waits for the CRD to be established and for
+ * deploy/'s admission policies to be in force.
+ */
 export async function applyDeploy(plane: PrivatePlane): Promise<string> {
   const out = await plane.kubectl(['apply', '--server-side', '-k', DEPLOY_DIR]);
   await plane.kubectl([
@@ -91,7 +94,74 @@ export async function applyDeploy(plane: PrivatePlane): Promise<string> {
     '--timeout=60s',
     'crd/katasandboxes.kata.sandbox.io',
   ]);
+  await waitForPoliciesInForce(plane);
   return out;
+}
+
+const PROBE = 'kata-test-policy-probe';
+
+/**
+ * The API server enforces a ValidatingAdmissionPolicy only once its policy source has rebuilt
+ * its snapshot (about every second, from the policy and binding informers at once), so right
+ * after `apply` a request may pass a policy that is already stored. A probe policy and binding
+ * created after deploy/'s are in a snapshot only with every policy and binding created before
+ * them (each informer sees its objects in order), so once the probe refuses, all of deploy/'s
+ * are in force. The probe is removed again.
+ */
+async function waitForPoliciesInForce(plane: PrivatePlane, timeoutMs = 60_000): Promise<void> {
+  const manifest = [
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: PROBE },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [''],
+              apiVersions: ['v1'],
+              resources: ['configmaps'],
+              operations: ['CREATE'],
+            },
+          ],
+        },
+        matchConditions: [{ name: 'is-probe', expression: `object.metadata.name == '${PROBE}'` }],
+        validations: [{ expression: 'false', message: PROBE }],
+      },
+    },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: PROBE },
+      spec: { policyName: PROBE, validationActions: ['Deny'] },
+    },
+  ];
+  const objects = ['validatingadmissionpolicybinding', 'validatingadmissionpolicy'].map(
+    (kind) => `${kind}/${PROBE}`,
+  );
+  await plane.kubectl(
+    ['create', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifest }),
+  );
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const refused = await plane
+        .kubectl(['create', 'configmap', PROBE, '-n', 'default', '--dry-run=server'])
+        .then(
+          () => false,
+          (err: unknown) => String((err as { stderr?: string }).stderr ?? err).includes(PROBE),
+        );
+      if (refused) return;
+      if (Date.now() > deadline) {
+        throw new Error(`deploy/'s admission policies not in force after ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await plane.kubectl(['delete', '--ignore-not-found', ...objects]);
+  }
 }
 
 /**
