@@ -22,12 +22,14 @@ func (l *openList) Set(s string) error {
 	return nil
 }
 
-// runExec: exec [--no-setid] --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
+// runExec: exec [--no-setid] [--cgroup DIR ...] --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
 // Returns only on failure; on success this process becomes ARGV with each object at its FD.
 func runExec(args []string) *hostFsError {
 	fs := newFlagSet("exec")
 	var opens openList
 	fs.Var(&opens, "open", "FD=TYPE:MODE:ROOT:PATH, repeatable")
+	var cgroups cgroupList
+	fs.Var(&cgroups, "cgroup", "a cgroup directory to join before the exec, repeatable (one per hierarchy)")
 	noSetid := fs.Bool("no-setid", false, "refuse set-ID mode bits, device nodes and xattrs to the program (seccomp)")
 	if err := fs.Parse(args); err != nil {
 		return failf(codeUsage, "", "exec: %s", err)
@@ -45,6 +47,11 @@ func runExec(args []string) *hostFsError {
 	program, lerr := exec.LookPath(argv[0])
 	if lerr != nil {
 		return failf(codeNotFound, argv[0], "program %q: %s", argv[0], lerr)
+	}
+	for _, dir := range cgroups {
+		if err := joinCgroup(dir); err != nil {
+			return err
+		}
 	}
 	procfd, perr := openProc()
 	if perr != nil {

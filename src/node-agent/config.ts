@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { isAllowedRegistryEntry } from './images/registry-allow.js';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
+import { checkCgroupParent } from './cgroups/cgroup-hierarchies.js';
 
 export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
 
@@ -31,6 +32,12 @@ export interface NodeAgentConfig {
   hostFsBinary: string;
   /** systemd-scope: each QEMU in its own transient scope when the host runs systemd (else detached). */
   qemuLaunch: 'detached' | 'systemd-scope';
+  /** Where cgroup hierarchies are mounted (the host's, mounted in, when in a Pod). */
+  cgroupRoot: string;
+  /** Each VM in <hierarchy>/<this>/<uid>, outside the agent's cgroups (detached launch); none: off. */
+  vmCgroupParent: string;
+  /** QEMU's own memory above the guest's, in the VM cgroup's limit. */
+  vmMemoryOverheadMiB: number;
   defaultAccelerator: AcceleratorSetting;
   maxSandboxes: number;
   memoryMiB: number;
@@ -61,7 +68,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch';
+  kind: 'string' | 'int' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch' | 'cgroupParent';
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -181,6 +188,27 @@ const OPTIONS: readonly Option[] = [
     key: 'qemuLaunch',
     kind: 'launch',
     doc: 'detached, or systemd-scope (a transient scope per VM on a systemd host, so VMs outlive the agent container; needs hostPID and the host /run/systemd) (default detached)',
+  },
+  {
+    flag: 'cgroup-root',
+    env: 'CGROUP_ROOT',
+    key: 'cgroupRoot',
+    kind: 'string',
+    doc: 'where the cgroup hierarchies are mounted; in a Pod, the host /sys/fs/cgroup mounted in (default /sys/fs/cgroup)',
+  },
+  {
+    flag: 'vm-cgroup-parent',
+    env: 'VM_CGROUP_PARENT',
+    key: 'vmCgroupParent',
+    kind: 'cgroupParent',
+    doc: "each VM in a cgroup <parent>/<sandbox uid> of every hierarchy, its memory limited there; none: QEMU stays in the agent's cgroups (default kata-sandboxes)",
+  },
+  {
+    flag: 'vm-memory-overhead-mib',
+    env: 'VM_MEMORY_OVERHEAD_MIB',
+    key: 'vmMemoryOverheadMiB',
+    kind: 'int',
+    doc: "QEMU's own memory on top of the guest's, in each VM cgroup's limit (default 256)",
   },
   {
     flag: 'default-accelerator',
@@ -313,6 +341,9 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   qemuBinary: 'qemu-system-x86_64',
   hostFsBinary: '/usr/local/bin/kata-host-fs',
   qemuLaunch: 'detached',
+  cgroupRoot: '/sys/fs/cgroup',
+  vmCgroupParent: 'kata-sandboxes',
+  vmMemoryOverheadMiB: 256,
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
@@ -373,6 +404,13 @@ function convert(o: Option, raw: unknown, where: string): unknown {
     case 'launch':
       if (raw !== 'detached' && raw !== 'systemd-scope') throw bad('detached or systemd-scope');
       return raw;
+    case 'cgroupParent':
+      if (raw === 'none') return raw;
+      try {
+        return checkCgroupParent(String(raw));
+      } catch {
+        throw bad("none or a relative cgroup path (names of letters, digits, '_', '.', ':', '-')");
+      }
     case 'accel':
       if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
       return raw;

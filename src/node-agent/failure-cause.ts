@@ -26,7 +26,9 @@ export const SYSTEM_FAILURE_REASONS = [
   'CNIFailed',
   'GuestImageMissing',
   'NetworkFailed',
+  'VMCgroupFailed',
   'VMExited',
+  'VMOutOfMemory',
 ] as const;
 
 export type FailureCause = 'user' | 'system';

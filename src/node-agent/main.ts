@@ -38,6 +38,7 @@ import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
+import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
 
 const log = createLogger('kata-node-agent');
@@ -52,6 +53,19 @@ async function main(): Promise<void> {
   // mount_setattr is a start-up error, not a failure at the first sandbox.
   const probed = await probeHostFs({ binary: cfg.hostFsBinary });
   log.info({ binary: cfg.hostFsBinary, kernel: probed.kernel }, 'kata-host-fs ready');
+  // VMs in cgroups of their own (detached launch; systemd makes scopes itself): hierarchies that
+  // cannot be found are a start-up error too.
+  const vmCgroups =
+    cfg.vmCgroupParent === 'none' || cfg.qemuLaunch === 'systemd-scope'
+      ? undefined
+      : new VmCgroups({
+          root: cfg.cgroupRoot,
+          parent: cfg.vmCgroupParent,
+          logger: log.child({ subsystem: 'vm-cgroups' }),
+        });
+  if (vmCgroups) {
+    log.info({ hierarchies: await vmCgroups.hierarchyMounts() }, 'VM cgroups ready');
+  }
   const kc = loadKubeConfigStrict(cfg.kubeconfig);
   const clients = makeClients(kc);
   const stop = new AbortController();
@@ -184,6 +198,7 @@ async function main(): Promise<void> {
         resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }),
       accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
+      ...(vmCgroups && { vmCgroups }),
       images,
       views,
       pullSecrets: (req) => pullSecrets.read(req),
@@ -220,6 +235,7 @@ async function main(): Promise<void> {
   await sandboxes.waitForSync(120_000);
   const outcomes = await recoverSandboxes({
     store,
+    ...(vmCgroups && { vmCgroups }),
     config: cfg,
     sandboxes: sandboxes.list(),
     reconciler: rec,

@@ -4,6 +4,7 @@
 // failed while this node was away has its VM destroyed. Nothing leaks, nothing starts twice.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { VmCgroups } from './cgroups/vm-cgroups.js';
 import type { KataSandbox } from '../crds/index.js';
 import { objectKey } from '../kube/object-cache.js';
 import type { Logger } from '../observability/logger.js';
@@ -43,6 +44,7 @@ export async function recoverSandboxes(opts: {
   config: NodeAgentConfig;
   sandboxes: readonly KataSandbox[];
   reconciler: NodeReconciler;
+  vmCgroups?: VmCgroups;
   log: Logger;
 }): Promise<Map<string, RecoveryOutcome>> {
   const out = new Map<string, RecoveryOutcome>();
@@ -64,6 +66,7 @@ export async function recoverSandboxes(opts: {
         opts.log,
       );
       await rm(runDir, { recursive: true, force: true });
+      await opts.vmCgroups?.remove(uid);
       await opts.store.remove(uid);
       out.set(uid, 'orphan-cleaned');
       continue;

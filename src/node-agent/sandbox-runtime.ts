@@ -78,6 +78,7 @@ import {
 import { planBlockDrives, type BlockDrivePlan } from './storage/block-drives.js';
 import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
 import { failureCause } from './failure-cause.js';
+import type { VmCgroups } from './cgroups/vm-cgroups.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -99,6 +100,8 @@ export interface RuntimeDeps {
   pullSecrets?: (req: PullSecretsRequest) => Promise<PullSecretsRead>;
   /** Where rootfs views live (hostPath rootfs too); default <stateDir>/rootfs-views. */
   views?: RootfsViews;
+  /** Each VM in cgroups of its own, its memory limited there; without: the agent's cgroups. */
+  vmCgroups?: VmCgroups;
   /** Something status shows changed: re-apply status. */
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
@@ -606,6 +609,7 @@ export class SandboxRuntime {
       nics: network.nics,
       drives: this.blockPlan?.drives ?? [],
     });
+    const cgroups = await step('VMReady', 'VMCgroupFailed', () => this.createVmCgroups());
     const startedAt = new Date().toISOString();
     const booted = await step('VMReady', 'BootFailed', () =>
       this.launch({
@@ -615,7 +619,7 @@ export class SandboxRuntime {
         qemuBinary: this.deps.config.qemuBinary,
         deadlineMs: this.deps.config.bootTimeoutMs,
         ...(network.netnsPath && { launchPrefix: netnsLaunchPrefix(network.netnsPath) }),
-        fds: { hostFs: this.hostFs, opens: this.blockPlan?.opens ?? [] },
+        fds: { hostFs: this.hostFs, opens: this.blockPlan?.opens ?? [], cgroups },
         strategy: chooseLaunchStrategy({
           systemdScopeEnabled: this.deps.config.qemuLaunch === 'systemd-scope',
         }),
@@ -650,6 +654,34 @@ export class SandboxRuntime {
     this.deps.onChange();
   }
 
+  /** The VM's cgroups, limited to the guest's memory plus QEMU's own; [] when not configured. */
+  private async createVmCgroups(): Promise<string[]> {
+    if (!this.deps.vmCgroups) return [];
+    const mib = vmMemoryMiB(this.spec) + this.deps.config.vmMemoryOverheadMiB;
+    return this.deps.vmCgroups.create(this.uid, mib * 1024 * 1024);
+  }
+
+  /** Why QEMU exited as it did: the kernel's OOM killer in its cgroup, or just the status. */
+  private async vmExitFailure(q: QemuProcess, how: string): Promise<StepFailure> {
+    const tail = await q.consoleTail(20).catch(() => [] as string[]);
+    const consoleText = `console (last ${tail.length} lines):\n${tail.join('\n')}`;
+    const oomKills = await this.deps.vmCgroups?.oomKills(this.uid).catch(() => undefined);
+    if (oomKills) {
+      const guest = vmMemoryMiB(this.spec);
+      const overhead = this.deps.config.vmMemoryOverheadMiB;
+      return {
+        condition: 'VMReady',
+        reason: 'VMOutOfMemory',
+        message: `QEMU (pid ${q.pid}) was killed by the kernel's OOM killer (${how}): its cgroup's limit is ${guest + overhead} MiB (${guest} MiB guest memory + ${overhead} MiB QEMU overhead, the node agent's --vm-memory-overhead-mib); ${consoleText}`,
+      };
+    }
+    return {
+      condition: 'VMReady',
+      reason: 'VMExited',
+      message: `QEMU (pid ${q.pid}) exited unexpectedly (${how}); ${consoleText}`,
+    };
+  }
+
   /** Boots the VM; a drive the helper could not open beneath its root fails naming its field. */
   private async launch(opts: Parameters<typeof bootSandboxVm>[0]) {
     try {
@@ -665,20 +697,16 @@ export class SandboxRuntime {
     void q.exited.then((status) => {
       if (this.stopping || this.qemu !== q) return;
       void (async () => {
-        const tail = await q.consoleTail(20).catch(() => [] as string[]);
         const how = status.signal
           ? `signal ${status.signal}`
           : status.code !== null
             ? `code ${status.code}`
             : 'unknown status';
+        const failure = await this.vmExitFailure(q, how);
         for (const st of Object.values(this.state.containers)) {
-          if (st.state !== 'Exited') Object.assign(st, { state: 'Exited', reason: 'VMExited' });
+          if (st.state !== 'Exited') Object.assign(st, { state: 'Exited', reason: failure.reason });
         }
-        await this.fail({
-          condition: 'VMReady',
-          reason: 'VMExited',
-          message: `QEMU (pid ${q.pid}) exited unexpectedly (${how}); console (last ${tail.length} lines):\n${tail.join('\n')}`,
-        });
+        await this.fail(failure);
       })();
     });
   }
@@ -920,6 +948,7 @@ export class SandboxRuntime {
     await this.stopVm();
     await this.agent?.close().catch(() => {});
     this.agent = undefined;
+    await this.deps.vmCgroups?.remove(this.uid);
     await (this.deps.network ?? NO_NETWORK)
       .release(this.state.network ?? {})
       .catch((err: unknown) => {

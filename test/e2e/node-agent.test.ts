@@ -17,6 +17,7 @@ import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { readMountInfo, mountsUnder } from '../../src/node-agent/mountinfo.js';
+import { cgroupHierarchies } from '../../src/node-agent/cgroups/cgroup-hierarchies.js';
 import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
   eventually,
@@ -61,9 +62,16 @@ function log(msg: string): void {
   console.log(`[+${Math.round((Date.now() - t0) / 1000)}s] ${msg}`);
 }
 
-async function runAgent(): Promise<RunningNodeAgent> {
+async function runAgent(extraArgs: readonly string[] = []): Promise<RunningNodeAgent> {
   agentRuns++;
-  return startNodeAgent(NODE, dirs, path.join(base, `node-agent-${agentRuns}.log`));
+  return startNodeAgent(NODE, dirs, path.join(base, `node-agent-${agentRuns}.log`), extraArgs);
+}
+
+/** Where the node agent puts sandbox uid's VM in each cgroup hierarchy (its default parent). */
+async function vmCgroupDirs(uid: string): Promise<string[]> {
+  return cgroupHierarchies(await readMountInfo(), '/sys/fs/cgroup').map((h) =>
+    path.join(h.mountPoint, 'kata-sandboxes', uid),
+  );
 }
 
 function container(name: string, script: string, extra: object = {}) {
@@ -93,6 +101,7 @@ async function expectHostClean(uid: string): Promise<void> {
   expect(existsSync(path.join(dirs.runDir, 'shared', uid))).toBe(false);
   expect(mountsUnder(await readMountInfo(), path.join(dirs.runDir, 'shared', uid))).toEqual([]);
   expect(qemuPidsOf(uid)).toEqual([]);
+  for (const dir of await vmCgroupDirs(uid)) expect(existsSync(dir)).toBe(false);
 }
 
 beforeAll(async () => {
@@ -208,6 +217,22 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       expect.objectContaining({ name: 'main', state: 'Running', restartCount: 0 }),
     ]);
     expect(isSameProcess(st.vm!.pid!, readProcStat(st.vm!.pid!)?.startTime ?? -1)).toBe(true);
+    // The VM runs in its own cgroup of every hierarchy, outside the node agent's, limited to the
+    // guest's 512 MiB plus QEMU's 256 MiB overhead (the defaults).
+    const cgroupDirs = await vmCgroupDirs(mainSb.metadata.uid!);
+    for (const dir of cgroupDirs) {
+      expect(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim().split('\n')).toEqual([
+        String(st.vm!.pid),
+      ]);
+    }
+    const memory = cgroupDirs.find((d) => existsSync(path.join(d, 'memory.limit_in_bytes')));
+    if (memory) {
+      expect(Number(readFileSync(path.join(memory, 'memory.limit_in_bytes'), 'utf8'))).toBe(
+        (512 + 256) * 1024 * 1024,
+      );
+      const peak = Number(readFileSync(path.join(memory, 'memory.max_usage_in_bytes'), 'utf8'));
+      log(`main's VM cgroup peak memory after boot: ${Math.round(peak / 1024 / 1024)} MiB`);
+    }
     const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
     expect(text).toContain('hello-from-main');
     for (const name of ['main', 'ends-failed', 'restarts', 'vm-killed', 'idle']) {
@@ -282,6 +307,7 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     expect(existsSync(path.join(dirs.runDir, 'shared', uid))).toBe(false);
     expect(mountsUnder(await readMountInfo(), path.join(dirs.runDir, 'shared', uid))).toEqual([]);
     expect(qemuPidsOf(uid)).toEqual([]);
+    for (const dir of await vmCgroupDirs(uid)) expect(existsSync(dir)).toBe(false);
   });
 
   it('a hostPath outside the allow-list → Failed/HostPathNotAllowed, nothing created', async () => {
@@ -372,5 +398,31 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     for (const uid of uids) await expectHostClean(uid);
     expect(readdirSync(path.join(dirs.stateDir, 'sandboxes'))).toEqual([]);
     log('all deleted');
+  });
+
+  it('a VM whose QEMU outgrows its cgroup → Failed/VMOutOfMemory naming the limit, host cleaned', async () => {
+    // No room for QEMU's own memory: the cgroup's limit is the guest's 512 MiB alone, and the
+    // container asks the guest for more than it has, so QEMU touches all of it.
+    await agent!.stop('SIGTERM');
+    agent = await runAgent(['--vm-memory-overhead-mib', '0']);
+    const fill = 'dd if=/dev/zero bs=300M count=1 | sleep 600';
+    await create('oom', {
+      restartPolicy: 'Never',
+      containers: [container('a', fill), container('b', fill)],
+    });
+    const sb = await waitFor('oom', 'Failed', phase('Failed'), 300_000);
+    expect(sb!.status!.reason).toBe('VMOutOfMemory');
+    expect(sb!.status!.message).toMatch(
+      /killed by the kernel's OOM killer .*limit is 512 MiB \(512 MiB guest memory \+ 0 MiB QEMU overhead/,
+    );
+    expect(sb!.status!.containers?.map((c) => c.reason)).toEqual([
+      'VMOutOfMemory',
+      'VMOutOfMemory',
+    ]);
+    const uid = sb!.metadata.uid!;
+    for (const dir of await vmCgroupDirs(uid)) expect(existsSync(dir)).toBe(false);
+    await sandboxes.delete('oom');
+    await waitFor('oom', 'deleted', (x) => x === undefined, 60_000);
+    await expectHostClean(uid);
   });
 });

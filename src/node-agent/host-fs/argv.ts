@@ -17,15 +17,20 @@ export function checkArgs(p: string, roots: readonly AllowedRoot[]): string[] {
 /**
  * argv (the helper binary first) that makes the helper open each path beneath its root (checked
  * again there, with the same type) at `fd`, then exec `argv` with those descriptors inherited.
- * Throws on a malformed open (a programming error, not tenant input: paths were checked before).
+ * With `cgroups`, the helper first moves itself into those cgroup directories, so the program
+ * starts in them. Throws on a malformed open (a programming error, not tenant input: paths were checked before).
  */
 export function execWithFdsArgv(
   fs: HostFs,
   opens: readonly FdOpen[],
   argv: readonly string[],
-  opts: { noSetid?: boolean } = {},
+  opts: { noSetid?: boolean; cgroups?: readonly string[] } = {},
 ): string[] {
   if (argv.length === 0) throw new Error('execWithFdsArgv: no program to run');
+  const cgroups = (opts.cgroups ?? []).map((dir) => {
+    if (!path.isAbsolute(dir)) throw new Error(`cgroup ${JSON.stringify(dir)} is not absolute`);
+    return `--cgroup=${dir}`;
+  });
   const seen = new Set<number>();
   const flags: string[] = [];
   for (const o of opens) {
@@ -40,7 +45,15 @@ export function execWithFdsArgv(
       throw new Error(`directory ${o.path} can only be opened read-only`);
     flags.push(`--open=${o.fd}=${o.type}:${o.readOnly ? 'ro' : 'rw'}:${o.root}:${o.path}`);
   }
-  return [fs.binary, 'exec', ...(opts.noSetid ? ['--no-setid'] : []), ...flags, '--', ...argv];
+  return [
+    fs.binary,
+    'exec',
+    ...(opts.noSetid ? ['--no-setid'] : []),
+    ...cgroups,
+    ...flags,
+    '--',
+    ...argv,
+  ];
 }
 
 export function bindArgs(m: BeneathBind): string[] {

@@ -42,9 +42,10 @@ export interface LaunchOptions {
   /**
    * Host files QEMU gets as inherited descriptors (its drives' fd sets): kata-host-fs opens each
    * beneath its root right before it execs QEMU, so QEMU never resolves a tenant's path. A failed
-   * open ends the launch with exit 125 and the helper's JSON error in stderrLog.
+   * open ends the launch with exit 125 and the helper's JSON error in stderrLog. `cgroups`: the
+   * VM's own cgroup directories, which the helper joins first (see cgroups/vm-cgroups.ts).
    */
-  fds?: { hostFs: HostFs; opens: readonly FdOpen[] };
+  fds?: { hostFs: HostFs; opens: readonly FdOpen[]; cgroups?: readonly string[] };
   qmpSocket: string;
   consoleLog: string;
   stderrLog: string;
@@ -108,7 +109,10 @@ export function launchCommand(
   // QEMU under the no-setid seccomp filter (the guest cannot make set-ID files, device nodes or
   // file capabilities on the host through the 9p share).
   const withFds = opts.fds
-    ? execWithFdsArgv(opts.fds.hostFs, opts.fds.opens, qemu, { noSetid: true })
+    ? execWithFdsArgv(opts.fds.hostFs, opts.fds.opens, qemu, {
+        noSetid: true,
+        ...(opts.fds.cgroups && { cgroups: opts.fds.cgroups }),
+      })
     : qemu;
   const [head, ...rest] = [...(opts.launchPrefix ?? []), ...withFds];
   if ((opts.strategy ?? 'detached') === 'systemd-scope') {

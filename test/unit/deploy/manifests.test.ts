@@ -175,11 +175,23 @@ describe('the node agent DaemonSet', () => {
     expect(sources[0]?.['serviceAccountToken'].path).toBe('token');
   });
 
-  it('is replaced only when the admin deletes its Pod (VMs die with it today), and has no memory limit', () => {
+  it('is replaced only when the admin deletes its Pod, and is node-critical', () => {
     expect(agent['spec'].updateStrategy).toEqual({ type: 'OnDelete' });
-    expect(aCtr['resources'].limits?.memory).toBeUndefined();
+    expect(aPod.priorityClassName).toBe('system-node-critical');
     expect(aPod.nodeSelector).toBeDefined();
     expect(aPod.tolerations.length).toBeGreaterThan(0);
+  });
+
+  it("puts VMs in cgroups of the host's hierarchies, so its own memory limit is the agent's alone", () => {
+    const root = val('CGROUP_ROOT');
+    expect(mountAt(root)?.['mountPropagation']).toBe('HostToContainer');
+    expect(volumes.get(mountAt(root)?.['name'])?.['hostPath']).toEqual({
+      path: '/sys/fs/cgroup',
+      type: 'Directory',
+    });
+    expect(val('VM_CGROUP_PARENT')).toBe('kata-sandboxes');
+    expect(Number(val('VM_MEMORY_OVERHEAD_MIB'))).toBeGreaterThan(0);
+    expect(aCtr['resources'].limits?.memory).toBe('1Gi');
   });
 
   it('serves metrics and probes on its METRICS_PORT, behind a headless Service', () => {

@@ -132,6 +132,39 @@ describe('node agent config', () => {
     );
   });
 
+  it('places VMs in cgroups under kata-sandboxes unless told otherwise', () => {
+    const d = nodeAgentConfig(['--node-name', 'n'], {});
+    expect(d).toMatchObject({
+      cgroupRoot: '/sys/fs/cgroup',
+      vmCgroupParent: 'kata-sandboxes',
+      vmMemoryOverheadMiB: 256,
+    });
+    const c = nodeAgentConfig(
+      [
+        '--node-name',
+        'n',
+        '--vm-cgroup-parent',
+        'kata/vms',
+        '--cgroup-root',
+        '/host/sys/fs/cgroup',
+      ],
+      { VM_MEMORY_OVERHEAD_MIB: '300' },
+    );
+    expect(c).toMatchObject({
+      cgroupRoot: '/host/sys/fs/cgroup',
+      vmCgroupParent: 'kata/vms',
+      vmMemoryOverheadMiB: 300,
+    });
+    expect(nodeAgentConfig(['--node-name', 'n'], { VM_CGROUP_PARENT: 'none' }).vmCgroupParent).toBe(
+      'none',
+    );
+    for (const bad of ['../escape', '/abs', 'a b']) {
+      expect(() => nodeAgentConfig(['--node-name', 'n', '--vm-cgroup-parent', bad], {})).toThrow(
+        /--vm-cgroup-parent.*relative cgroup path/,
+      );
+    }
+  });
+
   it('refuses bad values, naming the setting', () => {
     expect(() => nodeAgentConfig(['--node-name', 'n', '--metrics-port', 'x'], {})).toThrow(
       /--metrics-port/,

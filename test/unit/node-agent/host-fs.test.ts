@@ -54,6 +54,42 @@ describe('execWithFdsArgv', () => {
   });
 });
 
+describe('execWithFdsArgv with cgroups', () => {
+  it('joins the cgroups first (--flag=value), before any open', () => {
+    const open = {
+      fd: 3,
+      root: '/dev',
+      path: '/dev/loop0',
+      type: 'block',
+      readOnly: false,
+    } as const;
+    expect(
+      execWithFdsArgv(fs, [open], ['qemu'], {
+        noSetid: true,
+        cgroups: [
+          '/sys/fs/cgroup/memory/kata-sandboxes/u1',
+          '/sys/fs/cgroup/pids/kata-sandboxes/u1',
+        ],
+      }),
+    ).toEqual([
+      '/opt/kata-host-fs',
+      'exec',
+      '--no-setid',
+      '--cgroup=/sys/fs/cgroup/memory/kata-sandboxes/u1',
+      '--cgroup=/sys/fs/cgroup/pids/kata-sandboxes/u1',
+      '--open=3=block:rw:/dev:/dev/loop0',
+      '--',
+      'qemu',
+    ]);
+  });
+
+  it('refuses a relative cgroup directory', () => {
+    expect(() => execWithFdsArgv(fs, [], ['qemu'], { cgroups: ['kata-sandboxes/u1'] })).toThrow(
+      /not absolute/,
+    );
+  });
+});
+
 describe('the other command lines', () => {
   it('check: --flag=value (a path starting with - stays a value), each root once per type', () => {
     expect(
