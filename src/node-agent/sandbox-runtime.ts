@@ -47,6 +47,7 @@ import {
   isSameProcess,
   QemuProcess,
   readProcStat,
+  type ExitStatus,
 } from './hypervisor/qemu-process.js';
 import { QmpClient } from './hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from './node-agent-metrics.js';
@@ -106,6 +107,9 @@ export interface RuntimeDeps {
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
 }
+
+/** Failures that are the VM's end itself. */
+const VM_END_REASONS = new Set(['VMExited', 'VMOutOfMemory']);
 
 /** A step's failure, with the condition it fails. */
 class StepError extends Error {
@@ -661,8 +665,38 @@ export class SandboxRuntime {
     return this.deps.vmCgroups.create(this.uid, mib * 1024 * 1024);
   }
 
-  /** Why QEMU exited as it did: the kernel's OOM killer in its cgroup, or just the status. */
-  private async vmExitFailure(q: QemuProcess, how: string): Promise<StepFailure> {
+  /**
+   * A step cut off because the VM died (an agent RPC failing as QEMU goes) fails for the VM's
+   * reason, not the step's.
+   */
+  private async causeOf(failure: StepFailure): Promise<StepFailure> {
+    const q = this.qemu;
+    if (!q || q.running || VM_END_REASONS.has(failure.reason)) return failure;
+    const status = await Promise.race([
+      q.exited,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 2_000).unref()),
+    ]);
+    return status ? this.vmExitFailure(q, status) : failure;
+  }
+
+  /**
+   * Why QEMU exited as it did: the kernel's OOM killer in its cgroup, or just the status. Every
+   * container not yet ended ends with that reason.
+   */
+  private async vmExitFailure(q: QemuProcess, status: ExitStatus): Promise<StepFailure> {
+    const how = status.signal
+      ? `signal ${status.signal}`
+      : status.code !== null
+        ? `code ${status.code}`
+        : 'unknown status';
+    const failure = await this.vmExitCause(q, how);
+    for (const st of Object.values(this.state.containers)) {
+      if (st.state !== 'Exited') Object.assign(st, { state: 'Exited', reason: failure.reason });
+    }
+    return failure;
+  }
+
+  private async vmExitCause(q: QemuProcess, how: string): Promise<StepFailure> {
     const tail = await q.consoleTail(20).catch(() => [] as string[]);
     const consoleText = `console (last ${tail.length} lines):\n${tail.join('\n')}`;
     const oomKills = await this.deps.vmCgroups?.oomKills(this.uid).catch(() => undefined);
@@ -696,18 +730,7 @@ export class SandboxRuntime {
     if (!q) return;
     void q.exited.then((status) => {
       if (this.stopping || this.qemu !== q) return;
-      void (async () => {
-        const how = status.signal
-          ? `signal ${status.signal}`
-          : status.code !== null
-            ? `code ${status.code}`
-            : 'unknown status';
-        const failure = await this.vmExitFailure(q, how);
-        for (const st of Object.values(this.state.containers)) {
-          if (st.state !== 'Exited') Object.assign(st, { state: 'Exited', reason: failure.reason });
-        }
-        await this.fail(failure);
-      })();
+      void (async () => this.fail(await this.vmExitFailure(q, status)))();
     });
   }
 
@@ -906,7 +929,8 @@ export class SandboxRuntime {
 
   // --- ends ---------------------------------------------------------------------------------
 
-  private async fail(failure: StepFailure): Promise<void> {
+  private async fail(step: StepFailure): Promise<void> {
+    const failure = await this.causeOf(step);
     this.log.warn({ reason: failure.reason, message: failure.message }, 'sandbox failed');
     this.deps.metrics.failures.inc({ reason: failure.reason, cause: failureCause(failure.reason) });
     this.deps.event('Warning', failure.reason, failure.message.slice(0, 1000));
