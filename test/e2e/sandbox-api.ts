@@ -64,8 +64,10 @@ export class SandboxApi {
     while (Date.now() < deadline) {
       last = await this.get(name);
       if (pred(last)) return last;
-      // An ended sandbox does not come back: say so now rather than at the deadline.
-      if (last?.status?.phase === 'Failed' || last?.status?.phase === 'Succeeded') break;
+      // An ended sandbox does not come back: say so now rather than at the deadline (unless it
+      // is being deleted, which is what a wait for its deletion waits for).
+      const ended = last?.status?.phase === 'Failed' || last?.status?.phase === 'Succeeded';
+      if (ended && !last?.metadata.deletionTimestamp) break;
       await sleep(500);
     }
     throw new Error(
