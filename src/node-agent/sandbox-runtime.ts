@@ -730,7 +730,7 @@ export class SandboxRuntime {
     if (!q) return;
     void q.exited.then((status) => {
       if (this.stopping || this.qemu !== q) return;
-      void (async () => this.fail(await this.vmExitFailure(q, status)))();
+      void this.vmExitFailure(q, status).then((failure) => this.fail(failure));
     });
   }
 

@@ -67,7 +67,7 @@ export function parentDirs(h: CgroupHierarchy, parent: string): string[] {
 }
 
 /**
- * The memory limit file and value of one hierarchy, if it has the memory controller. v2 needs
+ * The memory limit file of one hierarchy, if it has the memory controller. v2 needs
  * the controller enabled in every ancestor's cgroup.subtree_control (`v2Controllers` is the
  * root's cgroup.controllers).
  */
