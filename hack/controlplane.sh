@@ -13,6 +13,12 @@
 #   XDG_CACHE_HOME   cache root (default ~/.cache); binaries in <root>/kata-sandbox-operator/bin/<key>/
 #   KATA_CP_DIR      state folder (default <root>/kata-sandbox-operator/controlplane); one plane per folder
 #   KATA_CP_READY_TIMEOUT  seconds to wait for /readyz (default 120)
+#   KATA_CP_ADDRESS  the address the API server binds and advertises (default 127.0.0.1)
+#   KATA_CP_CLUSTER  1: the plane of a cluster with nodes (hack/cluster.sh): Node,RBAC
+#                    authorization, NodeRestriction and ServiceAccount admission, the kubernetes
+#                    Service's endpoints kept, a client certificate for talking to kubelets
+#
+#   hack/controlplane.sh kubeconfig-for-user <file> <CN> [O...]   a client cert kubeconfig for any identity
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +29,9 @@ STATE="$(mkdir -p "$(dirname "$STATE")" && cd "$(dirname "$STATE")" && pwd)/$(ba
 # (.flock, not .lock: planes started by an earlier version of this script held .lock forever)
 LOCK="$STATE.flock"
 READY_TIMEOUT="${KATA_CP_READY_TIMEOUT:-120}"
+ADDRESS="${KATA_CP_ADDRESS:-127.0.0.1}"
+[[ $ADDRESS =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "controlplane: KATA_CP_ADDRESS must be an IPv4 address" >&2; exit 2; }
+CLUSTER="${KATA_CP_CLUSTER:-0}"
 
 log() { echo "controlplane: $*" >&2; }
 die() {
@@ -111,7 +120,7 @@ readyz() {
   local port
   port=$(<"$STATE/apiserver.port") || return 1
   curl -sf --max-time 5 --cacert "$STATE/pki/ca.crt" --cert "$STATE/pki/admin.crt" \
-    --key "$STATE/pki/admin.key" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1
+    --key "$STATE/pki/admin.key" "https://$ADDRESS:$port/readyz" >/dev/null 2>&1
 }
 
 is_up() {
@@ -180,11 +189,14 @@ sign_cert() {
 make_pki() {
   mkdir -p "$STATE/pki"
   (umask 077 && make_ca ca kata-controlplane-ca && make_ca client-ca kata-controlplane-client-ca)
-  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc' \
+  # 10.0.0.1: the kubernetes Service (first address of --service-cluster-ip-range), for Pods
+  printf '%s\n' "subjectAltName=IP:$ADDRESS,IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
     'extendedKeyUsage=serverAuth' 'keyUsage=digitalSignature,keyEncipherment' >"$STATE/pki/serving.ext"
   printf '%s\n' 'extendedKeyUsage=clientAuth' 'keyUsage=digitalSignature,keyEncipherment' >"$STATE/pki/client.ext"
   sign_cert apiserver ca "/CN=kube-apiserver" "$STATE/pki/serving.ext"
   sign_cert admin client-ca "/O=system:masters/CN=kata-admin" "$STATE/pki/client.ext"
+  # the API server's identity towards kubelets (logs, exec, port-forward)
+  sign_cert kubelet-client client-ca "/O=kata:apiserver-kubelet-clients/CN=kube-apiserver-kubelet-client" "$STATE/pki/client.ext"
   openssl genrsa -out "$STATE/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$STATE/pki/sa.key" -pubout -out "$STATE/pki/sa.pub" 2>/dev/null
 }
@@ -198,7 +210,7 @@ kind: Config
 clusters:
 - name: kata-controlplane
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$ADDRESS:$port
     certificate-authority-data: $(base64 -w0 <"$STATE/pki/ca.crt")
 users:
 - name: $2
@@ -266,10 +278,16 @@ start_plane() {
     --initial-cluster="default=http://127.0.0.1:$peer_port" --log-level=warn
   wait_for etcd 30 etcd_healthy || return 1
 
+  local mode=(--endpoint-reconciler-type=none --authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+  if [ "$CLUSTER" = 1 ]; then
+    mode=(--endpoint-reconciler-type=lease --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+      --kubelet-client-certificate="$STATE/pki/kubelet-client.crt" --kubelet-client-key="$STATE/pki/kubelet-client.key"
+      --kubelet-preferred-address-types=InternalIP)
+  fi
   start_bg apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-    --endpoint-reconciler-type=none \
+    --bind-address="$ADDRESS" --advertise-address="$ADDRESS" --secure-port="$api_port" \
+    "${mode[@]}" \
     --cert-dir="$STATE/apiserver-certs" \
     --tls-cert-file="$STATE/pki/apiserver.crt" --tls-private-key-file="$STATE/pki/apiserver.key" \
     --client-ca-file="$STATE/pki/client-ca.crt" \
@@ -277,8 +295,7 @@ start_plane() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$STATE/pki/sa.pub" \
     --service-account-signing-key-file="$STATE/pki/sa.key" \
-    --authorization-mode=RBAC --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount \
+    --allow-privileged=true \
     --profiling=false --v=1
   wait_for apiserver "$READY_TIMEOUT" readyz || return 1
   write_kubeconfig "$STATE/admin.kubeconfig" kata-admin "$STATE/pki/admin.crt" "$STATE/pki/admin.key"
@@ -352,6 +369,26 @@ cmd_kubeconfig_for() {
   echo "$path"
 }
 
+cmd_kubeconfig_for_user() { # file CN [O...]
+  local file=${1:-} cn=${2:-} subj="" o path
+  [[ $file =~ ^[a-z0-9][a-z0-9.-]*$ ]] || die "kubeconfig-for-user: bad file name '$file'"
+  [[ $cn =~ ^[a-z0-9:._-]+$ ]] || die "kubeconfig-for-user: bad CN '$cn'"
+  shift 2
+  for o in "$@"; do
+    [[ $o =~ ^[a-z0-9:._-]+$ ]] || die "kubeconfig-for-user: bad O '$o'"
+    subj+="/O=$o"
+  done
+  is_up || die "the control plane is not up (run: hack/controlplane.sh up)"
+  path="$STATE/kubeconfigs/$file.kubeconfig"
+  exec 9>"$LOCK"
+  flock -w 60 9 || die "timed out waiting for $LOCK"
+  if [ ! -s "$path" ]; then
+    sign_cert "user_$file" client-ca "$subj/CN=$cn" "$STATE/pki/client.ext"
+    write_kubeconfig "$path" "$cn" "$STATE/pki/user_$file.crt" "$STATE/pki/user_$file.key"
+  fi
+  echo "$path"
+}
+
 case "${1:-}" in
   build) build && bin_dir ;;
   bin-dir) build && bin_dir ;;
@@ -359,8 +396,9 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   kubeconfig-for) cmd_kubeconfig_for "${2:-}" "${3:-}" ;;
+  kubeconfig-for-user) shift && cmd_kubeconfig_for_user "$@" ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
