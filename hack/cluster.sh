@@ -155,7 +155,9 @@ wait_until() { # name seconds command...
   local name=$1 deadline=$(($(date +%s) + $2))
   shift 2
   until "$@" >/dev/null 2>&1; do
-    if ! our_pid "$name" >/dev/null; then
+    # kill -0 on our own child's pid (not our_pid: right after the fork the child is still this
+    # shell, its command line not yet the daemon's; and a child not waited for keeps its pid)
+    if ! kill -0 "$(<"$STATE/$name.pid")" 2>/dev/null; then
       log "$name exited; last lines of $STATE/logs/$name.log:"
       tail -n 30 "$STATE/logs/$name.log" >&2 || true
       return 1
