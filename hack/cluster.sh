@@ -321,9 +321,22 @@ EOF
     --controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' --v=1
 }
 
+make_cgroup_root() { # the kubelet wants its cgroupRoot to exist in every hierarchy
+  local h
+  for h in $(cgroup_mounts); do
+    mkdir -p "$h/$CGROUP_ROOT"
+    # a v1 cpuset cgroup starts empty: no process could join it
+    if [ -e "$h/$CGROUP_ROOT/cpuset.cpus" ]; then
+      cat "$h/cpuset.cpus" >"$h/$CGROUP_ROOT/cpuset.cpus"
+      cat "$h/cpuset.mems" >"$h/$CGROUP_ROOT/cpuset.mems"
+    fi
+  done
+}
+
 start_kubelet() {
   local bin
   bin=$(bin_dir)
+  make_cgroup_root
   mkdir -p "$STATE/kubelet/root" "$STATE/kubelet/pki"
   cat >"$STATE/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
