@@ -312,13 +312,21 @@ subjects:
 EOF
   start_bg scheduler "$bin/kube-scheduler" \
     --kubeconfig="$(kubeconfig_user kube-scheduler system:kube-scheduler)" \
-    --bind-address=127.0.0.1 --secure-port="$(free_port)" --leader-elect=false --v=1
+    --bind-address=127.0.0.1 --secure-port="$(free_port)" --v=1
   start_bg controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$(kubeconfig_user kube-controller-manager system:kube-controller-manager)" \
-    --bind-address=127.0.0.1 --secure-port="$(free_port)" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$(free_port)" \
     --service-account-private-key-file="$KATA_CP_DIR/pki/sa.key" \
     --root-ca-file="$KATA_CP_DIR/pki/ca.crt" --use-service-account-credentials=true \
-    --controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' --v=1
+    --controllers='*,-node-ipam-controller' --v=1
+  # each holds its leader Lease once it works
+  wait_until scheduler 60 has_lease kube-scheduler
+  wait_until controller-manager 60 has_lease kube-controller-manager
+}
+
+has_lease() {
+  kubectl --kubeconfig "$(<"$STATE/admin.kubeconfig.path")" -n kube-system get lease "$1" \
+    -o jsonpath='{.spec.holderIdentity}' 2>/dev/null | grep -q .
 }
 
 make_cgroup_root() { # the kubelet wants its cgroupRoot to exist in every hierarchy

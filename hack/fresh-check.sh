@@ -125,37 +125,11 @@ MOUNTED_ROOTS=()
 rm -rf "$CACHE/logs" # a failed step's output, from the last run
 
 # --- inputs -----------------------------------------------------------------------------------
-# The mirror: the URI of this host's apt source for $SUITE (deb822 .sources or one-line .list).
-host_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk -v suite="$SUITE" '
-      /^$/ { if (uri != "" && ok) { print uri; exit } uri = ""; ok = 0; next }
-      /^URIs:/ { uri = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
-      END { if (uri != "" && ok) print uri }' "$f"
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk -v suite="$SUITE" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i + 1) == suite) print $i; break } }' "$f"
-  done
-}
-MIRROR=${FRESH_CHECK_MIRROR:-$(host_mirror | head -n1)}
+# shellcheck source=hack/lib/debian-apt.sh
+. "$REPO/hack/lib/debian-apt.sh"
+MIRROR=${FRESH_CHECK_MIRROR:-$(host_mirror "$SUITE" | head -n1)}
 [ -n "$MIRROR" ] || die "no apt source for $SUITE in /etc/apt/sources.list*; set FRESH_CHECK_MIRROR"
 
-# The host's apt configuration the root gets: its sources, and its Acquire settings (a proxy,
-# Check-Valid-Until for a snapshot mirror).
-apt_config_files() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -s "$f" ] && echo "$f"
-  done
-  for f in /etc/apt/apt.conf.d/*; do
-    [ -f "$f" ] && grep -q '^[[:space:]]*Acquire' "$f" && echo "$f"
-  done
-  return 0
-}
 mapfile -t APT_FILES < <(apt_config_files)
 
 # Go: the toolchain directory and the caches to share.
