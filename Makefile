@@ -4,17 +4,19 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
-# ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
+# containerd, runc, conntrack (kube-proxy), buildah and debootstrap (make image): the cluster
+# test layer (hack/cluster.sh). ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
 # Debian 12 (debootstrap --variant=minbase) lacks.
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
-	skopeo umoci docker-registry apache2-utils ca-certificates
+	skopeo umoci docker-registry apache2-utils ca-certificates \
+	containerd runc conntrack buildah debootstrap
 NPM_STAMP := node_modules/.package-lock.json
 # The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
 export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs
 # The steps of `make test` that install, generate or build before any test runs: `make test` runs
 # them first, `make fresh-check` runs them in a clean Debian root (one list, so both stay in step).
-PREPARE_TARGETS := setup check-gen check-manifests typecheck guest controlplane host-fs
+PREPARE_TARGETS := setup check-gen check-manifests typecheck guest controlplane cluster-build host-fs
 
 .PHONY: help setup deps build gen check-gen manifests check-manifests lint typecheck test unit
 
@@ -74,6 +76,19 @@ controlplane-up: ## start the local control plane (idempotent); prints the admin
 controlplane-down: ## stop the local control plane and remove its state
 	hack/controlplane.sh down
 
+.PHONY: cluster cluster-down cluster-build demo-cluster
+cluster-build: controlplane ## build kubelet, kube-scheduler, kube-controller-manager, kube-proxy and the pause program (once per machine)
+	hack/cluster.sh build
+
+cluster: setup cluster-build ## a real single-node cluster on this machine (hack/cluster.sh): containerd, kubelet, scheduler, controller-manager, kube-proxy, a registry on 127.0.0.1:5055
+	hack/cluster.sh up
+
+cluster-down: ## stop that cluster and leave the host as it was before `make cluster`
+	hack/cluster.sh down
+
+demo-cluster: cluster image ## the product as users install it: deploy/ on that cluster, a sample sandbox Ready through the installed Pods
+	hack/demo-cluster.sh
+
 unit: deps ## unit tests only
 	TEST_LAYERS=unit hack/run-tests.sh
 
@@ -127,10 +142,12 @@ bench-controller: deps controlplane ## controller scale only: sandboxes bound ov
 KUBECTL ?= kubectl
 IMAGE ?= kata-sandbox-operator:latest
 SAMPLES ?= 0
+# What to apply: deploy/ itself, or an overlay of it (hack/cluster/overlay: the local cluster's image)
+DEPLOY_DIR ?= deploy/
 UNDEPLOY_TIMEOUT ?= 300s
 
 deploy: ## install the operator (deploy/) into the current kubeconfig's cluster; SAMPLES=1 adds deploy/samples/
-	$(KUBECTL) apply --server-side -k deploy/
+	$(KUBECTL) apply --server-side -k $(DEPLOY_DIR)
 	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/katasandboxes.kata.sandbox.io
 	@if [ "$(SAMPLES)" = 1 ]; then $(KUBECTL) apply --server-side -k deploy/samples/; fi
 
@@ -138,15 +155,11 @@ deploy: ## install the operator (deploy/) into the current kubeconfig's cluster;
 # their finalizers; then everything deploy/ installed.
 undeploy: ## remove every KataSandbox, then everything deploy/ installed, from the current cluster
 	-$(KUBECTL) delete katasandboxes.kata.sandbox.io --all --all-namespaces --timeout=$(UNDEPLOY_TIMEOUT)
-	$(KUBECTL) delete -k deploy/ --ignore-not-found --timeout=$(UNDEPLOY_TIMEOUT)
+	$(KUBECTL) delete -k $(DEPLOY_DIR) --ignore-not-found --timeout=$(UNDEPLOY_TIMEOUT)
 
-image: ## build the container image (IMAGE=kata-sandbox-operator:latest) with docker, podman or buildah
-	@for engine in docker podman buildah; do \
-	  command -v $$engine >/dev/null 2>&1 || continue; \
-	  timeout 20 $$engine info >/dev/null 2>&1 || { echo "make image: $$engine is installed but not usable here ($$engine info fails)" >&2; continue; }; \
-	  echo "make image: building $(IMAGE) with $$engine"; \
-	  if [ $$engine = buildah ]; then exec buildah bud -t $(IMAGE) .; fi; \
-	  exec $$engine build -t $(IMAGE) .; \
-	done; \
-	echo "make image: no working container engine on this machine (docker, podman or buildah); the image was not built" >&2; \
-	exit 1
+# Built here with buildah from base images made from Debian packages (hack/image.sh); pushed to
+# the cluster's registry when hack/cluster.sh runs one. Elsewhere: docker build -t $(IMAGE) .
+CLUSTER_IMAGE ?= 127.0.0.1:5055/kata-sandbox-operator:dev
+image: setup ## build the container image (IMAGE) with buildah from locally made Debian bases; pushed to CLUSTER_IMAGE when the local cluster's registry is up
+	@if curl -sf --max-time 2 http://$$(hack/cluster.sh registry)/v2/ >/dev/null; then \
+	  hack/image.sh build $(IMAGE) $(CLUSTER_IMAGE); else hack/image.sh build $(IMAGE); fi

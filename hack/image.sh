@@ -142,7 +142,10 @@ build() { # image [push]
   start=$(date +%s)
   while IFS= read -r line; do args+=(--build-arg "$line"); done < <(bases)
   log "building $image with buildah (bases: ${args[*]})"
-  buildah build --isolation chroot --layers --pull=never "${args[@]}" -t "$image" "$REPO" >&2 ||
+  # MKNOD: guest/build.sh makes the initramfs's /dev/console and /dev/null (docker's default
+  # capabilities have it; buildah's do not)
+  buildah build --isolation chroot --cap-add CAP_MKNOD --layers --pull=never "${args[@]}" \
+    -t "$image" "$REPO" >&2 ||
     die "buildah build failed (output above)"
   log "built $image in $(($(date +%s) - start)) s"
   if [ -n "$push" ]; then
