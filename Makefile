@@ -4,13 +4,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
-# containerd, runc, conntrack (kube-proxy), buildah and debootstrap (make image): the cluster
+# containerd, runc, conntrack (kube-proxy), procps (pgrep, sysctl), buildah and debootstrap (make image): the cluster
 # test layer (hack/cluster.sh). ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
 # Debian 12 (debootstrap --variant=minbase) lacks.
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
 	skopeo umoci docker-registry apache2-utils ca-certificates \
-	containerd runc conntrack buildah debootstrap
+	containerd runc conntrack procps buildah debootstrap
 NPM_STAMP := node_modules/.package-lock.json
 # The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
 export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs

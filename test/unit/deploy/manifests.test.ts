@@ -155,7 +155,7 @@ describe('the node agent DaemonSet', () => {
     expect(val('RUN_DIR')).toBe('/run/kata-containers');
   });
 
-  it('sees the node\'s devices by being privileged, with no hostPath that fails without /dev/kvm', () => {
+  it("sees the node's devices by being privileged, with no hostPath that fails without /dev/kvm", () => {
     // A CharDevice hostPath keeps the Pod from starting on a node without KVM, where TCG works.
     expect(aCtr['securityContext']?.privileged).toBe(true);
     const hostPaths = [...volumes.values()].map((v) => v['hostPath']).filter(Boolean) as Obj[];
@@ -330,6 +330,7 @@ describe('admission policies', () => {
     const policies = objs.filter((o) => o['kind'] === 'ValidatingAdmissionPolicy');
     expect(policies.map((p) => p['metadata'].name).sort()).toEqual([
       'kata-controller-restriction',
+      'kata-node-agent-event-sandbox',
       'kata-node-agent-events',
       'kata-node-agent-restriction',
       'kata-node-pull-secret-key',
