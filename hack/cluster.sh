@@ -43,6 +43,15 @@ PAUSE_IMAGE="$REGISTRY/pause:3.10"
 # What the kubelet (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) and the bridge
 # plugin (net.ipv4.ip_forward) change.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
+# Host directories the kubelet and containerd insist on, and those deploy/'s DaemonSet makes
+# (hostPath DirectoryOrCreate); down removes each one that did not exist before up (children
+# before parents).
+HOST_DIRS=(/var/log/pods /var/log/containers /run/containerd /run/netns /var/lib/cni/results /var/lib/cni
+  /run/kata-containers /var/lib/kata-node-agent /var/log/kata-sandboxes /var/lib/kata-rootfs /srv
+  /etc/cni/net.d /etc/cni /opt/cni/bin /opt/cni)
+# Mounts whose propagation up makes shared: the kubelet refuses Bidirectional and HostToContainer
+# volumes on a private mount (hosts without systemd keep / private).
+SHARED_MOUNTS=(/ /sys/fs/cgroup)
 export KATA_CP_DIR="$STATE/plane" KATA_CP_ADDRESS="$NODE_IP" KATA_CP_CLUSTER=1
 
 log() { echo "cluster: $*" >&2; }
@@ -107,17 +116,29 @@ need() { # the host features a node needs, each refused with its reason
   return 0
 }
 
+propagation() { # mount point: shared, slave or private, from its mountinfo line
+  awk -v m="$1" '$5 == m { p = "private"; for (i = 7; $i != "-"; i++) { if ($i ~ /^shared:/) p = "shared"; else if ($i ~ /^master:/ && p != "shared") p = "slave" } print p; exit }' /proc/self/mountinfo
+}
+
 record_host() { # what down restores
-  local s
+  local s d m
   mkdir -p "$STATE"
   {
     for s in "${SYSCTLS[@]}"; do echo "sysctl $s=$(sysctl -n "$s")"; done
-    for d in /var/log/pods /var/log/containers /run/containerd /run/netns /var/lib/cni /var/lib/cni/results; do
+    for d in "${HOST_DIRS[@]}"; do
       if [ -e "$d" ]; then echo "existed $d"; fi
     done
+    for m in "${SHARED_MOUNTS[@]}"; do echo "propagation $m $(propagation "$m")"; done
     ls /run/netns 2>/dev/null | sed 's/^/netns /'
   } >"$STATE/host-before.tmp"
   mv "$STATE/host-before.tmp" "$STATE/host-before"
+}
+
+share_mounts() {
+  local m
+  for m in "${SHARED_MOUNTS[@]}"; do
+    if [ "$(propagation "$m")" = private ]; then mount --make-shared "$m"; fi
+  done
 }
 
 # --- processes -----------------------------------------------------------------------------
@@ -484,14 +505,16 @@ teardown() {
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
   if [ -e "$STATE/host-before" ]; then
     while read -r kind what; do
-      [ "$kind" = sysctl ] && sysctl -q -w "$what" >/dev/null
+      if [ "$kind" = sysctl ]; then sysctl -q -w "$what" >/dev/null; fi
     done <"$STATE/host-before"
-    for d in /var/log/pods /var/log/containers /run/containerd; do
-      grep -qxF "existed $d" "$STATE/host-before" || rm -rf "$d"
+    for d in "${HOST_DIRS[@]}"; do
+      grep -qxF "existed $d" "$STATE/host-before" && continue
+      unmount_under "$d"
+      rm -rf --one-file-system "$d"
     done
-    for d in /run/netns /var/lib/cni/results /var/lib/cni; do
-      grep -qxF "existed $d" "$STATE/host-before" || rmdir "$d" 2>/dev/null || true
-    done
+    while read -r kind what how; do
+      if [ "$kind" = propagation ] && [ "$how" = private ]; then mount --make-private "$what"; fi
+    done <"$STATE/host-before"
   fi
   rm -rf "$RUN" "$STATE"
 }
@@ -527,6 +550,7 @@ cmd_up() {
   UP_DONE=0
   trap 'up_failed' EXIT
   make_bridge
+  share_mounts
   kc=$("$REPO/hack/controlplane.sh" up | tail -n1)
   echo "$kc" >"$STATE/admin.kubeconfig.path"
   start_registry
