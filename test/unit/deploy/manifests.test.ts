@@ -176,7 +176,10 @@ describe('the node agent DaemonSet', () => {
   });
 
   it('is replaced only when the admin deletes its Pod, and is node-critical', () => {
-    expect(agent['spec'].updateStrategy).toEqual({ type: 'OnDelete' });
+    expect(agent['spec'].updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+    });
     expect(aPod.priorityClassName).toBe('system-node-critical');
     expect(aPod.nodeSelector).toBeDefined();
     expect(aPod.tolerations.length).toBeGreaterThan(0);
