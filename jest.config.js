@@ -1,5 +1,6 @@
-// Three layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
-// kube-apiserver + etcd), e2e (real QEMU VMs). `make test` runs them all; TEST_LAYERS narrows it.
+// Four layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
+// kube-apiserver + etcd), e2e (real QEMU VMs), cluster (the installed product on a real
+// single-node cluster, hack/cluster.sh). `make test` runs them all; TEST_LAYERS narrows it.
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }] },
@@ -30,5 +31,7 @@ export default {
       globalSetup: '<rootDir>/test/integration/global-setup.mjs',
       globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
     },
+    // Its own cluster (hack/cluster.sh up/down inside the file), no shared plane.
+    { ...common, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.test.ts'] },
   ],
 };

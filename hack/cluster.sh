@@ -39,6 +39,9 @@ POD_CIDR=10.244.77.0/24
 NODE_IP=10.244.77.1
 CNI_NETWORK=kata-cluster-pods
 CGROUP_ROOT=kata-cluster
+# Where deploy/'s node agent puts each VM (its VM_CGROUP_PARENT): down stops the VMs it started
+# there, which are outside the kubelet's cgroups and so outlive their Pods by design.
+VM_CGROUP_PARENT=kata-sandboxes
 PAUSE_IMAGE="$REGISTRY/pause:3.10"
 # What the kubelet (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) and the bridge
 # plugin (net.ipv4.ip_forward) change.
@@ -121,7 +124,7 @@ propagation() { # mount point: shared, slave or private, from its mountinfo line
 }
 
 record_host() { # what down restores
-  local s d m
+  local s d m h
   mkdir -p "$STATE"
   {
     for s in "${SYSCTLS[@]}"; do echo "sysctl $s=$(sysctl -n "$s")"; done
@@ -129,9 +132,41 @@ record_host() { # what down restores
       if [ -e "$d" ]; then echo "existed $d"; fi
     done
     for m in "${SHARED_MOUNTS[@]}"; do echo "propagation $m $(propagation "$m")"; done
+    for h in $(cgroup_mounts); do
+      [ -d "$h/$VM_CGROUP_PARENT" ] || continue
+      echo "cgroup $h/$VM_CGROUP_PARENT"
+      find "$h/$VM_CGROUP_PARENT" -mindepth 1 -maxdepth 1 -type d | sed 's/^/cgroup /'
+    done
+    kube_chains | sed 's/^/chain /'
     ls /run/netns 2>/dev/null | sed 's/^/netns /'
   } >"$STATE/host-before.tmp"
   mv "$STATE/host-before.tmp" "$STATE/host-before"
+}
+
+kube_chains() { # "<iptables|ip6tables> <table> <chain>" for every KUBE-* chain (the kubelet's, kube-proxy's)
+  local cmd
+  for cmd in iptables ip6tables; do
+    "$cmd-save" 2>/dev/null | awk -v cmd="$cmd" '/^\*/ { t = substr($1, 2) } /^:KUBE-/ { print cmd, t, substr($1, 2) }'
+  done
+}
+
+remove_kube_chains() { # those up made: their rules, the jumps to them from built-in chains, then the chains
+  local cmd table chain b n new
+  new=$(kube_chains | while read -r cmd table chain; do
+    grep -qxF "chain $cmd $table $chain" "$STATE/host-before" || echo "$cmd $table $chain"
+  done)
+  [ -n "$new" ] || return 0
+  while read -r cmd table chain; do "$cmd" -t "$table" -F "$chain" 2>/dev/null || true; done <<<"$new"
+  while read -r cmd table chain; do
+    for b in INPUT OUTPUT FORWARD PREROUTING POSTROUTING; do
+      # by rule number, highest first (the rule text may hold quoted comments)
+      "$cmd" -t "$table" -L "$b" -n --line-numbers 2>/dev/null | awk -v c="$chain" '$2 == c { print $1 }' |
+        sort -rn | while read -r n; do "$cmd" -t "$table" -D "$b" "$n" || true; done
+    done
+  done <<<"$new"
+  while read -r cmd table chain; do
+    "$cmd" -t "$table" -X "$chain" 2>/dev/null || log "warning: $cmd -t $table -X $chain failed"
+  done <<<"$new"
 }
 
 share_mounts() {
@@ -460,6 +495,28 @@ kill_cgroup_tree() { # every process in kata-cluster/ of every hierarchy, then t
   return 0
 }
 
+kill_vms() { # the VMs the installed node agent started while up, and their cgroups
+  local h c pass
+  [ -e "$STATE/host-before" ] || return 0
+  for pass in 1 2 3; do
+    for h in $(cgroup_mounts); do
+      for c in "$h/$VM_CGROUP_PARENT"/*/; do
+        c=${c%/}
+        [ -d "$c" ] || continue
+        grep -qxF "cgroup $c" "$STATE/host-before" && continue
+        xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null || true
+        if [ "$pass" = 3 ]; then rmdir "$c" 2>/dev/null || log "warning: $c could not be removed"; fi
+      done
+    done
+    sleep 0.3
+  done
+  for h in $(cgroup_mounts); do
+    if [ -d "$h/$VM_CGROUP_PARENT" ] && ! grep -qxF "cgroup $h/$VM_CGROUP_PARENT" "$STATE/host-before"; then
+      rmdir "$h/$VM_CGROUP_PARENT" 2>/dev/null || true
+    fi
+  done
+}
+
 kill_shims() { # containerd's shims outlive it; ours name our socket
   local pid
   for pid in $(pgrep -f containerd-shim-runc-v2 || true); do
@@ -484,6 +541,7 @@ teardown() {
   stop_pid scheduler
   stop_pid controller-manager
   kill_cgroup_tree
+  kill_vms
   kill_shims
   stop_pid containerd
   stop_pid registry
@@ -492,6 +550,7 @@ teardown() {
   fi
   # network namespaces containerd made (cni-…), and the bridge
   if [ -e "$STATE/host-before" ]; then
+    remove_kube_chains
     for line in $(ls /run/netns 2>/dev/null || true); do
       grep -qxF "netns $line" "$STATE/host-before" && continue
       [[ $line == cni-* ]] || continue

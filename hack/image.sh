@@ -144,7 +144,7 @@ build() { # image [push]
   log "building $image with buildah (bases: ${args[*]})"
   # MKNOD: guest/build.sh makes the initramfs's /dev/console and /dev/null (docker's default
   # capabilities have it; buildah's do not)
-  buildah build --isolation chroot --cap-add CAP_MKNOD --layers --pull=never "${args[@]}" \
+  buildah build --isolation chroot --cap-add CAP_MKNOD --layers --force-rm --pull=never "${args[@]}" \
     -t "$image" "$REPO" >&2 ||
     die "buildah build failed (output above)"
   log "built $image in $(($(date +%s) - start)) s"

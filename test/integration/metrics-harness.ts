@@ -73,10 +73,15 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
-/** A Prometheus scraping each job's 127.0.0.1 target every second, its data under `dir`. */
+/**
+ * A Prometheus scraping each job's targets every second (`host:port`; a bare `port` means
+ * 127.0.0.1), its data under `dir`.
+ */
 export async function startPrometheus(
   dir: string,
-  jobs: { job: string; port: number; labels?: Record<string, string> }[],
+  jobs: ({ job: string; labels?: Record<string, string> } & (
+    { port: number } | { targets: string[] }
+  ))[],
 ): Promise<RunningPrometheus> {
   const port = await freePort();
   mkdirSync(path.join(dir, 'data'), { recursive: true });
@@ -84,7 +89,9 @@ export async function startPrometheus(
     global: { scrape_interval: '1s', scrape_timeout: '1s' },
     scrape_configs: jobs.map((j) => ({
       job_name: j.job,
-      static_configs: [{ targets: [`127.0.0.1:${j.port}`], labels: j.labels ?? {} }],
+      static_configs: [
+        { targets: 'targets' in j ? j.targets : [`127.0.0.1:${j.port}`], labels: j.labels ?? {} },
+      ],
     })),
   };
   // JSON is YAML: no YAML writer needed.
