@@ -23,7 +23,7 @@
 # kubelet and the bridge plugin set, the bridge, kube-proxy's iptables rules, network
 # namespaces, and the directories the kubelet and containerd insist on (/var/log/pods,
 # /var/log/containers, /run/containerd).
-set -euo pipefail
+set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODULE="$REPO/hack/cluster"
@@ -58,6 +58,8 @@ SHARED_MOUNTS=(/ /sys/fs/cgroup)
 export KATA_CP_DIR="$STATE/plane" KATA_CP_ADDRESS="$NODE_IP" KATA_CP_CLUSTER=1
 
 log() { echo "cluster: $*" >&2; }
+# A command that fails outside a condition ends the script (set -e): say which one.
+trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 die() {
   log "$*"
   exit 1
@@ -160,7 +162,8 @@ remove_kube_chains() { # those up made: their rules, the jumps to them from buil
   while read -r cmd table chain; do
     for b in INPUT OUTPUT FORWARD PREROUTING POSTROUTING; do
       # by rule number, highest first (the rule text may hold quoted comments)
-      "$cmd" -t "$table" -L "$b" -n --line-numbers 2>/dev/null | awk -v c="$chain" '$2 == c { print $1 }' |
+      # (a table without this built-in chain lists nothing)
+      { "$cmd" -t "$table" -L "$b" -n --line-numbers 2>/dev/null || true; } | awk -v c="$chain" '$2 == c { print $1 }' |
         sort -rn | while read -r n; do "$cmd" -t "$table" -D "$b" "$n" || true; done
     done
   done <<<"$new"
@@ -651,7 +654,7 @@ case "${1:-}" in
   registry) echo "$REGISTRY" ;;
   build) build && bin_dir ;;
   *)
-    sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,/^set -/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

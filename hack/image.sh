@@ -161,7 +161,7 @@ build)
   build "$2" "${3:-}"
   ;;
 *)
-  sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,/^set -/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac
