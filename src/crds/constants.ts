@@ -21,6 +21,10 @@ export const NODE_CLEANUP_FINALIZER = 'kata.sandbox.io/node-cleanup';
 /** Node agent Lease annotations advertising the node's capacity. */
 export const CAPACITY_SANDBOXES_ANNOTATION = 'kata.sandbox.io/capacity-sandboxes';
 export const CAPACITY_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/capacity-memory-mib';
+/** Node agent Lease annotations saying what the node's sandboxes that have not ended hold. */
+export const ALLOCATED_SANDBOXES_ANNOTATION = 'kata.sandbox.io/allocated-sandboxes';
+export const ALLOCATED_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/allocated-memory-mib';
+export const ALLOCATED_VCPUS_ANNOTATION = 'kata.sandbox.io/allocated-vcpus';
 
 /** Name of the node agent's Lease for a node (in SYSTEM_NAMESPACE). */
 export function nodeLeaseName(nodeName: string): string {

@@ -7,6 +7,11 @@ export function vmMemoryMiB(spec: { vm?: { memoryMiB?: number } }): number {
   return spec.vm?.memoryMiB ?? DEFAULT_MEMORY_MIB;
 }
 
+/** The vCPUs the sandbox's VM gets (the schema's default: 1). */
+export function vmVcpus(spec: { vm?: { vcpus?: number } }): number {
+  return spec.vm?.vcpus ?? 1;
+}
+
 /** A sandbox that has ended (Succeeded or Failed) never runs again and frees its node. */
 export function hasEnded(phase: string | undefined): boolean {
   return phase === 'Succeeded' || phase === 'Failed';

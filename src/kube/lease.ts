@@ -3,6 +3,9 @@
 import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 
 import {
+  ALLOCATED_MEMORY_MIB_ANNOTATION,
+  ALLOCATED_SANDBOXES_ANNOTATION,
+  ALLOCATED_VCPUS_ANNOTATION,
   CAPACITY_MEMORY_MIB_ANNOTATION,
   CAPACITY_SANDBOXES_ANNOTATION,
   nodeLeaseName,
@@ -69,6 +72,19 @@ export function leaseCapacity(lease: V1Lease): NodeCapacity | undefined {
   )
     return undefined;
   return { sandboxes, memoryMiB };
+}
+
+/** What a node's sandboxes that have not ended hold: their VMs' guest memory and vCPUs. */
+export interface NodeAllocation extends NodeCapacity {
+  vcpus: number;
+}
+
+export function allocationAnnotations(a: NodeAllocation): Record<string, string> {
+  return {
+    [ALLOCATED_SANDBOXES_ANNOTATION]: String(a.sandboxes),
+    [ALLOCATED_MEMORY_MIB_ANNOTATION]: String(a.memoryMiB),
+    [ALLOCATED_VCPUS_ANNOTATION]: String(a.vcpus),
+  };
 }
 
 export function capacityAnnotations(c: NodeCapacity): Record<string, string> {

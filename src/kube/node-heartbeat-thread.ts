@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
-import type { NodeCapacity } from './lease.js';
+import type { NodeAllocation, NodeCapacity } from './lease.js';
 
 /** workerData.role of the heartbeat worker. */
 export const NODE_HEARTBEAT_ROLE = 'kata-node-heartbeat';
@@ -21,6 +21,8 @@ export interface NodeHeartbeatWorkerData {
   identity?: string;
   namespace?: string;
   capacity: NodeCapacity;
+  /** What the node's sandboxes hold, as last sent (a restarted worker starts from it). */
+  allocated?: NodeAllocation;
   /** Further annotations set at every renewal (the node's pull-secret key); fixed for the process. */
   annotations?: Record<string, string>;
   leaseDurationSeconds?: number;
@@ -29,7 +31,10 @@ export interface NodeHeartbeatWorkerData {
 }
 
 /** Main → worker. */
-export type ToHeartbeatWorker = { type: 'capacity'; capacity: NodeCapacity } | { type: 'stop' };
+export type ToHeartbeatWorker =
+  | { type: 'capacity'; capacity: NodeCapacity }
+  | { type: 'allocated'; allocated: NodeAllocation }
+  | { type: 'stop' };
 
 /** Worker → main. */
 export type FromHeartbeatWorker =
@@ -48,6 +53,7 @@ export class NodeHeartbeatThread {
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private capacity: NodeCapacity;
+  private allocated: NodeAllocation | undefined;
   private readonly log: Logger;
   /** When the worker last renewed the Lease (epoch ms), 0 before the first. */
   lastRenewed = 0;
@@ -58,6 +64,7 @@ export class NodeHeartbeatThread {
 
   constructor(private readonly opts: NodeHeartbeatThreadOptions) {
     this.capacity = opts.capacity;
+    this.allocated = opts.allocated;
     this.log = opts.logger ?? createLogger('node-heartbeat');
   }
 
@@ -68,6 +75,7 @@ export class NodeHeartbeatThread {
       ...rest,
       role: NODE_HEARTBEAT_ROLE,
       capacity: this.capacity,
+      ...(this.allocated && { allocated: this.allocated }),
     };
     const worker = new Worker(script, { workerData, name: NODE_HEARTBEAT_ROLE });
     this.starts++;
@@ -105,6 +113,19 @@ export class NodeHeartbeatThread {
   setCapacity(capacity: NodeCapacity): void {
     this.capacity = capacity;
     this.post({ type: 'capacity', capacity });
+  }
+
+  /** What the next renewal says the node's sandboxes hold; sent on only when it changed. */
+  setAllocated(allocated: NodeAllocation): void {
+    const a = this.allocated;
+    if (
+      a?.sandboxes === allocated.sandboxes &&
+      a.memoryMiB === allocated.memoryMiB &&
+      a.vcpus === allocated.vcpus
+    )
+      return;
+    this.allocated = allocated;
+    this.post({ type: 'allocated', allocated });
   }
 
   /** Stops renewing (the Lease is left to expire); the worker is terminated if it lingers. */

@@ -5,7 +5,7 @@ import { CoordinationV1Api } from '@kubernetes/client-node';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../observability/logger.js';
 import { loadKubeConfigStrict } from './kube-client.js';
-import type { NodeCapacity } from './lease.js';
+import type { NodeAllocation, NodeCapacity } from './lease.js';
 import { NodeHeartbeat } from './node-heartbeat.js';
 import {
   type FromHeartbeatWorker,
@@ -27,10 +27,12 @@ export function runNodeHeartbeatWorker(): void {
   // The same rule as the main thread's: in-cluster or the explicit --kubeconfig, never a fallback.
   const kc = loadKubeConfigStrict(data.kubeconfig);
   let capacity: NodeCapacity = data.capacity;
+  let allocated: NodeAllocation | undefined = data.allocated;
   const heartbeat = new NodeHeartbeat({
     clients: { coordination: kc.makeApiClient(CoordinationV1Api) },
     nodeName: data.nodeName,
     capacity: () => capacity,
+    allocated: () => allocated,
     ...(data.annotations !== undefined && { annotations: data.annotations }),
     ...(data.identity !== undefined && { identity: data.identity }),
     ...(data.namespace !== undefined && { namespace: data.namespace }),
@@ -45,6 +47,7 @@ export function runNodeHeartbeatWorker(): void {
   });
   port.on('message', (m: ToHeartbeatWorker) => {
     if (m.type === 'capacity') capacity = m.capacity;
+    else if (m.type === 'allocated') allocated = m.allocated;
     else if (m.type === 'stop') {
       void heartbeat.stop().then(() => {
         post({ type: 'stopped' });

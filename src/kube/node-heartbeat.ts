@@ -12,12 +12,14 @@ import {
   type KubeClients,
 } from './kube-client.js';
 import {
+  allocationAnnotations,
   capacityAnnotations,
   KATA_SYSTEM_NAMESPACE,
   NODE_LEASE_DURATION_SECONDS,
   NODE_LEASE_RENEW_MS,
   nodeLeaseName,
   renewedLease,
+  type NodeAllocation,
   type NodeCapacity,
 } from './lease.js';
 
@@ -28,6 +30,8 @@ export interface NodeHeartbeatOptions {
   identity?: string;
   /** Read at every renewal, so capacity changes are advertised. */
   capacity: () => NodeCapacity;
+  /** Read at every renewal too: what the node's sandboxes hold, for whoever reads the Lease. */
+  allocated?: () => NodeAllocation | undefined;
   /** Further annotations set at every renewal (the node's pull-secret key); plain data. */
   annotations?: Readonly<Record<string, string>>;
   namespace?: string;
@@ -57,6 +61,15 @@ export class NodeHeartbeat {
     return nodeLeaseName(this.opts.nodeName);
   }
 
+  private annotations(): Record<string, string> {
+    const allocated = this.opts.allocated?.();
+    return {
+      ...this.opts.annotations,
+      ...capacityAnnotations(this.opts.capacity()),
+      ...(allocated && allocationAnnotations(allocated)),
+    };
+  }
+
   /** Create or update the Lease once; a 409 (someone wrote in between) is retried after a re-read. */
   async renewOnce(signal?: AbortSignal): Promise<V1Lease> {
     const namespace = this.opts.namespace ?? KATA_SYSTEM_NAMESPACE;
@@ -80,7 +93,7 @@ export class NodeHeartbeat {
         this.opts.identity ?? this.opts.nodeName,
         this.opts.leaseDurationSeconds ?? NODE_LEASE_DURATION_SECONDS,
         new Date(),
-        { ...this.opts.annotations, ...capacityAnnotations(this.opts.capacity()) },
+        this.annotations(),
       );
       try {
         const out = prev

@@ -11,6 +11,7 @@ import {
   NODE_LABEL,
   PLURAL,
   vmMemoryMiB,
+  vmVcpus,
   type KataSandbox,
 } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
@@ -39,7 +40,7 @@ import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
 import { VmCgroups } from './cgroups/vm-cgroups.js';
-import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
+import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -77,6 +78,15 @@ async function main(): Promise<void> {
     logger: log.child({ informer: 'katasandboxes' }),
   });
   // Filled in below; the closures before them only run later.
+  // What the node's sandboxes that have not ended hold: a metric and the Lease say it.
+  const allocation = (): NodeAllocation => {
+    const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
+    return {
+      sandboxes: live.length,
+      memoryMiB: live.reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
+      vcpus: live.reduce((n, r) => n + vmVcpus(r.spec), 0),
+    };
+  };
   const late: { reconciler?: NodeReconciler; queue?: WorkQueue; heartbeat?: NodeHeartbeatThread } =
     {};
   const metrics = nodeAgentMetrics({
@@ -103,13 +113,7 @@ async function main(): Promise<void> {
       starts: late.heartbeat?.starts ?? 0,
     }),
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
-    allocated: () => {
-      const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
-      return {
-        sandboxes: live.length,
-        memoryMiB: live.reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
-      };
-    },
+    allocated: () => allocation(),
   });
   const events = new EventRecorder({
     clients,
@@ -268,6 +272,10 @@ async function main(): Promise<void> {
       : undefined;
   networkCheck?.unref();
 
+  // Level-triggered: the Lease's allocation annotations follow the runtimes within a few seconds.
+  const allocationSync = setInterval(() => heartbeat.setAllocated(allocation()), 3_000);
+  allocationSync.unref();
+
   let stopping = false;
   async function shutdown(code: number): Promise<void> {
     if (stopping) return;
@@ -276,6 +284,7 @@ async function main(): Promise<void> {
     log.info('shutting down: VMs keep running');
     stop.abort();
     clearInterval(networkCheck);
+    clearInterval(allocationSync);
     await queue.shutdown(10_000);
     await sandboxes.stop();
     await heartbeat.stop();

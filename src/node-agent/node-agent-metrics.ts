@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { NodeAllocation, NodeCapacity } from '../kube/lease.js';
 import { collectProcessMetrics } from '../observability/process-metrics.js';
 import { registerImageMetrics } from './images/image-metrics.js';
 import { processCpuSeconds, processMemoryBytes } from './process-usage.js';
@@ -24,11 +25,6 @@ const PROC: ProcessReader = {
   residentBytes: (pid) => processMemoryBytes(pid),
 };
 
-export interface NodeAllocation {
-  sandboxes: number;
-  memoryMiB: number;
-}
-
 /** The node agent's metrics (prefix kata_node_), on their own registry. */
 export function nodeAgentMetrics(collect: {
   phases: () => Map<string, number>;
@@ -37,7 +33,7 @@ export function nodeAgentMetrics(collect: {
   node?: string;
   /** This node's sandboxes (bounded by the node's capacity; a series goes with its sandbox). */
   sandboxUsage?: () => SandboxUsage[];
-  capacity?: NodeAllocation;
+  capacity?: NodeCapacity;
   allocated?: () => NodeAllocation;
   /** The Lease heartbeat: last renewal (epoch ms, 0 before the first) and worker starts. */
   heartbeat?: () => { lastRenewed: number; starts: number };
@@ -54,7 +50,11 @@ export function nodeAgentMetrics(collect: {
   const registry = new Registry();
   collectProcessMetrics(registry, 'kata_node_');
   /** What the node offers or holds, by resource: sandboxes and memory_mib. */
-  const resourceGauge = (name: string, help: string, read: () => NodeAllocation | undefined) =>
+  const resourceGauge = (
+    name: string,
+    help: string,
+    read: () => (NodeCapacity & Partial<NodeAllocation>) | undefined,
+  ) =>
     new Gauge({
       name,
       help,
@@ -65,6 +65,7 @@ export function nodeAgentMetrics(collect: {
         if (!r) return;
         this.set({ resource: 'sandboxes' }, r.sandboxes);
         this.set({ resource: 'memory_mib' }, r.memoryMiB);
+        if (r.vcpus !== undefined) this.set({ resource: 'vcpus' }, r.vcpus);
       },
     });
   const metrics = {
@@ -179,7 +180,7 @@ export function nodeAgentMetrics(collect: {
     ),
     allocated: resourceGauge(
       'kata_node_allocated',
-      "What this node's sandboxes that have not ended hold: resource sandboxes or memory_mib.",
+      "What this node's sandboxes that have not ended hold (also on its Lease): resource sandboxes, memory_mib or vcpus.",
       () => collect.allocated?.(),
     ),
   };

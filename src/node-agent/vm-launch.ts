@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
 import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
 import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
-import { vmMemoryMiB } from '../crds/index.js';
+import { vmMemoryMiB, vmVcpus } from '../crds/index.js';
 
 /** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
 export function vmFiles(runDir: string) {
@@ -42,7 +42,7 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     name: `ksb-${i.uid}`.slice(0, 63),
     machine: 'pc',
     accelerator: i.accelerator,
-    vcpus: i.vm?.vcpus ?? 1,
+    vcpus: vmVcpus(i),
     memoryMiB: vmMemoryMiB(i),
     kernel: i.kernel,
     initrd: i.initrd,

@@ -249,6 +249,22 @@ describe('the installed product on a real single-node cluster', () => {
         ),
       );
       expect(limit).toBe((512 + 256) * 1024 * 1024);
+      // What the VM holds is on the node's Lease for whoever plans the node (the kubelet does not
+      // see it: docs/operations.md "VM cgroups").
+      await waitFor(
+        'the allocation on the node Lease',
+        async () => {
+          const lease = await cluster.json<{ metadata: { annotations?: Record<string, string> } }>([
+            ...['-n', SYSTEM_NS, 'get', 'lease', `kata-node-${NODE}`],
+          ]);
+          const a = lease.metadata.annotations ?? {};
+          return a['kata.sandbox.io/allocated-memory-mib'] === '512' &&
+            a['kata.sandbox.io/allocated-vcpus'] === '1'
+            ? a
+            : undefined;
+        },
+        MIN,
+      );
       firstQemu = { pid, start: startTimeOf(pid) ?? '', uid: sb.metadata.uid };
       expect(firstQemu.start).not.toBe('');
     },

@@ -10,6 +10,7 @@ import {
   nodeLeaseName,
   renewedLease,
   timeMillis,
+  type NodeAllocation,
 } from '../../src/kube/lease.js';
 import { NodeHeartbeat } from '../../src/kube/node-heartbeat.js';
 import { adminKubeConfig, freshNamespace } from './cluster.js';
@@ -35,11 +36,13 @@ beforeAll(async () => {
 describe('NodeHeartbeat', () => {
   it('creates kata-node-<node> with holder, duration, renewTime and capacity, then renews it', async () => {
     let sandboxes = 4;
+    let allocated: NodeAllocation | undefined;
     const hb = new NodeHeartbeat({
       clients,
       nodeName: 'n1',
       namespace: ns,
       capacity: () => ({ sandboxes, memoryMiB: 8192 }),
+      allocated: () => allocated,
       renewIntervalMs: 300,
     });
     hb.start();
@@ -51,8 +54,12 @@ describe('NodeHeartbeat', () => {
       expect(String(first.spec?.renewTime)).toMatch(/\.\d{6}Z$/);
       expect(leaseIsFresh(first, Date.now())).toBe(true);
       expect(leaseCapacity(first)).toEqual({ sandboxes: 4, memoryMiB: 8192 });
+      expect(Object.keys(first.metadata?.annotations ?? {})).not.toContain(
+        'kata.sandbox.io/allocated-memory-mib',
+      );
 
       sandboxes = 2;
+      allocated = { sandboxes: 1, memoryMiB: 768, vcpus: 2 };
       const t1 = timeMillis(first.spec?.renewTime as unknown as string) ?? 0;
       let later = first;
       const end = Date.now() + 10_000;
@@ -67,6 +74,11 @@ describe('NodeHeartbeat', () => {
       }
       expect(timeMillis(later.spec?.renewTime as unknown as string)).toBeGreaterThan(t1);
       expect(leaseCapacity(later)).toEqual({ sandboxes: 2, memoryMiB: 8192 });
+      expect(later.metadata?.annotations).toMatchObject({
+        'kata.sandbox.io/allocated-sandboxes': '1',
+        'kata.sandbox.io/allocated-memory-mib': '768',
+        'kata.sandbox.io/allocated-vcpus': '2',
+      });
     } finally {
       await hb.stop();
     }

@@ -1,11 +1,8 @@
 // Per-sandbox and capacity series of the node agent: read from /proc for a real process, labelled
 // by namespace, name and node only, and gone with the sandbox.
 import { describe, expect, it } from '@jest/globals';
-import {
-  nodeAgentMetrics,
-  type NodeAllocation,
-  type SandboxUsage,
-} from '../../../src/node-agent/node-agent-metrics.js';
+import type { NodeAllocation } from '../../../src/kube/lease.js';
+import { nodeAgentMetrics, type SandboxUsage } from '../../../src/node-agent/node-agent-metrics.js';
 import {
   cpuSecondsOfStat,
   processCpuSeconds,
@@ -41,7 +38,7 @@ describe('per-sandbox series', () => {
       },
       { namespace: 'b', name: 'job', restarts: 0 },
     ];
-    let allocated: NodeAllocation = { sandboxes: 2, memoryMiB: 1024 };
+    let allocated: NodeAllocation = { sandboxes: 2, memoryMiB: 1024, vcpus: 3 };
     const m = nodeAgentMetrics({
       phases: () => new Map(),
       runningQemu: () => 1,
@@ -69,9 +66,11 @@ describe('per-sandbox series', () => {
     expect(text).not.toMatch(/qemu_cpu_seconds_total\{namespace="b"/);
     expect(text).toContain('kata_node_capacity{resource="memory_mib"} 8192');
     expect(text).toContain('kata_node_allocated{resource="sandboxes"} 2');
+    expect(text).toContain('kata_node_allocated{resource="vcpus"} 3');
+    expect(text).not.toContain('kata_node_capacity{resource="vcpus"}');
 
     usage = [];
-    allocated = { sandboxes: 0, memoryMiB: 0 };
+    allocated = { sandboxes: 0, memoryMiB: 0, vcpus: 0 };
     const after = await m.registry.metrics();
     expect(after).not.toMatch(/kata_node_sandbox_\w+\{namespace=/);
     expect(after).toContain('kata_node_allocated{resource="memory_mib"} 0');
