@@ -17,6 +17,7 @@
 #   XDG_CACHE_HOME            cache root (default ~/.cache); binaries, registry data
 #   KATA_CLUSTER_DIR          state folder (default <cache>/kata-sandbox-operator/cluster)
 #   KATA_CLUSTER_REGISTRY_PORT  the registry's port on 127.0.0.1 (default 5055)
+#   KATA_CLUSTER_KUBELET_ARGS   further kubelet flags, split on spaces (e.g. --v=4)
 #
 # Everything `up` changes on the host is written down first (state/host-before), and `down`
 # puts it back: processes, mounts, cgroups (kata-cluster/ in every hierarchy), the sysctls the
@@ -432,7 +433,9 @@ evictionHard: { memory.available: "0%", nodefs.available: "0%", nodefs.inodesFre
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 EOF
-  start_bg kubelet "$bin/kubelet" --config="$STATE/kubelet/config.yaml" \
+  local extra=()
+  read -ra extra <<<"${KATA_CLUSTER_KUBELET_ARGS:-}"
+  start_bg kubelet "$bin/kubelet" --config="$STATE/kubelet/config.yaml" "${extra[@]}" \
     --kubeconfig="$(kubeconfig_user kubelet "system:node:$NODE" system:nodes)" \
     --hostname-override="$NODE" --node-ip="$NODE_IP" \
     --root-dir="$STATE/kubelet/root" --cert-dir="$STATE/kubelet/pki" --v=1

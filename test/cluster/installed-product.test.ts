@@ -13,6 +13,7 @@ import {
   symlinkSync,
   copyFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startPrometheus, type RunningPrometheus } from '../integration/metrics-harness.js';
@@ -139,6 +140,47 @@ afterAll(async () => {
     console.error(e),
   );
 }, 6 * MIN);
+
+describe('a cluster that cannot come up says why and leaves the host as it was', () => {
+  it(
+    'the registry cannot listen (its port is taken): up fails naming it and the kept logs',
+    async () => {
+      const squatter = createServer((s) => s.destroy());
+      await new Promise<void>((r) => squatter.listen(5055, '127.0.0.1', r));
+      try {
+        const failure = await run(CLUSTER_SCRIPT, ['up'], { timeoutMs: 10 * MIN }).then(
+          () => 'up succeeded',
+          (e: Error) => e.message,
+        );
+        expect(failure).toMatch(/cluster: registry exited; last lines of \S+registry\.log/);
+        expect(failure).toMatch(/address already in use/);
+        expect(failure).toMatch(/cluster: up failed; logs in \S+cluster\.failed-logs/);
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+      expect(await hostSnapshot()).toEqual(before);
+    },
+    12 * MIN,
+  );
+
+  it(
+    'a kubelet that refuses to start: up fails with its own words, everything made so far undone',
+    async () => {
+      const failure = await run(CLUSTER_SCRIPT, ['up'], {
+        timeoutMs: 10 * MIN,
+        env: { ...process.env, KATA_CLUSTER_KUBELET_ARGS: '--no-such-kubelet-flag' },
+      }).then(
+        () => 'up succeeded',
+        (e: Error) => e.message,
+      );
+      expect(failure).toMatch(/cluster: kubelet exited; last lines of \S+kubelet\.log/);
+      expect(failure).toMatch(/unknown flag: --no-such-kubelet-flag/);
+      expect(failure).toMatch(/cluster: up failed; logs in /);
+      expect(await hostSnapshot()).toEqual(before);
+    },
+    12 * MIN,
+  );
+});
 
 describe('the installed product on a real single-node cluster', () => {
   it(
