@@ -18,6 +18,7 @@ import { HealthCheckResponse_ServingStatus, HealthClient } from '../generated/he
 import type { Process } from '../generated/oci.js';
 import type { Interface, Route } from '../generated/types.js';
 import { AgentRpcError } from './errors.js';
+import { sleep } from '../common/sleep.js';
 
 export interface CallOpts {
   /** Deadline for this call; each RPC has a sensible default. */
@@ -57,19 +58,6 @@ const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.keepalive_time_ms': 20_000,
   'grpc.keepalive_timeout_ms': 10_000,
 };
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 
 /**
  * The host side of the agent protocol: one long-lived channel per sandbox (grpc-js reconnects it),

@@ -1,4 +1,4 @@
-// Exponential backoff with jitter, and an abortable sleep: shared by the informer, the work queue
+// Exponential backoff with jitter: shared by the informer, the work queue
 // and the Lease loops.
 
 export interface BackoffOptions {
@@ -22,23 +22,4 @@ export function backoffDelay(
   // 2^n overflows to Infinity for huge n; min() keeps it finite.
   const raw = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.min(n - 1, 52));
   return Math.round(raw * (1 + opts.jitter * random()));
-}
-
-/** setTimeout as a promise; rejects with the signal's reason when aborted. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -2,7 +2,7 @@
 // apply cannot remove another manager's list item, and a stale view must not clobber a newer list.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { sleep } from './backoff.js';
+import { sleep } from '../common/sleep.js';
 import {
   callApi,
   isConflict,

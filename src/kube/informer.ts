@@ -4,7 +4,8 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
-import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from './backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { sleep } from '../common/sleep.js';
 import { isGone, KubeApiError } from './kube-client.js';
 import { requestJson, streamWatch, type Query } from './kube-request.js';
 import { classifyWatchEvent, ObjectCache, type CacheChange } from './object-cache.js';

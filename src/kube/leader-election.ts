@@ -4,7 +4,7 @@
 import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
-import { sleep } from './backoff.js';
+import { sleep } from '../common/sleep.js';
 import {
   callApi,
   isAlreadyExists,

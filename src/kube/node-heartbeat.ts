@@ -3,7 +3,7 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
-import { sleep } from './backoff.js';
+import { sleep } from '../common/sleep.js';
 import {
   callApi,
   isAlreadyExists,

@@ -4,7 +4,7 @@
 // opens projections; anything else (a token not bound to a Pod, a client certificate, another
 // node's token) gets none (docs/images.md).
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { sleep } from '../kube/backoff.js';
+import { sleep } from '../common/sleep.js';
 import { callApi } from '../kube/kube-client.js';
 
 export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';

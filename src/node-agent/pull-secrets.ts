@@ -6,7 +6,7 @@
 // runtime turns them into FailedToRetrieveImagePullSecret Events, and the pull goes on without
 // them, as kubelet does).
 import type { V1Secret } from '@kubernetes/client-node';
-import { sleep } from '../kube/backoff.js';
+import { sleep } from '../common/sleep.js';
 import { callApi, isNotFound, type KubeClients } from '../kube/kube-client.js';
 import {
   openProjection,

@@ -80,6 +80,7 @@ import { planBlockDrives, type BlockDrivePlan } from './storage/block-drives.js'
 import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
 import { failureCause } from './failure-cause.js';
 import type { VmCgroups } from './cgroups/vm-cgroups.js';
+import { pause } from '../common/sleep.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -157,16 +158,6 @@ function alreadyDone(err: unknown): boolean {
     (err.code === 6 /* ALREADY_EXISTS */ || /already (started|exists)/.test(err.details))
   );
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(t);
-      resolve();
-    }
-  });
 
 /**
  * The VM's drives and each container's block storages/devices, from the checked paths: each a
@@ -879,7 +870,7 @@ export class SandboxRuntime {
       st.message = `back-off ${Math.round(delay / 1000)}s restarting failed container ${name} (exit code ${st.exitCode ?? 'unknown'})`;
       this.deps.onChange();
       void (async () => {
-        await sleep(delay, this.watchAbort.signal);
+        await pause(delay, this.watchAbort.signal);
         if (this.stopping) return;
         try {
           await this.client().removeContainer(name, 1, { timeoutMs: AGENT_CALL_MS });

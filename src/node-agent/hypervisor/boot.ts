@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import type { Logger } from '../../observability/logger.js';
 import { buildQemuArgs, type VmConfig } from './qemu-args.js';
 import { QemuProcess, type LaunchOptions, type LaunchStrategyKind } from './qemu-process.js';
+import { pause } from '../../common/sleep.js';
 
 /** The part of AgentClient boot needs; the caller wires the transport (serial bridge, vsock). */
 export interface AgentHandle {
@@ -72,17 +73,6 @@ export class BootError extends Error {
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
-
 /** Polls a growing file until `pattern` matches its text; false when the signal ends first. */
 export async function waitForConsoleLine(
   file: string,
@@ -115,7 +105,7 @@ export async function waitForConsoleLine(
         await fh.close();
       }
     }
-    await sleep(pollMs, signal);
+    await pause(pollMs, signal);
   }
   return undefined;
 }
@@ -175,7 +165,7 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
         } catch (e) {
           lastErr = `Check: ${(e as Error).message}`;
         }
-        await sleep(50, signal);
+        await pause(50, signal);
       }
     }
   } catch (e) {

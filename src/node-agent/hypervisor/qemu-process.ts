@@ -8,6 +8,7 @@ import type { Logger } from '../../observability/logger.js';
 import { execWithFdsArgv } from '../host-fs/argv.js';
 import type { FdOpen, HostFs } from '../host-fs/types.js';
 import { QmpClient } from './qmp-client.js';
+import { sleep } from '../../common/sleep.js';
 
 export type LaunchStrategyKind = 'detached' | 'systemd-scope';
 
@@ -192,8 +193,6 @@ export async function consoleTail(
     await fh.close();
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A running (or finished) QEMU, spawned by us or adopted after a restart. */
 export class QemuProcess {

@@ -3,7 +3,7 @@
 // refuses) and the container's own copy-on-write view of it, which the runtime binds into the 9p
 // share as <share>/<container>/rootfs. Release drops the views and the sandbox's cache leases.
 import type { KataSandboxSpec } from '../../crds/index.js';
-import { sleep } from '../../kube/backoff.js';
+import { sleep } from '../../common/sleep.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ImageHandle, ImageStore } from './image-store.js';
 import type { PullPolicy } from './policy.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { backoffDelay, sleep } from '../../../src/kube/backoff.js';
+import { backoffDelay } from '../../../src/kube/backoff.js';
 
 const opts = { baseMs: 100, maxMs: 1000, jitter: 0.5 };
 
@@ -19,21 +19,5 @@ describe('backoffDelay', () => {
     expect(backoffDelay(10_000, opts, () => 0)).toBe(1000);
     expect(backoffDelay(0, opts, () => 0)).toBe(100);
     expect(backoffDelay(-3, opts, () => 0)).toBe(100);
-  });
-});
-
-describe('sleep', () => {
-  it('resolves after the delay', async () => {
-    await expect(sleep(1)).resolves.toBeUndefined();
-  });
-
-  it('rejects with the reason when aborted, before or during', async () => {
-    const pre = new AbortController();
-    pre.abort(new Error('pre'));
-    await expect(sleep(10, pre.signal)).rejects.toThrow('pre');
-    const ctl = new AbortController();
-    const p = sleep(60_000, ctl.signal);
-    ctl.abort(new Error('during'));
-    await expect(p).rejects.toThrow('during');
   });
 });
