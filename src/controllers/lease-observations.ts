@@ -7,7 +7,7 @@
 // most, one in the past keeps its age. A Lease never renewed after it was first seen goes stale
 // one lease duration after it was first seen; the duration honoured is capped.
 import type { V1Lease } from '@kubernetes/client-node';
-import { NODE_LEASE_DURATION_SECONDS, timeMillis } from '../kube/lease.js';
+import { freshUntil, NODE_LEASE_DURATION_SECONDS, timeMillis } from '../kube/lease.js';
 
 /** What the controller makes of one Lease (times in epoch ms). */
 export interface LeaseJudgement {
@@ -58,7 +58,7 @@ export class LeaseObservations {
   /** Fresh while now < renewedAt + duration (DESIGN §3, on the judged values). */
   isFresh(lease: V1Lease, now: number): boolean {
     const j = this.judge(lease, now);
-    if (j.renewedAt === undefined || !j.durationSeconds) return false;
-    return now < j.renewedAt + j.durationSeconds * 1000;
+    const until = freshUntil(j.renewedAt, j.durationSeconds);
+    return until !== undefined && now < until;
   }
 }

@@ -1,3 +1,5 @@
+import { freshUntil } from '../kube/lease.js';
+
 /** What the controller knows about one node agent (from its Lease) and its Node object, if any. */
 export interface NodeView {
   name: string;
@@ -35,9 +37,10 @@ type Rejection =
   | 'sandbox capacity full'
   | 'insufficient memory';
 
-export function leaseIsFresh(lease: NodeView['lease'], now: Date): boolean {
-  if (!lease?.renewTime || !lease.leaseDurationSeconds) return false;
-  return now.getTime() < lease.renewTime.getTime() + lease.leaseDurationSeconds * 1000;
+/** Whether the node's Lease is fresh as the controller judged it (freshUntil on its view). */
+export function nodeLeaseIsFresh(lease: NodeView['lease'], now: Date): boolean {
+  const until = freshUntil(lease?.renewTime?.getTime(), lease?.leaseDurationSeconds);
+  return until !== undefined && now.getTime() < until;
 }
 
 function rejection(
@@ -50,7 +53,7 @@ function rejection(
   // pinned node's own trouble apart from the rest.
   if (req.nodeName && req.nodeName !== view.name) return 'nodeName mismatch';
   if (!view.lease) return 'no node agent';
-  if (!leaseIsFresh(view.lease, now)) return 'lease expired';
+  if (!nodeLeaseIsFresh(view.lease, now)) return 'lease expired';
   if (view.node?.unschedulable) return 'cordoned';
   const selector = Object.entries(req.nodeSelector ?? {});
   if (selector.length > 0) {

@@ -12,7 +12,7 @@ import {
   sameControllerStatus,
   type ControllerStatus,
 } from './controller-status.js';
-import { chooseNode, leaseIsFresh, type NodeLoad, type NodeView } from './node-candidates.js';
+import { chooseNode, nodeLeaseIsFresh, type NodeLoad, type NodeView } from './node-candidates.js';
 import { derivePhase } from './phase.js';
 import {
   planProjection,
@@ -55,7 +55,7 @@ function nodeLostSince(
 ): { lost: boolean; expiresInMs?: number; since?: Date } {
   const view = world.nodes.find((n) => n.name === node);
   const lease = view?.lease;
-  if (leaseIsFresh(lease, world.now)) {
+  if (nodeLeaseIsFresh(lease, world.now)) {
     const expiry = lease!.renewTime!.getTime() + lease!.leaseDurationSeconds! * 1000;
     return { lost: false, expiresInMs: expiry - world.now.getTime() };
   }

@@ -34,15 +34,28 @@ export function timeMillis(t: Date | string | undefined | null): number | undefi
   return Number.isNaN(ms) ? undefined : ms;
 }
 
-/** When the Lease stops being fresh (renewTime + leaseDurationSeconds), or undefined if it never was. */
-export function leaseExpiry(lease: V1Lease | undefined): number | undefined {
-  const renew = timeMillis(lease?.spec?.renewTime as Date | string | undefined);
-  const dur = lease?.spec?.leaseDurationSeconds;
-  if (renew === undefined || dur === undefined) return undefined;
-  return renew + dur * 1000;
+/**
+ * The one freshness rule (DESIGN §3): a Lease renewed at `renewedAt` (epoch ms) for
+ * `durationSeconds` is fresh while now < renewedAt + duration. Undefined (never fresh) without
+ * both, or with a zero duration.
+ */
+export function freshUntil(
+  renewedAt: number | undefined,
+  durationSeconds: number | undefined,
+): number | undefined {
+  if (renewedAt === undefined || !durationSeconds) return undefined;
+  return renewedAt + durationSeconds * 1000;
 }
 
-/** DESIGN §3: fresh while now < renewTime + leaseDurationSeconds. */
+/** When the Lease stops being fresh (renewTime + leaseDurationSeconds), or undefined if it never was. */
+export function leaseExpiry(lease: V1Lease | undefined): number | undefined {
+  return freshUntil(
+    timeMillis(lease?.spec?.renewTime as Date | string | undefined),
+    lease?.spec?.leaseDurationSeconds,
+  );
+}
+
+/** Fresh by the Lease's own renewTime and duration (freshUntil). */
 export function leaseIsFresh(lease: V1Lease | undefined, now: number): boolean {
   const exp = leaseExpiry(lease);
   return exp !== undefined && now < exp;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import {
   chooseNode,
-  leaseIsFresh,
+  nodeLeaseIsFresh,
   type NodeView,
 } from '../../../src/controllers/node-candidates.js';
 
@@ -15,12 +15,14 @@ const fresh = (over: Partial<NonNullable<NodeView['lease']>> = {}): NodeView['le
 });
 const noLoad = () => ({ sandboxes: 0, memoryMiB: 0 });
 
-describe('leaseIsFresh', () => {
+describe('nodeLeaseIsFresh', () => {
   it('is fresh until renewTime + duration', () => {
-    expect(leaseIsFresh(fresh(), now)).toBe(true);
-    expect(leaseIsFresh(fresh({ renewTime: new Date(now.getTime() - 40_000) }), now)).toBe(false);
-    expect(leaseIsFresh(fresh({ renewTime: undefined }), now)).toBe(false);
-    expect(leaseIsFresh(undefined, now)).toBe(false);
+    expect(nodeLeaseIsFresh(fresh(), now)).toBe(true);
+    expect(nodeLeaseIsFresh(fresh({ renewTime: new Date(now.getTime() - 40_000) }), now)).toBe(
+      false,
+    );
+    expect(nodeLeaseIsFresh(fresh({ renewTime: undefined }), now)).toBe(false);
+    expect(nodeLeaseIsFresh(undefined, now)).toBe(false);
   });
 });
 

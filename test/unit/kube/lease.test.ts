@@ -4,6 +4,7 @@ import {
   canAcquire,
   capacityAnnotations,
   leaseCapacity,
+  freshUntil,
   leaseExpiry,
   leaseIsFresh,
   nodeLeaseName,
@@ -54,6 +55,12 @@ describe('leaseIsFresh', () => {
     expect(leaseIsFresh(lease('n1', undefined), T0)).toBe(false);
     expect(leaseIsFresh({ spec: { renewTime: new Date(T0) } }, T0)).toBe(false);
     expect(leaseIsFresh(undefined, T0)).toBe(false);
+  });
+
+  it("is one rule for the Lease, the controller's judgement and its node view (freshUntil)", () => {
+    expect(freshUntil(T0, 40)).toBe(T0 + 40_000);
+    expect(freshUntil(T0, 0)).toBeUndefined();
+    expect(freshUntil(undefined, 40)).toBeUndefined();
   });
 });
 
