@@ -9,7 +9,7 @@ import path from 'node:path';
 import PQueue from 'p-queue';
 import { AgentRpcError } from '../agent/errors.js';
 import { constrainSpec } from '../agent/oci-constraints.js';
-import { buildContainerSpec } from '../agent/oci/spec-builder.js';
+import { buildContainerSpec } from './oci/container-spec.js';
 import { createSandboxRequest } from '../agent/sandbox-request.js';
 import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
 import {

@@ -24,7 +24,10 @@ import path from 'node:path';
 import { AgentClient } from '../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../src/agent/errors.js';
 import { toOciConfig } from '../../src/agent/guest/oci-config.js';
-import { buildContainerSpec, type ContainerInput } from '../../src/agent/oci/spec-builder.js';
+import {
+  buildContainerSpec,
+  type ContainerInput,
+} from '../../src/node-agent/oci/container-spec.js';
 import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildProcess } from '../../src/agent/process-spec.js';
 import { createSandboxRequest } from '../../src/agent/sandbox-request.js';

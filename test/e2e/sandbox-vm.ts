@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { AgentClient } from '../../src/agent/agent-client.js';
 import { constrainSpec } from '../../src/agent/oci-constraints.js';
-import { buildContainerSpec } from '../../src/agent/oci/spec-builder.js';
+import { buildContainerSpec } from '../../src/node-agent/oci/container-spec.js';
 import { containerRootPath } from '../../src/agent/storage.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import type { CreateContainerRequest, Device, Storage } from '../../src/generated/agent.js';

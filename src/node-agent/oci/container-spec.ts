@@ -1,7 +1,9 @@
+// The OCI runtime spec of one KataSandbox container, as the node agent sends it to the guest:
+// the CRD's container and the image's config in, an OCI Spec out. Pure.
 import type { ContainerSpec } from '../../crds/index.js';
 import type { Spec, Mount as OciMount } from '../../generated/oci.js';
-import { buildProcess, type BuiltProcess } from '../process-spec.js';
-import { containerRootPath } from '../storage.js';
+import { buildProcess, type BuiltProcess } from '../../agent/process-spec.js';
+import { containerRootPath } from '../../agent/storage.js';
 import {
   mergeEnv,
   resolveArgs,
@@ -9,7 +11,7 @@ import {
   resolveUser,
   resolveWorkingDir,
   type ImageConfig,
-} from './image-config.js';
+} from '../../agent/oci/image-config.js';
 
 /** The fields of a KataSandbox container the OCI spec is built from. */
 export type ContainerInput = Pick<

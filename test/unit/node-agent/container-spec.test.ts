@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { constrainSpec } from '../../../src/agent/oci-constraints.js';
-import { buildContainerSpec } from '../../../src/agent/oci/spec-builder.js';
+import { buildContainerSpec } from '../../../src/node-agent/oci/container-spec.js';
 import { toOciConfig } from '../../../src/agent/guest/oci-config.js';
 import { configValidator } from '../guest-agent/oci-schema.js';
 
