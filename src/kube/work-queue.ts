@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { inReconcile } from '../observability/reconcile-context.js';
 
 /** What a reconcile may ask for on success. */
 export interface ReconcileResult {
@@ -166,7 +167,11 @@ export class WorkQueue {
     const started = Date.now();
     let outcome: Parameters<typeof afterReconcile>[0];
     try {
-      outcome = { ok: true, result: await this.opts.reconcile(key, this.abort.signal) };
+      const signal = this.abort.signal;
+      outcome = {
+        ok: true,
+        result: await inReconcile(key, () => this.opts.reconcile(key, signal)),
+      };
     } catch (error) {
       outcome = { ok: false, error };
     }

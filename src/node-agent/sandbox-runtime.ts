@@ -81,6 +81,7 @@ import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-l
 import { failureCause } from './failure-cause.js';
 import type { VmCgroups } from './cgroups/vm-cgroups.js';
 import { pause } from '../common/sleep.js';
+import { outsideReconcile } from '../observability/reconcile-context.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -323,16 +324,20 @@ export class SandboxRuntime {
     if (this.task || this.ended || this.stopping) return;
     // The slot bounds preparation and boot; waiting for images (which may back off for minutes)
     // and starting containers happen outside it, so a refusing registry never blocks other boots.
-    this.task = this.deps.createSlots
-      .add(() => this.create(), { signal: this.createAbort.signal })
-      .then(() => this.startContainers())
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          if (this.stopping || this.createAbort.signal.aborted) return;
-          void this.fail(classify(err, 'VMReady', 'CreateFailed'));
-        },
-      );
+    // The runtime outlives the reconcile that starts it: its lines carry the sandbox, not that
+    // reconcile's id.
+    this.task = outsideReconcile(() =>
+      this.deps.createSlots
+        .add(() => this.create(), { signal: this.createAbort.signal })
+        .then(() => this.startContainers())
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            if (this.stopping || this.createAbort.signal.aborted) return;
+            void this.fail(classify(err, 'VMReady', 'CreateFailed'));
+          },
+        ),
+    );
   }
 
   // --- create -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { currentReconcile } from './reconcile-context.js';
 
 export type { Logger };
 
@@ -11,6 +12,8 @@ export function logOptions(component: string, level: string): LoggerOptions {
     level,
     base: { component },
     formatters: { level: (label) => ({ level: label }) },
+    // reconcileID and key on every line written within a reconcile (reconcile-context.ts)
+    mixin: () => currentReconcile() ?? {},
   };
 }
 
