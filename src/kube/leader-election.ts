@@ -5,13 +5,8 @@ import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { sleep } from '../common/sleep.js';
-import {
-  callApi,
-  isAlreadyExists,
-  isConflict,
-  isNotFound,
-  type KubeClients,
-} from './kube-client.js';
+import type { KubeClients } from './kube-client.js';
+import { isLostLeaseRace, upsertLease } from './lease-upsert.js';
 import { canAcquire, CONTROLLER_LEASE_NAME, KATA_SYSTEM_NAMESPACE, renewedLease } from './lease.js';
 
 export interface LeaderElectionOptions {
@@ -87,35 +82,22 @@ export class LeaderElector {
     const api = this.opts.clients.coordination;
     const call = { signal, timeoutMs: this.durations().retryPeriod };
     const seconds = Math.max(1, Math.ceil(this.durations().leaseDuration / 1000));
-    let prev: V1Lease | undefined;
     try {
-      prev = await callApi(
-        `get lease ${name}`,
-        () => api.readNamespacedLease({ namespace, name }),
+      const out = await upsertLease(
+        api,
+        { namespace, name },
+        (prev) => {
+          this.observe(prev);
+          if (prev && !canAcquire(prev, this.opts.identity, Date.now())) return undefined;
+          return renewedLease(prev, { namespace, name }, this.opts.identity, seconds, new Date());
+        },
         call,
       );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-    this.observe(prev);
-    if (prev && !canAcquire(prev, this.opts.identity, Date.now())) return false;
-    const body = renewedLease(prev, { namespace, name }, this.opts.identity, seconds, new Date());
-    try {
-      const out = prev
-        ? await callApi(
-            `renew lease ${name}`,
-            () => api.replaceNamespacedLease({ namespace, name, body }),
-            call,
-          )
-        : await callApi(
-            `create lease ${name}`,
-            () => api.createNamespacedLease({ namespace, body }),
-            call,
-          );
+      if (!out) return false;
       this.observe(out);
       return true;
     } catch (err) {
-      if (isConflict(err) || isAlreadyExists(err)) return false; // another candidate wrote first
+      if (isLostLeaseRace(err)) return false; // another candidate wrote first
       throw err;
     }
   }
@@ -195,25 +177,22 @@ export class LeaderElector {
     const { namespace, name } = this.ref();
     const api = this.opts.clients.coordination;
     const call = { timeoutMs };
-    const lease = await callApi(
-      `get lease ${name}`,
-      () => api.readNamespacedLease({ namespace, name }),
-      call,
-    );
-    if (lease.spec?.holderIdentity !== this.opts.identity) return;
-    const body: V1Lease = {
-      ...lease,
-      metadata: { ...lease.metadata, managedFields: undefined },
-      spec: {
-        ...lease.spec,
-        holderIdentity: undefined,
-        leaseDurationSeconds: 1,
-        renewTime: new V1MicroTime(),
-      },
-    };
-    await callApi(
-      `release lease ${name}`,
-      () => api.replaceNamespacedLease({ namespace, name, body }),
+    await upsertLease(
+      api,
+      { namespace, name },
+      (lease) =>
+        lease?.spec?.holderIdentity !== this.opts.identity
+          ? undefined
+          : {
+              ...lease,
+              metadata: { ...lease.metadata, managedFields: undefined },
+              spec: {
+                ...lease.spec,
+                holderIdentity: undefined,
+                leaseDurationSeconds: 1,
+                renewTime: new V1MicroTime(),
+              },
+            },
       call,
     );
   }

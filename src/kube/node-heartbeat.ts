@@ -4,13 +4,8 @@ import type { V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { sleep } from '../common/sleep.js';
-import {
-  callApi,
-  isAlreadyExists,
-  isConflict,
-  isNotFound,
-  type KubeClients,
-} from './kube-client.js';
+import type { KubeClients } from './kube-client.js';
+import { isLostLeaseRace, upsertLease } from './lease-upsert.js';
 import {
   allocationAnnotations,
   capacityAnnotations,
@@ -77,40 +72,25 @@ export class NodeHeartbeat {
     const call = { signal, timeoutMs: this.opts.timeoutMs ?? 5_000 };
     const api = this.opts.clients.coordination;
     for (let attempt = 1; ; attempt++) {
-      let prev: V1Lease | undefined;
       try {
-        prev = await callApi(
-          `get lease ${name}`,
-          () => api.readNamespacedLease({ namespace, name }),
+        const out = await upsertLease(
+          api,
+          { namespace, name },
+          (prev) =>
+            renewedLease(
+              prev,
+              { namespace, name },
+              this.opts.identity ?? this.opts.nodeName,
+              this.opts.leaseDurationSeconds ?? NODE_LEASE_DURATION_SECONDS,
+              new Date(),
+              this.annotations(),
+            ),
           call,
         );
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-      const body = renewedLease(
-        prev,
-        { namespace, name },
-        this.opts.identity ?? this.opts.nodeName,
-        this.opts.leaseDurationSeconds ?? NODE_LEASE_DURATION_SECONDS,
-        new Date(),
-        this.annotations(),
-      );
-      try {
-        const out = prev
-          ? await callApi(
-              `renew lease ${name}`,
-              () => api.replaceNamespacedLease({ namespace, name, body }),
-              call,
-            )
-          : await callApi(
-              `create lease ${name}`,
-              () => api.createNamespacedLease({ namespace, body }),
-              call,
-            );
         this.lastRenewed = Date.now();
-        return out;
+        return out as V1Lease;
       } catch (err) {
-        if (attempt >= 3 || !(isConflict(err) || isAlreadyExists(err))) throw err;
+        if (attempt >= 3 || !isLostLeaseRace(err)) throw err;
       }
     }
   }
