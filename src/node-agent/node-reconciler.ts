@@ -16,7 +16,7 @@ import { objectKey, splitKey } from '../kube/object-cache.js';
 import { applyStatus } from '../kube/status-patch.js';
 import type { ReconcileResult } from '../kube/work-queue.js';
 import type { Logger } from '../observability/logger.js';
-import { SandboxRuntime, type RuntimeDeps } from './sandbox-runtime.js';
+import { SandboxRuntime, type RuntimeDeps } from './runtime/sandbox-runtime.js';
 import { nodeAgentConditions, nodeAgentStatus } from './sandbox-status.js';
 
 export interface NodeReconcilerDeps {

@@ -10,7 +10,8 @@ import { objectKey } from '../kube/object-cache.js';
 import type { Logger } from '../observability/logger.js';
 import type { NodeAgentConfig } from './config.js';
 import type { NodeReconciler } from './node-reconciler.js';
-import { killOrphanQemu, SandboxRuntime } from './sandbox-runtime.js';
+import { killOrphanQemu } from './runtime/orphan-qemu.js';
+import { SandboxRuntime } from './runtime/sandbox-runtime.js';
 import { teardownShare } from './shared-dir.js';
 import type { SandboxState, StateStore } from './state-store.js';
 

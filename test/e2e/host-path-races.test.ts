@@ -26,7 +26,7 @@ import { launchCommand } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { RootfsViews } from '../../src/node-agent/images/rootfs-view.js';
 import { mountsUnder, readMountInfo } from '../../src/node-agent/mountinfo.js';
 import { checkSandboxHostPaths } from '../../src/node-agent/sandbox-host-paths.js';
-import { blockDrivePlan } from '../../src/node-agent/sandbox-runtime.js';
+import { blockDrivePlan } from '../../src/node-agent/runtime/block-drive-plan.js';
 import { prepareShareMounts } from '../../src/node-agent/share-mounts.js';
 import { bindIntoShare, teardownShare } from '../../src/node-agent/shared-dir.js';
 import { vmFiles } from '../../src/node-agent/vm-launch.js';

@@ -7,81 +7,73 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { AgentRpcError } from '../agent/errors.js';
-import { constrainSpec } from '../agent/oci-constraints.js';
-import { buildContainerSpec } from './oci/container-spec.js';
-import { createSandboxRequest } from '../agent/sandbox-request.js';
-import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../agent/storage.js';
+import { constrainSpec } from '../../agent/oci-constraints.js';
+import { buildContainerSpec } from '../oci/container-spec.js';
+import { createSandboxRequest } from '../../agent/sandbox-request.js';
+import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../../agent/storage.js';
 import {
   CONTAINER_PROBLEM_REASONS,
   vmMemoryMiB,
   type KataSandbox,
   type KataSandboxSpec,
-} from '../crds/index.js';
-import { sandboxFields, type Logger } from '../observability/logger.js';
-import type { NodeAgentConfig } from './config.js';
-import { ContainerLog, sandboxLogDir } from './container-log.js';
+} from '../../crds/index.js';
+import { sandboxFields, type Logger } from '../../observability/logger.js';
+import type { NodeAgentConfig } from '../config.js';
+import { ContainerLog, sandboxLogDir } from '../container-log.js';
 import {
   containerFailedMessage,
   restartBackoffMs,
   shouldRestart,
   watchContainerRun,
-} from './container-run.js';
-import { sandboxDns } from './guest-dns.js';
-import { hostPathReasonOf, parseHostFsError } from './host-fs/errors.js';
-import type { HostFs } from './host-fs/types.js';
-import { HostPathError } from './host-paths.js';
-import type { AcceleratorChoice } from './hypervisor/accelerator.js';
+} from '../container-run.js';
+import { sandboxDns } from '../guest-dns.js';
+import type { HostFs } from '../host-fs/types.js';
+import type { AcceleratorChoice } from '../hypervisor/accelerator.js';
 import {
   type ContainerImages,
   type PreparedImage,
   invalidImage,
-} from './images/container-images.js';
-import { RootfsViewError, RootfsViews } from './images/rootfs-view.js';
-import { parseImageReference, repositoryName } from './images/reference.js';
-import { BootError } from './hypervisor/boot.js';
-import { GuestImageMissingError, type GuestImagePaths } from './hypervisor/guest-image.js';
-import { memoryShortfall } from './hypervisor/guest-memory.js';
-import {
-  chooseLaunchStrategy,
-  isSameProcess,
-  QemuProcess,
-  readProcStat,
-  type ExitStatus,
-} from './hypervisor/qemu-process.js';
-import { QmpClient } from './hypervisor/qmp-client.js';
-import type { NodeAgentMetrics } from './node-agent-metrics.js';
-import { netnsLaunchPrefix } from './network/tcfilter.js';
-import type { PullSecretsRead, PullSecretsRequest } from './pull-secrets.js';
-import { NetworkSetupError } from './sandbox-network.js';
-import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
-import { checkSandboxHostPaths, type CheckedSandboxPath } from './sandbox-host-paths.js';
-import { prepareShareMounts } from './share-mounts.js';
+} from '../images/container-images.js';
+import { RootfsViews } from '../images/rootfs-view.js';
+import { parseImageReference, repositoryName } from '../images/reference.js';
+import type { GuestImagePaths } from '../hypervisor/guest-image.js';
+import { memoryShortfall } from '../hypervisor/guest-memory.js';
+import { chooseLaunchStrategy, QemuProcess, type ExitStatus } from '../hypervisor/qemu-process.js';
+import { QmpClient } from '../hypervisor/qmp-client.js';
+import type { NodeAgentMetrics } from '../node-agent-metrics.js';
+import { netnsLaunchPrefix } from '../network/tcfilter.js';
+import type { PullSecretsRead, PullSecretsRequest } from '../pull-secrets.js';
+import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from '../sandbox-status.js';
+import { checkSandboxHostPaths } from '../sandbox-host-paths.js';
+import { prepareShareMounts } from '../share-mounts.js';
 import {
   bindIntoShare,
   rootfsTarget,
   shareTarget,
   teardownShare,
   VOLUMES_DIR,
-} from './shared-dir.js';
+} from '../shared-dir.js';
 import {
   NO_NETWORK,
   unsupportedFeature,
   type NetworkPlan,
   type NetworkStep,
-} from './spec-support.js';
+} from '../spec-support.js';
 import {
   newSandboxState,
   type ContainerRunState,
   type SandboxState,
   type StateStore,
-} from './state-store.js';
-import { planBlockDrives, type BlockDrivePlan } from './storage/block-drives.js';
-import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from './vm-launch.js';
-import { failureCause } from './failure-cause.js';
-import type { VmCgroups } from './cgroups/vm-cgroups.js';
-import { pause } from '../common/sleep.js';
-import { outsideReconcile } from '../observability/reconcile-context.js';
+} from '../state-store.js';
+import type { BlockDrivePlan } from '../storage/block-drives.js';
+import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from '../vm-launch.js';
+import { failureCause } from '../failure-cause.js';
+import type { VmCgroups } from '../cgroups/vm-cgroups.js';
+import { pause } from '../../common/sleep.js';
+import { outsideReconcile } from '../../observability/reconcile-context.js';
+import { alreadyDone, classify, step, StepError, VM_END_REASONS } from './step-failure.js';
+import { blockDrivePlan, driveOpenFailure } from './block-drive-plan.js';
+import { killOrphanQemu } from './orphan-qemu.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -108,108 +100,6 @@ export interface RuntimeDeps {
   /** Something status shows changed: re-apply status. */
   onChange: () => void;
   event: (type: 'Normal' | 'Warning', reason: string, note: string) => void;
-}
-
-/** Failures that are the VM's end itself. */
-const VM_END_REASONS = new Set(['VMExited', 'VMOutOfMemory']);
-
-/** A step's failure, with the condition it fails. */
-class StepError extends Error {
-  constructor(readonly failure: StepFailure) {
-    super(failure.message);
-  }
-}
-
-function classify(err: unknown, step: StepFailure['condition'], reason: string): StepFailure {
-  if (err instanceof StepError) return err.failure;
-  if (err instanceof HostPathError) {
-    const condition = err.reason === 'InvalidBlockDevice' ? 'ContainersReady' : 'VMReady';
-    return { condition, reason: err.reason, message: err.message };
-  }
-  if (err instanceof BootError)
-    return { condition: 'VMReady', reason: 'BootFailed', message: err.message };
-  if (err instanceof GuestImageMissingError) {
-    return { condition: 'VMReady', reason: 'GuestImageMissing', message: err.message };
-  }
-  if (err instanceof NetworkSetupError) {
-    return { condition: 'NetworkReady', reason: err.reason, message: err.message };
-  }
-  if (err instanceof RootfsViewError) {
-    return { condition: 'ContainersReady', reason: err.reason, message: err.message };
-  }
-  return { condition: step, reason, message: (err as Error)?.message ?? String(err) };
-}
-
-async function step<T>(
-  condition: StepFailure['condition'],
-  reason: string,
-  fn: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw new StepError(classify(err, condition, reason));
-  }
-}
-
-/** ALREADY_EXISTS / "already started" from a call a previous node agent made before crashing. */
-function alreadyDone(err: unknown): boolean {
-  return (
-    err instanceof AgentRpcError &&
-    (err.code === 6 /* ALREADY_EXISTS */ || /already (started|exists)/.test(err.details))
-  );
-}
-
-/**
- * The VM's drives and each container's block storages/devices, from the checked paths: each a
- * descriptor the helper re-opens beneath the root it was checked beneath, with the same type.
- */
-export function blockDrivePlan(
-  spec: KataSandboxSpec,
-  checked: ReadonlyMap<string, CheckedSandboxPath>,
-): BlockDrivePlan {
-  const sourceOf = (field: string) => {
-    const c = checked.get(field);
-    if (!c || c.type === 'dir') throw new Error(`${field} was not checked as a block source`);
-    return { path: c.path, source: { root: c.root, type: c.type } };
-  };
-  return planBlockDrives(
-    spec.containers.flatMap((c, i) => {
-      const b = c.rootfs?.block;
-      if (!b) return [];
-      const field = `spec.containers[${i}].rootfs.block.path`;
-      const { path: p, source } = sourceOf(field);
-      return [
-        { containerId: c.name, path: p, fsType: b.fsType, readOnly: b.readOnly, field, source },
-      ];
-    }),
-    spec.containers.flatMap((c, i) =>
-      (c.devices ?? []).map((d, j) => {
-        const field = `spec.containers[${i}].devices[${j}].hostPath`;
-        const { path: p, source } = sourceOf(field);
-        return { containerId: c.name, hostPath: p, containerPath: d.containerPath, field, source };
-      }),
-    ),
-  );
-}
-
-/**
- * A QEMU launch the helper refused (exit 125, its JSON error in QEMU's stderr log): a drive's
- * path no longer opened beneath its root. The HostPathError of that drive's field, if so.
- */
-export function driveOpenFailure(
-  err: unknown,
-  plan: BlockDrivePlan | undefined,
-): HostPathError | undefined {
-  if (!(err instanceof BootError) || err.failure !== 'QemuExited' || !plan) return undefined;
-  const f = parseHostFsError(err.qemuStderrTail.join('\n'));
-  const drive = f?.path !== undefined && plan.planned.find((p) => p.drive.path === f.path);
-  if (!f || !drive) return undefined;
-  return new HostPathError(
-    hostPathReasonOf(f.code) ?? 'HostPathNotAllowed',
-    drive.field,
-    `${f.message} (when QEMU was started; nothing was attached)`,
-  );
 }
 
 export class SandboxRuntime {
@@ -1184,23 +1074,4 @@ export function defaultViews(config: NodeAgentConfig, logger?: Logger): RootfsVi
     lowerRoots: [],
     ...(logger && { logger }),
   });
-}
-
-/** Kills a QEMU whose pid file exists in `runDir` but that never made it into the state file. */
-export async function killOrphanQemu(runDir: string, log: Logger): Promise<void> {
-  const files = vmFiles(runDir);
-  const pid = Number((await readFile(files.pidFile, 'utf8').catch(() => '')).trim());
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!cmdline.includes(files.qmpSocket)) return;
-  const stat = readProcStat(pid);
-  log.warn({ pid }, 'killing a QEMU left from an interrupted boot');
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 100 && stat && isSameProcess(pid, stat.startTime); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
