@@ -7,10 +7,8 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { constrainSpec } from '../../agent/oci-constraints.js';
-import { buildContainerSpec } from '../oci/container-spec.js';
 import { createSandboxRequest } from '../../agent/sandbox-request.js';
-import { CONTAINER_RESOLV_CONF, GUEST_SHARED_DIR, sharedDirStorage } from '../../agent/storage.js';
+import { sharedDirStorage } from '../../agent/storage.js';
 import {
   CONTAINER_PROBLEM_REASONS,
   vmMemoryMiB,
@@ -19,13 +17,7 @@ import {
 } from '../../crds/index.js';
 import { sandboxFields, type Logger } from '../../observability/logger.js';
 import type { NodeAgentConfig } from '../config.js';
-import { ContainerLog, sandboxLogDir } from '../container-log.js';
-import {
-  containerFailedMessage,
-  restartBackoffMs,
-  shouldRestart,
-  watchContainerRun,
-} from '../container-run.js';
+import { sandboxLogDir } from '../container-log.js';
 import { sandboxDns } from '../guest-dns.js';
 import type { HostFs } from '../host-fs/types.js';
 import type { AcceleratorChoice } from '../hypervisor/accelerator.js';
@@ -46,38 +38,23 @@ import type { PullSecretsRead, PullSecretsRequest } from '../pull-secrets.js';
 import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from '../sandbox-status.js';
 import { checkSandboxHostPaths } from '../sandbox-host-paths.js';
 import { prepareShareMounts } from '../share-mounts.js';
-import {
-  bindIntoShare,
-  rootfsTarget,
-  shareTarget,
-  teardownShare,
-  VOLUMES_DIR,
-} from '../shared-dir.js';
+import { bindIntoShare, rootfsTarget, shareTarget, teardownShare } from '../shared-dir.js';
 import {
   NO_NETWORK,
   unsupportedFeature,
   type NetworkPlan,
   type NetworkStep,
 } from '../spec-support.js';
-import {
-  newSandboxState,
-  type ContainerRunState,
-  type SandboxState,
-  type StateStore,
-} from '../state-store.js';
+import { newSandboxState, type SandboxState, type StateStore } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
 import { AgentConnection, bootSandboxVm, sandboxVmConfig, vmFiles } from '../vm-launch.js';
 import { failureCause } from '../failure-cause.js';
 import type { VmCgroups } from '../cgroups/vm-cgroups.js';
-import { pause } from '../../common/sleep.js';
 import { outsideReconcile } from '../../observability/reconcile-context.js';
 import { alreadyDone, classify, step, StepError, VM_END_REASONS } from './step-failure.js';
 import { blockDrivePlan, driveOpenFailure } from './block-drive-plan.js';
+import { AGENT_CALL_MS, ContainerSupervisor } from './container-supervisor.js';
 import { killOrphanQemu } from './orphan-qemu.js';
-
-const SIGTERM = 15;
-const SIGKILL = 9;
-const AGENT_CALL_MS = 60_000;
 
 export interface RuntimeDeps {
   config: NodeAgentConfig;
@@ -110,9 +87,6 @@ export class SandboxRuntime {
   /** Ends container watchers, output pumps and restart backoffs. */
   private readonly watchAbort = new AbortController();
   private task: Promise<void> | undefined;
-  private readonly watchers = new Map<string, Promise<void>>();
-  private readonly restarting = new Set<string>();
-  private readonly logs = new Map<string, ContainerLog>();
   private blockPlan: BlockDrivePlan | undefined;
   private readonly hostFs: HostFs;
   private readonly views: RootfsViews;
@@ -126,6 +100,7 @@ export class SandboxRuntime {
   /** The periodic network check found the host wiring cut (NetworkReady=False until it is back). */
   private networkLost: { reason: string; message: string } | undefined;
   private saving: Promise<void> = Promise.resolve();
+  private readonly containers: ContainerSupervisor;
   readonly log: Logger;
 
   constructor(
@@ -138,6 +113,26 @@ export class SandboxRuntime {
     this.log = deps.logger.child(sandboxFields(state));
     this.hostFs = { binary: deps.config.hostFsBinary };
     this.views = deps.views ?? defaultViews(deps.config, this.log);
+    this.containers = new ContainerSupervisor({
+      // The CRD makes spec immutable: updates of the object never change it.
+      spec: sandbox.spec,
+      state,
+      log: this.log,
+      config: deps.config,
+      signal: this.watchAbort.signal,
+      stopping: () => this.stopping,
+      ended: () => this.ended,
+      client: () => this.client(),
+      agent: () => this.agent?.client,
+      vmRunning: () => this.qemu?.running ?? false,
+      image: (name) => this.imageConfigs.get(name),
+      blockPlan: () => this.blockPlan,
+      save: () => this.save(),
+      changed: () => this.deps.onChange(),
+      allRunning: () => this.becameReady(),
+      end: (end, failure) => this.end(end, failure),
+      fail: (failure) => this.fail(failure),
+    });
   }
 
   static fresh(deps: RuntimeDeps, sb: KataSandbox, now = new Date()): SandboxRuntime {
@@ -309,16 +304,10 @@ export class SandboxRuntime {
       signal.throwIfAborted();
       const image = this.images.get(c.name);
       if (image) await step('ContainersReady', 'ImagePrepareFailed', () => image);
-      const st = this.state.containers[c.name];
-      if (st?.state === 'Exited') this.afterExit(c.name);
-      else if (st?.started) this.watch(c.name);
-      else {
-        await this.runContainer(c.name, signal);
-        this.watch(c.name);
-      }
+      await this.containers.resume(c.name, signal);
     }
     this.deps.onChange();
-    this.checkAllDone();
+    this.containers.checkAllDone();
   }
 
   /**
@@ -620,91 +609,9 @@ export class SandboxRuntime {
     });
   }
 
-  private logOf(name: string): ContainerLog {
-    let log = this.logs.get(name);
-    if (!log) {
-      log = new ContainerLog({
-        file: path.join(sandboxLogDir(this.deps.config.logDir, this.state), `${name}.log`),
-        maxBytes: this.deps.config.logMaxBytes,
-        maxFiles: this.deps.config.logMaxFiles,
-      });
-      this.logs.set(name, log);
-    }
-    return log;
-  }
-
-  /** CreateContainer + StartContainer for one run of a container. */
-  private async runContainer(name: string, signal: AbortSignal): Promise<void> {
-    const index = this.spec.containers.findIndex((c) => c.name === name);
-    const c = this.spec.containers[index];
-    if (!c) return;
-    const prev = this.state.containers[name];
-    const st: ContainerRunState = {
-      created: false,
-      started: false,
-      state: 'Waiting',
-      restartCount: prev?.restartCount ?? 0,
-      reason: 'ContainerCreating',
-    };
-    this.state.containers[name] = st;
-    const client = this.client();
-    const blockRootfs = this.blockPlan?.rootfsStorages.get(name);
-    await step('ContainersReady', 'CreateContainerFailed', async () => {
-      const volumeGuestPaths = new Map(
-        (this.spec.volumes ?? []).map((v) => [
-          v.name,
-          path.posix.join(GUEST_SHARED_DIR, VOLUMES_DIR, v.name),
-        ]),
-      );
-      const image = this.imageConfigs.get(name);
-      const built = buildContainerSpec({
-        container: c,
-        ...(image && { image: image.config, imageUserGroups: image.userGroups }),
-        field: `spec.containers[${index}]`,
-        hostname: this.spec.hostname ?? this.state.name.slice(0, 63),
-        volumeGuestPaths,
-        resolvConf: CONTAINER_RESOLV_CONF,
-      });
-      await client
-        .createContainer(
-          {
-            containerId: name,
-            execId: name,
-            stringUser: built.stringUser,
-            devices: this.blockPlan?.devices.get(name) ?? [],
-            storages: blockRootfs ? [blockRootfs] : [],
-            OCI: constrainSpec(built.spec),
-            sandboxPidns: false,
-            sharedMounts: [],
-            stdinPort: 0,
-            stdoutPort: 0,
-            stderrPort: 0,
-          },
-          { timeoutMs: AGENT_CALL_MS, signal },
-        )
-        .catch((err) => {
-          if (!alreadyDone(err)) throw err;
-        });
-      st.created = true;
-      await this.save();
-      await client.startContainer(name, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
-        if (!alreadyDone(err)) throw err;
-      });
-    });
-    Object.assign(st, { started: true, state: 'Running', startedAt: new Date().toISOString() });
-    delete st.reason;
-    await this.save();
-    this.log.info({ container: name, restartCount: st.restartCount }, 'container started');
-    this.checkReady();
-    this.deps.onChange();
-  }
-
-  private checkReady(): void {
+  /** Every container runs: the sandbox is Ready (once). */
+  private becameReady(): void {
     if (this.state.readyAt) return;
-    const all = this.spec.containers.every(
-      (c) => this.state.containers[c.name]?.state === 'Running',
-    );
-    if (!all) return;
     this.state.readyAt = new Date().toISOString();
     const created = this.sandbox.metadata.creationTimestamp;
     if (created) {
@@ -717,100 +624,6 @@ export class SandboxRuntime {
       `sandbox running: ${this.spec.containers.length} container(s), QEMU pid ${this.qemu?.pid ?? '?'}`,
     );
     void this.save();
-  }
-
-  // --- watch --------------------------------------------------------------------------------
-
-  private watch(name: string): void {
-    if (this.watchers.has(name) || !this.agent) return;
-    const client = this.agent.client;
-    const w = watchContainerRun(client, name, this.logOf(name), this.watchAbort.signal).then(
-      async (status) => {
-        this.watchers.delete(name);
-        const st = this.state.containers[name];
-        if (!st) return;
-        Object.assign(st, {
-          state: 'Exited',
-          exitCode: status,
-          finishedAt: new Date().toISOString(),
-        });
-        st.reason = status === 0 ? 'Completed' : 'Error';
-        this.log.info({ container: name, exitCode: status }, 'container exited');
-        await this.save();
-        this.deps.onChange();
-        if (!this.stopping) this.afterExit(name);
-      },
-      (err: unknown) => {
-        this.watchers.delete(name);
-        if (this.stopping || this.watchAbort.signal.aborted) return;
-        this.log.warn({ err, container: name }, 'lost the container watch');
-        // The agent went away with QEMU running: the VM watch reports a QEMU exit; otherwise retry.
-        setTimeout(() => {
-          if (!this.stopping && this.qemu?.running) this.watch(name);
-        }, 1_000).unref();
-      },
-    );
-    this.watchers.set(name, w);
-  }
-
-  /** After a container exited: restart it per policy, or see whether the sandbox ended. */
-  private afterExit(name: string): void {
-    const st = this.state.containers[name];
-    if (!st || st.state !== 'Exited' || this.stopping || this.restarting.has(name)) return;
-    if (shouldRestart(this.spec.restartPolicy, st.exitCode ?? 1) && st.reason !== 'VMExited') {
-      this.restarting.add(name);
-      const delay = restartBackoffMs(st.restartCount);
-      // kubelet's word for a container waiting to be restarted after failing.
-      st.reason = 'CrashLoopBackOff';
-      st.message = `back-off ${Math.round(delay / 1000)}s restarting failed container ${name} (exit code ${st.exitCode ?? 'unknown'})`;
-      this.deps.onChange();
-      void (async () => {
-        await pause(delay, this.watchAbort.signal);
-        if (this.stopping) return;
-        try {
-          await this.client().removeContainer(name, 1, { timeoutMs: AGENT_CALL_MS });
-        } catch (err) {
-          this.log.warn({ err, container: name }, 'RemoveContainer before restart failed');
-        }
-        const count = st.restartCount + 1;
-        this.state.containers[name] = { ...st, restartCount: count };
-        try {
-          await this.runContainer(name, this.watchAbort.signal);
-          const now = this.state.containers[name];
-          if (now) now.restartCount = count;
-          await this.save();
-          this.restarting.delete(name);
-          this.watch(name);
-        } catch (err) {
-          this.restarting.delete(name);
-          if (!this.stopping) await this.fail(classify(err, 'ContainersReady', 'RestartFailed'));
-        }
-      })();
-      return;
-    }
-    this.checkAllDone();
-  }
-
-  private checkAllDone(): void {
-    if (this.ended || this.stopping || this.restarting.size > 0) return;
-    const sts = this.spec.containers.map((c) => ({
-      name: c.name,
-      st: this.state.containers[c.name],
-    }));
-    if (!sts.every((x) => x.st?.state === 'Exited')) return;
-    const failed = sts.find((x) => (x.st?.exitCode ?? 1) !== 0);
-    void (async () => {
-      if (!failed) {
-        await this.end({ reason: 'Succeeded', message: 'every container exited with code 0' });
-        return;
-      }
-      const lines = await this.logOf(failed.name).tail(10);
-      const message = containerFailedMessage(failed.name, failed.st?.exitCode ?? 1, lines);
-      await this.end(
-        { reason: 'ContainerFailed', message },
-        { condition: 'ContainersReady', reason: 'ContainerFailed', message },
-      );
-    })();
   }
 
   // --- ends ---------------------------------------------------------------------------------
@@ -925,40 +738,10 @@ export class SandboxRuntime {
   }
 
   private async stopContainers(): Promise<void> {
-    if (!this.agent || !this.qemu?.running) return;
-    const client = this.agent.client;
-    const grace = (this.spec.terminationGracePeriodSeconds ?? 30) * 1000;
-    const running = Object.entries(this.state.containers)
-      .filter(([, st]) => st.state === 'Running')
-      .map(([name]) => name);
-    await Promise.all(
-      running.map((n) =>
-        client.signalProcess(n, '', SIGTERM, { timeoutMs: 10_000 }).catch(() => {}),
-      ),
-    );
-    const settled = async (ms: number): Promise<boolean> => {
-      const all = Promise.all(running.map((n) => this.watchers.get(n)).filter(Boolean));
-      let t: NodeJS.Timeout | undefined;
-      const r = await Promise.race([
-        all.then(() => true),
-        new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms))),
-      ]);
-      clearTimeout(t);
-      return r;
-    };
-    if (!(await settled(grace))) {
-      this.log.info('grace period over: SIGKILL');
-      await Promise.all(
-        running.map((n) =>
-          client.signalProcess(n, '', SIGKILL, { timeoutMs: 10_000 }).catch(() => {}),
-        ),
-      );
-      await settled(5_000);
+    await this.containers.stopAll();
+    if (this.agent && this.qemu?.running) {
+      await this.agent.client.destroySandbox({ timeoutMs: 10_000 }).catch(() => {});
     }
-    for (const name of Object.keys(this.state.containers)) {
-      await client.removeContainer(name, 1, { timeoutMs: 20_000 }).catch(() => {});
-    }
-    await client.destroySandbox({ timeoutMs: 10_000 }).catch(() => {});
   }
 
   // --- adoption -----------------------------------------------------------------------------
