@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { InvalidInputError } from './errors.js';
+import { AGENT_CHANNEL_NAME } from './contract.js';
 
 // The serial channel's names, as the Kata runtime and its guest agree on them.
-export const SERIAL_CHANNEL_NAME = 'agent.channel.0';
+export const SERIAL_CHANNEL_NAME = AGENT_CHANNEL_NAME;
 export const SERIAL_DEVICE_ID = 'channel0';
 export const SERIAL_CHARDEV_ID = 'charch0';
 

@@ -2,10 +2,11 @@ import path from 'node:path';
 import type { Device, Storage } from '../generated/agent.js';
 import type { Mount } from '../generated/oci.js';
 import { InvalidInputError } from './errors.js';
+import { SHARED_MOUNT_TAG } from './contract.js';
 
 /** Where the 9p share appears in the guest; every container's directory lives under it. */
 export const GUEST_SHARED_DIR = '/run/kata-containers/shared/containers/';
-export const SHARED_MOUNT_TAG = 'kataShared';
+export { SHARED_MOUNT_TAG };
 /** The sandbox's resolv.conf as containers see it (bound read-only at their /etc/resolv.conf). */
 export const CONTAINER_RESOLV_CONF = '/run/kata-containers/sandbox/resolv.conf';
 

@@ -8,26 +8,11 @@ import type {
   Process,
   Spec,
 } from '../../generated/oci.js';
+import { DEFAULT_CAPABILITIES } from '../contract.js';
+
+export { DEFAULT_CAPABILITIES };
 
 export const DEFAULT_OCI_VERSION = '1.1.0';
-
-/** Docker's default capability set: what a container gets when the spec names none. */
-export const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
-];
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

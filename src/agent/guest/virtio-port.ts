@@ -2,8 +2,9 @@
 // and busybox makes no /dev/virtio-ports/ links.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { AGENT_CHANNEL_NAME } from '../contract.js';
 
-export const AGENT_PORT_NAME = 'agent.channel.0';
+export const AGENT_PORT_NAME = AGENT_CHANNEL_NAME;
 
 export interface PortLookupOptions {
   sysDir?: string;

@@ -8,11 +8,12 @@ import {
 } from '../../agent/agent-address.js';
 import { InvalidInputError } from '../../agent/errors.js';
 import { virtioBlkSerial } from './block-serial.js';
+import { SHARED_MOUNT_TAG } from '../../agent/contract.js';
 
 export type MachineType = 'pc' | 'q35' | 'microvm';
 export type Accelerator = 'kvm' | 'tcg';
 
-export const SHARE_MOUNT_TAG = 'kataShared';
+export const SHARE_MOUNT_TAG = SHARED_MOUNT_TAG;
 export const QMP_CHARDEV_ID = 'qmp';
 export const CONSOLE_CHARDEV_ID = 'con0';
 export const SHARE_FSDEV_ID = 'fs0';

@@ -12,6 +12,7 @@ import {
   resolveWorkingDir,
   type ImageConfig,
 } from '../../agent/oci/image-config.js';
+import { DEFAULT_CAPABILITIES } from '../../agent/contract.js';
 
 /** The fields of a KataSandbox container the OCI spec is built from. */
 export type ContainerInput = Pick<
@@ -45,24 +46,6 @@ export interface SpecInputs {
    */
   resolvConf?: string;
 }
-
-// The capabilities container runtimes grant by default (Docker's and containerd's set).
-export const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
-];
 
 const MASKED_PATHS = [
   '/proc/acpi',
