@@ -38,7 +38,7 @@ import { ProjectedPullSecrets, type NodeKeys } from './pull-secrets.js';
 import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
 import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
-import { SandboxNetwork, storedNetnsClaims } from './sandbox-network.js';
+import { SandboxNetwork, storedNetnsClaims } from './network/sandbox-network.js';
 import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 

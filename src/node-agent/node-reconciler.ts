@@ -17,7 +17,7 @@ import { applyStatus } from '../kube/status-patch.js';
 import type { ReconcileResult } from '../kube/work-queue.js';
 import type { Logger } from '../observability/logger.js';
 import { SandboxRuntime, type RuntimeDeps } from './runtime/sandbox-runtime.js';
-import { nodeAgentConditions, nodeAgentStatus } from './sandbox-status.js';
+import { nodeAgentConditions, nodeAgentStatus } from './runtime/sandbox-status.js';
 
 export interface NodeReconcilerDeps {
   clients: Pick<KubeClients, 'custom'>;

@@ -12,7 +12,7 @@ import type { NodeAgentConfig } from './config.js';
 import type { NodeReconciler } from './node-reconciler.js';
 import { killOrphanQemu } from './runtime/orphan-qemu.js';
 import { SandboxRuntime } from './runtime/sandbox-runtime.js';
-import { teardownShare } from './shared-dir.js';
+import { teardownShare } from './storage/shared-dir.js';
 import type { SandboxState, StateStore } from './state-store.js';
 
 export type RecoveryOutcome =

@@ -4,7 +4,7 @@ import type { AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { NicConfig } from './hypervisor/qemu-args.js';
 import type { NetworkHealth } from './network/tap-health.js';
-import type { StepFailure } from './sandbox-status.js';
+import type { StepFailure } from './runtime/sandbox-status.js';
 
 /** The refusal of a feature this node agent is not set up to run. Pure. */
 export function unsupportedFeature(

@@ -4,7 +4,7 @@
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { QemuProcessInfo } from './hypervisor/qemu-process.js';
-import type { GuestNetworkStatus } from './sandbox-status.js';
+import type { GuestNetworkStatus } from './runtime/sandbox-status.js';
 
 export const STATE_VERSION = 1;
 

@@ -32,7 +32,7 @@ import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildProcess } from '../../src/agent/process-spec.js';
 import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
 import { containerGuestDir, GUEST_SHARED_DIR, sharedDirStorage } from '../../src/agent/storage.js';
-import { bindIntoShare, teardownShare } from '../../src/node-agent/shared-dir.js';
+import { bindIntoShare, teardownShare } from '../../src/node-agent/storage/shared-dir.js';
 import { builtHostFsBinary } from '../integration/host-fs-binary.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import type { CreateContainerRequest, StringUser } from '../../src/generated/agent.js';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync } from 'node:fs';
 import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
-import { mountsUnder, readMountInfo } from '../../src/node-agent/mountinfo.js';
+import { mountsUnder, readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
 import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {
   eventually,

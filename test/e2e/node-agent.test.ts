@@ -16,7 +16,7 @@ import {
 import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { isSameProcess, readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
-import { readMountInfo, mountsUnder } from '../../src/node-agent/mountinfo.js';
+import { readMountInfo, mountsUnder } from '../../src/node-agent/storage/mountinfo.js';
 import { cgroupHierarchies } from '../../src/node-agent/cgroups/cgroup-hierarchies.js';
 import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
 import {

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
-import { mountsUnder, readMountInfo } from '../../src/node-agent/mountinfo.js';
+import { mountsUnder, readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
 
 const GROUP = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katasandboxes' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

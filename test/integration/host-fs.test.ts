@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { release } from 'node:os';
 import path from 'node:path';
-import { HostPathError } from '../../src/node-agent/host-paths.js';
+import { HostPathError } from '../../src/node-agent/storage/host-paths.js';
 import {
   HostFsError,
   bindBeneath,
@@ -892,7 +892,7 @@ describe('bind and umount: mounts made from the checked handle, targets never fo
       for (let i = 0; i < 50; i++) {
         await bind(empty, 'w/vol', true);
         // The writer's path walk can pin the mount for an instant (EBUSY); the product then
-        // detaches lazily (shared-dir.ts unmountAll), and so does this test.
+        // detaches lazily (storage/shared-dir.ts unmountAll), and so does this test.
         const unmounted = await unmountBeneath(hostFs, share, 'w/vol').catch((err: unknown) => {
           if ((err as HostFsError).code !== 'EBUSY') throw err;
           return unmountBeneath(hostFs, share, 'w/vol', { detach: true });

@@ -21,7 +21,7 @@ import {
   type ImageStoreOptions,
   type PullSecret,
 } from '../../src/node-agent/images/index.js';
-import { readMountInfo } from '../../src/node-agent/mountinfo.js';
+import { readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
 import {
   buildBusyboxImage,
   dockerConfigJson,

@@ -13,7 +13,7 @@ import {
 } from '../../src/node-agent/cgroups/cgroup-hierarchies.js';
 import { VmCgroups } from '../../src/node-agent/cgroups/vm-cgroups.js';
 import { execWithFdsArgv } from '../../src/node-agent/host-fs/index.js';
-import { readMountInfo } from '../../src/node-agent/mountinfo.js';
+import { readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { builtHostFsBinary } from './host-fs-binary.js';
 

@@ -1,7 +1,7 @@
 // The cgroup hierarchies mounted under a cgroup root (v1 controllers, named v1 hierarchies, the v2
 // unified one) and where one VM's cgroup lives in each. Pure: input is mountinfo, output paths.
 import path from 'node:path';
-import type { MountInfoEntry } from '../mountinfo.js';
+import type { MountInfoEntry } from '../storage/mountinfo.js';
 
 export interface CgroupHierarchy {
   mountPoint: string;

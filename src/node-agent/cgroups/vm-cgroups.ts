@@ -6,7 +6,7 @@
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
-import { readMountInfo, type MountInfoEntry } from '../mountinfo.js';
+import { readMountInfo, type MountInfoEntry } from '../storage/mountinfo.js';
 import {
   cgroupHierarchies,
   checkCgroupParent,

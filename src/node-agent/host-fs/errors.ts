@@ -1,5 +1,5 @@
 // The helper's failures: its JSON error line parsed, and mapped onto the node agent's errors.
-import { HostPathError, type HostPathReason } from '../host-paths.js';
+import { HostPathError, type HostPathReason } from '../storage/host-paths.js';
 
 export interface HostFsFailure {
   code: string;

@@ -1,6 +1,6 @@
 // The helper's operations for the node agent: check a tenant's host path, bind-mount one into a
 // node-agent-owned directory, unmount one there. Each opens the path once, in the helper.
-import { HostPathError } from '../host-paths.js';
+import { HostPathError } from '../storage/host-paths.js';
 import { checkArgs, bindArgs, umountArgs } from './argv.js';
 import { HostFsError, toHostPathError } from './errors.js';
 import { runHostFs } from './run.js';

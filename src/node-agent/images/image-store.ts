@@ -10,7 +10,7 @@ import type { ImageConfig } from '../../agent/oci/image-config.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ImageMetrics } from './image-metrics.js';
 import { chooseEvictions } from './lru.js';
-import { mountsUnder, overlayLowerDirs, readMountInfo } from '../mountinfo.js';
+import { mountsUnder, overlayLowerDirs, readMountInfo } from '../storage/mountinfo.js';
 import {
   ManifestError,
   type Platform,

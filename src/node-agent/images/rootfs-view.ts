@@ -11,8 +11,8 @@ import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import { bindBeneath } from '../host-fs/operations.js';
 import type { HostFs } from '../host-fs/types.js';
-import { isUnderRoot } from '../host-paths.js';
-import { mountsUnder, readMountInfo } from '../mountinfo.js';
+import { isUnderRoot } from '../storage/host-paths.js';
+import { mountsUnder, readMountInfo } from '../storage/mountinfo.js';
 
 export interface RootfsViewOptions {
   /** Absolute; owned by this module. Put it on a disk filesystem (not tmpfs, not overlay). */

@@ -2,9 +2,9 @@
 // is a drive's: its path no longer opening beneath its root when QEMU started. Pure.
 import type { KataSandboxSpec } from '../../crds/index.js';
 import { hostPathReasonOf, parseHostFsError } from '../host-fs/errors.js';
-import { HostPathError } from '../host-paths.js';
+import { HostPathError } from '../storage/host-paths.js';
 import { BootError } from '../hypervisor/boot.js';
-import type { CheckedSandboxPath } from '../sandbox-host-paths.js';
+import type { CheckedSandboxPath } from '../storage/sandbox-host-paths.js';
 import { planBlockDrives, type BlockDrivePlan } from '../storage/block-drives.js';
 
 /**

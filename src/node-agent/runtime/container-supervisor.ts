@@ -11,17 +11,17 @@ import type { KataSandboxSpec } from '../../crds/index.js';
 import type { Logger } from '../../observability/logger.js';
 import { pause } from '../../common/sleep.js';
 import type { NodeAgentConfig } from '../config.js';
-import { ContainerLog, sandboxLogDir } from '../container-log.js';
+import { ContainerLog, sandboxLogDir } from './container-log.js';
 import {
   containerFailedMessage,
   restartBackoffMs,
   shouldRestart,
   watchContainerRun,
-} from '../container-run.js';
+} from './container-run.js';
 import type { PreparedImage } from '../images/container-images.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
-import type { StepFailure } from '../sandbox-status.js';
-import { VOLUMES_DIR } from '../shared-dir.js';
+import type { StepFailure } from './sandbox-status.js';
+import { VOLUMES_DIR } from '../storage/shared-dir.js';
 import type { ContainerRunState, SandboxState } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
 import { alreadyDone, classify, step } from './step-failure.js';

@@ -17,7 +17,7 @@ import {
 } from '../../crds/index.js';
 import { sandboxFields, type Logger } from '../../observability/logger.js';
 import type { NodeAgentConfig } from '../config.js';
-import { sandboxLogDir } from '../container-log.js';
+import { sandboxLogDir } from './container-log.js';
 import { sandboxDns } from '../guest-dns.js';
 import type { HostFs } from '../host-fs/types.js';
 import type { AcceleratorChoice } from '../hypervisor/accelerator.js';
@@ -35,10 +35,10 @@ import { QmpClient } from '../hypervisor/qmp-client.js';
 import type { NodeAgentMetrics } from '../node-agent-metrics.js';
 import { netnsLaunchPrefix } from '../network/tcfilter.js';
 import type { PullSecretsRead, PullSecretsRequest } from '../pull-secrets.js';
-import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from '../sandbox-status.js';
-import { checkSandboxHostPaths } from '../sandbox-host-paths.js';
-import { prepareShareMounts } from '../share-mounts.js';
-import { bindIntoShare, rootfsTarget, shareTarget, teardownShare } from '../shared-dir.js';
+import { guestNetworkStatus, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
+import { checkSandboxHostPaths } from '../storage/sandbox-host-paths.js';
+import { prepareShareMounts } from '../storage/share-mounts.js';
+import { bindIntoShare, rootfsTarget, shareTarget, teardownShare } from '../storage/shared-dir.js';
 import {
   NO_NETWORK,
   unsupportedFeature,

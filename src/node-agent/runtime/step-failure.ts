@@ -3,10 +3,10 @@
 import { AgentRpcError } from '../../agent/errors.js';
 import { BootError } from '../hypervisor/boot.js';
 import { GuestImageMissingError } from '../hypervisor/guest-image.js';
-import { HostPathError } from '../host-paths.js';
+import { HostPathError } from '../storage/host-paths.js';
 import { RootfsViewError } from '../images/rootfs-view.js';
-import { NetworkSetupError } from '../sandbox-network.js';
-import type { StepFailure } from '../sandbox-status.js';
+import { NetworkSetupError } from '../network/sandbox-network.js';
+import type { StepFailure } from './sandbox-status.js';
 
 /** Failures that are the VM's end itself. */
 export const VM_END_REASONS = new Set(['VMExited', 'VMOutOfMemory']);

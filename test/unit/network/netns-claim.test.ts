@@ -18,7 +18,7 @@ import {
   type ObservedWiring,
 } from '../../../src/node-agent/network/tap-health.js';
 import { tapOwnerAlias, tapOwnerOf } from '../../../src/node-agent/network/tcfilter.js';
-import { storedNetnsClaims } from '../../../src/node-agent/sandbox-network.js';
+import { storedNetnsClaims } from '../../../src/node-agent/network/sandbox-network.js';
 import { newSandboxState, StateStore } from '../../../src/node-agent/state-store.js';
 
 const A = '0b6c1f6e-0000-4000-8000-00000000000a';

@@ -7,7 +7,7 @@ import {
   parseOomKills,
   vmCgroupDir,
 } from '../../../src/node-agent/cgroups/cgroup-hierarchies.js';
-import { parseMountInfo } from '../../../src/node-agent/mountinfo.js';
+import { parseMountInfo } from '../../../src/node-agent/storage/mountinfo.js';
 
 // This machine's table: cgroup v1 hybrid (a tmpfs with one mount per controller, a named
 // systemd hierarchy, the v2 unified one without controllers), plus unrelated mounts.

@@ -5,9 +5,9 @@ import {
   containerFailedMessage,
   restartBackoffMs,
   shouldRestart,
-} from '../../../src/node-agent/container-run.js';
-import { mountsUnder, parseMountInfo } from '../../../src/node-agent/mountinfo.js';
-import { planBindMounts, teardownPlan } from '../../../src/node-agent/shared-dir.js';
+} from '../../../src/node-agent/runtime/container-run.js';
+import { mountsUnder, parseMountInfo } from '../../../src/node-agent/storage/mountinfo.js';
+import { planBindMounts, teardownPlan } from '../../../src/node-agent/storage/shared-dir.js';
 
 describe('node agent config', () => {
   it('defaults, with the node name required', () => {

@@ -7,7 +7,7 @@ import {
   rotationRenames,
   sandboxLogDir,
   splitLines,
-} from '../../../src/node-agent/container-log.js';
+} from '../../../src/node-agent/runtime/container-log.js';
 
 let dir: string;
 beforeAll(() => {

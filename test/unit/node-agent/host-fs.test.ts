@@ -1,7 +1,7 @@
 // The pure half of the kata-host-fs wrapper: the command lines it builds and how it reads the
 // helper's errors. (test/integration/host-fs.test.ts runs the real helper.)
 import { describe, expect, it } from '@jest/globals';
-import { HostPathError } from '../../../src/node-agent/host-paths.js';
+import { HostPathError } from '../../../src/node-agent/storage/host-paths.js';
 import {
   HostFsError,
   execWithFdsArgv,

@@ -8,7 +8,7 @@ import {
   hostPathsOf,
   isUnderRoot,
   typedHostPathsOf,
-} from '../../../src/node-agent/host-paths.js';
+} from '../../../src/node-agent/storage/host-paths.js';
 
 const roots = {
   allowedHostPathRoots: ['/srv', '/var/lib/kata-rootfs'],

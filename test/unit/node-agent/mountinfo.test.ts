@@ -3,7 +3,7 @@ import {
   mountsUnder,
   overlayLowerDirs,
   parseMountInfo,
-} from '../../../src/node-agent/mountinfo.js';
+} from '../../../src/node-agent/storage/mountinfo.js';
 
 const TEXT = [
   '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',

@@ -7,7 +7,7 @@ import {
   nodeAgentStatus,
   withTransitionTimes,
   type RuntimeFacts,
-} from '../../../src/node-agent/sandbox-status.js';
+} from '../../../src/node-agent/runtime/sandbox-status.js';
 import { unsupportedFeature } from '../../../src/node-agent/spec-support.js';
 import type { KataSandboxSpec } from '../../../src/crds/index.js';
 

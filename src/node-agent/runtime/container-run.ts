@@ -1,6 +1,6 @@
 // One run of a container's init process: its output pumped into the container's log file
 // (ReadStdout/ReadStderr loops) while WaitProcess blocks; and the restart policy's decisions.
-import type { AgentClient } from '../agent/agent-client.js';
+import type { AgentClient } from '../../agent/agent-client.js';
 import type { ContainerLog } from './container-log.js';
 
 export type RestartPolicy = 'Never' | 'OnFailure' | 'Always';

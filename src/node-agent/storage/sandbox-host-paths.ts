@@ -2,11 +2,11 @@
 // opened once by kata-host-fs beneath a root that admits it as its kind of object. The result is
 // what later steps hand back to the helper (root + path, re-opened beneath that root with the
 // same type), never a resolved name to be looked up again.
-import type { KataSandboxSpec } from '../crds/index.js';
-import { checkArgs } from './host-fs/argv.js';
-import { checkBeneath } from './host-fs/operations.js';
-import { runHostFs } from './host-fs/run.js';
-import type { AllowedRoot, CheckedHostPath, HostFs } from './host-fs/types.js';
+import type { KataSandboxSpec } from '../../crds/index.js';
+import { checkArgs } from '../host-fs/argv.js';
+import { checkBeneath } from '../host-fs/operations.js';
+import { runHostFs } from '../host-fs/run.js';
+import type { AllowedRoot, CheckedHostPath, HostFs } from '../host-fs/types.js';
 import {
   allowedRootsFor,
   checkLexically,

@@ -7,10 +7,10 @@
 // nothing is mounted below it.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '../observability/logger.js';
-import { HostFsError } from './host-fs/errors.js';
-import { bindBeneath, unmountBeneath } from './host-fs/operations.js';
-import type { HostFs } from './host-fs/types.js';
+import type { Logger } from '../../observability/logger.js';
+import { HostFsError } from '../host-fs/errors.js';
+import { bindBeneath, unmountBeneath } from '../host-fs/operations.js';
+import type { HostFs } from '../host-fs/types.js';
 import { isUnderRoot } from './host-paths.js';
 import { mountsUnder, readMountInfo } from './mountinfo.js';
 

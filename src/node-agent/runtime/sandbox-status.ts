@@ -8,9 +8,9 @@ import {
   type ContainerStatus,
   type KataSandboxStatus,
   type VmStatus,
-} from '../crds/index.js';
-import type { Interface, Route } from '../generated/types.js';
-import type { ContainerRunState } from './state-store.js';
+} from '../../crds/index.js';
+import type { Interface, Route } from '../../generated/types.js';
+import type { ContainerRunState } from '../state-store.js';
 
 /** A failed step: the condition it fails and why. */
 export interface StepFailure {

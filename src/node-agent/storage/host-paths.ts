@@ -2,8 +2,8 @@
 // field names which path, and which allowed roots admit it as which kind of object. Pure; the
 // paths are opened (once, beneath their root) by sandbox-host-paths.ts through kata-host-fs.
 import path from 'node:path';
-import type { KataSandboxSpec } from '../crds/index.js';
-import type { AllowedRoot } from './host-fs/types.js';
+import type { KataSandboxSpec } from '../../crds/index.js';
+import type { AllowedRoot } from '../host-fs/types.js';
 
 export type HostPathReason = 'HostPathNotAllowed' | 'HostPathNotFound' | 'InvalidBlockDevice';
 

@@ -2,11 +2,11 @@
 // as the sandbox's own overlay view of the host directory (bound read-only beneath the views
 // root, so no sandbox writes the host tree), each volume bound directly; every bind made by
 // kata-host-fs from the path re-opened beneath the root it was checked beneath.
-import type { KataSandboxSpec } from '../crds/index.js';
-import { HostFsError, hostPathReasonOf } from './host-fs/errors.js';
-import type { HostFs } from './host-fs/types.js';
+import type { KataSandboxSpec } from '../../crds/index.js';
+import { HostFsError, hostPathReasonOf } from '../host-fs/errors.js';
+import type { HostFs } from '../host-fs/types.js';
 import { HostPathError } from './host-paths.js';
-import type { RootfsViews } from './images/rootfs-view.js';
+import type { RootfsViews } from '../images/rootfs-view.js';
 import type { CheckedSandboxPath } from './sandbox-host-paths.js';
 import { bindIntoShare, planBindMounts, shareTarget } from './shared-dir.js';
 

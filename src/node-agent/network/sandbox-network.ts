@@ -4,17 +4,17 @@
 // wire a tap per interface with tc mirred both ways, and say what QEMU and the guest get. What
 // was made goes into the state file's record, so release (and a restarted node agent) can undo
 // exactly that; health() tells whether that wiring is still on the host.
-import { InvalidInputError } from '../agent/errors.js';
-import { agentNetworkConfig, type AgentNetworkConfig } from '../agent/network-config.js';
-import type { KataSandboxSpec } from '../crds/index.js';
-import type { Logger } from '../observability/logger.js';
+import { InvalidInputError } from '../../agent/errors.js';
+import { agentNetworkConfig, type AgentNetworkConfig } from '../../agent/network-config.js';
+import type { KataSandboxSpec } from '../../crds/index.js';
+import type { Logger } from '../../observability/logger.js';
 import {
   CniError,
   CniNetwork,
   sandboxNetnsName,
   type CniAttachment,
   type CniOptions,
-} from './network/cni.js';
+} from './cni.js';
 import {
   claimVerdict,
   ClaimLock,
@@ -22,13 +22,13 @@ import {
   readLinks,
   reservedNameVerdict,
   type NetnsRecord,
-} from './network/netns-claim.js';
-import { checkNetnsPath } from './network/netns-path.js';
-import { readNetns } from './network/netns-reader.js';
-import { observeWiring, wiringHealth, type NetworkHealth } from './network/tap-health.js';
-import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './network/tcfilter.js';
-import { NO_NETWORK, type NetworkPlan, type NetworkStep } from './spec-support.js';
-import type { StateStore } from './state-store.js';
+} from './netns-claim.js';
+import { checkNetnsPath } from './netns-path.js';
+import { readNetns } from './netns-reader.js';
+import { observeWiring, wiringHealth, type NetworkHealth } from './tap-health.js';
+import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './tcfilter.js';
+import { NO_NETWORK, type NetworkPlan, type NetworkStep } from '../spec-support.js';
+import type { StateStore } from '../state-store.js';
 
 /** A network step failure with the reason status shows. */
 export class NetworkSetupError extends Error {
