@@ -46,6 +46,11 @@ export const CONDITION_TYPES = {
   Terminated: 'Terminated',
 } as const;
 export type ConditionType = (typeof CONDITION_TYPES)[keyof typeof CONDITION_TYPES];
+/** The conditions a node agent's step can fail (its errors carry one, with their reason). */
+export type StepCondition = Extract<
+  ConditionType,
+  'VMReady' | 'AgentConnected' | 'NetworkReady' | 'ContainersReady'
+>;
 
 /**
  * Container reasons that mean "this is what is wrong", as `kubectl get pods` shows them in place

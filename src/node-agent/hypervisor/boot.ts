@@ -7,6 +7,7 @@ import type { Logger } from '../../observability/logger.js';
 import { buildQemuArgs, type VmConfig } from './qemu-args.js';
 import { QemuProcess, type LaunchOptions, type LaunchStrategyKind } from './qemu-process.js';
 import { pause } from '../../common/sleep.js';
+import type { StepCondition } from '../../crds/index.js';
 
 /** The part of AgentClient boot needs; the caller wires the transport (serial bridge, vsock). */
 export interface AgentHandle {
@@ -57,6 +58,8 @@ export interface BootResult {
 export type BootFailure = 'Timeout' | 'QemuExited' | 'Aborted' | 'AgentUnhealthy';
 
 export class BootError extends Error {
+  readonly condition: StepCondition = 'VMReady';
+  readonly reason = 'BootFailed';
   constructor(
     readonly failure: BootFailure,
     detail: string,

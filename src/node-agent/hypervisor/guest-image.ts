@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { StepCondition } from '../../crds/index.js';
 
 export interface GuestImagePaths {
   /** The image directory (symlinks resolved). */
@@ -45,6 +46,8 @@ export interface ResolveGuestImageOptions {
 }
 
 export class GuestImageMissingError extends Error {
+  readonly condition: StepCondition = 'VMReady';
+  readonly reason = 'GuestImageMissing';
   constructor(
     readonly missingPath: string,
     detail: string,

@@ -13,6 +13,7 @@ import { bindBeneath } from '../host-fs/operations.js';
 import type { HostFs } from '../host-fs/types.js';
 import { isUnderRoot } from '../storage/host-paths.js';
 import { mountsUnder, readMountInfo } from '../storage/mountinfo.js';
+import type { StepCondition } from '../../crds/index.js';
 
 export interface RootfsViewOptions {
   /** Absolute; owned by this module. Put it on a disk filesystem (not tmpfs, not overlay). */
@@ -38,6 +39,7 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const UNSAFE_IN_OPTION = /[,:\\\s]/;
 
 export class RootfsViewError extends Error {
+  readonly condition: StepCondition = 'ContainersReady';
   readonly reason = 'RootfsViewFailed';
   constructor(message: string) {
     super(message);

@@ -29,9 +29,11 @@ import { observeWiring, wiringHealth, type NetworkHealth } from './tap-health.js
 import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './tcfilter.js';
 import { NO_NETWORK, type NetworkPlan, type NetworkStep } from '../spec-support.js';
 import type { StateStore } from '../state-store.js';
+import type { StepCondition } from '../../crds/index.js';
 
 /** A network step failure with the reason status shows. */
 export class NetworkSetupError extends Error {
+  readonly condition: StepCondition = 'NetworkReady';
   constructor(
     readonly reason:
       'InvalidNetworkNamespace' | 'NetnsNotAllowed' | 'NetnsInUse' | 'CNIFailed' | 'NetworkFailed',

@@ -11,10 +11,11 @@ import {
 } from '../../crds/index.js';
 import type { Interface, Route } from '../../generated/types.js';
 import type { ContainerRunState } from '../state-store.js';
+import type { StepCondition } from '../../crds/index.js';
 
 /** A failed step: the condition it fails and why. */
 export interface StepFailure {
-  condition: 'VMReady' | 'AgentConnected' | 'NetworkReady' | 'ContainersReady';
+  condition: StepCondition;
   reason: string;
   message: string;
 }

@@ -1,11 +1,7 @@
-// How a create step's failure becomes the sandbox's condition, reason and message: each error a
-// step can meet maps to one, anything else to the step's own.
+// How a create step's failure becomes the sandbox's condition, reason and message: an error that
+// knows them (its condition and reason fields) says so itself, anything else takes the step's.
 import { AgentRpcError } from '../../agent/errors.js';
-import { BootError } from '../hypervisor/boot.js';
-import { GuestImageMissingError } from '../hypervisor/guest-image.js';
-import { HostPathError } from '../storage/host-paths.js';
-import { RootfsViewError } from '../images/rootfs-view.js';
-import { NetworkSetupError } from '../network/sandbox-network.js';
+import type { StepCondition } from '../../crds/index.js';
 import type { StepFailure } from './sandbox-status.js';
 
 /** Failures that are the VM's end itself. */
@@ -18,32 +14,27 @@ export class StepError extends Error {
   }
 }
 
-export function classify(
-  err: unknown,
-  step: StepFailure['condition'],
-  reason: string,
-): StepFailure {
+/** An error that says which condition it fails and why (HostPathError, BootError, …). */
+interface ClassifiedError extends Error {
+  readonly condition: StepCondition;
+  readonly reason: string;
+}
+
+function isClassified(err: unknown): err is ClassifiedError {
+  const e = err as Partial<ClassifiedError> | undefined;
+  return err instanceof Error && typeof e?.condition === 'string' && typeof e.reason === 'string';
+}
+
+/** The failure status shows for what a step met: the error's own condition and reason, else the step's. */
+export function classify(err: unknown, step: StepCondition, reason: string): StepFailure {
   if (err instanceof StepError) return err.failure;
-  if (err instanceof HostPathError) {
-    const condition = err.reason === 'InvalidBlockDevice' ? 'ContainersReady' : 'VMReady';
-    return { condition, reason: err.reason, message: err.message };
-  }
-  if (err instanceof BootError)
-    return { condition: 'VMReady', reason: 'BootFailed', message: err.message };
-  if (err instanceof GuestImageMissingError) {
-    return { condition: 'VMReady', reason: 'GuestImageMissing', message: err.message };
-  }
-  if (err instanceof NetworkSetupError) {
-    return { condition: 'NetworkReady', reason: err.reason, message: err.message };
-  }
-  if (err instanceof RootfsViewError) {
-    return { condition: 'ContainersReady', reason: err.reason, message: err.message };
-  }
+  if (isClassified(err))
+    return { condition: err.condition, reason: err.reason, message: err.message };
   return { condition: step, reason, message: (err as Error)?.message ?? String(err) };
 }
 
 export async function step<T>(
-  condition: StepFailure['condition'],
+  condition: StepCondition,
   reason: string,
   fn: () => Promise<T>,
 ): Promise<T> {

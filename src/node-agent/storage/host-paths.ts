@@ -4,6 +4,7 @@
 import path from 'node:path';
 import type { KataSandboxSpec } from '../../crds/index.js';
 import type { AllowedRoot } from '../host-fs/types.js';
+import type { StepCondition } from '../../crds/index.js';
 
 export type HostPathReason = 'HostPathNotAllowed' | 'HostPathNotFound' | 'InvalidBlockDevice';
 
@@ -16,6 +17,11 @@ export class HostPathError extends Error {
   ) {
     super(`${field}: ${detail}`);
     this.name = 'HostPathError';
+  }
+
+  /** A device that is not a block device fails the container; any other path, the VM's setup. */
+  get condition(): StepCondition {
+    return this.reason === 'InvalidBlockDevice' ? 'ContainersReady' : 'VMReady';
   }
 }
 
