@@ -37,6 +37,8 @@ export interface WorkQueueOptions {
   hooks?: WorkQueueHooks;
   logger?: Logger;
   random?: () => number;
+  /** Hold keys without reconciling until start() (a start-up that must finish first). */
+  paused?: boolean;
 }
 
 export const DEFAULT_QUEUE_BACKOFF: BackoffOptions = { baseMs: 200, maxMs: 300_000, jitter: 0.2 };
@@ -73,8 +75,13 @@ export class WorkQueue {
   readonly metrics = { adds: 0, retries: 0, reconciles: 0 };
 
   constructor(private readonly opts: WorkQueueOptions) {
-    this.pq = new PQueue({ concurrency: opts.concurrency ?? 4 });
+    this.pq = new PQueue({ concurrency: opts.concurrency ?? 4, autoStart: !opts.paused });
     this.log = opts.logger ?? createLogger('work-queue');
+  }
+
+  /** Begins reconciling the keys held while paused (a no-op when not paused). */
+  start(): void {
+    this.pq.start();
   }
 
   /** Keys waiting to run (not counting those running). */

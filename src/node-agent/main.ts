@@ -32,11 +32,11 @@ import { ImageStore } from './images/image-store.js';
 import { RootfsViews } from './images/rootfs-view.js';
 import { nodeAgentMetrics } from './node-agent-metrics.js';
 import { NodeReconciler } from './node-reconciler.js';
+import type { SandboxRuntime } from './runtime/sandbox-runtime.js';
 import { loadOrCreateNodeKey } from './node-key.js';
 import { nodeIdentityProblem, reviewNodeIdentityRetrying } from './node-identity.js';
 import { ProjectedPullSecrets, type NodeKeys } from './pull-secrets.js';
 import { nodeKeyAnnotations } from '../kube/pull-secret-projection.js';
-import { recoverSandboxes } from './recovery.js';
 import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './network/sandbox-network.js';
 import { VmCgroups } from './cgroups/vm-cgroups.js';
@@ -77,18 +77,18 @@ async function main(): Promise<void> {
     labelSelector: `${NODE_LABEL}=${cfg.nodeName}`,
     logger: log.child({ informer: 'katasandboxes' }),
   });
-  // Filled in below; the closures before them only run later.
+  // The closures below read the reconciler and the heartbeat made further down; none runs
+  // before they exist (the probe server starts after both).
+  const runtimes = (): SandboxRuntime[] => [...rec.runtimes.values()];
   // What the node's sandboxes that have not ended hold: a metric and the Lease say it.
   const allocation = (): NodeAllocation => {
-    const live = [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => !r.state.end);
+    const live = runtimes().filter((r) => !r.state.end);
     return {
       sandboxes: live.length,
       memoryMiB: live.reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
       vcpus: live.reduce((n, r) => n + vmVcpus(r.spec), 0),
     };
   };
-  const late: { reconciler?: NodeReconciler; queue?: WorkQueue; heartbeat?: NodeHeartbeatThread } =
-    {};
   const metrics = nodeAgentMetrics({
     phases: () => {
       const counts = new Map<string, number>();
@@ -98,19 +98,18 @@ async function main(): Promise<void> {
       }
       return counts;
     },
-    runningQemu: () =>
-      [...(late.reconciler?.runtimes.values() ?? [])].filter((r) => r.qemuPid !== undefined).length,
+    runningQemu: () => runtimes().filter((r) => r.qemuPid !== undefined).length,
     node: cfg.nodeName,
     sandboxUsage: () =>
-      [...(late.reconciler?.runtimes.values() ?? [])].map((r) => ({
+      runtimes().map((r) => ({
         namespace: r.state.namespace,
         name: r.state.name,
         ...(r.qemuPid !== undefined && { qemuPid: r.qemuPid }),
         restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
       })),
     heartbeat: () => ({
-      lastRenewed: late.heartbeat?.lastRenewed ?? 0,
-      starts: late.heartbeat?.starts ?? 0,
+      lastRenewed: heartbeat.lastRenewed,
+      starts: heartbeat.starts,
     }),
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
     allocated: () => allocation(),
@@ -148,7 +147,6 @@ async function main(): Promise<void> {
     annotations: keyAnnotations,
     logger: log,
   });
-  late.heartbeat = heartbeat;
   const pullSecrets = new ProjectedPullSecrets({
     clients,
     nodeName: cfg.nodeName,
@@ -187,11 +185,18 @@ async function main(): Promise<void> {
     kernel: resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }).kernel,
     timeoutMs: 5_000,
   });
+  // Paused until recovery is done: what recovery enqueues waits for it.
+  const queue = new WorkQueue({
+    reconcile: (key) => rec.reconcile(key),
+    concurrency: cfg.concurrency,
+    logger: log,
+    paused: true,
+  });
   const rec = new NodeReconciler({
     clients,
     sandboxes,
     events,
-    enqueue: (key) => late.queue?.add(key),
+    enqueue: (key) => queue.add(key),
     log,
     runtime: {
       config: cfg,
@@ -219,7 +224,6 @@ async function main(): Promise<void> {
       }),
     },
   });
-  late.reconciler = rec;
 
   sandboxes.start(stop.signal);
   heartbeat.start();
@@ -237,29 +241,17 @@ async function main(): Promise<void> {
   log.info({ port, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
 
   await sandboxes.waitForSync(120_000);
-  const outcomes = await recoverSandboxes({
-    store,
-    ...(vmCgroups && { vmCgroups }),
-    config: cfg,
-    sandboxes: sandboxes.list(),
-    reconciler: rec,
-    log,
-  });
+  const outcomes = await rec.recover(sandboxes.list(), { store, ...(vmCgroups && { vmCgroups }) });
   log.info({ recovered: Object.fromEntries(outcomes) }, 'recovered state of previous runs');
   // Views and cache leases of sandboxes that ended or vanished while no agent was running.
   const alive = new Set([...rec.runtimes.values()].filter((r) => !r.ended).map((r) => r.uid));
   const freed = await images.releaseAllExcept(alive);
   if (freed.length > 0) log.info({ sandboxes: freed }, 'released image views and leases');
 
-  const queue = new WorkQueue({
-    reconcile: rec.reconcile,
-    concurrency: cfg.concurrency,
-    logger: log,
-  });
-  late.queue = queue;
   const enqueue = (sb: KataSandbox): void => queue.add(objectKey(sb));
   sandboxes.addHandlers({ onAdd: enqueue, onUpdate: (_o, n) => enqueue(n), onDelete: enqueue });
   for (const sb of sandboxes.list()) enqueue(sb);
+  queue.start();
   ready = true;
 
   // A tap or redirect removed from the host cuts a VM off while it looks healthy: look again.

@@ -16,8 +16,12 @@ import { objectKey, splitKey } from '../kube/object-cache.js';
 import { applyStatus } from '../kube/status-patch.js';
 import type { ReconcileResult } from '../kube/work-queue.js';
 import type { Logger } from '../observability/logger.js';
+import type { VmCgroups } from './cgroups/vm-cgroups.js';
+import { cleanUnreadableState, ghost, recoveryAction, type RecoveryOutcome } from './recovery.js';
+import { killOrphanQemu } from './runtime/orphan-qemu.js';
 import { SandboxRuntime, type RuntimeDeps } from './runtime/sandbox-runtime.js';
 import { nodeAgentConditions, nodeAgentStatus } from './runtime/sandbox-status.js';
+import type { SandboxState, StateStore } from './state-store.js';
 
 export interface NodeReconcilerDeps {
   clients: Pick<KubeClients, 'custom'>;
@@ -50,15 +54,15 @@ export class NodeReconciler {
 
   constructor(private readonly deps: NodeReconcilerDeps) {}
 
-  /** A runtime for a sandbox (or for state whose sandbox is gone), wired to status and Events. */
-  makeRuntime(sb: KataSandbox): SandboxRuntime {
+  /** A runtime for a sandbox, wired to status and Events. */
+  private makeRuntime(sb: KataSandbox): SandboxRuntime {
     const key = objectKey(sb);
     const rt = SandboxRuntime.fresh(this.runtimeDeps(sb, key), sb);
     this.register(key, rt);
     return rt;
   }
 
-  runtimeDeps(sb: KataSandbox, key: string): RuntimeDeps {
+  private runtimeDeps(sb: KataSandbox, key: string): RuntimeDeps {
     return {
       ...this.deps.runtime,
       onChange: () => this.deps.enqueue(key),
@@ -67,7 +71,7 @@ export class NodeReconciler {
     };
   }
 
-  register(key: string, rt: SandboxRuntime): void {
+  private register(key: string, rt: SandboxRuntime): void {
     this.runtimes.set(rt.uid, rt);
     this.keys.set(rt.uid, key);
   }
@@ -124,6 +128,73 @@ export class NodeReconciler {
     rt.start();
     await this.applyStatusOf(sb, rt);
   };
+
+  /**
+   * Start-up, before the first reconcile: every state file a previous node agent left is matched
+   * with its sandbox and acted on (recovery.ts decides); the runtimes it keeps are this
+   * reconciler's, as those it makes later. Nothing leaks, nothing starts twice.
+   */
+  async recover(
+    sandboxes: readonly KataSandbox[],
+    opts: { store: StateStore; vmCgroups?: VmCgroups },
+  ): Promise<Map<string, RecoveryOutcome>> {
+    const cfg = this.deps.runtime.config;
+    const log = this.deps.log;
+    const out = new Map<string, RecoveryOutcome>();
+    for (const uid of await opts.store.listUids()) {
+      let state: SandboxState | undefined;
+      try {
+        state = await opts.store.load(uid);
+      } catch (err) {
+        log.warn({ err, uid }, 'unreadable state file');
+      }
+      if (!state) {
+        await cleanUnreadableState(uid, { config: cfg, ...opts, log });
+        out.set(uid, 'orphan-cleaned');
+        continue;
+      }
+      const sb = sandboxes.find((s) => s.metadata.uid === uid);
+      const action = recoveryAction(state, sb);
+      const obj = sb ?? ghost(state);
+      const key = objectKey(obj);
+      const rt = SandboxRuntime.restore(this.runtimeDeps(obj, key), obj, state);
+      rt.log.info({ action }, 'recovering sandbox state');
+      if (action === 'clean') {
+        await rt.destroy();
+        out.set(uid, 'orphan-cleaned');
+        continue;
+      }
+      this.register(key, rt);
+      switch (action) {
+        case 'keep-ended':
+          await rt.release();
+          out.set(uid, 'ended');
+          break;
+        case 'deleting':
+          await rt.adopt(false);
+          out.set(uid, 'deleting');
+          break;
+        case 'abandon':
+          await rt.abandon(sb?.status?.reason || 'Failed', sb?.status?.message ?? '');
+          out.set(uid, 'abandoned');
+          break;
+        case 'adopt':
+          if (await rt.adopt()) out.set(uid, 'adopted');
+          else {
+            await rt.reportVmGone();
+            out.set(uid, 'vm-gone');
+          }
+          break;
+        case 'restart':
+          // Interrupted before its QEMU was recorded: kill a half-booted one, then create again.
+          if (state.runDir) await killOrphanQemu(state.runDir, rt.log);
+          rt.start();
+          out.set(uid, 'resumed');
+          break;
+      }
+    }
+    return out;
+  }
 
   /** The periodic network check of every running sandbox, one after another (cheap: ip + tc). */
   async checkNetworks(signal: AbortSignal): Promise<void> {

@@ -77,6 +77,26 @@ describe('WorkQueue', () => {
     expect(q.metrics.adds).toBe(6);
   });
 
+  it('holds keys while paused (deduplicated) and reconciles them once started', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({
+      paused: true,
+      reconcile: async (key) => {
+        seen.push(key);
+      },
+    });
+    q.add('ns/a');
+    q.add('ns/b');
+    q.add('ns/a');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toEqual([]);
+    expect(q.depth).toBe(2);
+    q.start();
+    await until(() => seen.length === 2);
+    await q.shutdown();
+    expect(seen.sort()).toEqual(['ns/a', 'ns/b']);
+  });
+
   it('never runs one key twice at once, and re-runs once after an add during processing', async () => {
     let running = 0;
     let maxRunning = 0;
