@@ -129,7 +129,6 @@ beforeAll(async () => {
   // The image first: buildah's storage is not part of what the cluster may change.
   await run(IMAGE_SCRIPT, ['build', LOCAL_IMAGE], { timeoutMs: 40 * MIN });
   before = await hostSnapshot();
-  mkdirSync(path.dirname(ROOTFS), { recursive: true });
 }, 45 * MIN);
 
 afterAll(async () => {
