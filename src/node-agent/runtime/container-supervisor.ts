@@ -25,6 +25,7 @@ import { VOLUMES_DIR } from '../storage/shared-dir.js';
 import type { ContainerRunState, SandboxState } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
 import { alreadyDone, classify, step } from './step-failure.js';
+import { inBackground } from '../../common/background.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
@@ -206,7 +207,7 @@ export class ContainerSupervisor {
       st.reason = 'CrashLoopBackOff';
       st.message = `back-off ${Math.round(delay / 1000)}s restarting failed container ${name} (exit code ${st.exitCode ?? 'unknown'})`;
       host.changed();
-      void this.restartAfter(name, st, delay);
+      inBackground(`restarting container ${name}`, this.restartAfter(name, st, delay), host.log);
       return;
     }
     this.checkAllDone();
@@ -246,7 +247,7 @@ export class ContainerSupervisor {
     }));
     if (!sts.every((x) => x.st?.state === 'Exited')) return;
     const failed = sts.find((x) => (x.st?.exitCode ?? 1) !== 0);
-    void (async () => {
+    const ending = async (): Promise<void> => {
       if (!failed) {
         await host.end({ reason: 'Succeeded', message: 'every container exited with code 0' });
         return;
@@ -257,7 +258,8 @@ export class ContainerSupervisor {
         { reason: 'ContainerFailed', message },
         { condition: 'ContainersReady', reason: 'ContainerFailed', message },
       );
-    })();
+    };
+    inBackground('ending the sandbox', ending(), host.log);
   }
 
   /**

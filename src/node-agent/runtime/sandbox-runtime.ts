@@ -55,6 +55,7 @@ import { alreadyDone, classify, step, StepError, VM_END_REASONS } from './step-f
 import { blockDrivePlan, driveOpenFailure } from './block-drive-plan.js';
 import { AGENT_CALL_MS, ContainerSupervisor } from './container-supervisor.js';
 import { killOrphanQemu } from './orphan-qemu.js';
+import { inBackground } from '../../common/background.js';
 
 export interface RuntimeDeps {
   config: NodeAgentConfig;
@@ -219,7 +220,11 @@ export class SandboxRuntime {
           () => undefined,
           (err: unknown) => {
             if (this.stopping || this.createAbort.signal.aborted) return;
-            void this.fail(classify(err, 'VMReady', 'CreateFailed'));
+            inBackground(
+              'failing the sandbox',
+              this.fail(classify(err, 'VMReady', 'CreateFailed')),
+              this.log,
+            );
           },
         ),
     );
@@ -603,10 +608,14 @@ export class SandboxRuntime {
   private watchVm(): void {
     const q = this.qemu;
     if (!q) return;
-    void q.exited.then((status) => {
-      if (this.stopping || this.qemu !== q) return;
-      void this.vmExitFailure(q, status).then((failure) => this.fail(failure));
-    });
+    inBackground(
+      'the VM exit watch',
+      q.exited.then(async (status) => {
+        if (this.stopping || this.qemu !== q) return;
+        await this.fail(await this.vmExitFailure(q, status));
+      }),
+      this.log,
+    );
   }
 
   /** Every container runs: the sandbox is Ready (once). */
@@ -623,7 +632,7 @@ export class SandboxRuntime {
       'Ready',
       `sandbox running: ${this.spec.containers.length} container(s), QEMU pid ${this.qemu?.pid ?? '?'}`,
     );
-    void this.save();
+    inBackground('saving the state', this.save(), this.log);
   }
 
   // --- ends ---------------------------------------------------------------------------------
