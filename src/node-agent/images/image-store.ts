@@ -42,7 +42,7 @@ import {
   authFileContent,
   credentialsFor,
 } from './registry-auth.js';
-import { ToolError, runTool } from './run-tool.js';
+import { CommandError, runCommandOk } from '../../common/run-command.js';
 import { SAFE_UID } from './rootfs-view.js';
 import { SharedOps } from './shared-ops.js';
 import {
@@ -459,7 +459,7 @@ export class ImageStore {
     else if (signal?.aborted) {
       const why = signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
       e = new ImagePullError('ErrImagePull', 'Canceled', image, `the pull was cancelled: ${why}`);
-    } else if (err instanceof ToolError) {
+    } else if (err instanceof CommandError) {
       const detail = toolMessage(err.stderr) || err.message;
       const kind: PullErrorKind = err.aborted
         ? 'Canceled'
@@ -573,12 +573,12 @@ export class ImageStore {
       }
     }
     const detail =
-      refusal instanceof ToolError
+      refusal instanceof CommandError
         ? toolMessage(refusal.stderr) || refusal.message
         : refusal instanceof Error
           ? refusal.message
           : String(refusal);
-    const kind = refusal instanceof ToolError ? classifyPullFailure(detail) : 'Other';
+    const kind = refusal instanceof CommandError ? classifyPullFailure(detail) : 'Other';
     throw new ImagePullError(
       'ErrImagePull',
       kind === 'NotFound' || kind === 'Other' ? 'Unauthorized' : kind,
@@ -644,7 +644,7 @@ export class ImageStore {
   }
 
   private skopeo(args: string[], timeoutMs: number, signal: AbortSignal) {
-    return runTool(this.opts.skopeoBinary ?? SKOPEO_BINARY, args, {
+    return runCommandOk([this.opts.skopeoBinary ?? SKOPEO_BINARY, ...args], {
       timeoutMs,
       signal,
       env: { ...process.env, TMPDIR: this.tmpDir },
@@ -698,7 +698,7 @@ export class ImageStore {
           } catch (err) {
             lastErr = err;
             const unauthorized =
-              err instanceof ToolError &&
+              err instanceof CommandError &&
               !err.aborted &&
               classifyPullFailure(toolMessage(err.stderr)) === 'Unauthorized';
             if (!unauthorized) throw err;
@@ -750,9 +750,8 @@ export class ImageStore {
       });
       const { config, downloadedBytes } = await readLayoutImage(layout);
       this.toolRuns.unpack++;
-      await runTool(
-        this.opts.umociBinary ?? UMOCI_BINARY,
-        umociUnpackArgs(layout, LAYOUT_TAG, bundle),
+      await runCommandOk(
+        [this.opts.umociBinary ?? UMOCI_BINARY, ...umociUnpackArgs(layout, LAYOUT_TAG, bundle)],
         {
           timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000,
           signal,
@@ -932,7 +931,7 @@ async function resolvedUser(
 
 /** Bytes the tree uses on disk (`du`, hard links counted once). */
 async function diskUsage(dir: string, signal: AbortSignal): Promise<number> {
-  const out = await runTool('du', ['-s', '-B1', '-x', dir], { timeoutMs: 120_000, signal });
+  const out = await runCommandOk(['du', '-s', '-B1', '-x', dir], { timeoutMs: 120_000, signal });
   const n = Number.parseInt(out.stdout.toString().split('\t')[0] ?? '', 10);
   return Number.isFinite(n) ? n : 0;
 }

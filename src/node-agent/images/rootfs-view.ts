@@ -5,7 +5,6 @@
 // 9p share. Writes land in `upper`; the cached image never changes. Mounts are made with mount(8)
 // from argv, only below `root`, only over lower dirs below the allowed roots; preparing twice is a
 // no-op and teardown unmounts (lazily as a last resort) before it deletes anything.
-import { spawn } from 'node:child_process';
 import { lstat, mkdir, readdir, realpath, rm, chmod, chown } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
@@ -14,6 +13,7 @@ import type { HostFs } from '../host-fs/types.js';
 import { isUnderRoot } from '../storage/host-paths.js';
 import { mountsUnder, readMountInfo } from '../storage/mountinfo.js';
 import type { StepCondition } from '../../crds/index.js';
+import { CommandError, runCommandOk } from '../../common/run-command.js';
 
 export interface RootfsViewOptions {
   /** Absolute; owned by this module. Put it on a disk filesystem (not tmpfs, not overlay). */
@@ -58,32 +58,19 @@ function mountArgv(lower: string, upper: string, work: string, merged: string): 
   ];
 }
 
-function run(cmd: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-      ...(signal && { signal }),
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      if (stderr.length < 8192) stderr += d;
-    });
-    child.once('error', (err) =>
-      reject(new RootfsViewError(`${cmd} ${args.join(' ')}: ${err.message}`)),
-    );
-    child.once('close', (code, sig) => {
-      if (code === 0) resolve();
-      else {
-        reject(
-          new RootfsViewError(
-            `${cmd} ${args.join(' ')}: ${sig ? `killed by ${sig}` : `exit ${code}`}: ${stderr.trim()}`,
-          ),
-        );
-      }
-    });
-  });
+async function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    await runCommandOk([cmd, ...args], { timeoutMs, ...(signal && { signal }) });
+  } catch (err) {
+    const message =
+      err instanceof CommandError ? err.message : `${cmd} ${args.join(' ')}: ${String(err)}`;
+    throw new RootfsViewError(message);
+  }
 }
 
 export class RootfsViews {

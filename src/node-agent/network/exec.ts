@@ -1,6 +1,6 @@
-// Runs a host command from an argv array (never a shell) with a timeout; the network modules take
-// a Runner so unit tests can record argv instead of touching the machine.
-import { spawn } from 'node:child_process';
+// The network modules run host commands through a Runner (src/common/run-command.ts underneath),
+// so unit tests can record argv instead of touching the machine.
+import { CommandError, runCommand as runArgv } from '../../common/run-command.js';
 
 export interface RunOptions {
   timeoutMs: number;
@@ -19,46 +19,21 @@ export interface RunResult {
 /** Resolves with the exit status (a non-zero exit is not a rejection); rejects on spawn failure. */
 export type Runner = (cmd: string, args: readonly string[], opts: RunOptions) => Promise<RunResult>;
 
-export class CommandError extends Error {
-  constructor(
-    readonly argv: readonly string[],
-    readonly result: RunResult,
-  ) {
-    const why =
-      result.signal !== null ? `killed by ${result.signal}` : `exited with code ${result.code}`;
-    const detail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-5).join('; ');
-    super(`${argv.join(' ')}: ${why}${detail ? `: ${detail}` : ''}`);
-    this.name = 'CommandError';
-  }
-}
+export { CommandError };
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 
-export const runCommand: Runner = (cmd, args, opts) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(cmd, [...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: opts.env ?? process.env,
-      timeout: opts.timeoutMs,
-      killSignal: 'SIGKILL',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < MAX_OUTPUT) stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      if (stderr.length < MAX_OUTPUT) stderr += d;
-    });
-    child.once('error', reject);
-    child.stdin.on('error', () => {}); // a command that exits without reading stdin
-    child.stdin.end(opts.input ?? '');
-    child.once('close', (code, signal) => {
-      if (signal === 'SIGKILL' && code === null)
-        stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
-      resolve({ code, signal, stdout, stderr });
-    });
+export const runCommand: Runner = async (cmd, args, opts) => {
+  const r = await runArgv([cmd, ...args], {
+    timeoutMs: opts.timeoutMs,
+    ...(opts.input !== undefined && { input: opts.input }),
+    ...(opts.env && { env: opts.env }),
+    maxStdoutBytes: MAX_OUTPUT,
+    maxStderrBytes: MAX_OUTPUT,
   });
+  const stderr = r.timedOut ? `${r.stderr}\n(timed out after ${opts.timeoutMs} ms)` : r.stderr;
+  return { code: r.code, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr };
+};
 
 /** Runs and throws CommandError unless the command exits 0; returns stdout. */
 export async function runOk(
@@ -69,7 +44,7 @@ export async function runOk(
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error('empty argv');
   const r = await run(cmd, args, opts);
-  if (r.code !== 0) throw new CommandError(argv, r);
+  if (r.code !== 0) throw new CommandError({ argv, ...r });
   return r.stdout;
 }
 
