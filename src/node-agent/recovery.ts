@@ -4,7 +4,6 @@
 // this node was away, create again what was interrupted before its QEMU was recorded. Pure
 // decisions here, and the clean-up of a directory whose state cannot be read.
 import { rm } from 'node:fs/promises';
-import path from 'node:path';
 import type { VmCgroups } from './cgroups/vm-cgroups.js';
 import type { KataSandbox } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -12,6 +11,7 @@ import type { NodeAgentConfig } from './config.js';
 import { killOrphanQemu } from './runtime/orphan-qemu.js';
 import { teardownShare } from './storage/shared-dir.js';
 import type { SandboxState, StateStore } from './state-store.js';
+import { sandboxDirs } from './sandbox-dirs.js';
 
 export type RecoveryOutcome =
   'adopted' | 'vm-gone' | 'orphan-cleaned' | 'ended' | 'abandoned' | 'resumed' | 'deleting';
@@ -43,14 +43,9 @@ export async function cleanUnreadableState(
   uid: string,
   opts: { config: NodeAgentConfig; store: StateStore; vmCgroups?: VmCgroups; log: Logger },
 ): Promise<void> {
-  const runDir = path.join(opts.config.runDir, 'sandboxes', uid);
+  const { runDir, shareDir } = sandboxDirs(opts.config.runDir, uid);
   await killOrphanQemu(runDir, opts.log);
-  await teardownShare(
-    { binary: opts.config.hostFsBinary },
-    path.join(opts.config.runDir, 'shared', uid),
-    [],
-    opts.log,
-  );
+  await teardownShare({ binary: opts.config.hostFsBinary }, shareDir, [], opts.log);
   await rm(runDir, { recursive: true, force: true });
   await opts.vmCgroups?.remove(uid);
   await opts.store.remove(uid);

@@ -56,6 +56,7 @@ import { blockDrivePlan, driveOpenFailure } from './block-drive-plan.js';
 import { AGENT_CALL_MS, ContainerSupervisor } from './container-supervisor.js';
 import { killOrphanQemu } from './orphan-qemu.js';
 import { inBackground } from '../../common/background.js';
+import { sandboxDirs } from '../sandbox-dirs.js';
 
 export interface RuntimeDeps {
   config: NodeAgentConfig;
@@ -252,8 +253,7 @@ export class SandboxRuntime {
     );
     signal.throwIfAborted();
 
-    const runDir = path.join(this.deps.config.runDir, 'sandboxes', this.uid);
-    const shareDir = path.join(this.deps.config.runDir, 'shared', this.uid);
+    const { runDir, shareDir } = sandboxDirs(this.deps.config.runDir, this.uid);
     this.state.runDir = runDir;
     await this.save();
     await mkdir(runDir, { recursive: true, mode: 0o700 });
