@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { eventually } from '../integration/controller-harness.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -104,27 +105,9 @@ export const isReady = (p: Pod): boolean =>
   !p.metadata.deletionTimestamp &&
   (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 
-/** Polls `fn` until it returns a value (not undefined); errors count as "not yet". */
-export async function waitFor<T>(
+/** `eventually` of the integration harness, polling once a second (each poll runs kubectl). */
+export const waitFor = <T>(
   what: string,
   fn: () => Promise<T | undefined>,
   timeoutMs: number,
-  intervalMs = 1000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+): Promise<T> => eventually(what, fn, timeoutMs, 1000);

@@ -4,18 +4,11 @@
 // only points at that image, and the controller and node agent running as Pods with their own
 // ServiceAccount tokens. One story in order: each step builds on the one before.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  copyFileSync,
-} from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { busyboxRootfs } from '../e2e/sandbox-vm.js';
 import { startPrometheus, type RunningPrometheus } from '../integration/metrics-harness.js';
 import {
   Cluster,
@@ -114,16 +107,6 @@ const leaseHolder = async (name: string) =>
       name,
     ])
   ).spec?.holderIdentity;
-
-/** A busybox root filesystem as the README prepares one: the binary, relative applet links. */
-async function makeBusyboxRootfs(dir: string): Promise<void> {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  copyFileSync('/bin/busybox', path.join(dir, 'bin/busybox'));
-  for (const a of (await run('/bin/busybox', ['--list'])).split('\n')) {
-    if (a && a !== 'busybox') symlinkSync('busybox', path.join(dir, 'bin', a));
-  }
-}
 
 beforeAll(async () => {
   // The image first: buildah's storage is not part of what the cluster may change.
@@ -273,7 +256,8 @@ describe('the installed product on a real single-node cluster', () => {
   it(
     'a sandbox goes Ready through the installed Pods; its QEMU lives in cgroups of its own',
     async () => {
-      await makeBusyboxRootfs(ROOTFS);
+      rmSync(ROOTFS, { recursive: true, force: true });
+      busyboxRootfs(ROOTFS);
       await cluster.kubectl(['create', 'namespace', NS]);
       await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(sandboxSpec('first')) });
       const sb = await readySandbox('first');
