@@ -55,9 +55,9 @@ RUN CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s 
 FROM ${RUNTIME_IMAGE}
 # What the node agent runs on the host (test/unit/deploy/dockerfile.test.ts checks this list
 # against the code): qemu-system-x86_64 (qemu-system-x86), ip and tc (iproute2), nsenter
-# (util-linux), mount/umount (mount), socat (the vsock bridge), systemd-run (systemd, for QEMU in
-# its own host scope), skopeo and umoci (image pulls and unpacking), du (coreutils: the image
-# cache's sizes), and the CNI plugins for network mode cni (containernetworking-plugins).
+# (util-linux), mount/umount (mount), systemd-run (systemd, for QEMU in its own host scope), skopeo
+# and umoci (image pulls and unpacking), du (coreutils: the image cache's sizes), and the CNI
+# plugins for network mode cni (containernetworking-plugins).
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       qemu-system-x86 \
@@ -65,7 +65,6 @@ RUN apt-get update -qq \
       coreutils \
       util-linux \
       mount \
-      socat \
       systemd \
       skopeo \
       umoci \

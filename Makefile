@@ -8,7 +8,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
 # test layer (hack/cluster.sh). ca-certificates: Go fetches modules over HTTPS with the system's CA roots, which a minimal
 # Debian 12 (debootstrap --variant=minbase) lacks.
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
-	iproute2 socat openssl jq curl zstd containernetworking-plugins prometheus \
+	iproute2 openssl jq curl zstd containernetworking-plugins prometheus \
 	skopeo umoci docker-registry apache2-utils ca-certificates \
 	containerd runc conntrack procps buildah debootstrap
 NPM_STAMP := node_modules/.package-lock.json

@@ -22,7 +22,7 @@ import { connect, type Socket } from 'node:net';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { agentNetworkConfig } from '../src/agent/network-config.js';
+import { guestNetworkConfig } from '../src/node-agent/network/guest-network-config.js';
 import { checkNetnsPath } from '../src/node-agent/network/netns-path.js';
 import { readNetns } from '../src/node-agent/network/netns-reader.js';
 import {
@@ -292,7 +292,7 @@ async function oneRun(
     const probe = peer(r, out, ['--peer-probe', POD_IP, String(PORT), '300000'], 310_000);
 
     const nsPath = checkNetnsPath(`/run/netns/${pod}`);
-    const cfg = agentNetworkConfig(await readNetns(nsPath));
+    const cfg = guestNetworkConfig(await readNetns(nsPath));
     const eps = await attach(
       nsPath,
       cfg.interfaces.map((x) => ({ name: x.name, hwAddr: x.hwAddr, mtu: x.mtu })),

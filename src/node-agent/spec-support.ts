@@ -1,8 +1,8 @@
 // What this node agent can run, and the hook the network step plugs into. Container images
 // (spec.containers[].image) are refused with reason NotSupported when no image step is configured.
-import type { AgentNetworkConfig } from '../agent/network-config.js';
 import type { KataSandboxSpec } from '../crds/index.js';
 import type { NicConfig } from './hypervisor/qemu-args.js';
+import type { GuestNetworkConfig } from './network/guest-network-config.js';
 import type { NetworkHealth } from './network/tap-health.js';
 import type { StepFailure } from './runtime/sandbox-status.js';
 
@@ -32,7 +32,7 @@ export interface NetworkPlan {
   /** QEMU must be started inside this network namespace. */
   netnsPath?: string;
   /** Interfaces and routes to push into the guest (UpdateInterface, UpdateRoutes). */
-  guest: AgentNetworkConfig;
+  guest: GuestNetworkConfig;
   record: Record<string, unknown>;
 }
 

@@ -20,8 +20,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { agentNetworkConfig, type AgentNetworkConfig } from '../../src/agent/network-config.js';
 import { CniNetwork, type CniAttachment } from '../../src/node-agent/network/cni.js';
+import {
+  guestNetworkConfig,
+  type GuestNetworkConfig,
+} from '../../src/node-agent/network/guest-network-config.js';
 import { checkNetnsPath } from '../../src/node-agent/network/netns-path.js';
 import { readNetns } from '../../src/node-agent/network/netns-reader.js';
 import {
@@ -78,7 +81,7 @@ function rootfsImage(name: string): string {
 
 interface Sandbox {
   vm: TestVm;
-  cfg: AgentNetworkConfig;
+  cfg: GuestNetworkConfig;
   cid: string;
 }
 
@@ -87,7 +90,7 @@ interface Sandbox {
 async function startSandbox(name: string, nsPath: string, script: string): Promise<Sandbox> {
   const real = checkNetnsPath(nsPath);
   const desc = await readNetns(real);
-  const cfg = agentNetworkConfig(desc);
+  const cfg = guestNetworkConfig(desc);
   const eps = await attach(
     real,
     cfg.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu })),

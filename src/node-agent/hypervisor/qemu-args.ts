@@ -1,14 +1,9 @@
 // The QEMU command line, built from a typed config by a pure function: no shell ever sees it, and
 // every value that lands inside a QEMU option string is validated or escaped here.
 import path from 'node:path';
-import {
-  SERIAL_CHANNEL_NAME,
-  SERIAL_CHARDEV_ID,
-  SERIAL_DEVICE_ID,
-} from '../../agent/agent-address.js';
 import { InvalidInputError } from '../../agent/errors.js';
 import { virtioBlkSerial } from './block-serial.js';
-import { SHARED_MOUNT_TAG } from '../../agent/contract.js';
+import { AGENT_CHANNEL_NAME, SHARED_MOUNT_TAG } from '../../agent/contract.js';
 
 export type MachineType = 'pc' | 'q35' | 'microvm';
 export type Accelerator = 'kvm' | 'tcg';
@@ -18,6 +13,9 @@ export const QMP_CHARDEV_ID = 'qmp';
 export const CONSOLE_CHARDEV_ID = 'con0';
 export const SHARE_FSDEV_ID = 'fs0';
 export const VIRTIO_SERIAL_ID = 'serial0';
+/** QEMU's ids for the agent's virtio-serial port and the chardev socket behind it. */
+export const AGENT_CHARDEV_ID = 'charch0';
+export const AGENT_PORT_ID = 'channel0';
 
 /**
  * A drive QEMU gets as an inherited descriptor: `-add-fd fd=N,set=S` and `/dev/fdset/S`, so it
@@ -219,10 +217,10 @@ export function buildQemuArgs(config: VmConfig): string[] {
   }
   if (config.agentChannelSocket !== undefined) {
     const sock = optPath('agentChannelSocket', config.agentChannelSocket);
-    a.push('-chardev', `socket,id=${SERIAL_CHARDEV_ID},path=${sock},server=on,wait=off`);
+    a.push('-chardev', `socket,id=${AGENT_CHARDEV_ID},path=${sock},server=on,wait=off`);
     a.push(
       '-device',
-      `virtserialport,bus=${VIRTIO_SERIAL_ID}.0,chardev=${SERIAL_CHARDEV_ID},id=${SERIAL_DEVICE_ID},name=${SERIAL_CHANNEL_NAME}`,
+      `virtserialport,bus=${VIRTIO_SERIAL_ID}.0,chardev=${AGENT_CHARDEV_ID},id=${AGENT_PORT_ID},name=${AGENT_CHANNEL_NAME}`,
     );
   }
 

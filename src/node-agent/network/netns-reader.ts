@@ -1,7 +1,7 @@
 // Reads a network namespace's links, addresses and routes with iproute2's JSON output, run inside
 // the namespace (`nsenter --net=<path> ip -d -j addr show`), and parses it into the
-// NetnsDescription that agentNetworkConfig turns into the agent's interfaces and routes.
-import type { NetnsDescription, NetnsLink, NetnsRoute } from '../../agent/network-config.js';
+// NetnsDescription that guestNetworkConfig turns into the agent's interfaces and routes.
+import type { NetnsDescription, NetnsLink, NetnsRoute } from './netns-description.js';
 import { inNetns, runCommand, runOk, type Runner } from './exec.js';
 
 // rtnetlink scope numbers (rtnetlink.h), by the names ip prints.

@@ -5,7 +5,6 @@
 // was made goes into the state file's record, so release (and a restarted node agent) can undo
 // exactly that; health() tells whether that wiring is still on the host.
 import { InvalidInputError } from '../../agent/errors.js';
-import { agentNetworkConfig, type AgentNetworkConfig } from '../../agent/network-config.js';
 import type { KataSandboxSpec } from '../../crds/index.js';
 import type { Logger } from '../../observability/logger.js';
 import {
@@ -23,6 +22,7 @@ import {
   reservedNameVerdict,
   type NetnsRecord,
 } from './netns-claim.js';
+import { guestNetworkConfig, type GuestNetworkConfig } from './guest-network-config.js';
 import { checkNetnsPath } from './netns-path.js';
 import { readNetns } from './netns-reader.js';
 import { observeWiring, wiringHealth, type NetworkHealth } from './tap-health.js';
@@ -50,7 +50,7 @@ export interface NetworkRecord {
   nsPath: string;
   endpoints: TapEndpoint[];
   cni?: CniAttachment;
-  guest: AgentNetworkConfig;
+  guest: GuestNetworkConfig;
 }
 
 function isRecord(r: Record<string, unknown>): r is Record<string, unknown> & NetworkRecord {
@@ -205,7 +205,7 @@ export class SandboxNetwork implements NetworkStep {
       const desc = await readNetns(nsPath);
       // A tap of this sandbox's own interrupted attempt is not an interface of the namespace.
       const links = desc.links.filter((l) => !(l.name.endsWith(TAP_SUFFIX) && l.type === 'tun'));
-      const guest = agentNetworkConfig({ ...desc, links });
+      const guest = guestNetworkConfig({ ...desc, links });
       const endpoints = await attach(
         nsPath,
         guest.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu })),

@@ -30,11 +30,6 @@ const NOT_FROM_CODE: Record<string, string> = {
   // The CNI plugins (bridge, host-local, loopback, ...) are run by the names in the node's
   // network configs, from the configured plugin dirs (default includes /usr/lib/cni).
   'containernetworking-plugins': 'CNI plugins for network mode cni',
-  // The vsock bridge of src/agent/transport/vsock.ts (Node.js has no AF_VSOCK). The node agent's
-  // bundle does not include that module yet (it uses virtio-serial), so it is not derived; kept
-  // for hosts with /dev/vhost-vsock, as DESIGN §6 plans. When the node agent uses it, the
-  // derivation finds `socat` and this entry is redundant.
-  socat: 'vsock transport bridge (not yet wired into the node agent)',
 };
 
 interface Instruction {

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { agentNetworkConfig } from '../../../src/agent/network-config.js';
 import type { RunOptions, RunResult } from '../../../src/node-agent/network/exec.js';
 import { inNetns } from '../../../src/node-agent/network/exec.js';
+import { guestNetworkConfig } from '../../../src/node-agent/network/guest-network-config.js';
 import { checkNetnsPath } from '../../../src/node-agent/network/netns-path.js';
 import {
   parseNetnsLinks,
@@ -77,8 +77,8 @@ describe('netns JSON parsing', () => {
     expect(() => parseNetnsLinks('nope')).toThrow(/not JSON/);
   });
 
-  it('feeds agentNetworkConfig: loopback skipped, IPv6 skipped with a warning, mask as prefix', () => {
-    const cfg = agentNetworkConfig({
+  it('feeds guestNetworkConfig: loopback skipped, IPv6 skipped with a warning, mask as prefix', () => {
+    const cfg = guestNetworkConfig({
       links: parseNetnsLinks(fixture('ip-d-j-addr.json')),
       routes: parseNetnsRoutes(fixture('ip-j-4-route.json')),
     });

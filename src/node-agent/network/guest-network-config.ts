@@ -1,38 +1,17 @@
+// The guest's interfaces and routes from a namespace the node agent read: pure, so the rules
+// (loopback is the guest's own, IPv4 only) are unit-tested without a namespace.
 import { isIPv4, isIPv6 } from 'node:net';
-import { IPFamily, type Interface, type Route } from '../generated/types.js';
+import { IPFamily, type Interface, type Route } from '../../generated/types.js';
+import type { NetnsDescription } from './netns-description.js';
 
-/** A network namespace as the node agent read it (from iproute2 or rtnetlink). */
-export interface NetnsDescription {
-  links: NetnsLink[];
-  routes: NetnsRoute[];
-}
-
-export interface NetnsLink {
-  name: string;
-  mtu: number;
-  hwAddr: string;
-  /** Link kind as the kernel names it: "veth", "loopback", "tap", ... */
-  type: string;
-  rawFlags?: number;
-  addresses: { address: string; prefixLength: number }[];
-}
-
-export interface NetnsRoute {
-  /** A CIDR, or empty / "default" for the default route. */
-  dest?: string;
-  gateway?: string;
-  source?: string;
-  device: string;
-  scope?: number;
-}
-
+/** Something of the namespace the guest does not get, named for the NetworkWarning Event. */
 export interface NetworkWarning {
   message: string;
   interface: string;
   address?: string;
 }
 
-export interface AgentNetworkConfig {
+export interface GuestNetworkConfig {
   interfaces: Interface[];
   routes: Route[];
   warnings: NetworkWarning[];
@@ -47,7 +26,7 @@ const stripPrefix = (cidr: string): string => cidr.split('/')[0] ?? cidr;
  * and loopback addresses are the guest's own business, and IPv6 is skipped (with a warning) since
  * the guest side only handles IPv4; an interface keeps coming up with its IPv4 addresses only.
  */
-export function agentNetworkConfig(ns: NetnsDescription): AgentNetworkConfig {
+export function guestNetworkConfig(ns: NetnsDescription): GuestNetworkConfig {
   const warnings: NetworkWarning[] = [];
   const interfaces: Interface[] = [];
   const sent = new Set<string>();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { agentNetworkConfig, type NetnsLink } from '../../../src/agent/network-config.js';
+import type { NetnsLink } from '../../../src/node-agent/network/netns-description.js';
+import { guestNetworkConfig } from '../../../src/node-agent/network/guest-network-config.js';
 import { IPFamily } from '../../../src/generated/types.js';
 
 const veth = (over: Partial<NetnsLink> = {}): NetnsLink => ({
@@ -23,9 +24,9 @@ const lo: NetnsLink = {
   ],
 };
 
-describe('agentNetworkConfig', () => {
+describe('guestNetworkConfig', () => {
   it('turns a CNI-style namespace into agent interfaces and routes', () => {
-    const cfg = agentNetworkConfig({
+    const cfg = guestNetworkConfig({
       links: [lo, veth()],
       routes: [
         { dest: 'default', gateway: '10.1.0.1', device: 'eth0' },
@@ -70,7 +71,7 @@ describe('agentNetworkConfig', () => {
   });
 
   it('sends an IPv6-only interface without addresses, warning with each address', () => {
-    const cfg = agentNetworkConfig({
+    const cfg = guestNetworkConfig({
       links: [veth({ addresses: [{ address: 'fd00::5', prefixLength: 64 }] })],
       routes: [],
     });
@@ -86,7 +87,7 @@ describe('agentNetworkConfig', () => {
   });
 
   it('keeps the IPv4 addresses of a dual-stack interface', () => {
-    const cfg = agentNetworkConfig({
+    const cfg = guestNetworkConfig({
       links: [
         veth({
           addresses: [
@@ -104,7 +105,7 @@ describe('agentNetworkConfig', () => {
   });
 
   it('skips loopback addresses wherever they appear', () => {
-    const cfg = agentNetworkConfig({
+    const cfg = guestNetworkConfig({
       links: [
         veth({
           addresses: [
@@ -122,7 +123,7 @@ describe('agentNetworkConfig', () => {
   });
 
   it('skips a route whose destination or gateway is IPv6 (the seed let an IPv6 gateway through)', () => {
-    const cfg = agentNetworkConfig({
+    const cfg = guestNetworkConfig({
       links: [veth()],
       routes: [
         { dest: 'fd00::/64', device: 'eth0' },
