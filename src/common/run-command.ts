@@ -86,12 +86,19 @@ export function runCommand(argv: readonly string[], opts: CommandOptions): Promi
       ended(null, null, Buffer.alloc(0), '');
       return;
     }
+    // Its own process group, so a deadline kills what it started too (a shell's children would
+    // otherwise keep its output pipes open, and the command would seem to run on).
     const child = spawn(cmd, args, {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
+      detached: true,
     });
     const kill = (): void => {
-      child.kill('SIGKILL');
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     };
     const timer = setTimeout(() => {
       timedOut = true;

@@ -1,5 +1,6 @@
-// Runs the helper once: argv only, a timeout, cancellation; its JSON result or its JSON error.
-import { execFile } from 'node:child_process';
+// Runs the helper once through the one command runner: argv only, a timeout, cancellation; its
+// JSON result or its JSON error.
+import { runCommand } from '../../common/run-command.js';
 import { HostFsError, parseHostFsError, type HostFsFailure } from './errors.js';
 import { DEFAULT_HOST_FS_TIMEOUT_MS, type HostFs } from './types.js';
 
@@ -12,60 +13,42 @@ const MAX_OUTPUT = 1024 * 1024;
  * Rejects (HostFsError) when the helper cannot run, times out or says nothing parseable, and with
  * the signal's reason when cancelled.
  */
-export function runHostFs(
+export async function runHostFs(
   fs: HostFs,
   args: readonly string[],
   signal?: AbortSignal,
 ): Promise<HostFsOutcome> {
   const timeout = fs.timeoutMs ?? DEFAULT_HOST_FS_TIMEOUT_MS;
   const what = `${fs.binary} ${args[0] ?? ''}`;
-  return new Promise((resolve, reject) => {
-    execFile(
-      fs.binary,
-      [...args],
-      {
-        timeout,
-        killSignal: 'SIGKILL',
-        maxBuffer: MAX_OUTPUT,
-        encoding: 'utf8',
-        ...(signal && { signal }),
-      },
-      (err, stdout, stderr) => {
-        if (!err) {
-          try {
-            resolve({ ok: true, result: JSON.parse(stdout) as unknown });
-          } catch {
-            reject(
-              new HostFsError(
-                'EIO',
-                `${what}: unreadable output ${JSON.stringify(stdout.slice(0, 200))}`,
-              ),
-            );
-          }
-          return;
-        }
-        if (signal?.aborted) {
-          reject(signal.reason ?? err);
-          return;
-        }
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: unknown };
-        if (e.code === 'ENOENT' || e.code === 'EACCES') {
-          reject(
-            new HostFsError(
-              'EIO',
-              `${what}: cannot run the helper (${e.code}); see --host-fs-binary`,
-            ),
-          );
-          return;
-        }
-        if (e.killed) {
-          reject(new HostFsError('ETIMEDOUT', `${what}: timed out after ${timeout} ms`));
-          return;
-        }
-        const failure = parseHostFsError(stderr);
-        if (failure) resolve({ ok: false, failure });
-        else reject(new HostFsError('EIO', `${what}: ${err.message.trim()}`));
-      },
-    );
+  const r = await runCommand([fs.binary, ...args], {
+    timeoutMs: timeout,
+    maxStdoutBytes: MAX_OUTPUT,
+    maxStderrBytes: MAX_OUTPUT,
+    ...(signal && { signal }),
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'EACCES') {
+      throw new HostFsError(
+        'EIO',
+        `${what}: cannot run the helper (${err.code}); see --host-fs-binary`,
+      );
+    }
+    throw new HostFsError('EIO', `${what}: ${err.message}`);
   });
+  if (r.aborted) throw signal?.reason ?? new Error(`${what}: cancelled`);
+  if (r.timedOut) throw new HostFsError('ETIMEDOUT', `${what}: timed out after ${timeout} ms`);
+  const stdout = r.stdout.toString('utf8');
+  if (r.code === 0) {
+    try {
+      return { ok: true, result: JSON.parse(stdout) as unknown };
+    } catch {
+      throw new HostFsError(
+        'EIO',
+        `${what}: unreadable output ${JSON.stringify(stdout.slice(0, 200))}`,
+      );
+    }
+  }
+  const failure = parseHostFsError(r.stderr);
+  if (failure) return { ok: false, failure };
+  const how = r.signal ? `killed by ${r.signal}` : `exited with code ${r.code}`;
+  throw new HostFsError('EIO', `${what}: ${how}${r.stderr.trim() ? `: ${r.stderr.trim()}` : ''}`);
 }
