@@ -664,6 +664,8 @@ export type RouteStatus = Infer<typeof routeStatusSchema>;
 export type ContainerStatus = Infer<typeof containerStatusSchema>;
 export type ContainerState = ContainerStatus['state'];
 export type KataSandboxStatus = Infer<typeof statusSchema>;
+/** status.network: the guest's interfaces and routes as its agent lists them. */
+export type NetworkStatus = NonNullable<KataSandboxStatus['network']>;
 export type Phase = (typeof PHASES)[number];
 
 export interface KataSandbox {

@@ -4,7 +4,7 @@
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { QemuProcessInfo } from './hypervisor/qemu-process.js';
-import type { GuestNetworkStatus } from './runtime/sandbox-status.js';
+import type { NetworkStatus } from '../crds/index.js';
 
 export const STATE_VERSION = 1;
 
@@ -54,7 +54,7 @@ export interface SandboxState {
   /** What the network step made (namespace, taps, CNI result); opaque to the rest of the runtime. */
   network?: Record<string, unknown>;
   /** The guest's network as its agent reported it after UpdateInterface/UpdateRoutes. */
-  guestNetwork?: GuestNetworkStatus;
+  guestNetwork?: NetworkStatus;
   qemu?: QemuState;
   /** Each image container's image, pinned to the digest it got (a resumed create reuses it). */
   images?: Record<string, { reference: string; digest: string }>;

@@ -7,11 +7,12 @@ import {
   type Condition,
   type ContainerStatus,
   type KataSandboxStatus,
+  type NetworkStatus,
+  type StepCondition,
   type VmStatus,
 } from '../../crds/index.js';
 import type { Interface, Route } from '../../generated/types.js';
 import type { ContainerRunState } from '../state-store.js';
-import type { StepCondition } from '../../crds/index.js';
 
 /** A failed step: the condition it fails and why. */
 export interface StepFailure {
@@ -30,7 +31,7 @@ export interface RuntimeFacts {
   vmRunning: boolean;
   agentConnected: boolean;
   networkReady: boolean;
-  network?: GuestNetworkStatus;
+  network?: NetworkStatus;
   /** The periodic check found the VM's host wiring (tap, redirects) cut. */
   networkLost?: { reason: string; message: string };
   failure?: StepFailure;
@@ -133,13 +134,11 @@ export function nodeAgentConditions(f: RuntimeFacts): Cond[] {
   return [vm, agent, network, containers, ready, terminated];
 }
 
-export type GuestNetworkStatus = NonNullable<NodeAgentStatus['network']>;
-
 /** status.network from what the guest agent lists (ListInterfaces, ListRoutes). Pure. */
 export function guestNetworkStatus(
   interfaces: readonly Interface[],
   routes: readonly Route[],
-): GuestNetworkStatus {
+): NetworkStatus {
   return {
     interfaces: interfaces
       .filter((i) => i.name !== 'lo')
