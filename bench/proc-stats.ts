@@ -1,6 +1,6 @@
 // What /proc says about a process the benchmark started or found (the node agent's own readers).
 import { readFileSync } from 'node:fs';
-import { processCpuSeconds, processMemoryBytes } from '../src/node-agent/process-usage.js';
+import { processCpuSeconds, processMemoryBytes } from '../src/node-agent/metrics/process-usage.js';
 
 /** user + system CPU seconds of a process (NaN once it is gone). */
 export function cpuSeconds(pid: number): number {

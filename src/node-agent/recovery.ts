@@ -11,7 +11,7 @@ import type { NodeAgentConfig } from './config.js';
 import { killOrphanQemu } from './runtime/orphan-qemu.js';
 import { teardownShare } from './storage/shared-dir.js';
 import type { SandboxState, StateStore } from './state-store.js';
-import { sandboxDirs } from './sandbox-dirs.js';
+import { sandboxDirs } from './runtime/sandbox-dirs.js';
 
 export type RecoveryOutcome =
   'adopted' | 'vm-gone' | 'orphan-cleaned' | 'ended' | 'abandoned' | 'resumed' | 'deleting';

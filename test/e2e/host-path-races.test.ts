@@ -29,7 +29,7 @@ import { checkSandboxHostPaths } from '../../src/node-agent/storage/sandbox-host
 import { blockDrivePlan } from '../../src/node-agent/runtime/block-drive-plan.js';
 import { prepareShareMounts } from '../../src/node-agent/storage/share-mounts.js';
 import { bindIntoShare, teardownShare } from '../../src/node-agent/storage/shared-dir.js';
-import { vmFiles } from '../../src/node-agent/vm-launch.js';
+import { vmFiles } from '../../src/node-agent/hypervisor/sandbox-vm.js';
 import { builtHostFsBinary } from '../integration/host-fs-binary.js';
 import { removeScratch } from './sandbox-api.js';
 import { bootTestVm, ensureImage, sh, vmConfig } from './sandbox-vm.js';

@@ -20,7 +20,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { generateX25519KeyPair, encodePublicKey } from '../../src/crypto/sealed-box.js';
 import { nodeKeyOf } from '../../src/kube/pull-secret-projection.js';
 import { reviewNodeIdentity, nodeIdentityProblem } from '../../src/node-agent/node-identity.js';
-import { judgeProjection, ProjectedPullSecrets } from '../../src/node-agent/pull-secrets.js';
+import { judgeProjection, ProjectedPullSecrets } from '../../src/node-agent/images/pull-secrets.js';
 import {
   applyDeploy,
   podBoundToken,

@@ -27,7 +27,7 @@ import { checkNetnsPath } from './netns-path.js';
 import { readNetns } from './netns-reader.js';
 import { observeWiring, wiringHealth, type NetworkHealth } from './tap-health.js';
 import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './tcfilter.js';
-import { NO_NETWORK, type NetworkPlan, type NetworkStep } from '../spec-support.js';
+import { NO_NETWORK, type NetworkPlan, type NetworkStep } from './network-step.js';
 import type { StateStore } from '../state-store.js';
 import type { StepCondition } from '../../crds/index.js';
 

@@ -4,9 +4,9 @@
 // → CreateSandbox; then each container in spec order once its image is ready.
 import { sharedDirStorage } from '../../agent/storage.js';
 import { invalidImage } from '../images/container-images.js';
-import { sandboxDns } from '../guest-dns.js';
-import { sandboxDirs } from '../sandbox-dirs.js';
-import { unsupportedFeature } from '../spec-support.js';
+import { sandboxDns } from '../network/guest-dns.js';
+import { sandboxDirs } from './sandbox-dirs.js';
+import { unsupportedFeature } from './spec-support.js';
 import { blockDrivePlan } from './block-drive-plan.js';
 import type { ContainerSupervisor } from './container-supervisor.js';
 import { startImagePulls } from './image-steps.js';

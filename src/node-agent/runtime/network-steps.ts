@@ -1,6 +1,6 @@
 // The network steps of one sandbox: the host side prepared before QEMU starts (recorded, so a
 // resumed sandbox reuses it), and the guest side pushed over the agent before CreateSandbox.
-import type { NetworkPlan } from '../spec-support.js';
+import type { NetworkPlan } from '../network/network-step.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { guestNetworkStatus } from './sandbox-status.js';
 import { step } from './step-failure.js';

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../observability/logger.js';
 import { isSameProcess, readProcStat } from '../hypervisor/qemu-process.js';
-import { vmFiles } from '../vm-launch.js';
+import { vmFiles } from '../hypervisor/sandbox-vm.js';
 
 /** Kills a QEMU whose pid file exists in `runDir` but that never made it into the state file. */
 export async function killOrphanQemu(runDir: string, log: Logger): Promise<void> {

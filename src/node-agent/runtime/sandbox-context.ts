@@ -7,7 +7,7 @@ import type { AgentConnection } from '../../agent/agent-connection.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NodeAgentConfig } from '../config.js';
 import type { PreparedImage } from '../images/container-images.js';
-import type { NodeAgentMetrics } from '../node-agent-metrics.js';
+import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import type { SandboxState, StateStore } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
 import type { RunningVm, SandboxHost } from './sandbox-host.js';

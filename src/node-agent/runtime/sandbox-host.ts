@@ -13,13 +13,13 @@ import { QemuProcess, type QemuProcessInfo } from '../hypervisor/qemu-process.js
 
 import type { ContainerImages } from '../images/container-images.js';
 import { RootfsViews } from '../images/rootfs-view.js';
-import type { PullSecretsRead, PullSecretsRequest } from '../pull-secrets.js';
-import { NO_NETWORK, type NetworkStep } from '../spec-support.js';
+import type { PullSecretsRead, PullSecretsRequest } from '../images/pull-secrets.js';
+import { NO_NETWORK, type NetworkStep } from '../network/network-step.js';
 import { checkSandboxHostPaths, type CheckedSandboxPath } from '../storage/sandbox-host-paths.js';
 import { prepareShareMounts, type ShareMountsRequest } from '../storage/share-mounts.js';
 import { bindIntoShare, teardownShare } from '../storage/shared-dir.js';
 import type { VmCgroups } from '../cgroups/vm-cgroups.js';
-import { bootSandboxVm, type BootedVm } from '../vm-launch.js';
+import { bootSandboxVm, type BootedVm } from '../hypervisor/sandbox-vm.js';
 import { killOrphanQemu } from './orphan-qemu.js';
 
 /** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */

@@ -9,7 +9,7 @@ import type { KataSandbox, KataSandboxSpec } from '../../crds/index.js';
 import { inBackground } from '../../common/background.js';
 import { outsideReconcile } from '../../observability/reconcile-context.js';
 import { sandboxFields, type Logger } from '../../observability/logger.js';
-import { failureCause } from '../failure-cause.js';
+import { failureCause } from './failure-cause.js';
 import { newSandboxState, type SandboxState } from '../state-store.js';
 import { adoptVm } from './adoption.js';
 import { ContainerSupervisor } from './container-supervisor.js';

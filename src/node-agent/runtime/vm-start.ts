@@ -5,7 +5,7 @@ import { vmMemoryMiB } from '../../crds/index.js';
 import { memoryShortfall } from '../hypervisor/guest-memory.js';
 import { chooseLaunchStrategy } from '../hypervisor/qemu-process.js';
 import { netnsLaunchPrefix } from '../network/tcfilter.js';
-import { sandboxVmConfig, vmFiles } from '../vm-launch.js';
+import { sandboxVmConfig, vmFiles } from '../hypervisor/sandbox-vm.js';
 import { driveOpenFailure } from './block-drive-plan.js';
 import { prepareNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';

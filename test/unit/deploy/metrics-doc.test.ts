@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import { controllerMetrics } from '../../../src/controllers/controller-metrics.js';
-import { nodeAgentMetrics } from '../../../src/node-agent/node-agent-metrics.js';
+import { nodeAgentMetrics } from '../../../src/node-agent/metrics/node-agent-metrics.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const DOC = readFileSync(path.join(REPO, 'docs/metrics.md'), 'utf8');

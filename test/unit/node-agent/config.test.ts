@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { DEFAULTS, NODE_AGENT_HELP, nodeAgentConfig } from '../../../src/node-agent/config.js';
-import { parseResolvConf } from '../../../src/node-agent/guest-dns.js';
+import { parseResolvConf } from '../../../src/node-agent/network/guest-dns.js';
 import {
   containerFailedMessage,
   restartBackoffMs,

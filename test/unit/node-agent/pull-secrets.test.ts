@@ -16,13 +16,16 @@ import {
   NODE_NAME_EXTRA,
   nodeIdentityProblem,
 } from '../../../src/node-agent/node-identity.js';
-import { loadOrCreateNodeKey, NODE_KEY_FILE } from '../../../src/node-agent/node-key.js';
+import {
+  loadOrCreateNodeKey,
+  NODE_KEY_FILE,
+} from '../../../src/node-agent/images/pull-secret-key.js';
 import {
   judgeProjection,
   ProjectedPullSecrets,
   usableKeys,
   type NodeKeys,
-} from '../../../src/node-agent/pull-secrets.js';
+} from '../../../src/node-agent/images/pull-secrets.js';
 
 const notFound = () => new ApiException(404, 'not found', '{"reason":"NotFound"}', {});
 const b64 = (o: unknown) =>

@@ -12,13 +12,13 @@ import type { KataSandbox, KataSandboxSpec } from '../../../src/crds/index.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { DEFAULTS, type NodeAgentConfig } from '../../../src/node-agent/config.js';
 import type { ExitStatus } from '../../../src/node-agent/hypervisor/qemu-process.js';
-import { nodeAgentMetrics } from '../../../src/node-agent/node-agent-metrics.js';
+import { nodeAgentMetrics } from '../../../src/node-agent/metrics/node-agent-metrics.js';
 import { BootError } from '../../../src/node-agent/hypervisor/boot.js';
 import type { RunningVm, SandboxHost } from '../../../src/node-agent/runtime/sandbox-host.js';
 import { SandboxRuntime } from '../../../src/node-agent/runtime/sandbox-runtime.js';
-import type { NetworkPlan, NetworkStep } from '../../../src/node-agent/spec-support.js';
+import type { NetworkPlan, NetworkStep } from '../../../src/node-agent/network/network-step.js';
 import type { SandboxState } from '../../../src/node-agent/state-store.js';
-import { sandboxDirs } from '../../../src/node-agent/sandbox-dirs.js';
+import { sandboxDirs } from '../../../src/node-agent/runtime/sandbox-dirs.js';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'runtime-unit-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

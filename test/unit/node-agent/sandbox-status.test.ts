@@ -8,7 +8,7 @@ import {
   withTransitionTimes,
   type RuntimeFacts,
 } from '../../../src/node-agent/runtime/sandbox-status.js';
-import { unsupportedFeature } from '../../../src/node-agent/spec-support.js';
+import { unsupportedFeature } from '../../../src/node-agent/runtime/spec-support.js';
 import type { KataSandboxSpec } from '../../../src/crds/index.js';
 
 const base: RuntimeFacts = {

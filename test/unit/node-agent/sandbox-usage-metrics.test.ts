@@ -2,13 +2,16 @@
 // by namespace, name and node only, and gone with the sandbox.
 import { describe, expect, it } from '@jest/globals';
 import type { NodeAllocation } from '../../../src/kube/lease.js';
-import { nodeAgentMetrics, type SandboxUsage } from '../../../src/node-agent/node-agent-metrics.js';
+import {
+  nodeAgentMetrics,
+  type SandboxUsage,
+} from '../../../src/node-agent/metrics/node-agent-metrics.js';
 import {
   cpuSecondsOfStat,
   processCpuSeconds,
   processMemoryBytes,
   statusBytes,
-} from '../../../src/node-agent/process-usage.js';
+} from '../../../src/node-agent/metrics/process-usage.js';
 
 describe('process usage from /proc', () => {
   it('parses utime + stime past a command with spaces and parentheses, and VmRSS', () => {

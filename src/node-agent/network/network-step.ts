@@ -1,27 +1,9 @@
-// What this node agent can run, and the hook the network step plugs into. Container images
-// (spec.containers[].image) are refused with reason NotSupported when no image step is configured.
-import type { KataSandboxSpec } from '../crds/index.js';
-import type { NicConfig } from './hypervisor/qemu-args.js';
-import type { GuestNetworkConfig } from './network/guest-network-config.js';
-import type { NetworkHealth } from './network/tap-health.js';
-import type { StepFailure } from './runtime/sandbox-status.js';
-
-/** The refusal of a feature this node agent is not set up to run. Pure. */
-export function unsupportedFeature(
-  spec: KataSandboxSpec,
-  can: { images: boolean },
-): StepFailure | undefined {
-  for (const [i, c] of spec.containers.entries()) {
-    if (c.image && !can.images) {
-      return {
-        condition: 'ContainersReady',
-        reason: 'NotSupported',
-        message: `spec.containers[${i}].image: this node agent runs without an image cache; use rootfs.hostPath or rootfs.block`,
-      };
-    }
-  }
-  return undefined;
-}
+// The hook the network step plugs into (DESIGN §4 step 3): what it gives the VM, and its
+// lifecycle — validate, prepare, restore from the state file, check, health, release.
+import type { KataSandboxSpec } from '../../crds/index.js';
+import type { NicConfig } from '../hypervisor/qemu-args.js';
+import type { GuestNetworkConfig } from './guest-network-config.js';
+import type { NetworkHealth } from './tap-health.js';
 
 /**
  * What a network step gives the VM (the netns/tap/tc work of DESIGN §4 step 3). Implemented in

@@ -1,9 +1,13 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { NodeAllocation, NodeCapacity } from '../kube/lease.js';
-import { collectProcessMetrics } from '../observability/process-metrics.js';
-import { registerImageMetrics } from './images/image-metrics.js';
+import type { NodeAllocation, NodeCapacity } from '../../kube/lease.js';
+import { collectProcessMetrics } from '../../observability/process-metrics.js';
+import { registerImageMetrics } from '../images/image-metrics.js';
 import { processCpuSeconds, processMemoryBytes } from './process-usage.js';
-import { failureCause, SYSTEM_FAILURE_REASONS, USER_FAILURE_REASONS } from './failure-cause.js';
+import {
+  failureCause,
+  SYSTEM_FAILURE_REASONS,
+  USER_FAILURE_REASONS,
+} from '../runtime/failure-cause.js';
 
 /** One sandbox of this node as its per-sandbox series see it. */
 export interface SandboxUsage {

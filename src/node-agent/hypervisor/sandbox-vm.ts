@@ -1,13 +1,13 @@
 // One sandbox's VM: the QEMU config from its spec (pure), and booting it until its agent, reached
 // over the serial bridge, answers.
 import path from 'node:path';
-import type { AgentConnection, RpcObserver } from '../agent/agent-connection.js';
-import type { VmSpec } from '../crds/index.js';
-import type { Logger } from '../observability/logger.js';
-import { bootVm } from './hypervisor/boot.js';
-import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
-import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
-import { vmMemoryMiB, vmVcpus } from '../crds/index.js';
+import type { AgentConnection, RpcObserver } from '../../agent/agent-connection.js';
+import type { VmSpec } from '../../crds/index.js';
+import type { Logger } from '../../observability/logger.js';
+import { bootVm } from './boot.js';
+import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './qemu-args.js';
+import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './qemu-process.js';
+import { vmMemoryMiB, vmVcpus } from '../../crds/index.js';
 
 /** Files of one VM, all in the sandbox's run dir (unix socket paths stay short). */
 export function vmFiles(runDir: string) {

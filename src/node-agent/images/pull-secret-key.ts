@@ -10,9 +10,9 @@ import {
   keyPairFromPem,
   privateKeyToPem,
   type X25519KeyPair,
-} from '../crypto/sealed-box.js';
-import { nodeKeyOf, type NodeKey } from '../kube/pull-secret-projection.js';
-import type { Logger } from '../observability/logger.js';
+} from '../../crypto/sealed-box.js';
+import { nodeKeyOf, type NodeKey } from '../../kube/pull-secret-projection.js';
+import type { Logger } from '../../observability/logger.js';
 
 export const NODE_KEY_FILE = 'pull-secret-key.pem';
 

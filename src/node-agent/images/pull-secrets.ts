@@ -6,8 +6,8 @@
 // runtime turns them into FailedToRetrieveImagePullSecret Events, and the pull goes on without
 // them, as kubelet does).
 import type { V1Secret } from '@kubernetes/client-node';
-import { sleep } from '../common/sleep.js';
-import { callApi, isNotFound, type KubeClients } from '../kube/kube-client.js';
+import { sleep } from '../../common/sleep.js';
+import { callApi, isNotFound, type KubeClients } from '../../kube/kube-client.js';
 import {
   openProjection,
   PROJECTION_FINGERPRINT_ANNOTATION,
@@ -18,10 +18,10 @@ import {
   ProjectionError,
   type ProjectionPayload,
   type ProjectionTarget,
-} from '../kube/pull-secret-projection.js';
-import type { X25519KeyPair } from '../crypto/sealed-box.js';
-import type { Logger } from '../observability/logger.js';
-import { type PullSecret, withUsableRegistryKeys } from './images/registry-auth.js';
+} from '../../kube/pull-secret-projection.js';
+import type { X25519KeyPair } from '../../crypto/sealed-box.js';
+import type { Logger } from '../../observability/logger.js';
+import { type PullSecret, withUsableRegistryKeys } from './registry-auth.js';
 
 export interface PullSecretsRead {
   secrets: PullSecret[];
