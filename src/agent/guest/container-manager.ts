@@ -5,6 +5,7 @@ import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/prom
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import type {
   CreateContainerRequest,
   Device,
@@ -14,7 +15,6 @@ import type {
 import type { Process } from '../../generated/oci.js';
 import type { Logger } from '../../observability/logger.js';
 import type { BlockDevices } from './block-devices.js';
-import { runCommand, type CommandRunner } from './command.js';
 import { validateDevice, withDevices, type ResolvedDevice } from './device-nodes.js';
 import { ociProcess, toOciConfig } from './oci-config.js';
 import { AGENT_DIR, guardPath, validateContainerId, validateId } from './path-guard.js';
@@ -97,7 +97,7 @@ export class ContainerManager {
   private readonly noPivot: boolean;
 
   constructor(private readonly opts: ContainerManagerOptions) {
-    this.run = opts.run ?? runCommand;
+    this.run = opts.run ?? runCommandOk;
     this.bundleRoot = opts.bundleRoot ?? AGENT_DIR;
     this.noPivot = opts.noPivot ?? rootIsInitramfs();
   }
@@ -272,7 +272,7 @@ export class ContainerManager {
       }
       for (const p of procs) p.abandon('container removed before it started');
       if (c.init.started) {
-        await this.run(this.crun, [...this.globalArgs, 'delete', '-f', c.id], {
+        await this.run([this.crun, ...this.globalArgs, 'delete', '-f', c.id], {
           timeoutMs: CRUN_TIMEOUT_MS,
         }).catch((err: unknown) =>
           this.opts.logger.warn({ containerId: c.id, err }, 'crun delete failed'),
@@ -322,7 +322,7 @@ export class ContainerManager {
 
   private async crunKill(c: Container, args: string[]): Promise<void> {
     try {
-      await this.run(this.crun, [...this.globalArgs, 'kill', ...args], {
+      await this.run([this.crun, ...this.globalArgs, 'kill', ...args], {
         timeoutMs: CRUN_TIMEOUT_MS,
       });
     } catch (err) {
