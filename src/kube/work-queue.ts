@@ -1,6 +1,7 @@
 // A keyed, level-triggered work queue (controller-runtime's model): repeat keys merge, one key is
 // never reconciled twice at once, failures retry with per-key exponential backoff, success forgets.
 import PQueue from 'p-queue';
+import { inBackground } from '../common/background.js';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
@@ -114,7 +115,11 @@ export class WorkQueue {
     }
     this.queued.add(key);
     this.reportDepth();
-    void this.pq.add(() => this.process(key));
+    inBackground(
+      `processing ${key}`,
+      this.pq.add(() => this.process(key)),
+      this.log,
+    );
   }
 
   /** Add after a delay; an earlier pending delay for the same key wins. */

@@ -5,6 +5,7 @@ import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/prom
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { inBackground } from '../../common/background.js';
 import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import type {
   CreateContainerRequest,
@@ -163,7 +164,8 @@ export class ContainerManager {
     // an ExecProcess would meet "container does not exist". Bounded, in case crun fails early.
     await readPidFile(path.join(c.bundle, 'init.pid'), () => c.init.exited, 500);
     this.opts.logger.info({ containerId: id, pid: c.init.pid }, 'container started');
-    void c.init.wait().then(
+    // For the log only; an init that failed to run was reported to the caller of its wait.
+    c.init.wait().then(
       (status) => this.opts.logger.info({ containerId: id, status }, 'container exited'),
       () => {},
     );
@@ -202,9 +204,13 @@ export class ContainerManager {
     }
     // crun exec forks the process into the container; its pid (for SIGKILL, which crun cannot
     // forward) is in the pid file once crun wrote it.
-    void readPidFile(pidFile, () => proc.exited).then((pid) => {
-      if (pid !== undefined) proc.realPid = pid;
-    });
+    inBackground(
+      `reading the pid file of exec ${execId}`,
+      readPidFile(pidFile, () => proc.exited).then((pid) => {
+        if (pid !== undefined) proc.realPid = pid;
+      }),
+      this.opts.logger,
+    );
   }
 
   /** One process (by exec id), or every process of the container when the exec id is empty. */
