@@ -8,10 +8,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentClient } from '../src/agent/agent-client.js';
-import { SerialBridge } from '../src/agent/transport/serial-bridge.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
-import { bootVm, type AgentHandle } from '../src/node-agent/hypervisor/boot.js';
+import { bootVm } from '../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
 import { cpuSeconds } from './proc-stats.js';
 
@@ -73,30 +71,9 @@ async function main(): Promise<void> {
         sharedDir: path.join(dir, 'shared'),
         pidFile: path.join(dir, 'qemu.pid'),
       };
-      let bridge: SerialBridge | undefined;
-      let client: AgentClient | undefined;
       const res = await bootVm({
         vm,
-        waitFor: {
-          kind: 'agent',
-          connect: async (_vm, signal): Promise<AgentHandle> => {
-            bridge = await SerialBridge.start({
-              chardevPath: vm.agentChannelSocket as string,
-              listenPath: grpcSocket,
-              signal,
-            });
-            const c = new AgentClient({ socketPath: grpcSocket });
-            client = c;
-            return {
-              check: (o) => c.check(o),
-              close: () => {
-                c.close();
-                void bridge?.close();
-              },
-            };
-          },
-          checkTimeoutMs: 5_000,
-        },
+        waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
         deadlineMs: 300_000,
         stderrLog: path.join(dir, 'qemu.log'),
       });
@@ -109,8 +86,8 @@ async function main(): Promise<void> {
           `${up === undefined ? 'n/a' : `${up.toFixed(2)} s`}; QEMU CPU ${cpu.toFixed(2)} s`,
       );
       try {
-        if (i === BOOTS - 1 && client) {
-          const c = client;
+        if (i === BOOTS - 1 && res.agent) {
+          const c = res.agent.client;
           for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
           rtts = [];
           for (let k = 0; k < CHECKS; k++) {
@@ -120,8 +97,7 @@ async function main(): Promise<void> {
           }
         }
       } finally {
-        client?.close();
-        await bridge?.close();
+        await res.agent?.close();
         await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
       }
     }

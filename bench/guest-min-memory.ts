@@ -8,10 +8,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentClient } from '../src/agent/agent-client.js';
-import { SerialBridge } from '../src/agent/transport/serial-bridge.js';
+import type { AgentConnection } from '../src/agent/agent-connection.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
-import { bootVm, type AgentHandle } from '../src/node-agent/hypervisor/boot.js';
+import { bootVm } from '../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
 
 const LOW = Number(process.argv[2] ?? 64);
@@ -41,32 +40,15 @@ async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 
     sharedDir: path.join(dir, 'shared'),
     pidFile: path.join(dir, 'qemu.pid'),
   };
-  let bridge: SerialBridge | undefined;
+  let agent: AgentConnection | undefined;
   try {
     const res = await bootVm({
       vm,
-      waitFor: {
-        kind: 'agent',
-        connect: async (_vm, signal): Promise<AgentHandle> => {
-          bridge = await SerialBridge.start({
-            chardevPath: vm.agentChannelSocket as string,
-            listenPath: grpcSocket,
-            signal,
-          });
-          const c = new AgentClient({ socketPath: grpcSocket });
-          return {
-            check: (o) => c.check(o),
-            close: () => {
-              c.close();
-              void bridge?.close();
-            },
-          };
-        },
-        checkTimeoutMs: 5_000,
-      },
+      waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
       deadlineMs: 120_000,
       stderrLog: path.join(dir, 'qemu.log'),
     });
+    agent = res.agent;
     await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
     return { ok: true, detail: `agent answered after ${res.bootMillis} ms` };
   } catch (err) {
@@ -74,7 +56,7 @@ async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 
     const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3) : [];
     return { ok: false, detail: `${(err as Error).message.slice(0, 120)} | ${tail.join(' / ')}` };
   } finally {
-    await bridge?.close();
+    await agent?.close();
   }
 }
 

@@ -1,12 +1,10 @@
-// One sandbox's VM: the QEMU config from its spec (pure), booting it with the agent reached over
-// the serial bridge, and reconnecting to the agent of a VM a previous node agent started.
+// One sandbox's VM: the QEMU config from its spec (pure), and booting it until its agent, reached
+// over the serial bridge, answers.
 import path from 'node:path';
-import type { status as GrpcStatus } from '@grpc/grpc-js';
-import { AgentClient } from '../agent/agent-client.js';
-import { SerialBridge } from '../agent/transport/serial-bridge.js';
+import type { AgentConnection, RpcObserver } from '../agent/agent-connection.js';
 import type { VmSpec } from '../crds/index.js';
 import type { Logger } from '../observability/logger.js';
-import { bootVm, type ConnectAgent } from './hypervisor/boot.js';
+import { bootVm } from './hypervisor/boot.js';
 import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './hypervisor/qemu-args.js';
 import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './hypervisor/qemu-process.js';
 import { vmMemoryMiB, vmVcpus } from '../crds/index.js';
@@ -56,35 +54,6 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
   };
 }
 
-export type RpcObserver = (rpc: string, code: GrpcStatus, seconds: number) => void;
-
-/** A connection to a guest agent: the bridge to QEMU's chardev and the gRPC client over it. */
-export class AgentConnection {
-  private constructor(
-    readonly bridge: SerialBridge,
-    readonly client: AgentClient,
-  ) {}
-
-  static async open(
-    files: { agentChannelSocket: string; grpcSocket: string },
-    onCall: RpcObserver | undefined,
-    signal?: AbortSignal,
-  ): Promise<AgentConnection> {
-    const bridge = await SerialBridge.start({
-      chardevPath: files.agentChannelSocket,
-      listenPath: files.grpcSocket,
-      ...(signal && { signal }),
-    });
-    const client = new AgentClient({ socketPath: files.grpcSocket, ...(onCall && { onCall }) });
-    return new AgentConnection(bridge, client);
-  }
-
-  async close(): Promise<void> {
-    this.client.close();
-    await this.bridge.close();
-  }
-}
-
 export interface BootedVm {
   qemu: QemuProcess;
   agent: AgentConnection;
@@ -109,19 +78,14 @@ export async function bootSandboxVm(opts: {
   signal: AbortSignal;
   logger: Logger;
 }): Promise<BootedVm> {
-  let agent: AgentConnection | undefined;
-  // Not the boot's signal: that one ends at the boot deadline, and the bridge lives with the VM.
-  const connect: ConnectAgent = async () => {
-    agent = await AgentConnection.open(
-      { agentChannelSocket: opts.config.agentChannelSocket as string, grpcSocket: opts.grpcSocket },
-      opts.onCall,
-    );
-    const a = agent;
-    return { check: (o) => a.client.check(o), close: () => void a.close() };
-  };
   const res = await bootVm({
     vm: opts.config,
-    waitFor: { kind: 'agent', connect, checkTimeoutMs: 5_000 },
+    waitFor: {
+      kind: 'agent',
+      grpcSocket: opts.grpcSocket,
+      ...(opts.onCall && { onCall: opts.onCall }),
+      checkTimeoutMs: 5_000,
+    },
     deadlineMs: opts.deadlineMs,
     stderrLog: opts.qemuLog,
     qemuBinary: opts.qemuBinary,
@@ -133,6 +97,6 @@ export async function bootSandboxVm(opts: {
     signal: opts.signal,
     logger: opts.logger,
   });
-  if (!agent) throw new Error('boot returned without an agent connection');
-  return { qemu: res.process, agent, bootMillis: res.bootMillis };
+  if (!res.agent) throw new Error('boot returned without an agent connection');
+  return { qemu: res.process, agent: res.agent, bootMillis: res.bootMillis };
 }

@@ -34,6 +34,7 @@ import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
 import { containerGuestDir, GUEST_SHARED_DIR, sharedDirStorage } from '../../src/agent/storage.js';
 import { bindIntoShare, teardownShare } from '../../src/node-agent/storage/shared-dir.js';
 import { builtHostFsBinary } from '../integration/host-fs-binary.js';
+import type { AgentConnection } from '../../src/agent/agent-connection.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import type { CreateContainerRequest, StringUser } from '../../src/generated/agent.js';
 import type { Process, Spec } from '../../src/generated/oci.js';
@@ -42,7 +43,7 @@ import {
   kvmBootProbe,
   type AcceleratorChoice,
 } from '../../src/node-agent/hypervisor/accelerator.js';
-import { bootVm, type AgentHandle } from '../../src/node-agent/hypervisor/boot.js';
+import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import { isSameProcess, type QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { configValidator } from '../unit/guest-agent/oci-schema.js';
@@ -262,24 +263,13 @@ beforeAll(async () => {
   };
   const res = await bootVm({
     vm,
-    waitFor: {
-      kind: 'agent',
-      connect: async (_vm, signal): Promise<AgentHandle> => {
-        client = await connectHost(signal);
-        return {
-          check: (o) => client.check(o),
-          close: () => {
-            client.close();
-            void bridge?.close();
-          },
-        };
-      },
-      checkTimeoutMs: 5_000,
-    },
+    waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
     deadlineMs: 180_000,
     stderrLog: path.join(vmDir, 'qemu.log'),
   });
   qemu = res.process;
+  client = (res.agent as AgentConnection).client;
+  bridge = (res.agent as AgentConnection).bridge;
   console.log(`boot to Health.Check answered: ${res.bootMillis} ms (${accel.accelerator})`);
 }, 20 * 60_000);
 

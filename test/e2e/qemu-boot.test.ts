@@ -13,14 +13,7 @@ import {
   kvmBootProbe,
   type AcceleratorChoice,
 } from '../../src/node-agent/hypervisor/accelerator.js';
-import { AgentClient } from '../../src/agent/agent-client.js';
-import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
-import {
-  BootError,
-  bootVm,
-  type AgentHandle,
-  type ConnectAgent,
-} from '../../src/node-agent/hypervisor/boot.js';
+import { BootError, bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import {
   QemuProcess,
@@ -153,31 +146,14 @@ describe('QEMU boot (real VM)', () => {
     const dir = vmDir('agent');
     const vm = vmConfig(dir, 'e2e-agent');
     const grpcSocket = path.join(dir, 'agent.sock');
-    let client: AgentClient | undefined;
-    let bridge: SerialBridge | undefined;
-    // The transport wiring lives here, not in boot.ts: boot only needs check() and close().
-    const connect: ConnectAgent = async (_vm, signal): Promise<AgentHandle> => {
-      bridge = await SerialBridge.start({
-        chardevPath: vm.agentChannelSocket as string,
-        listenPath: grpcSocket,
-        signal,
-      });
-      client = new AgentClient({ socketPath: grpcSocket });
-      return {
-        check: (o) => (client as AgentClient).check(o),
-        close: () => {
-          client?.close();
-          void bridge?.close();
-        },
-      };
-    };
     const res = await bootVm({
       vm,
-      waitFor: { kind: 'agent', connect, checkTimeoutMs: 5_000 },
+      waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
       deadlineMs: 120_000,
       stderrLog: path.join(dir, 'qemu.log'),
     });
     started.push(res.process);
+    const client = res.agent?.client;
     try {
       console.log(`boot to Health.Check answered: ${res.bootMillis} ms (${accel.accelerator})`);
       const t0 = performance.now();
@@ -191,8 +167,7 @@ describe('QEMU boot (real VM)', () => {
       const v = await client!.version({ timeoutMs: 5_000 });
       expect(v.agentVersion).not.toBe('');
     } finally {
-      res.agent?.close();
-      await bridge?.close();
+      await res.agent?.close();
     }
     const outcome = await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
     expect(outcome).toBe('quit');

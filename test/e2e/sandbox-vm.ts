@@ -9,13 +9,9 @@ import { AgentClient } from '../../src/agent/agent-client.js';
 import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildContainerSpec } from '../../src/node-agent/oci/container-spec.js';
 import { containerRootPath } from '../../src/agent/storage.js';
-import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
+import type { AgentConnection } from '../../src/agent/agent-connection.js';
 import type { CreateContainerRequest, Device, Storage } from '../../src/generated/agent.js';
-import {
-  bootVm,
-  type AgentHandle,
-  type ConnectAgent,
-} from '../../src/node-agent/hypervisor/boot.js';
+import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import type { LaunchOptions, QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
 
@@ -78,38 +74,21 @@ export async function bootTestVm(
   extra: { launchPrefix?: readonly string[]; fds?: LaunchOptions['fds'] } = {},
 ): Promise<TestVm> {
   const grpcSocket = path.join(dir, 'agent.sock');
-  let client: AgentClient | undefined;
-  let bridge: SerialBridge | undefined;
-  const connect: ConnectAgent = async (_p, signal): Promise<AgentHandle> => {
-    bridge = await SerialBridge.start({
-      chardevPath: vm.agentChannelSocket as string,
-      listenPath: grpcSocket,
-      signal,
-    });
-    client = new AgentClient({ socketPath: grpcSocket });
-    return {
-      check: (o) => (client as AgentClient).check(o),
-      close: () => {
-        client?.close();
-        void bridge?.close();
-      },
-    };
-  };
   const res = await bootVm({
     vm,
-    waitFor: { kind: 'agent', connect, checkTimeoutMs: 5_000 },
+    waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
     deadlineMs: 180_000,
     stderrLog: path.join(dir, 'qemu.log'),
     ...(extra.launchPrefix && { launchPrefix: extra.launchPrefix }),
     ...(extra.fds && { fds: extra.fds }),
   });
+  const agent = res.agent as AgentConnection;
   return {
     process: res.process,
-    client: client!,
+    client: agent.client,
     bootMillis: res.bootMillis,
     close: async () => {
-      client?.close();
-      await bridge?.close();
+      await agent.close();
       await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 3_000, qmpTimeoutMs: 2_000 });
     },
   };

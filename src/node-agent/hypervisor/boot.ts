@@ -8,23 +8,20 @@ import { buildQemuArgs, type VmConfig } from './qemu-args.js';
 import { QemuProcess, type LaunchOptions, type LaunchStrategyKind } from './qemu-process.js';
 import { pause } from '../../common/sleep.js';
 import type { StepCondition } from '../../crds/index.js';
-
-/** The part of AgentClient boot needs; the caller wires the transport (serial bridge, vsock). */
-export interface AgentHandle {
-  check(opts: {
-    waitForReady?: boolean;
-    timeoutMs?: number;
-    signal?: AbortSignal;
-  }): Promise<boolean>;
-  close(): void;
-}
-
-/** Makes the agent client once QEMU runs (e.g. starts the serial bridge to its chardev socket). */
-export type ConnectAgent = (vm: QemuProcess, signal: AbortSignal) => Promise<AgentHandle>;
+import { AgentConnection, type RpcObserver } from '../../agent/agent-connection.js';
 
 export type WaitFor =
-  | { kind: 'agent'; connect: ConnectAgent; checkTimeoutMs?: number }
+  | {
+      kind: 'agent';
+      /** Where the serial bridge listens (QEMU's chardev socket is `vm.agentChannelSocket`). */
+      grpcSocket: string;
+      onCall?: RpcObserver;
+      checkTimeoutMs?: number;
+    }
   | { kind: 'console'; pattern: RegExp };
+
+/** How boot reaches the agent once QEMU runs; unit tests give a stand-in. */
+export type OpenAgent = typeof AgentConnection.open;
 
 export interface BootOptions {
   vm: VmConfig;
@@ -45,12 +42,13 @@ export interface BootOptions {
   signal?: AbortSignal;
   logger?: Logger;
   consoleLines?: number;
+  openAgent?: OpenAgent;
 }
 
 export interface BootResult {
   process: QemuProcess;
   /** Set when waiting for the agent; the caller owns (and closes) it. */
-  agent?: AgentHandle;
+  agent?: AgentConnection;
   /** QEMU spawn → ready. */
   bootMillis: number;
 }
@@ -141,11 +139,14 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
 
   // One signal ends every wait: the deadline, the caller's abort, or QEMU exiting.
   const exitCtl = new AbortController();
-  void proc.exited.then(() => exitCtl.abort(new Error('qemu exited')));
+  proc.exited.then(
+    () => exitCtl.abort(new Error('qemu exited')),
+    () => {},
+  );
   const deadline = AbortSignal.timeout(opts.deadlineMs);
   const signal = AbortSignal.any([deadline, exitCtl.signal, ...(opts.signal ? [opts.signal] : [])]);
 
-  let agent: AgentHandle | undefined;
+  let agent: AgentConnection | undefined;
   let lastErr = '';
   try {
     if (opts.waitFor.kind === 'console') {
@@ -154,11 +155,16 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
       lastErr = `no console line matching ${opts.waitFor.pattern}`;
     } else {
       const checkTimeoutMs = opts.waitFor.checkTimeoutMs ?? 2_000;
-      agent = await opts.waitFor.connect(proc, signal);
+      if (!opts.vm.agentChannelSocket) throw new Error('the VM has no agent channel');
+      // Not the boot's signal: that one ends at the boot deadline, and the bridge lives with the VM.
+      agent = await (opts.openAgent ?? AgentConnection.open)(
+        { agentChannelSocket: opts.vm.agentChannelSocket, grpcSocket: opts.waitFor.grpcSocket },
+        opts.waitFor.onCall,
+      );
       while (!signal.aborted) {
         try {
           // waitForReady: the call waits while the guest is still booting instead of failing fast.
-          const serving = await agent.check({
+          const serving = await agent.client.check({
             waitForReady: true,
             timeoutMs: checkTimeoutMs,
             signal,
@@ -185,7 +191,7 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
         ? 'Timeout'
         : 'AgentUnhealthy';
   const millis = elapsed();
-  agent?.close();
+  await agent?.close().catch(() => {});
   await proc.stop({ powerdownGraceMs: 0, quitGraceMs: 1_000, qmpTimeoutMs: 1_000 });
   const status = await proc.exited;
   const detail = exited

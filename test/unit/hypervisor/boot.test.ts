@@ -8,9 +8,10 @@ import {
   BootError,
   bootVm,
   waitForConsoleLine,
-  type AgentHandle,
   type BootOptions,
+  type OpenAgent,
 } from '../../../src/node-agent/hypervisor/boot.js';
+import type { AgentConnection } from '../../../src/agent/agent-connection.js';
 import type { QemuProcess } from '../../../src/node-agent/hypervisor/qemu-process.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'boot-unit-'));
@@ -49,12 +50,19 @@ function options(qemuBinary: string, over: Partial<BootOptions> = {}): BootOptio
       kernel: '/k',
       console: { logFile: path.join(dir, 'console.log') },
       qmpSocket: path.join(dir, 'qmp.sock'),
+      agentChannelSocket: path.join(dir, 'agent-channel.sock'),
     },
     waitFor: { kind: 'console', pattern: /agent ready/ },
     deadlineMs: 5_000,
     stderrLog: path.join(dir, 'qemu.log'),
     ...over,
   };
+}
+
+/** An agent connection whose Health.Check answers as `check` does. */
+function fakeAgent(check: AgentConnection['client']['check']): AgentConnection {
+  const fake = { client: { check }, close: jest.fn(async () => {}) };
+  return fake as unknown as AgentConnection;
 }
 
 async function bootError(p: Promise<unknown>): Promise<BootError> {
@@ -104,17 +112,22 @@ describe('bootVm', () => {
   it('waits for Health.Check through the injected agent, retrying errors', async () => {
     const q = fakeQemu('agent', 'exec sleep 30');
     const check = jest
-      .fn<AgentHandle['check']>()
+      .fn<AgentConnection['client']['check']>()
       .mockRejectedValueOnce(new Error('UNAVAILABLE'))
       .mockResolvedValueOnce(false)
       .mockResolvedValue(true);
-    const agent: AgentHandle = { check, close: jest.fn() };
-    const connect = jest.fn(async (vm: QemuProcess) => {
-      expect(vm.running).toBe(true);
-      return agent;
+    const agent = fakeAgent(check);
+    const openAgent = jest.fn<OpenAgent>(async () => agent);
+    const o = options(q, {
+      waitFor: { kind: 'agent', grpcSocket: '/run/x/agent.sock' },
+      openAgent,
     });
-    const res = await bootVm(options(q, { waitFor: { kind: 'agent', connect } }));
+    const res = await bootVm(o);
     running.push(res.process);
+    expect(openAgent.mock.calls[0]?.[0]).toEqual({
+      agentChannelSocket: o.vm.agentChannelSocket,
+      grpcSocket: '/run/x/agent.sock',
+    });
     expect(res.agent).toBe(agent);
     expect(check).toHaveBeenCalledTimes(3);
     expect(check.mock.calls[0]?.[0]).toMatchObject({ waitForReady: true, timeoutMs: 2_000 });
@@ -123,10 +136,14 @@ describe('bootVm', () => {
 
   it('an agent that never serves: Timeout naming the last answer, client closed', async () => {
     const q = fakeQemu('unhealthy', 'exec sleep 30');
-    const agent: AgentHandle = { check: async () => false, close: jest.fn() };
+    const agent = fakeAgent(async () => false);
     const e = await bootError(
       bootVm(
-        options(q, { deadlineMs: 400, waitFor: { kind: 'agent', connect: async () => agent } }),
+        options(q, {
+          deadlineMs: 400,
+          waitFor: { kind: 'agent', grpcSocket: '/run/x/agent.sock' },
+          openAgent: async () => agent,
+        }),
       ),
     );
     expect(e.failure).toBe('Timeout');

@@ -1,0 +1,112 @@
+// The create steps of one sandbox, in order, each idempotent and recorded in its state file:
+// refusals that need no host work → host paths opened → run dir → share and its bind mounts →
+// image pulls (in the background, alongside the boot) → the VM and its agent → the guest's network
+// → CreateSandbox; then each container in spec order once its image is ready.
+import { createSandboxRequest } from '../../agent/sandbox-request.js';
+import { sharedDirStorage } from '../../agent/storage.js';
+import { invalidImage } from '../images/container-images.js';
+import { sandboxDns } from '../guest-dns.js';
+import { sandboxDirs } from '../sandbox-dirs.js';
+import { unsupportedFeature } from '../spec-support.js';
+import { blockDrivePlan } from './block-drive-plan.js';
+import type { ContainerSupervisor } from './container-supervisor.js';
+import { AGENT_CALL_MS } from './container-supervisor.js';
+import { startImagePulls } from './image-steps.js';
+import { configureGuestNetwork } from './network-steps.js';
+import type { SandboxContext } from './sandbox-context.js';
+import { alreadyDone, step, StepError } from './step-failure.js';
+import { startVm } from './vm-start.js';
+
+export interface CreateHooks {
+  /** The VM runs and its agent answers: watch for its exit from now on. */
+  vmStarted(): void;
+}
+
+/** Everything up to CreateSandbox; resumes where a previous node agent stopped. */
+export async function createSandbox(ctx: SandboxContext, hooks: CreateHooks): Promise<void> {
+  const signal = ctx.createAbort.signal;
+  const { host, spec } = ctx;
+  const refused = unsupportedFeature(spec, { images: host.images !== undefined });
+  if (refused) throw new StepError(refused);
+  const badImage = invalidImage(spec, host.images?.allowedRegistries);
+  if (badImage) {
+    throw new StepError({
+      condition: 'ContainersReady',
+      reason: badImage.reason,
+      message: badImage.message,
+    });
+  }
+  // Nothing touches the host before every host path was opened beneath a root admitting it.
+  const checked = await host.checkHostPaths(spec, signal);
+  host.network.validate(spec);
+  ctx.blockPlan = await step('ContainersReady', 'InvalidBlockDevice', () =>
+    Promise.resolve(blockDrivePlan(spec, checked)),
+  );
+  signal.throwIfAborted();
+
+  const { runDir, shareDir } = sandboxDirs(ctx.config.runDir, ctx.uid);
+  ctx.state.runDir = runDir;
+  await ctx.save();
+  await host.makeDir(runDir, 0o700);
+
+  await step('VMReady', 'SharedDirFailed', async () => {
+    await host.makeDir(shareDir, 0o755);
+    ctx.state.shareDir = shareDir;
+    await ctx.save();
+    await host.prepareShare({
+      uid: ctx.uid,
+      spec,
+      checked,
+      shareDir,
+      // Recorded before it is made: a crash in between still finds it at teardown.
+      record: async (target) => {
+        if (ctx.state.bindMounts.includes(target)) return;
+        ctx.state.bindMounts.push(target);
+        await ctx.save();
+      },
+      signal,
+    });
+  });
+  ctx.changed();
+  startImagePulls(ctx, shareDir, signal);
+
+  if (!ctx.vm) {
+    await startVm(ctx, runDir, shareDir, signal);
+    hooks.vmStarted();
+    ctx.changed();
+  }
+
+  const client = ctx.client();
+  if (!ctx.state.sandboxCreated) {
+    await configureGuestNetwork(ctx, signal);
+    await step('AgentConnected', 'CreateSandboxFailed', async () => {
+      const req = createSandboxRequest({
+        sandboxId: ctx.uid,
+        hostname: spec.hostname ?? ctx.state.name.slice(0, 63),
+        dns: await sandboxDns(spec.dns),
+        storages: [sharedDirStorage()],
+      });
+      await client.createSandbox(req, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
+        if (!alreadyDone(err)) throw err;
+      });
+    });
+    ctx.state.sandboxCreated = true;
+    await ctx.save();
+  }
+}
+
+/** Each container in spec order, once its image (if any) is ready. */
+export async function startContainers(
+  ctx: SandboxContext,
+  containers: Pick<ContainerSupervisor, 'resume' | 'checkAllDone'>,
+): Promise<void> {
+  const signal = ctx.createAbort.signal;
+  for (const c of ctx.spec.containers) {
+    signal.throwIfAborted();
+    const image = ctx.images.get(c.name);
+    if (image) await step('ContainersReady', 'ImagePrepareFailed', () => image);
+    await containers.resume(c.name, signal);
+  }
+  ctx.changed();
+  containers.checkAllDone();
+}

@@ -1,0 +1,90 @@
+// The two ways out of a sandbox. Release (it ended): the VM, its network, mounts, views and run
+// dir go, the state file (with the end) stays. Destroy (deletion): the containers are stopped
+// gracefully first, and after the release the logs and the state file go too. Each step is best
+// effort and reported: a failed one never keeps the ones after it from running.
+import { sandboxLogDir } from './container-log.js';
+import type { ContainerSupervisor } from './container-supervisor.js';
+import type { SandboxContext } from './sandbox-context.js';
+
+const DESTROY_SANDBOX_MS = 10_000;
+
+/** Stops the VM and removes what the sandbox has on the host but its state file. */
+export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>): Promise<void> {
+  const { host, state } = ctx;
+  ctx.stopping = true;
+  ctx.createAbort.abort();
+  ctx.watchAbort.abort();
+  await task?.catch(() => {});
+  // A pull still running would lease an image or mount a view after the release below.
+  await Promise.allSettled(ctx.images.values());
+  if (ctx.agent && ctx.vm?.running) {
+    await ctx.agent.client.destroySandbox({ timeoutMs: DESTROY_SANDBOX_MS }).catch(() => {});
+  }
+  await stopVm(ctx);
+  await ctx.agent?.close().catch(() => {});
+  ctx.agent = undefined;
+  await host.removeVmCgroups(ctx.uid);
+  await host.network.release(state.network ?? {}).catch((err: unknown) => {
+    reportFailure(ctx, err, 'releasing the network failed', 'NetworkReleaseFailed');
+  });
+  if (state.shareDir) await host.teardownShare(state.shareDir, state.bindMounts, ctx.log);
+  // After the share: the views are bound there, and QEMU (gone now) served them.
+  await host.releaseViews(ctx.uid).catch((err: unknown) => {
+    reportFailure(ctx, err, 'releasing the rootfs views failed', 'RootfsViewReleaseFailed');
+  });
+  await host.images?.release(ctx.uid).catch((err: unknown) => {
+    reportFailure(ctx, err, 'releasing the image views failed', 'ImageReleaseFailed');
+  });
+  delete state.images;
+  if (state.runDir) await host.removeTree(state.runDir);
+  Object.assign(state, { bindMounts: [], agentReady: false });
+  delete state.shareDir;
+  delete state.network;
+  delete state.guestNetwork;
+  if (ctx.persisted) await ctx.save();
+}
+
+/** The VM this runtime runs, else the one its state file names, else any QEMU of its run dir. */
+async function stopVm(ctx: SandboxContext): Promise<void> {
+  const saved = ctx.state.qemu;
+  const q = ctx.vm ?? (saved && ctx.host.adoptVm(saved.info, ctx.log));
+  if (q) {
+    const outcome = await q.stop({ powerdownGraceMs: 0, quitGraceMs: 3_000, qmpTimeoutMs: 2_000 });
+    ctx.log.info({ pid: q.pid, outcome }, 'VM stopped');
+  } else if (ctx.state.runDir) {
+    await ctx.host.killOrphanQemu(ctx.state.runDir, ctx.log);
+  }
+  ctx.vm = undefined;
+}
+
+/**
+ * Deletion: SIGTERM to every container, up to the grace period, SIGKILL, RemoveContainer,
+ * DestroySandbox; then the release, the logs and the state file.
+ */
+export async function destroySandbox(
+  ctx: SandboxContext,
+  containers: Pick<ContainerSupervisor, 'stopAll'>,
+  task: Promise<void> | undefined,
+  release: () => Promise<void>,
+): Promise<void> {
+  ctx.stopping = true;
+  ctx.createAbort.abort();
+  await task?.catch(() => {});
+  try {
+    await containers.stopAll();
+    if (ctx.agent && ctx.vm?.running) {
+      await ctx.agent.client.destroySandbox({ timeoutMs: DESTROY_SANDBOX_MS }).catch(() => {});
+    }
+  } catch (err) {
+    ctx.log.warn({ err }, 'stopping containers failed');
+  }
+  await release();
+  await ctx.host.removeTree(sandboxLogDir(ctx.config.logDir, ctx.state));
+  await ctx.removeState();
+  ctx.log.info('sandbox removed from the host');
+}
+
+function reportFailure(ctx: SandboxContext, err: unknown, what: string, reason: string): void {
+  ctx.log.error({ err }, what);
+  ctx.event('Warning', reason, (err as Error).message.slice(0, 1000));
+}
