@@ -43,11 +43,6 @@ export default tseslint.config(
     },
   },
   {
-    // Until the boot rewrite (issue 19) lands: the two `void` promises left in the agent wait.
-    files: ['src/node-agent/hypervisor/boot.ts', 'src/node-agent/vm-launch.ts'],
-    rules: { '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }] },
-  },
-  {
     // The CRD schema is one source by design (types, OpenAPI, CEL rules and explain text together).
     files: ['src/crds/katasandbox.ts'],
     rules: { 'max-lines': 'off' },
