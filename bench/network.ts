@@ -23,7 +23,6 @@ import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentNetworkConfig } from '../src/agent/network-config.js';
-import { createSandboxRequest } from '../src/agent/sandbox-request.js';
 import { checkNetnsPath } from '../src/node-agent/network/netns-path.js';
 import { readNetns } from '../src/node-agent/network/netns-reader.js';
 import {
@@ -316,12 +315,12 @@ async function oneRun(
     await vm.client.updateRoutes(cfg.routes, { timeoutMs: 30_000 });
     const tPushed = performance.now();
     await vm.client.createSandbox(
-      createSandboxRequest({
+      {
         sandboxId: `bench-net-${i}`,
         hostname: `bench-net-${i}`,
         dns: { nameservers: [], searches: [] },
         storages: [],
-      }),
+      },
       { timeoutMs: 60_000 },
     );
     const tSandbox = performance.now();

@@ -22,7 +22,6 @@ import {
 } from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createSandboxRequest } from '../src/agent/sandbox-request.js';
 import { sharedDirStorage } from '../src/agent/storage.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
 import { bootTestVm, containerRequest, runContainer, vmConfig } from '../test/e2e/sandbox-vm.js';
@@ -89,12 +88,12 @@ async function oneRound(
     }
     const f: Partial<Figures> = { bootMs: vm.bootMillis, bootCpu: cpuSeconds(pid) };
     await vm.client.createSandbox(
-      createSandboxRequest({
+      {
         sandboxId: `bench-9p-${n}`,
         hostname: 'bench',
         dns: { nameservers: [], searches: [] },
         storages: [sharedDirStorage()],
-      }),
+      },
       { timeoutMs: 60_000 },
     );
     // One container id (its rootfs is shared/c/rootfs), run once per workload.

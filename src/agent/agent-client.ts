@@ -9,8 +9,6 @@ import {
 } from '@grpc/grpc-js';
 import {
   AgentServiceClient,
-  type CreateContainerRequest,
-  type CreateSandboxRequest,
   type GuestDetailsResponse,
   type StringUser,
 } from '../generated/agent.js';
@@ -18,10 +16,17 @@ import { HealthCheckResponse_ServingStatus, HealthClient } from '../generated/he
 import type { Process } from '../generated/oci.js';
 import type { Interface, Route } from '../generated/types.js';
 import { AgentRpcError } from './errors.js';
+import {
+  createContainerRequest,
+  createSandboxRequest,
+  type ContainerSetup,
+  type SandboxSetup,
+} from './agent-requests.js';
+import { RPC_TIMEOUT_MS, type AgentRpc } from './rpc-timeouts.js';
 import { sleep } from '../common/sleep.js';
 
 export interface CallOpts {
-  /** Deadline for this call; each RPC has a sensible default. */
+  /** Deadline for this call; each RPC has its own default (rpc-timeouts.ts). */
   timeoutMs?: number;
   signal?: AbortSignal;
   /** Queue the call until the channel connects (e.g. while the guest boots) instead of failing fast. */
@@ -29,9 +34,10 @@ export interface CallOpts {
 }
 
 export interface AgentClientOptions {
-  /** A unix socket path (the mux bridge's socket, or a socat-bridged vsock). */
+  /** The unix socket the serial bridge listens on. */
   socketPath: string;
-  defaultTimeoutMs?: number;
+  /** Caps every RPC's default deadline (tests that must fail fast). */
+  maxTimeoutMs?: number;
   /** Called once per RPC attempt with its outcome, for metrics. */
   onCall?: (rpc: string, code: GrpcStatus, seconds: number) => void;
 }
@@ -44,9 +50,6 @@ type UnaryFn<Q, R> = (
   cb: Callback<R>,
 ) => { cancel(): void };
 
-const DEFAULT_TIMEOUT_MS = 30_000;
-// WaitProcess blocks until the process exits; the caller re-issues it after this deadline.
-const WAIT_TIMEOUT_MS = 60 * 60_000;
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 1_000;
 
@@ -66,7 +69,6 @@ const CHANNEL_OPTIONS: ChannelOptions = {
 export class AgentClient {
   private readonly agent: AgentServiceClient;
   private readonly health: HealthClient;
-  private readonly defaultTimeoutMs: number;
 
   constructor(private readonly opts: AgentClientOptions) {
     const target = `unix://${opts.socketPath}`;
@@ -75,7 +77,6 @@ export class AgentClient {
       ...CHANNEL_OPTIONS,
       channelOverride: this.agent.getChannel(),
     });
-    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   close(): void {
@@ -101,8 +102,9 @@ export class AgentClient {
 
   // --- sandbox ------------------------------------------------------------------------------
 
-  async createSandbox(req: CreateSandboxRequest, opts: CallOpts = {}): Promise<void> {
-    await this.call('CreateSandbox', this.agent.createSandbox.bind(this.agent), req, opts, false);
+  async createSandbox(setup: SandboxSetup, opts: CallOpts = {}): Promise<void> {
+    const fn = this.agent.createSandbox.bind(this.agent);
+    await this.call('CreateSandbox', fn, createSandboxRequest(setup), opts, false);
   }
 
   async destroySandbox(opts: CallOpts = {}): Promise<void> {
@@ -145,14 +147,9 @@ export class AgentClient {
 
   // --- containers and processes ---------------------------------------------------------------
 
-  async createContainer(req: CreateContainerRequest, opts: CallOpts = {}): Promise<void> {
-    await this.call(
-      'CreateContainer',
-      this.agent.createContainer.bind(this.agent),
-      req,
-      opts,
-      false,
-    );
+  async createContainer(setup: ContainerSetup, opts: CallOpts = {}): Promise<void> {
+    const fn = this.agent.createContainer.bind(this.agent);
+    await this.call('CreateContainer', fn, createContainerRequest(setup), opts, false);
   }
 
   async startContainer(containerId: string, opts: CallOpts = {}): Promise<void> {
@@ -166,7 +163,10 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<void> {
     const fn = this.agent.removeContainer.bind(this.agent);
-    const callOpts = { timeoutMs: (timeoutSeconds + 10) * 1000, ...opts };
+    const callOpts = {
+      timeoutMs: this.timeoutOf('RemoveContainer') + timeoutSeconds * 1000,
+      ...opts,
+    };
     await this.call(
       'RemoveContainer',
       fn,
@@ -211,8 +211,7 @@ export class AgentClient {
   /** Blocks until the process exits; its status is 128+N for a process killed by signal N. */
   async waitProcess(containerId: string, execId: string, opts: CallOpts = {}): Promise<number> {
     const fn = this.agent.waitProcess.bind(this.agent);
-    const callOpts = { timeoutMs: WAIT_TIMEOUT_MS, ...opts };
-    return (await this.call('WaitProcess', fn, { containerId, execId }, callOpts, true)).status;
+    return (await this.call('WaitProcess', fn, { containerId, execId }, opts, true)).status;
   }
 
   async writeStdin(
@@ -241,8 +240,7 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<Buffer> {
     const fn = this.agent.readStdout.bind(this.agent);
-    const callOpts = { timeoutMs: WAIT_TIMEOUT_MS, ...opts };
-    return (await this.call('ReadStdout', fn, { containerId, execId, len }, callOpts, false)).data;
+    return (await this.call('ReadStdout', fn, { containerId, execId, len }, opts, false)).data;
   }
 
   async readStderr(
@@ -252,8 +250,7 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<Buffer> {
     const fn = this.agent.readStderr.bind(this.agent);
-    const callOpts = { timeoutMs: WAIT_TIMEOUT_MS, ...opts };
-    return (await this.call('ReadStderr', fn, { containerId, execId, len }, callOpts, false)).data;
+    return (await this.call('ReadStderr', fn, { containerId, execId, len }, opts, false)).data;
   }
 
   async closeStdin(containerId: string, execId: string, opts: CallOpts = {}): Promise<void> {
@@ -279,14 +276,18 @@ export class AgentClient {
    * channel is unavailable (the guest still booting or the mux reconnecting); others fail at once,
    * since the guest may have acted on a request whose answer was lost.
    */
+  private timeoutOf(rpc: AgentRpc): number {
+    return Math.min(RPC_TIMEOUT_MS[rpc], this.opts.maxTimeoutMs ?? Infinity);
+  }
+
   private async call<Q, R>(
-    rpc: string,
+    rpc: AgentRpc,
     fn: UnaryFn<Q, R>,
     req: Q,
     opts: CallOpts,
     idempotent: boolean,
   ): Promise<R> {
-    const deadline = Date.now() + (opts.timeoutMs ?? this.defaultTimeoutMs);
+    const deadline = Date.now() + (opts.timeoutMs ?? this.timeoutOf(rpc));
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.attempt(rpc, fn, req, deadline, opts);
@@ -304,7 +305,7 @@ export class AgentClient {
   }
 
   private attempt<Q, R>(
-    rpc: string,
+    rpc: AgentRpc,
     fn: UnaryFn<Q, R>,
     req: Q,
     deadline: number,

@@ -1,6 +1,6 @@
 // The guest's DNS: spec.dns, else the node's resolv.conf (nameservers and search domains).
 import { readFile } from 'node:fs/promises';
-import type { SandboxDns } from '../agent/sandbox-request.js';
+import type { SandboxDns } from '../agent/agent-requests.js';
 import type { DnsSpec } from '../crds/index.js';
 
 /** nameserver (at most 3) and search lines of a resolv.conf. Pure. */

@@ -17,7 +17,6 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { planBlockDrives, type BlockDrivePlan } from '../../src/node-agent/storage/block-drives.js';
-import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
 import {
   bootTestVm,
   busyboxRootfs,
@@ -95,12 +94,12 @@ beforeAll(async () => {
   vm = await bootTestVm(vmConfig(dir, 'e2e-block', image, { drives: plan.drives }), dir);
   console.log(`block VM booted in ${vm.bootMillis} ms with ${plan.drives.length} drives`);
   await vm.client.createSandbox(
-    createSandboxRequest({
+    {
       sandboxId: 'block-sandbox',
       hostname: 'block',
       dns: { nameservers: [], searches: [] },
       storages: [],
-    }),
+    },
     { timeoutMs: 60_000 },
   );
 }, 20 * 60_000);

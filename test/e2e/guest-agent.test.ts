@@ -30,13 +30,13 @@ import {
 } from '../../src/node-agent/oci/container-spec.js';
 import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildProcess } from '../../src/agent/process-spec.js';
-import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
+import type { ContainerSetup, SandboxSetup } from '../../src/agent/agent-requests.js';
 import { containerGuestDir, GUEST_SHARED_DIR, sharedDirStorage } from '../../src/agent/storage.js';
 import { bindIntoShare, teardownShare } from '../../src/node-agent/storage/shared-dir.js';
 import { builtHostFsBinary } from '../integration/host-fs-binary.js';
 import type { AgentConnection } from '../../src/agent/agent-connection.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
-import type { CreateContainerRequest, StringUser } from '../../src/generated/agent.js';
+import type { StringUser } from '../../src/generated/agent.js';
 import type { Process, Spec } from '../../src/generated/oci.js';
 import {
   chooseAccelerator,
@@ -134,19 +134,8 @@ function containerSpec(container: ContainerInput): Spec {
   return spec;
 }
 
-function createRequest(cid: string, spec: Spec): CreateContainerRequest {
-  return {
-    containerId: cid,
-    execId: cid,
-    devices: [],
-    storages: [],
-    OCI: spec,
-    sandboxPidns: false,
-    sharedMounts: [],
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
-  };
+function createRequest(cid: string, spec: Spec): ContainerSetup {
+  return { containerId: cid, oci: spec };
 }
 
 async function runContainer(cid: string, command: string[], extra?: (s: Spec) => void) {
@@ -298,12 +287,12 @@ describe('guest agent in a real VM', () => {
     'refuses a storage mount point of ../../etc with INVALID_ARGUMENT (sandbox and container)',
     async () => {
       const bad = { ...sharedDirStorage(), mountPoint: '../../etc' };
-      const req = createSandboxRequest({
+      const req: SandboxSetup = {
         sandboxId: SANDBOX_ID,
         hostname: HOSTNAME,
         dns: { nameservers: [], searches: [] },
         storages: [bad],
-      });
+      };
       const e1 = await rpcError(client.createSandbox(req, CALL));
       expect(e1.code).toBe(GrpcStatus.INVALID_ARGUMENT);
       expect(e1.details).toContain('mount_point');
@@ -326,12 +315,12 @@ describe('guest agent in a real VM', () => {
     async () => {
       const marker = `from the host ${randomBytes(8).toString('hex')}\n`;
       writeFileSync(path.join(vm.sharedDir as string, 'host-marker.txt'), marker);
-      const req = createSandboxRequest({
+      const req: SandboxSetup = {
         sandboxId: SANDBOX_ID,
         hostname: HOSTNAME,
         dns: { nameservers: ['10.0.0.10'], searches: ['svc.cluster.local'] },
         storages: [sharedDirStorage()],
-      });
+      };
       await client.createSandbox(req, CALL);
       // A container that sees the guest's mount of the share at /share reads the host's file.
       await runContainer('share-reader', ['cat', '/share/host-marker.txt'], (s) => {

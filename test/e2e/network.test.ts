@@ -21,7 +21,6 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { agentNetworkConfig, type AgentNetworkConfig } from '../../src/agent/network-config.js';
-import { createSandboxRequest } from '../../src/agent/sandbox-request.js';
 import { CniNetwork, type CniAttachment } from '../../src/node-agent/network/cni.js';
 import { checkNetnsPath } from '../../src/node-agent/network/netns-path.js';
 import { readNetns } from '../../src/node-agent/network/netns-reader.js';
@@ -111,12 +110,12 @@ async function startSandbox(name: string, nsPath: string, script: string): Promi
   for (const i of cfg.interfaces) await vm.client.updateInterface(i, { timeoutMs: 30_000 });
   await vm.client.updateRoutes(cfg.routes, { timeoutMs: 30_000 });
   await vm.client.createSandbox(
-    createSandboxRequest({
+    {
       sandboxId: name,
       hostname: name,
       dns: { nameservers: ['10.96.0.10'], searches: ['svc.cluster.local'] },
       storages: [],
-    }),
+    },
     { timeoutMs: 60_000 },
   );
   const req = containerRequest(cid, script, {
@@ -343,7 +342,7 @@ describe('cni mode (real VMs)', () => {
           ],
         },
       );
-      req.OCI!.Root = {
+      req.oci.Root = {
         Path: '/run/kata-containers/shared/containers/c-cnia/rootfs',
         Readonly: false,
       };

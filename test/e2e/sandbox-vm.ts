@@ -10,7 +10,8 @@ import { constrainSpec } from '../../src/agent/oci-constraints.js';
 import { buildContainerSpec } from '../../src/node-agent/oci/container-spec.js';
 import { containerRootPath } from '../../src/agent/storage.js';
 import type { AgentConnection } from '../../src/agent/agent-connection.js';
-import type { CreateContainerRequest, Device, Storage } from '../../src/generated/agent.js';
+import type { ContainerSetup } from '../../src/agent/agent-requests.js';
+import type { Device, Storage } from '../../src/generated/agent.js';
 import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import type { LaunchOptions, QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
@@ -122,7 +123,7 @@ export function containerRequest(
   containerId: string,
   script: string,
   opts: { storages?: Storage[]; devices?: Device[]; readonlyRoot?: boolean } = {},
-): CreateContainerRequest {
+): ContainerSetup {
   const built = buildContainerSpec({
     container: {
       name: containerId,
@@ -140,16 +141,10 @@ export function containerRequest(
   spec.Root = { Path: containerRootPath(containerId), Readonly: opts.readonlyRoot ?? false };
   return {
     containerId,
-    execId: containerId,
     stringUser: built.stringUser,
     devices: opts.devices ?? [],
     storages: opts.storages ?? [],
-    OCI: spec,
-    sandboxPidns: false,
-    sharedMounts: [],
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
+    oci: spec,
   };
 }
 
@@ -179,7 +174,7 @@ export async function readAll(
 /** Creates, starts and waits for a container; returns its exit status, stdout and stderr. */
 export async function runContainer(
   client: AgentClient,
-  req: CreateContainerRequest,
+  req: ContainerSetup,
 ): Promise<{ status: number; stdout: string; stderr: string }> {
   await client.createContainer(req, { timeoutMs: 60_000 });
   await client.startContainer(req.containerId, { timeoutMs: 60_000 });

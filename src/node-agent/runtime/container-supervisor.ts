@@ -29,7 +29,6 @@ import { inBackground } from '../../common/background.js';
 
 const SIGTERM = 15;
 const SIGKILL = 9;
-export const AGENT_CALL_MS = 60_000;
 
 /** What the supervisor needs of its sandbox's runtime. */
 export interface ContainerHost {
@@ -125,29 +124,19 @@ export class ContainerSupervisor {
         volumeGuestPaths,
         resolvConf: CONTAINER_RESOLV_CONF,
       });
-      await client
-        .createContainer(
-          {
-            containerId: name,
-            execId: name,
-            stringUser: built.stringUser,
-            devices: plan?.devices.get(name) ?? [],
-            storages: blockRootfs ? [blockRootfs] : [],
-            OCI: constrainSpec(built.spec),
-            sandboxPidns: false,
-            sharedMounts: [],
-            stdinPort: 0,
-            stdoutPort: 0,
-            stderrPort: 0,
-          },
-          { timeoutMs: AGENT_CALL_MS, signal },
-        )
-        .catch((err) => {
-          if (!alreadyDone(err)) throw err;
-        });
+      const setup = {
+        containerId: name,
+        stringUser: built.stringUser,
+        devices: plan?.devices.get(name) ?? [],
+        storages: blockRootfs ? [blockRootfs] : [],
+        oci: constrainSpec(built.spec),
+      };
+      await client.createContainer(setup, { signal }).catch((err) => {
+        if (!alreadyDone(err)) throw err;
+      });
       st.created = true;
       await this.host.save();
-      await client.startContainer(name, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
+      await client.startContainer(name, { signal }).catch((err) => {
         if (!alreadyDone(err)) throw err;
       });
     });
@@ -218,7 +207,7 @@ export class ContainerSupervisor {
     await pause(delay, host.signal);
     if (host.stopping()) return;
     try {
-      await host.client().removeContainer(name, 1, { timeoutMs: AGENT_CALL_MS });
+      await host.client().removeContainer(name, 1);
     } catch (err) {
       host.log.warn({ err, container: name }, 'RemoveContainer before restart failed');
     }
@@ -274,11 +263,7 @@ export class ContainerSupervisor {
     const running = Object.entries(host.state.containers)
       .filter(([, st]) => st.state === 'Running')
       .map(([name]) => name);
-    await Promise.all(
-      running.map((n) =>
-        client.signalProcess(n, '', SIGTERM, { timeoutMs: 10_000 }).catch(() => {}),
-      ),
-    );
+    await Promise.all(running.map((n) => client.signalProcess(n, '', SIGTERM).catch(() => {})));
     const settled = async (ms: number): Promise<boolean> => {
       const all = Promise.all(running.map((n) => this.watchers.get(n)).filter(Boolean));
       let t: NodeJS.Timeout | undefined;
@@ -291,15 +276,11 @@ export class ContainerSupervisor {
     };
     if (!(await settled(grace))) {
       host.log.info('grace period over: SIGKILL');
-      await Promise.all(
-        running.map((n) =>
-          client.signalProcess(n, '', SIGKILL, { timeoutMs: 10_000 }).catch(() => {}),
-        ),
-      );
+      await Promise.all(running.map((n) => client.signalProcess(n, '', SIGKILL).catch(() => {})));
       await settled(5_000);
     }
     for (const name of Object.keys(host.state.containers)) {
-      await client.removeContainer(name, 1, { timeoutMs: 20_000 }).catch(() => {});
+      await client.removeContainer(name, 1).catch(() => {});
     }
   }
 }

@@ -2,7 +2,6 @@
 // refusals that need no host work → host paths opened → run dir → share and its bind mounts →
 // image pulls (in the background, alongside the boot) → the VM and its agent → the guest's network
 // → CreateSandbox; then each container in spec order once its image is ready.
-import { createSandboxRequest } from '../../agent/sandbox-request.js';
 import { sharedDirStorage } from '../../agent/storage.js';
 import { invalidImage } from '../images/container-images.js';
 import { sandboxDns } from '../guest-dns.js';
@@ -10,7 +9,6 @@ import { sandboxDirs } from '../sandbox-dirs.js';
 import { unsupportedFeature } from '../spec-support.js';
 import { blockDrivePlan } from './block-drive-plan.js';
 import type { ContainerSupervisor } from './container-supervisor.js';
-import { AGENT_CALL_MS } from './container-supervisor.js';
 import { startImagePulls } from './image-steps.js';
 import { configureGuestNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';
@@ -80,13 +78,13 @@ export async function createSandbox(ctx: SandboxContext, hooks: CreateHooks): Pr
   if (!ctx.state.sandboxCreated) {
     await configureGuestNetwork(ctx, signal);
     await step('AgentConnected', 'CreateSandboxFailed', async () => {
-      const req = createSandboxRequest({
+      const setup = {
         sandboxId: ctx.uid,
         hostname: spec.hostname ?? ctx.state.name.slice(0, 63),
         dns: await sandboxDns(spec.dns),
         storages: [sharedDirStorage()],
-      });
-      await client.createSandbox(req, { timeoutMs: AGENT_CALL_MS, signal }).catch((err) => {
+      };
+      await client.createSandbox(setup, { signal }).catch((err) => {
         if (!alreadyDone(err)) throw err;
       });
     });

@@ -3,7 +3,6 @@
 import type { NetworkPlan } from '../spec-support.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { guestNetworkStatus } from './sandbox-status.js';
-import { AGENT_CALL_MS } from './container-supervisor.js';
 import { step } from './step-failure.js';
 
 /** The network a previous attempt prepared (from the state file), else a new one; recorded. */
@@ -37,7 +36,7 @@ export async function configureGuestNetwork(
   if (!plan) return;
   const client = ctx.client();
   await step('NetworkReady', 'GuestNetworkFailed', async () => {
-    const o = { timeoutMs: AGENT_CALL_MS, signal };
+    const o = { signal };
     for (const i of plan.guest.interfaces) await client.updateInterface(i, o);
     await client.updateRoutes(plan.guest.routes, o);
     const [ifs, routes] = await Promise.all([client.listInterfaces(o), client.listRoutes(o)]);

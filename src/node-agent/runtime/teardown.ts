@@ -6,8 +6,6 @@ import { sandboxLogDir } from './container-log.js';
 import type { ContainerSupervisor } from './container-supervisor.js';
 import type { SandboxContext } from './sandbox-context.js';
 
-const DESTROY_SANDBOX_MS = 10_000;
-
 /** Stops the VM and removes what the sandbox has on the host but its state file. */
 export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>): Promise<void> {
   const { host, state } = ctx;
@@ -18,7 +16,7 @@ export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>):
   // A pull still running would lease an image or mount a view after the release below.
   await Promise.allSettled(ctx.images.values());
   if (ctx.agent && ctx.vm?.running) {
-    await ctx.agent.client.destroySandbox({ timeoutMs: DESTROY_SANDBOX_MS }).catch(() => {});
+    await ctx.agent.client.destroySandbox().catch(() => {});
   }
   await stopVm(ctx);
   await ctx.agent?.close().catch(() => {});
@@ -73,7 +71,7 @@ export async function destroySandbox(
   try {
     await containers.stopAll();
     if (ctx.agent && ctx.vm?.running) {
-      await ctx.agent.client.destroySandbox({ timeoutMs: DESTROY_SANDBOX_MS }).catch(() => {});
+      await ctx.agent.client.destroySandbox().catch(() => {});
     }
   } catch (err) {
     ctx.log.warn({ err }, 'stopping containers failed');

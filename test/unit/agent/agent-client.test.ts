@@ -14,7 +14,7 @@ import path from 'node:path';
 import { AgentClient } from '../../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../../src/agent/errors.js';
 import { buildProcess } from '../../../src/agent/process-spec.js';
-import { createSandboxRequest } from '../../../src/agent/sandbox-request.js';
+import { createSandboxRequest } from '../../../src/agent/agent-requests.js';
 import { sharedDirStorage } from '../../../src/agent/storage.js';
 import {
   AgentServiceService,
@@ -110,7 +110,7 @@ describe('AgentClient against a real gRPC server', () => {
     await listen(server, socket);
     client = new AgentClient({
       socketPath: socket,
-      defaultTimeoutMs: 5_000,
+      maxTimeoutMs: 5_000,
       onCall: (rpc, code) => calls.push(`${rpc}:${code}`),
     });
   });
@@ -138,14 +138,14 @@ describe('AgentClient against a real gRPC server', () => {
   });
 
   it('CreateSandbox carries hostname, dns, the share and the sandbox id', async () => {
-    const req = createSandboxRequest({
+    const setup = {
       sandboxId: 'uid-1',
       hostname: 'web',
       dns: { nameservers: ['10.0.0.10'], searches: [] },
       storages: [sharedDirStorage()],
-    });
-    await client.createSandbox(req);
-    expect(last()).toEqual({ rpc: 'CreateSandbox', request: req });
+    };
+    await client.createSandbox(setup);
+    expect(last()).toEqual({ rpc: 'CreateSandbox', request: createSandboxRequest(setup) });
     await client.destroySandbox();
     expect(last().rpc).toBe('DestroySandbox');
   });
@@ -154,21 +154,21 @@ describe('AgentClient against a real gRPC server', () => {
     const { process, stringUser } = buildProcess({ args: ['sh'], env: [], cwd: '/', user: '1:2' });
     await client.createContainer({
       containerId: 'main',
-      execId: 'main',
       stringUser,
-      devices: [],
-      storages: [],
-      OCI: { Version: '1.1.0', Process: process, Hostname: 'web', Mounts: [], Annotations: {} },
-      sandboxPidns: false,
-      sharedMounts: [],
-      stdinPort: 0,
-      stdoutPort: 0,
-      stderrPort: 0,
+      oci: { Version: '1.1.0', Process: process, Hostname: 'web', Mounts: [], Annotations: {} },
     });
     expect(last().rpc).toBe('CreateContainer');
     expect(last().request).toMatchObject({
       containerId: 'main',
       OCI: { Process: { User: { UID: 1, GID: 2 } } },
+    });
+    // The fields the host never varies are the client's: init's exec id is the container's.
+    expect(last().request).toMatchObject({
+      execId: 'main',
+      devices: [],
+      storages: [],
+      sandboxPidns: false,
+      sharedMounts: [],
     });
     await client.startContainer('main');
     expect(last()).toEqual({ rpc: 'StartContainer', request: { containerId: 'main' } });
@@ -261,12 +261,12 @@ describe('AgentClient against a real gRPC server', () => {
 
   it('does not retry a call that is unsafe to repeat', async () => {
     behaviour.failNext = { rpc: 'CreateSandbox', code: status.UNAVAILABLE };
-    const req = createSandboxRequest({
+    const req = {
       sandboxId: 'x',
       hostname: 'h',
       dns: { nameservers: [], searches: [] },
       storages: [],
-    });
+    };
     await expect(client.createSandbox(req)).rejects.toMatchObject({ code: status.UNAVAILABLE });
     expect(received.filter((r) => r.rpc === 'CreateSandbox')).toHaveLength(1);
   });

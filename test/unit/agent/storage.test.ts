@@ -11,7 +11,7 @@ import {
   createSandboxRequest,
   dnsLines,
   guestHostname,
-} from '../../../src/agent/sandbox-request.js';
+} from '../../../src/agent/agent-requests.js';
 
 describe('blockDriveName', () => {
   it.each([

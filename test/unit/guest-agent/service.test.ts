@@ -11,8 +11,8 @@ import { AgentClient } from '../../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../../src/agent/errors.js';
 import { startAgentServer, type AgentServer } from '../../../src/agent/guest/server.js';
 import { sharedDirStorage } from '../../../src/agent/storage.js';
+import type { ContainerSetup } from '../../../src/agent/agent-requests.js';
 import { runCommandOk, type CommandRunner } from '../../../src/common/run-command.js';
-import { CreateContainerRequest } from '../../../src/generated/agent.js';
 import { Process, Spec } from '../../../src/generated/oci.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { configValidator } from './oci-schema.js';
@@ -37,17 +37,16 @@ const recordingRunner: CommandRunner = async (argv, opts) => {
   return runCommandOk(argv, opts);
 };
 
-function containerRequest(cid: string, args: string[], extra: object = {}): CreateContainerRequest {
-  return CreateContainerRequest.fromPartial({
+function containerRequest(cid: string, args: string[], extra: object = {}): ContainerSetup {
+  return {
     containerId: cid,
-    execId: cid,
-    OCI: Spec.fromPartial({
+    oci: Spec.fromPartial({
       Root: { Path: ROOT(cid) },
       Process: { Args: args, Env: ['PATH=/usr/bin:/bin'], Cwd: '/' },
       Mounts: [{ destination: '/proc', type: 'proc', source: 'proc', options: [] }],
     }),
     ...extra,
-  });
+  };
 }
 
 async function rpcError(p: Promise<unknown>): Promise<AgentRpcError> {
@@ -87,7 +86,7 @@ beforeAll(async () => {
     makeDir: async () => {},
     run: recordingRunner,
   });
-  client = new AgentClient({ socketPath: agent.socketPath, defaultTimeoutMs: 10_000 });
+  client = new AgentClient({ socketPath: agent.socketPath, maxTimeoutMs: 10_000 });
 });
 
 afterAll(async () => {
@@ -119,12 +118,9 @@ describe('refusals', () => {
     const err = await rpcError(
       client.createSandbox({
         hostname: 'h',
-        dns: [],
+        dns: { nameservers: [], searches: [] },
         storages: [{ ...sharedDirStorage(), mountPoint: '../../etc' }],
-        sandboxPidns: false,
         sandboxId: 'sb',
-        guestHookPath: '',
-        kernelModules: [],
       }),
     );
     expect(err.code).toBe(status.INVALID_ARGUMENT);
@@ -132,23 +128,17 @@ describe('refusals', () => {
     expect(recorded.filter((c) => c[0] === 'mount')).toEqual([]);
   });
 
-  it.each<
-    [string, Partial<CreateContainerRequest> | ((r: CreateContainerRequest) => void), RegExp]
-  >([
+  it.each<[string, Partial<ContainerSetup> | ((r: ContainerSetup) => void), RegExp]>([
     [
       'a storage escaping the agent dir',
       { storages: [{ ...sharedDirStorage(), mountPoint: '/run/kata-containers/../../etc' }] },
       /^storages\[0\]\.mount_point /,
     ],
     ['a bad container id', { containerId: '../c' }, /^container_id "\.\.\/c"/],
-    [
-      'a root path outside',
-      (r) => (r.OCI!.Root!.Path = '/etc'),
-      /^OCI\.root\.path "\/etc" escapes/,
-    ],
+    ['a root path outside', (r) => (r.oci.Root!.Path = '/etc'), /^OCI\.root\.path "\/etc" escapes/],
     [
       'a bind mount from outside',
-      (r) => r.OCI!.Mounts.push({ destination: '/x', type: 'bind', source: '/', options: [] }),
+      (r) => r.oci.Mounts.push({ destination: '/x', type: 'bind', source: '/', options: [] }),
       /^OCI\.mounts\[1\]\.source "\/" escapes/,
     ],
     [
@@ -160,7 +150,7 @@ describe('refusals', () => {
       },
       /^devices\[0\]\.vm_path /,
     ],
-    ['a tty', (r) => (r.OCI!.Process!.Terminal = true), /tty is not supported by this guest agent/],
+    ['a tty', (r) => (r.oci.Process!.Terminal = true), /tty is not supported by this guest agent/],
   ])('CreateContainer refuses %s with INVALID_ARGUMENT', async (_n, change, message) => {
     const req = containerRequest('bad', ['true']);
     if (typeof change === 'function') change(req);
@@ -293,12 +283,9 @@ describe('sandbox', () => {
     recorded.length = 0;
     const req = {
       hostname: 'pod-a',
-      dns: ['nameserver 10.0.0.10', 'search default.svc'],
+      dns: { nameservers: ['10.0.0.10'], searches: ['default.svc'] },
       storages: [sharedDirStorage()],
-      sandboxPidns: false,
       sandboxId: 'sb1',
-      guestHookPath: '',
-      kernelModules: [],
     };
     await client.createSandbox(req);
     expect(readFileSync(path.join(dir, 'hostname'), 'utf8')).toBe('pod-a');
