@@ -1,6 +1,6 @@
 // Runs a program from an argv array (never a shell) with a deadline and cancellation, its output
-// captured up to a cap: the one command runner the node agent's modules share, and one error
-// type for a command that did not exit 0.
+// captured up to a cap: the one command runner the node agent's modules and the guest agent share,
+// and one error type for a command that did not exit 0.
 import { spawn } from 'node:child_process';
 
 export interface CommandOptions {
@@ -137,6 +137,12 @@ export function runCommand(argv: readonly string[], opts: CommandOptions): Promi
     });
   });
 }
+
+/** runCommandOk's shape: what a module takes so its unit tests can record argv instead. */
+export type CommandRunner = (
+  argv: readonly string[],
+  opts: CommandOptions,
+) => Promise<CommandResult>;
 
 /** Runs and throws CommandError unless the command exits 0 (in time, not cancelled). */
 export async function runCommandOk(

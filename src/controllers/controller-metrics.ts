@@ -9,7 +9,7 @@ export function controllerMetrics() {
     registry,
     reconciles: new Counter({
       name: 'kata_controller_reconciles_total',
-      help: 'Sandbox reconciles by result (success, requeue, error, terminal).',
+      help: 'Sandbox reconciles by result (success, requeue, error).',
       labelNames: ['result'],
       registers: [registry],
     }),

@@ -217,10 +217,11 @@ async function main(): Promise<void> {
     });
     for (const sb of sandboxes.list()) enqueue(sb);
     log.info({ sandboxes: sandboxes.list().length }, 'leading: reconciling');
-    const collect = (): void =>
-      void collectProjections().catch((err: unknown) =>
+    const collect = (): void => {
+      collectProjections().catch((err: unknown) =>
         log.warn({ err }, 'collecting pull-secret projections failed'),
       );
+    };
     collect();
     collector = setInterval(collect, PROJECTION_GC_MS);
     collector.unref();
@@ -232,13 +233,14 @@ async function main(): Promise<void> {
         identity: cfg.identity,
         leaseName: cfg.leaderElectionId,
         logger: log,
-        onStartedLeading: () =>
-          void lead().catch((err: unknown) => log.error({ err }, 'failed to start leading')),
+        onStartedLeading: () => {
+          lead().catch((err: unknown) => log.error({ err }, 'failed to start leading'));
+        },
         // Like controller-runtime: a replica that lost the lease exits and is restarted clean.
         onStoppedLeading: () => {
           metrics.leader.set(0);
           log.warn('lost the leader lease; exiting');
-          void shutdown(1);
+          exitAfterShutdown(1);
         },
       })
     : undefined;
@@ -259,8 +261,15 @@ async function main(): Promise<void> {
     server.close();
     process.exit(code);
   }
-  process.once('SIGTERM', () => void shutdown(0));
-  process.once('SIGINT', () => void shutdown(0));
+  // A shutdown that fails still ends the process, with the failure logged.
+  function exitAfterShutdown(code: number): void {
+    shutdown(code).catch((err: unknown) => {
+      log.fatal({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  }
+  process.once('SIGTERM', () => exitAfterShutdown(0));
+  process.once('SIGINT', () => exitAfterShutdown(0));
 }
 
 main().catch((err: unknown) => {

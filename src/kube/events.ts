@@ -2,6 +2,7 @@
 // are coalesced and failures only logged: recording an Event never fails the caller's work.
 import type { EventsV1Event, V1ObjectReference } from '@kubernetes/client-node';
 import { PatchStrategy, setHeaderOptions, V1MicroTime } from '@kubernetes/client-node';
+import { inBackground } from '../common/background.js';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import {
@@ -101,7 +102,11 @@ export class EventRecorder {
 
   private track(p: Promise<void>): void {
     this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+    inBackground(
+      'writing an event',
+      p.finally(() => this.pending.delete(p)),
+      this.log,
+    );
   }
 
   private async create(entry: SeriesEntry, args: RecordArgs): Promise<void> {

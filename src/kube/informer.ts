@@ -2,6 +2,7 @@
 // a watchdog for silent (half-open) watches, optional periodic relist. client-node 1.4's own
 // informer stops on errors and can hang, hence this.
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { inBackground } from '../common/background.js';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
@@ -119,7 +120,9 @@ export class Informer<T extends KubernetesObject> {
   /** Start the loop; `signal` (optional) stops it like stop() does. */
   start(signal?: AbortSignal): void {
     if (this.running) return;
-    signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    const stopOnAbort = (): void =>
+      inBackground(`stopping the informer for ${this.opts.path}`, this.stop(), this.log);
+    signal?.addEventListener('abort', stopOnAbort, { once: true });
     this.running = this.run().catch((err: unknown) =>
       this.log.error({ err, path: this.opts.path }, 'informer loop crashed'),
     );

@@ -5,6 +5,7 @@
 // node-heartbeat-worker.ts; its script is the caller's own entry file (the bundle in the image),
 // which dispatches on isNodeHeartbeatWorker().
 import { Worker } from 'node:worker_threads';
+import { inBackground } from '../common/background.js';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import type { NodeAllocation, NodeCapacity } from './lease.js';
@@ -136,7 +137,10 @@ export class NodeHeartbeatThread {
     if (!worker) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     this.post({ type: 'stop' });
-    const timer = setTimeout(() => void worker.terminate(), timeoutMs);
+    const timer = setTimeout(
+      () => inBackground('terminating the heartbeat worker', worker.terminate(), this.log),
+      timeoutMs,
+    );
     await exited;
     clearTimeout(timer);
   }

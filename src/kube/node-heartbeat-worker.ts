@@ -28,6 +28,7 @@ export function runNodeHeartbeatWorker(): void {
   const kc = loadKubeConfigStrict(data.kubeconfig);
   let capacity: NodeCapacity = data.capacity;
   let allocated: NodeAllocation | undefined = data.allocated;
+  const log = createLogger('node-heartbeat');
   const heartbeat = new NodeHeartbeat({
     clients: { coordination: kc.makeApiClient(CoordinationV1Api) },
     nodeName: data.nodeName,
@@ -41,7 +42,7 @@ export function runNodeHeartbeatWorker(): void {
     }),
     ...(data.renewIntervalMs !== undefined && { renewIntervalMs: data.renewIntervalMs }),
     ...(data.timeoutMs !== undefined && { timeoutMs: data.timeoutMs }),
-    logger: createLogger('node-heartbeat'),
+    logger: log,
     onRenewed: (at) => post({ type: 'renewed', at }),
     onFailed: (err) => post({ type: 'failed', message: (err as Error).message ?? String(err) }),
   });
@@ -49,10 +50,14 @@ export function runNodeHeartbeatWorker(): void {
     if (m.type === 'capacity') capacity = m.capacity;
     else if (m.type === 'allocated') allocated = m.allocated;
     else if (m.type === 'stop') {
-      void heartbeat.stop().then(() => {
+      const end = (): void => {
         post({ type: 'stopped' });
         // Keep-alive sockets of the client would hold the thread open.
         process.exit(0);
+      };
+      heartbeat.stop().then(end, (err: unknown) => {
+        log.error({ err }, 'stopping the heartbeat failed');
+        end();
       });
     }
   });

@@ -1,6 +1,7 @@
 // A keyed, level-triggered work queue (controller-runtime's model): repeat keys merge, one key is
 // never reconciled twice at once, failures retry with per-key exponential backoff, success forgets.
 import PQueue from 'p-queue';
+import { inBackground } from '../common/background.js';
 import type { Logger } from '../observability/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
@@ -12,14 +13,9 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-/** An error that retrying cannot fix: logged and reported, never requeued. */
-export class TerminalError extends Error {
-  override readonly name = 'TerminalError';
-}
-
 export type Reconciler = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
 
-export type ReconcileOutcome = 'success' | 'requeue' | 'error' | 'terminal';
+export type ReconcileOutcome = 'success' | 'requeue' | 'error';
 
 export interface WorkQueueHooks {
   onDepth?: (depth: number) => void;
@@ -56,7 +52,6 @@ export function afterReconcile(
       ? { outcome: 'requeue', failures: 0, requeueAfterMs: after }
       : { outcome: 'success', failures: 0 };
   }
-  if (outcome.error instanceof TerminalError) return { outcome: 'terminal', failures: 0 };
   const n = failures + 1;
   return { outcome: 'error', failures: n, requeueAfterMs: backoffDelay(n, backoff, random) };
 }
@@ -114,7 +109,11 @@ export class WorkQueue {
     }
     this.queued.add(key);
     this.reportDepth();
-    void this.pq.add(() => this.process(key));
+    inBackground(
+      `processing ${key}`,
+      this.pq.add(() => this.process(key)),
+      this.log,
+    );
   }
 
   /** Add after a delay; an earlier pending delay for the same key wins. */
@@ -199,8 +198,6 @@ export class WorkQueue {
         { err: outcome.error, key, attempt: next.failures, delayMs: next.requeueAfterMs },
         'reconcile failed; retrying',
       );
-    } else if (next.outcome === 'terminal' && !outcome.ok) {
-      this.log.error({ err: outcome.error, key }, 'reconcile failed terminally');
     }
     this.processing.delete(key);
     if (next.requeueAfterMs !== undefined) this.addAfter(key, next.requeueAfterMs);

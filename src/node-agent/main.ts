@@ -284,8 +284,15 @@ async function main(): Promise<void> {
     server.close();
     process.exit(code);
   }
-  process.once('SIGTERM', () => void shutdown(0));
-  process.once('SIGINT', () => void shutdown(0));
+  // A shutdown that fails still ends the process, with the failure logged.
+  function exitAfterShutdown(code: number): void {
+    shutdown(code).catch((err: unknown) => {
+      log.fatal({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  }
+  process.once('SIGTERM', () => exitAfterShutdown(0));
+  process.once('SIGINT', () => exitAfterShutdown(0));
 }
 
 if (isNodeHeartbeatWorker()) {

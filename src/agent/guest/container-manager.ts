@@ -5,6 +5,8 @@ import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/prom
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { inBackground } from '../../common/background.js';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import type {
   CreateContainerRequest,
   Device,
@@ -14,7 +16,6 @@ import type {
 import type { Process } from '../../generated/oci.js';
 import type { Logger } from '../../observability/logger.js';
 import type { BlockDevices } from './block-devices.js';
-import { runCommand, type CommandRunner } from './command.js';
 import { validateDevice, withDevices, type ResolvedDevice } from './device-nodes.js';
 import { ociProcess, toOciConfig } from './oci-config.js';
 import { AGENT_DIR, guardPath, validateContainerId, validateId } from './path-guard.js';
@@ -97,7 +98,7 @@ export class ContainerManager {
   private readonly noPivot: boolean;
 
   constructor(private readonly opts: ContainerManagerOptions) {
-    this.run = opts.run ?? runCommand;
+    this.run = opts.run ?? runCommandOk;
     this.bundleRoot = opts.bundleRoot ?? AGENT_DIR;
     this.noPivot = opts.noPivot ?? rootIsInitramfs();
   }
@@ -163,7 +164,8 @@ export class ContainerManager {
     // an ExecProcess would meet "container does not exist". Bounded, in case crun fails early.
     await readPidFile(path.join(c.bundle, 'init.pid'), () => c.init.exited, 500);
     this.opts.logger.info({ containerId: id, pid: c.init.pid }, 'container started');
-    void c.init.wait().then(
+    // For the log only; an init that failed to run was reported to the caller of its wait.
+    c.init.wait().then(
       (status) => this.opts.logger.info({ containerId: id, status }, 'container exited'),
       () => {},
     );
@@ -202,9 +204,13 @@ export class ContainerManager {
     }
     // crun exec forks the process into the container; its pid (for SIGKILL, which crun cannot
     // forward) is in the pid file once crun wrote it.
-    void readPidFile(pidFile, () => proc.exited).then((pid) => {
-      if (pid !== undefined) proc.realPid = pid;
-    });
+    inBackground(
+      `reading the pid file of exec ${execId}`,
+      readPidFile(pidFile, () => proc.exited).then((pid) => {
+        if (pid !== undefined) proc.realPid = pid;
+      }),
+      this.opts.logger,
+    );
   }
 
   /** One process (by exec id), or every process of the container when the exec id is empty. */
@@ -272,7 +278,7 @@ export class ContainerManager {
       }
       for (const p of procs) p.abandon('container removed before it started');
       if (c.init.started) {
-        await this.run(this.crun, [...this.globalArgs, 'delete', '-f', c.id], {
+        await this.run([this.crun, ...this.globalArgs, 'delete', '-f', c.id], {
           timeoutMs: CRUN_TIMEOUT_MS,
         }).catch((err: unknown) =>
           this.opts.logger.warn({ containerId: c.id, err }, 'crun delete failed'),
@@ -322,7 +328,7 @@ export class ContainerManager {
 
   private async crunKill(c: Container, args: string[]): Promise<void> {
     try {
-      await this.run(this.crun, [...this.globalArgs, 'kill', ...args], {
+      await this.run([this.crun, ...this.globalArgs, 'kill', ...args], {
         timeoutMs: CRUN_TIMEOUT_MS,
       });
     } catch (err) {

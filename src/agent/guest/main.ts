@@ -56,7 +56,13 @@ async function main(): Promise<void> {
   const shutdown = (sig: string): void => {
     logger.info({ signal: sig }, 'shutting down');
     stop.abort();
-    void agent.close().then(() => process.exit(0));
+    agent.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'closing the agent failed');
+        process.exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

@@ -1,8 +1,8 @@
 // Interfaces and routes inside the guest, applied with iproute2's `ip` (the image ships it for its
 // JSON output). Parsing and argv building are pure; `GuestNetwork` runs them.
 import { isIPv4 } from 'node:net';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import { IPFamily, type Interface, type Route } from '../../generated/types.js';
-import { runCommand, type CommandRunner } from './command.js';
 import { invalidArgument, notFound } from './status-error.js';
 
 const IP_TIMEOUT_MS = 10_000;
@@ -241,14 +241,15 @@ export class GuestNetwork {
   private readonly run: CommandRunner;
 
   constructor(opts: { run?: CommandRunner; ipBin?: string } = {}) {
-    this.run = opts.run ?? runCommand;
+    this.run = opts.run ?? runCommandOk;
     this.ipBin = opts.ipBin ?? 'ip';
   }
 
   private readonly ipBin: string;
 
-  private ip(args: string[]): Promise<{ stdout: string }> {
-    return this.run(this.ipBin, args, { timeoutMs: IP_TIMEOUT_MS });
+  private async ip(args: string[]): Promise<{ stdout: string }> {
+    const r = await this.run([this.ipBin, ...args], { timeoutMs: IP_TIMEOUT_MS });
+    return { stdout: r.stdout.toString('utf8') };
   }
 
   async links(): Promise<IpLink[]> {

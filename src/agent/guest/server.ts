@@ -2,11 +2,11 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { CommandRunner } from '../../common/run-command.js';
 import { AgentServiceService } from '../../generated/agent.js';
 import { HealthService } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import { BlockDevices } from './block-devices.js';
-import type { CommandRunner } from './command.js';
 import { ContainerManager } from './container-manager.js';
 import { GuestNetwork } from './network.js';
 import { Sandbox } from './sandbox.js';

@@ -2,9 +2,9 @@
 // and tmpfs) with busybox mount/umount (argv, never a shell), and remembers what it mounted so
 // containers and the sandbox unmount in reverse order.
 import { mkdir } from 'node:fs/promises';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import type { Storage } from '../../generated/agent.js';
 import type { BlockDevices } from './block-devices.js';
-import { runCommand, type CommandRunner } from './command.js';
 import { AGENT_DIR, DEVICE_DIR, guardPath } from './path-guard.js';
 import { invalidArgument } from './status-error.js';
 
@@ -103,7 +103,7 @@ export class StorageMounter {
   private readonly run: CommandRunner;
 
   constructor(private readonly opts: StorageMounterOptions) {
-    this.run = opts.run ?? runCommand;
+    this.run = opts.run ?? runCommandOk;
   }
 
   /** Mounts one validated storage for `owner` (a container id or "sandbox"). */
@@ -116,7 +116,7 @@ export class StorageMounter {
     }
     const argv = mountArgv(s, device);
     if (!argv) return;
-    await this.run(this.opts.mountBin ?? 'mount', argv, { timeoutMs: MOUNT_TIMEOUT_MS });
+    await this.run([this.opts.mountBin ?? 'mount', ...argv], { timeoutMs: MOUNT_TIMEOUT_MS });
     this.mounted.push({ owner, mountPoint: s.mountPoint });
   }
 
@@ -140,11 +140,11 @@ export class StorageMounter {
       if (!pred(m)) continue;
       const umount = this.opts.umountBin ?? 'umount';
       try {
-        await this.run(umount, [m.mountPoint], { timeoutMs: MOUNT_TIMEOUT_MS });
+        await this.run([umount, m.mountPoint], { timeoutMs: MOUNT_TIMEOUT_MS });
       } catch (err) {
         // Still busy (a process that outlived its container): detach it so the sandbox can end.
         try {
-          await this.run(umount, ['-l', m.mountPoint], { timeoutMs: MOUNT_TIMEOUT_MS });
+          await this.run([umount, '-l', m.mountPoint], { timeoutMs: MOUNT_TIMEOUT_MS });
         } catch {
           errors.push(err as Error);
           continue;

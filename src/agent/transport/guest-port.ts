@@ -55,8 +55,9 @@ export async function servePort(
   try {
     await servePortIo(io, onStream, signal, options);
   } finally {
-    // A read blocked in the kernel holds the handle; don't wait for it on the way out.
-    void io.close().catch(() => {});
+    // A read blocked in the kernel holds the handle; don't wait for it on the way out. A close
+    // that fails leaves nothing to undo: the port is done with either way.
+    io.close().catch(() => {});
   }
 }
 

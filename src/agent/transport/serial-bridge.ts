@@ -51,11 +51,16 @@ export class SerialBridge extends EventEmitter<{
     await removeStaleSocket(options.listenPath);
     const server = createServer({ allowHalfOpen: true });
     const bridge = new SerialBridge(options, server);
-    server.on('connection', (sock) => void bridge.onClient(sock));
+    // A session that closes as a client arrives: drop the client, grpc-js dials again.
+    server.on('connection', (sock) => {
+      bridge.onClient(sock).catch(() => sock.destroy());
+    });
     server.listen(options.listenPath);
     await once(server, 'listening');
     bridge.loop = bridge.run();
-    bridge.signal.addEventListener('abort', () => void bridge.close(), { once: true });
+    // Nobody awaits a close on abort: a socket file it failed to remove is replaced at the next
+    // start (removeStaleSocket), and a caller of close() meets the same failure.
+    bridge.signal.addEventListener('abort', () => bridge.close().catch(() => {}), { once: true });
     return bridge;
   }
 

@@ -11,8 +11,9 @@ import {
   validateInterface,
   validateRoute,
 } from '../../../src/agent/guest/network.js';
-import type { CommandRunner } from '../../../src/agent/guest/command.js';
+import type { CommandRunner } from '../../../src/common/run-command.js';
 import { IPFamily, type Interface, type Route } from '../../../src/generated/types.js';
+import { ran } from './ran.js';
 
 // As iproute2 6.1 prints them (`ip -j addr show`, `ip -j -4 route show`).
 const IP_ADDR = JSON.stringify([
@@ -224,11 +225,11 @@ describe('GuestNetwork', () => {
   it('UpdateInterface finds the link by MAC and runs the commands; an unknown MAC is NOT_FOUND', async () => {
     const calls: string[][] = [];
     let renamed = false;
-    const run: CommandRunner = async (file, args) => {
-      calls.push([file, ...args]);
-      if (args.includes('name')) renamed = true;
+    const run: CommandRunner = async (argv) => {
+      calls.push([...argv]);
+      if (argv.includes('name')) renamed = true;
       const out = renamed ? IP_ADDR.replace('"eth0"', '"eth1"') : IP_ADDR;
-      return { stdout: args[0] === '-j' ? out : '', stderr: '' };
+      return ran(argv, argv[1] === '-j' ? out : '');
     };
     const net = new GuestNetwork({ run });
     const res = await net.updateInterface({ ...want, hwAddr: '52:54:00:AB:CD:EF' });
@@ -241,10 +242,8 @@ describe('GuestNetwork', () => {
   });
 
   it('ListRoutes and ListInterfaces report what ip shows', async () => {
-    const run: CommandRunner = async (_f, args) => ({
-      stdout: args.includes('route') ? IP_ROUTE : IP_ADDR,
-      stderr: '',
-    });
+    const run: CommandRunner = async (argv) =>
+      ran(argv, argv.includes('route') ? IP_ROUTE : IP_ADDR);
     const net = new GuestNetwork({ run });
     expect((await net.listRoutes()).map((r) => r.dest)).toEqual([
       '',

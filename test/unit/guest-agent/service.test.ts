@@ -10,13 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../../src/agent/errors.js';
 import { startAgentServer, type AgentServer } from '../../../src/agent/guest/server.js';
-import type { CommandRunner } from '../../../src/agent/guest/command.js';
-import { runCommand } from '../../../src/agent/guest/command.js';
 import { sharedDirStorage } from '../../../src/agent/storage.js';
 import type { ContainerSetup } from '../../../src/agent/agent-requests.js';
+import { runCommandOk, type CommandRunner } from '../../../src/common/run-command.js';
 import { Process, Spec } from '../../../src/generated/oci.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { configValidator } from './oci-schema.js';
+import { ran } from './ran.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FAKE_CRUN = path.join(HERE, 'fake-crun.mjs');
@@ -28,12 +28,13 @@ let client: AgentClient;
 let validate: ValidateFunction;
 const recorded: string[][] = [];
 
-const recordingRunner: CommandRunner = async (file, args, opts) => {
+const recordingRunner: CommandRunner = async (argv, opts) => {
+  const [file] = argv;
   if (file === 'mount' || file === 'umount' || file === 'ip') {
-    recorded.push([file, ...args]);
-    return { stdout: file === 'ip' ? '[]' : '', stderr: '' };
+    recorded.push([...argv]);
+    return ran(argv, file === 'ip' ? '[]' : '');
   }
-  return runCommand(file, args, opts);
+  return runCommandOk(argv, opts);
 };
 
 function containerRequest(cid: string, args: string[], extra: object = {}): ContainerSetup {

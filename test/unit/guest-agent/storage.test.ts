@@ -4,7 +4,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BlockDevices, parseMajorMinor } from '../../../src/agent/guest/block-devices.js';
-import type { CommandRunner } from '../../../src/agent/guest/command.js';
 import { validateDevice, withDevices } from '../../../src/agent/guest/device-nodes.js';
 import { toOciConfig } from '../../../src/agent/guest/oci-config.js';
 import {
@@ -13,9 +12,11 @@ import {
   validateStorage,
 } from '../../../src/agent/guest/storage-mounter.js';
 import { blockDevice, blockRootfsStorage, sharedDirStorage } from '../../../src/agent/storage.js';
+import type { CommandRunner } from '../../../src/common/run-command.js';
 import type { Storage } from '../../../src/generated/agent.js';
 import { Spec } from '../../../src/generated/oci.js';
 import { configValidator } from './oci-schema.js';
+import { ran } from './ran.js';
 
 let sys: string;
 beforeAll(() => {
@@ -143,12 +144,12 @@ describe('storages', () => {
   it('mounts, then unmounts per owner in reverse order (lazy when busy)', async () => {
     const calls: string[][] = [];
     const made: string[] = [];
-    const run: CommandRunner = async (file, args) => {
-      calls.push([file, ...args]);
-      if (file === 'umount' && args[0] === '/run/kata-containers/shared/containers/c1') {
+    const run: CommandRunner = async (argv) => {
+      calls.push([...argv]);
+      if (argv[0] === 'umount' && argv[1] === '/run/kata-containers/shared/containers/c1') {
         throw new Error('busy');
       }
-      return { stdout: '', stderr: '' };
+      return ran(argv);
     };
     const m = new StorageMounter({
       run,

@@ -1,10 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import {
-  afterReconcile,
-  TerminalError,
-  WorkQueue,
-  type ReconcileResult,
-} from '../../../src/kube/work-queue.js';
+import { afterReconcile, WorkQueue, type ReconcileResult } from '../../../src/kube/work-queue.js';
 
 const noJitter = () => 0;
 const fast = { baseMs: 5, maxMs: 40, jitter: 0 };
@@ -46,13 +41,6 @@ describe('afterReconcile', () => {
     });
     expect(afterReconcile(err, 1, b, noJitter).requeueAfterMs).toBe(200);
     expect(afterReconcile(err, 9, b, noJitter).requeueAfterMs).toBe(1000);
-  });
-
-  it('never retries a TerminalError', () => {
-    expect(afterReconcile({ ok: false, error: new TerminalError('bad spec') }, 2, b)).toEqual({
-      outcome: 'terminal',
-      failures: 0,
-    });
   });
 });
 
@@ -168,22 +156,6 @@ describe('WorkQueue', () => {
       [3, 20],
     ]);
     expect(q.metrics.retries).toBe(3);
-  });
-
-  it('does not retry a TerminalError', async () => {
-    const outcomes: string[] = [];
-    const q = new WorkQueue({
-      backoff: fast,
-      hooks: { onResult: (_k, o) => outcomes.push(o) },
-      reconcile: async () => {
-        throw new TerminalError('invalid');
-      },
-    });
-    q.add('ns/a');
-    await until(() => outcomes.length === 1);
-    await new Promise((r) => setTimeout(r, 30));
-    await q.shutdown();
-    expect(outcomes).toEqual(['terminal']);
   });
 
   it('requeues after requeueAfterMs, and addAfter keeps the earliest time', async () => {
