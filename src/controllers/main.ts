@@ -31,6 +31,7 @@ import {
 import { orphanedProjections } from './pull-secret-projection.js';
 import { PullSecretProjector } from './pull-secret-projector.js';
 import { projectionViews } from './pull-secret-world.js';
+import { processShutdown } from '../common/process-shutdown.js';
 
 const log = createLogger('kata-controller');
 /** How often projections without a sandbox are looked for (besides on taking the lead). */
@@ -240,7 +241,7 @@ async function main(): Promise<void> {
         onStoppedLeading: () => {
           metrics.leader.set(0);
           log.warn('lost the leader lease; exiting');
-          exitAfterShutdown(1);
+          ending.exit(1);
         },
       })
     : undefined;
@@ -261,15 +262,7 @@ async function main(): Promise<void> {
     server.close();
     process.exit(code);
   }
-  // A shutdown that fails still ends the process, with the failure logged.
-  function exitAfterShutdown(code: number): void {
-    shutdown(code).catch((err: unknown) => {
-      log.fatal({ err }, 'shutdown failed');
-      process.exit(1);
-    });
-  }
-  process.once('SIGTERM', () => exitAfterShutdown(0));
-  process.once('SIGINT', () => exitAfterShutdown(0));
+  const ending = processShutdown(shutdown, log);
 }
 
 main().catch((err: unknown) => {

@@ -41,6 +41,7 @@ import { StateStore } from './state-store.js';
 import { SandboxNetwork, storedNetnsClaims } from './network/sandbox-network.js';
 import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
+import { processShutdown } from '../common/process-shutdown.js';
 
 const log = createLogger('kata-node-agent');
 
@@ -284,15 +285,7 @@ async function main(): Promise<void> {
     server.close();
     process.exit(code);
   }
-  // A shutdown that fails still ends the process, with the failure logged.
-  function exitAfterShutdown(code: number): void {
-    shutdown(code).catch((err: unknown) => {
-      log.fatal({ err }, 'shutdown failed');
-      process.exit(1);
-    });
-  }
-  process.once('SIGTERM', () => exitAfterShutdown(0));
-  process.once('SIGINT', () => exitAfterShutdown(0));
+  processShutdown(shutdown, log);
 }
 
 if (isNodeHeartbeatWorker()) {
