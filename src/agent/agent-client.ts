@@ -10,6 +10,7 @@ import {
 import {
   AgentServiceClient,
   type GuestDetailsResponse,
+  type StatsContainerResponse,
   type StringUser,
 } from '../generated/agent.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../generated/health.js';
@@ -120,6 +121,12 @@ export class AgentClient {
       opts,
       true,
     );
+  }
+
+  /** The container's cgroup figures and the guest's interface counters (Kata 1.x's StatsContainer). */
+  async statsContainer(containerId: string, opts: CallOpts = {}): Promise<StatsContainerResponse> {
+    const fn = this.agent.statsContainer.bind(this.agent);
+    return this.call('StatsContainer', fn, { containerId }, opts, true);
   }
 
   // --- network ------------------------------------------------------------------------------
