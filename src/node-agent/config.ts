@@ -61,6 +61,8 @@ export interface NodeAgentConfig {
   imagePullBackoffMs: number;
   /** How often running sandboxes' taps and redirects are checked (NetworkLost). */
   networkCheckMs: number;
+  /** How often each running sandbox's guest is asked for its figures (per-sandbox metrics). */
+  guestStatsMs: number;
   help: boolean;
 }
 
@@ -317,6 +319,13 @@ const OPTIONS: readonly Option[] = [
     kind: 'int',
     doc: "interval of the check that running sandboxes' taps and tc redirects are still there; 0 turns it off (default 15000)",
   },
+  {
+    flag: 'guest-stats-ms',
+    env: 'GUEST_STATS_MS',
+    key: 'guestStatsMs',
+    kind: 'int',
+    doc: "interval at which each running sandbox's guest is asked for its memory and its containers' CPU, memory and network figures (the kata_node_sandbox_guest_* and *_container_* metrics); 0 turns it off (default 15000)",
+  },
 ];
 
 export const NODE_AGENT_HELP = `kata-node-agent: runs the KataSandboxes scheduled to this node as QEMU VMs.
@@ -358,6 +367,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   imagePullTimeoutMs: 600_000,
   imagePullBackoffMs: 10_000,
   networkCheckMs: 15_000,
+  guestStatsMs: 15_000,
 };
 
 const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;

@@ -44,6 +44,8 @@ import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.
 import { processShutdown } from '../common/process-shutdown.js';
 
 const log = createLogger('kata-node-agent');
+/** Deadline of each guest call of the periodic sampling: a busy guest is skipped, not waited for. */
+const GUEST_STATS_TIMEOUT_MS = 5_000;
 
 async function main(): Promise<void> {
   const cfg = nodeAgentConfig(process.argv.slice(2), process.env);
@@ -107,6 +109,7 @@ async function main(): Promise<void> {
         name: r.state.name,
         ...(r.qemuPid !== undefined && { qemuPid: r.qemuPid }),
         restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
+        ...(r.guestSample && { guest: r.guestSample }),
       })),
     heartbeat: () => ({
       lastRenewed: heartbeat.lastRenewed,
@@ -265,6 +268,18 @@ async function main(): Promise<void> {
       : undefined;
   networkCheck?.unref();
 
+  // Guest figures for the per-sandbox metrics: sampled here, read at scrape time.
+  let sampling: Promise<void> | undefined;
+  const guestStats =
+    cfg.guestStatsMs > 0
+      ? setInterval(() => {
+          sampling ??= rec
+            .sampleGuests(Math.min(GUEST_STATS_TIMEOUT_MS, cfg.guestStatsMs), stop.signal)
+            .finally(() => (sampling = undefined));
+        }, cfg.guestStatsMs)
+      : undefined;
+  guestStats?.unref();
+
   // Level-triggered: the Lease's allocation annotations follow the runtimes within a few seconds.
   const allocationSync = setInterval(() => heartbeat.setAllocated(allocation()), 3_000);
   allocationSync.unref();
@@ -277,6 +292,7 @@ async function main(): Promise<void> {
     log.info('shutting down: VMs keep running');
     stop.abort();
     clearInterval(networkCheck);
+    clearInterval(guestStats);
     clearInterval(allocationSync);
     await queue.shutdown(10_000);
     await sandboxes.stop();

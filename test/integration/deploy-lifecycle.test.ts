@@ -115,6 +115,8 @@ beforeAll(async () => {
       ...['--metrics-port', String(agentPort), '--default-accelerator', 'auto'],
       ...['--state-dir', dirs[0] ?? '', '--run-dir', dirs[1] ?? '', '--log-dir', dirs[2] ?? ''],
       ...['--allowed-host-path-roots', roots, '--host-fs-binary', builtHostFsBinary()],
+      // The guest panels need two samples within the dashboard check's wait.
+      ...['--guest-stats-ms', '2000'],
     ],
     path.join(base, 'node-agent.log'),
   );
