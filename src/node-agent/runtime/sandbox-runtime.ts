@@ -109,8 +109,9 @@ export class SandboxRuntime {
     return this.ctx.vm?.running ? this.ctx.vm.pid : undefined;
   }
 
+  /** The last sample, while the VM still runs: an ended sandbox's series go at once. */
   get guestSample(): GuestSample | undefined {
-    return this.guest;
+    return this.ctx.vmRunning && !this.ended ? this.guest : undefined;
   }
 
   get gone(): boolean {
