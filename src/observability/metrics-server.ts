@@ -24,6 +24,8 @@ export interface MetricsServerOptions {
   /** The self-signed certificate's subject and extra names (e.g. the metrics Service's). */
   commonName: string;
   dnsNames?: readonly string[];
+  /** How often certificate files are looked at again. Default 60 s. */
+  certReloadMs?: number;
 }
 
 export interface RunningMetricsServer {
@@ -90,7 +92,7 @@ export async function startMetricsServer(
       } catch (err) {
         opts.log.warn({ err }, 'metrics serving certificate not reloaded; keeping the old one');
       }
-    }, CERT_RELOAD_MS);
+    }, opts.certReloadMs ?? CERT_RELOAD_MS);
     reload.unref();
   }
   return running(server, 'https');

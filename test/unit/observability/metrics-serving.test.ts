@@ -12,6 +12,10 @@ import { Registry } from 'prom-client';
 import { controllerConfig } from '../../../src/controllers/controller-config.js';
 import { nodeAgentConfig } from '../../../src/node-agent/config.js';
 import { startProbeServer } from '../../../src/observability/http-server.js';
+import { startMetricsServer } from '../../../src/observability/metrics-server.js';
+import { newKubeConfig } from '../../../src/kube/shared-agent.js';
+import { pino } from 'pino';
+import { connect } from 'node:tls';
 import type { AuthDecision } from '../../../src/observability/metrics-auth.js';
 import { selfSignedCertificate } from '../../../src/observability/self-signed-cert.js';
 
@@ -216,5 +220,81 @@ describe('the --metrics-* settings', () => {
     expect(() => controllerConfig([...both, '--metrics-secure', 'false'], {}, 'h')).toThrow(
       /cannot be used with --metrics-secure false/,
     );
+  });
+});
+
+describe('startMetricsServer', () => {
+  // No review is made below (/healthz only): the KubeConfig points nowhere.
+  const kc = newKubeConfig();
+  kc.loadFromClusterAndUser(
+    { name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: true },
+    { name: 'u', token: 'x' },
+  );
+  const log = pino({ level: 'silent' });
+  const servedFingerprint = (port: number): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerX509Certificate()?.fingerprint256 ?? '');
+        s.end();
+      });
+      s.on('error', reject);
+    });
+
+  it('plain HTTP binds loopback only', async () => {
+    const m = await startMetricsServer({
+      config: { metricsPort: 0, metricsSecure: false },
+      kc,
+      registry: new Registry(),
+      ready: () => true,
+      log,
+      commonName: 'x',
+    });
+    try {
+      expect(m.scheme).toBe('http');
+      expect(m.server.address()).toMatchObject({ address: '127.0.0.1' });
+    } finally {
+      await new Promise((r) => m.server.close(r));
+    }
+  });
+
+  it('HTTPS binds every address, and serves a certificate from files, following a rotation', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kata-metrics-cert-'));
+    const certFile = path.join(dir, 'tls.crt');
+    const keyFile = path.join(dir, 'tls.key');
+    const write = (p: { certPem: string; keyPem: string }): string => {
+      writeFileSync(certFile, p.certPem);
+      writeFileSync(keyFile, p.keyPem);
+      return new X509Certificate(p.certPem).fingerprint256;
+    };
+    const first = write(selfSignedCertificate({ commonName: 'first', hosts: ['127.0.0.1'] }));
+    const m = await startMetricsServer({
+      config: {
+        metricsPort: 0,
+        metricsSecure: true,
+        metricsCertFile: certFile,
+        metricsKeyFile: keyFile,
+      },
+      kc,
+      registry: new Registry(),
+      ready: () => true,
+      log,
+      commonName: 'x',
+      certReloadMs: 50,
+    });
+    try {
+      expect(m.scheme).toBe('https');
+      expect(m.server.address()).toMatchObject({ address: '0.0.0.0' });
+      expect(await servedFingerprint(m.port)).toBe(first);
+      const second = write(selfSignedCertificate({ commonName: 'second', hosts: ['127.0.0.1'] }));
+      let served = first;
+      for (let i = 0; i < 100 && served !== second; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        served = await servedFingerprint(m.port);
+      }
+      expect(served).toBe(second);
+    } finally {
+      await new Promise((r) => m.server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
