@@ -62,6 +62,13 @@ host-fs: ## build the kata-host-fs helper (Go, static) into $(CACHE_DIR)/bin/ wh
 host-fs-check: ## go vet and the Go unit tests of host-fs/
 	cd host-fs && go vet ./... && go test ./...
 
+.PHONY: peers test-peers
+peers: ## build the peer programs of test/peers/ (Kata 1.x client, from its source) into $(CACHE_DIR)/peers/bin/ when their inputs changed
+	@CACHE_DIR=$(CACHE_DIR) hack/peers.sh >/dev/null
+
+test-peers: deps peers guest host-fs ## only the peer layer: our guest agent driven by the real Kata 1.x client in a real VM
+	TEST_LAYERS=peers hack/run-tests.sh
+
 .PHONY: guest
 guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
 	guest/build.sh
