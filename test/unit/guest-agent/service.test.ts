@@ -107,7 +107,7 @@ describe('health and details', () => {
     expect(d.agentDetails).toMatchObject({
       version: '0.1.0',
       initDaemon: false,
-      storageHandlers: ['9p', 'blk', 'local'],
+      storageHandlers: ['9p', 'blk', 'local', 'ephemeral'],
       deviceHandlers: ['blk'],
     });
   });
