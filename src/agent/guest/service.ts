@@ -8,7 +8,7 @@ import { TTY_UNSUPPORTED } from './container-manager.js';
 import * as health from './health.js';
 import type { GuestNetwork } from './network.js';
 import type { Sandbox } from './sandbox.js';
-import { failedPrecondition, StatusError, toServiceError } from './status-error.js';
+import { endOfStream, failedPrecondition, StatusError, toServiceError } from './status-error.js';
 import { validateContainerId, validateId } from './path-guard.js';
 
 export interface AgentParts {
@@ -83,13 +83,18 @@ export function agentService(parts: AgentParts): AgentServiceServer {
       const { cid, eid } = ids(req);
       return { len: await cm.process(cid, eid).writeStdin(req.data) };
     }),
+    // A drained, ended stream reads as empty; the caller is told with Kata 1.x's EOF status.
     readStdout: u('ReadStdout', async (req, signal) => {
       const { cid, eid } = ids(req);
-      return { data: await cm.process(cid, eid).stdout.read(req.len, signal) };
+      const data = await cm.process(cid, eid).stdout.read(req.len, signal);
+      if (data.length === 0) throw endOfStream();
+      return { data };
     }),
     readStderr: u('ReadStderr', async (req, signal) => {
       const { cid, eid } = ids(req);
-      return { data: await cm.process(cid, eid).stderr.read(req.len, signal) };
+      const data = await cm.process(cid, eid).stderr.read(req.len, signal);
+      if (data.length === 0) throw endOfStream();
+      return { data };
     }),
     closeStdin: u('CloseStdin', async (req) => {
       const { cid, eid } = ids(req);

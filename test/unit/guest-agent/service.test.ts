@@ -1,7 +1,7 @@
 // The guest agent's gRPC service in process on a unix socket, driven by the real AgentClient.
 // crun is replaced by fake-crun.mjs (plain children, same argv), mount/umount/ip are recorded.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { status } from '@grpc/grpc-js';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import type { ValidateFunction } from 'ajv';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { startAgentServer, type AgentServer } from '../../../src/agent/guest/ser
 import { sharedDirStorage } from '../../../src/agent/storage.js';
 import type { ContainerSetup } from '../../../src/agent/agent-requests.js';
 import { runCommandOk, type CommandRunner } from '../../../src/common/run-command.js';
+import { AgentServiceClient } from '../../../src/generated/agent.js';
 import { Process, Spec } from '../../../src/generated/oci.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { configValidator } from './oci-schema.js';
@@ -197,10 +198,23 @@ describe('containers', () => {
     expect(unknownExec.details).toContain('"e-unknown"');
   });
 
-  it('runs it: stdout, then an empty read at the end, exit status (twice)', async () => {
+  it('runs it: stdout, then the end of the stream as Kata 1.x says it, exit status (twice)', async () => {
     await client.startContainer('c1');
     expect(await readAll((n) => client.readStdout('c1', 'c1', n), 3)).toBe('hello\n');
     expect((await client.readStdout('c1', 'c1', 10)).length).toBe(0);
+    // On the wire: the read fails with Unknown "EOF", every time after the end.
+    const raw = new AgentServiceClient(`unix://${agent.socketPath}`, credentials.createInsecure());
+    for (const read of [
+      raw.readStdout.bind(raw),
+      raw.readStdout.bind(raw),
+      raw.readStderr.bind(raw),
+    ]) {
+      const err = await new Promise<ServiceError | null>((resolve) =>
+        read({ containerId: 'c1', execId: 'c1', len: 10 }, (e) => resolve(e)),
+      );
+      expect(err).toMatchObject({ code: status.UNKNOWN, details: 'EOF' });
+    }
+    raw.close();
     expect(await client.waitProcess('c1', 'c1')).toBe(3);
     expect(await client.waitProcess('c1', '')).toBe(3);
     const again = await rpcError(client.startContainer('c1'));
