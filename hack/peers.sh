@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the peer programs of test/peers/ into $CACHE_DIR/peers/bin/ when their inputs changed, and
-# prints the directory as the last line. kata1-client is built against the Kata 1.x agent source
+# prints that directory as the last line (with --tree: the 1.x source tree's directory). kata1-client is built against the Kata 1.x agent source
 # (github.com/kata-containers/agent at KATA1_COMMIT, the last 1.x master) in GOPATH mode from that
 # tree's own vendor/ (grpc-go 1.11, hashicorp/yamux, gogo/protobuf): the Go module proxy does not
 # serve it, and its client must be the unmodified one.
@@ -70,5 +70,9 @@ build_peer() {
   echo "$hash" >"$out.sources"
 }
 
+if [ "${1:-}" = --tree ]; then
+  echo "$TREE"
+  exit 0
+fi
 build_peer kata1-client
 echo "$BIN"

@@ -186,15 +186,7 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<string> {
     const execId = randomUUID();
-    const req = {
-      containerId,
-      execId,
-      process,
-      stringUser,
-      stdinPort: 0,
-      stdoutPort: 0,
-      stderrPort: 0,
-    };
+    const req = { containerId, execId, process, stringUser };
     await this.call('ExecProcess', this.agent.execProcess.bind(this.agent), req, opts, false);
     return execId;
   }

@@ -20,13 +20,7 @@ import {
 } from "@grpc/grpc-js";
 import { Empty } from "./google/protobuf/empty.js";
 import { Process, Spec } from "./oci.js";
-import {
-  FSGroupChangePolicy,
-  fSGroupChangePolicyFromJSON,
-  fSGroupChangePolicyToJSON,
-  Interface,
-  Route,
-} from "./types.js";
+import { Interface, Route } from "./types.js";
 
 export const protobufPackage = "grpc";
 
@@ -34,8 +28,10 @@ export const protobufFileName = "agent.proto";
 
 /**
  * The agent protocol between the node agent (host) and the guest agent (inside the VM).
- * Written for kata-sandbox-operator; message names, field numbers and types match the Kata
- * agent's (package grpc, service AgentService), so each message encodes to the same bytes.
+ * Written for kata-sandbox-operator. The compatibility target is Kata 1.x's agent protocol
+ * (github.com/kata-containers/agent, protocols/grpc/agent.proto; package grpc, service
+ * AgentService): every message and field both have carries 1.x's name, number and type, so each
+ * encodes to the same bytes. Fields 1.x does not have use numbers 1.x never used (none here).
  * Only the RPCs this project uses are declared; the gRPC method paths are Kata's.
  */
 
@@ -47,10 +43,8 @@ export interface CreateContainerRequest {
   storages: Storage[];
   OCI?: Spec | undefined;
   sandboxPidns: boolean;
-  sharedMounts: SharedMount[];
-  stdinPort: number;
-  stdoutPort: number;
-  stderrPort: number;
+  /** Join the agent's own pid namespace (1.x: debug containers); this agent refuses it. */
+  agentPidns: boolean;
 }
 
 export interface StartContainerRequest {
@@ -68,9 +62,6 @@ export interface ExecProcessRequest {
   execId: string;
   stringUser?: StringUser | undefined;
   process?: Process | undefined;
-  stdinPort: number;
-  stdoutPort: number;
-  stderrPort: number;
 }
 
 export interface SignalProcessRequest {
@@ -180,29 +171,14 @@ export interface GuestDetailsResponse {
   supportMemHotplugProbe: boolean;
 }
 
-export interface FSGroup {
-  groupId: number;
-  groupChangePolicy: FSGroupChangePolicy;
-}
-
-export interface SharedMount {
-  name: string;
-  srcCtr: string;
-  srcPath: string;
-  dstCtr: string;
-  dstPath: string;
-}
-
 export interface Storage {
-  /** "9p", "blk", "local", ...: how the storage reaches the VM. */
+  /** "9p", "blk", "local", "ephemeral", ...: how the storage reaches the VM. */
   driver: string;
   driverOptions: string[];
   source: string;
   fstype: string;
   options: string[];
   mountPoint: string;
-  fsGroup?: FSGroup | undefined;
-  shared: boolean;
 }
 
 export interface Device {
@@ -230,10 +206,7 @@ function createBaseCreateContainerRequest(): CreateContainerRequest {
     storages: [],
     OCI: undefined,
     sandboxPidns: false,
-    sharedMounts: [],
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
+    agentPidns: false,
   };
 }
 
@@ -260,17 +233,8 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     if (message.sandboxPidns !== false) {
       writer.uint32(56).bool(message.sandboxPidns);
     }
-    for (const v of message.sharedMounts) {
-      SharedMount.encode(v!, writer.uint32(66).fork()).join();
-    }
-    if (message.stdinPort !== 0) {
-      writer.uint32(72).uint32(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      writer.uint32(80).uint32(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      writer.uint32(88).uint32(message.stderrPort);
+    if (message.agentPidns !== false) {
+      writer.uint32(64).bool(message.agentPidns);
     }
     return writer;
   },
@@ -345,35 +309,11 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
             continue;
           }
           case 8: {
-            if (tag !== 66) {
+            if (tag !== 64) {
               break;
             }
 
-            message.sharedMounts.push(SharedMount.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 9: {
-            if (tag !== 72) {
-              break;
-            }
-
-            message.stdinPort = reader.uint32();
-            continue;
-          }
-          case 10: {
-            if (tag !== 80) {
-              break;
-            }
-
-            message.stdoutPort = reader.uint32();
-            continue;
-          }
-          case 11: {
-            if (tag !== 88) {
-              break;
-            }
-
-            message.stderrPort = reader.uint32();
+            message.agentPidns = reader.bool();
             continue;
           }
         }
@@ -413,26 +353,11 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
         : isSet(object.sandbox_pidns)
         ? globalThis.Boolean(object.sandbox_pidns)
         : false,
-      sharedMounts: globalThis.Array.isArray(object?.sharedMounts)
-        ? object.sharedMounts.map((e: any) => SharedMount.fromJSON(e))
-        : globalThis.Array.isArray(object?.shared_mounts)
-        ? object.shared_mounts.map((e: any) => SharedMount.fromJSON(e))
-        : [],
-      stdinPort: isSet(object.stdinPort)
-        ? globalThis.Number(object.stdinPort)
-        : isSet(object.stdin_port)
-        ? globalThis.Number(object.stdin_port)
-        : 0,
-      stdoutPort: isSet(object.stdoutPort)
-        ? globalThis.Number(object.stdoutPort)
-        : isSet(object.stdout_port)
-        ? globalThis.Number(object.stdout_port)
-        : 0,
-      stderrPort: isSet(object.stderrPort)
-        ? globalThis.Number(object.stderrPort)
-        : isSet(object.stderr_port)
-        ? globalThis.Number(object.stderr_port)
-        : 0,
+      agentPidns: isSet(object.agentPidns)
+        ? globalThis.Boolean(object.agentPidns)
+        : isSet(object.agent_pidns)
+        ? globalThis.Boolean(object.agent_pidns)
+        : false,
     };
   },
 
@@ -459,17 +384,8 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     if (message.sandboxPidns !== false) {
       obj.sandboxPidns = message.sandboxPidns;
     }
-    if (message.sharedMounts?.length) {
-      obj.sharedMounts = message.sharedMounts.map((e) => SharedMount.toJSON(e));
-    }
-    if (message.stdinPort !== 0) {
-      obj.stdinPort = Math.round(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      obj.stdoutPort = Math.round(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      obj.stderrPort = Math.round(message.stderrPort);
+    if (message.agentPidns !== false) {
+      obj.agentPidns = message.agentPidns;
     }
     return obj;
   },
@@ -488,10 +404,7 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     message.storages = object.storages?.map((e) => Storage.fromPartial(e)) || [];
     message.OCI = (object.OCI !== undefined && object.OCI !== null) ? Spec.fromPartial(object.OCI) : undefined;
     message.sandboxPidns = object.sandboxPidns ?? false;
-    message.sharedMounts = object.sharedMounts?.map((e) => SharedMount.fromPartial(e)) || [];
-    message.stdinPort = object.stdinPort ?? 0;
-    message.stdoutPort = object.stdoutPort ?? 0;
-    message.stderrPort = object.stderrPort ?? 0;
+    message.agentPidns = object.agentPidns ?? false;
     return message;
   },
 };
@@ -659,15 +572,7 @@ export const RemoveContainerRequest: MessageFns<RemoveContainerRequest> = {
 };
 
 function createBaseExecProcessRequest(): ExecProcessRequest {
-  return {
-    containerId: "",
-    execId: "",
-    stringUser: undefined,
-    process: undefined,
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
-  };
+  return { containerId: "", execId: "", stringUser: undefined, process: undefined };
 }
 
 export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
@@ -683,15 +588,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     }
     if (message.process !== undefined) {
       Process.encode(message.process, writer.uint32(34).fork()).join();
-    }
-    if (message.stdinPort !== 0) {
-      writer.uint32(40).uint32(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      writer.uint32(48).uint32(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      writer.uint32(56).uint32(message.stderrPort);
     }
     return writer;
   },
@@ -741,30 +637,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
             message.process = Process.decode(reader, reader.uint32());
             continue;
           }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.stdinPort = reader.uint32();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.stdoutPort = reader.uint32();
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.stderrPort = reader.uint32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -795,21 +667,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
         ? StringUser.fromJSON(object.string_user)
         : undefined,
       process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
-      stdinPort: isSet(object.stdinPort)
-        ? globalThis.Number(object.stdinPort)
-        : isSet(object.stdin_port)
-        ? globalThis.Number(object.stdin_port)
-        : 0,
-      stdoutPort: isSet(object.stdoutPort)
-        ? globalThis.Number(object.stdoutPort)
-        : isSet(object.stdout_port)
-        ? globalThis.Number(object.stdout_port)
-        : 0,
-      stderrPort: isSet(object.stderrPort)
-        ? globalThis.Number(object.stderrPort)
-        : isSet(object.stderr_port)
-        ? globalThis.Number(object.stderr_port)
-        : 0,
     };
   },
 
@@ -827,15 +684,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     if (message.process !== undefined) {
       obj.process = Process.toJSON(message.process);
     }
-    if (message.stdinPort !== 0) {
-      obj.stdinPort = Math.round(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      obj.stdoutPort = Math.round(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      obj.stderrPort = Math.round(message.stderrPort);
-    }
     return obj;
   },
 
@@ -852,9 +700,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     message.process = (object.process !== undefined && object.process !== null)
       ? Process.fromPartial(object.process)
       : undefined;
-    message.stdinPort = object.stdinPort ?? 0;
-    message.stdoutPort = object.stdoutPort ?? 0;
-    message.stderrPort = object.stderrPort ?? 0;
     return message;
   },
 };
@@ -2763,259 +2608,8 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
   },
 };
 
-function createBaseFSGroup(): FSGroup {
-  return { groupId: 0, groupChangePolicy: 0 };
-}
-
-export const FSGroup: MessageFns<FSGroup> = {
-  encode(message: FSGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.groupId !== 0) {
-      writer.uint32(16).uint32(message.groupId);
-    }
-    if (message.groupChangePolicy !== 0) {
-      writer.uint32(24).int32(message.groupChangePolicy);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): FSGroup {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseFSGroup();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.groupId = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.groupChangePolicy = reader.int32() as any;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): FSGroup {
-    return {
-      groupId: isSet(object.groupId)
-        ? globalThis.Number(object.groupId)
-        : isSet(object.group_id)
-        ? globalThis.Number(object.group_id)
-        : 0,
-      groupChangePolicy: isSet(object.groupChangePolicy)
-        ? fSGroupChangePolicyFromJSON(object.groupChangePolicy)
-        : isSet(object.group_change_policy)
-        ? fSGroupChangePolicyFromJSON(object.group_change_policy)
-        : 0,
-    };
-  },
-
-  toJSON(message: FSGroup): unknown {
-    const obj: any = {};
-    if (message.groupId !== 0) {
-      obj.groupId = Math.round(message.groupId);
-    }
-    if (message.groupChangePolicy !== 0) {
-      obj.groupChangePolicy = fSGroupChangePolicyToJSON(message.groupChangePolicy);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<FSGroup>, I>>(base?: I): FSGroup {
-    return FSGroup.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<FSGroup>, I>>(object: I): FSGroup {
-    const message = createBaseFSGroup();
-    message.groupId = object.groupId ?? 0;
-    message.groupChangePolicy = object.groupChangePolicy ?? 0;
-    return message;
-  },
-};
-
-function createBaseSharedMount(): SharedMount {
-  return { name: "", srcCtr: "", srcPath: "", dstCtr: "", dstPath: "" };
-}
-
-export const SharedMount: MessageFns<SharedMount> = {
-  encode(message: SharedMount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
-    }
-    if (message.srcCtr !== "") {
-      writer.uint32(18).string(message.srcCtr);
-    }
-    if (message.srcPath !== "") {
-      writer.uint32(26).string(message.srcPath);
-    }
-    if (message.dstCtr !== "") {
-      writer.uint32(34).string(message.dstCtr);
-    }
-    if (message.dstPath !== "") {
-      writer.uint32(42).string(message.dstPath);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SharedMount {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSharedMount();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.name = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.srcCtr = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.srcPath = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.dstCtr = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.dstPath = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): SharedMount {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      srcCtr: isSet(object.srcCtr)
-        ? globalThis.String(object.srcCtr)
-        : isSet(object.src_ctr)
-        ? globalThis.String(object.src_ctr)
-        : "",
-      srcPath: isSet(object.srcPath)
-        ? globalThis.String(object.srcPath)
-        : isSet(object.src_path)
-        ? globalThis.String(object.src_path)
-        : "",
-      dstCtr: isSet(object.dstCtr)
-        ? globalThis.String(object.dstCtr)
-        : isSet(object.dst_ctr)
-        ? globalThis.String(object.dst_ctr)
-        : "",
-      dstPath: isSet(object.dstPath)
-        ? globalThis.String(object.dstPath)
-        : isSet(object.dst_path)
-        ? globalThis.String(object.dst_path)
-        : "",
-    };
-  },
-
-  toJSON(message: SharedMount): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.srcCtr !== "") {
-      obj.srcCtr = message.srcCtr;
-    }
-    if (message.srcPath !== "") {
-      obj.srcPath = message.srcPath;
-    }
-    if (message.dstCtr !== "") {
-      obj.dstCtr = message.dstCtr;
-    }
-    if (message.dstPath !== "") {
-      obj.dstPath = message.dstPath;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SharedMount>, I>>(base?: I): SharedMount {
-    return SharedMount.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SharedMount>, I>>(object: I): SharedMount {
-    const message = createBaseSharedMount();
-    message.name = object.name ?? "";
-    message.srcCtr = object.srcCtr ?? "";
-    message.srcPath = object.srcPath ?? "";
-    message.dstCtr = object.dstCtr ?? "";
-    message.dstPath = object.dstPath ?? "";
-    return message;
-  },
-};
-
 function createBaseStorage(): Storage {
-  return {
-    driver: "",
-    driverOptions: [],
-    source: "",
-    fstype: "",
-    options: [],
-    mountPoint: "",
-    fsGroup: undefined,
-    shared: false,
-  };
+  return { driver: "", driverOptions: [], source: "", fstype: "", options: [], mountPoint: "" };
 }
 
 export const Storage: MessageFns<Storage> = {
@@ -3037,12 +2631,6 @@ export const Storage: MessageFns<Storage> = {
     }
     if (message.mountPoint !== "") {
       writer.uint32(50).string(message.mountPoint);
-    }
-    if (message.fsGroup !== undefined) {
-      FSGroup.encode(message.fsGroup, writer.uint32(58).fork()).join();
-    }
-    if (message.shared !== false) {
-      writer.uint32(64).bool(message.shared);
     }
     return writer;
   },
@@ -3108,22 +2696,6 @@ export const Storage: MessageFns<Storage> = {
             message.mountPoint = reader.string();
             continue;
           }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.fsGroup = FSGroup.decode(reader, reader.uint32());
-            continue;
-          }
-          case 8: {
-            if (tag !== 64) {
-              break;
-            }
-
-            message.shared = reader.bool();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3152,12 +2724,6 @@ export const Storage: MessageFns<Storage> = {
         : isSet(object.mount_point)
         ? globalThis.String(object.mount_point)
         : "",
-      fsGroup: isSet(object.fsGroup)
-        ? FSGroup.fromJSON(object.fsGroup)
-        : isSet(object.fs_group)
-        ? FSGroup.fromJSON(object.fs_group)
-        : undefined,
-      shared: isSet(object.shared) ? globalThis.Boolean(object.shared) : false,
     };
   },
 
@@ -3181,12 +2747,6 @@ export const Storage: MessageFns<Storage> = {
     if (message.mountPoint !== "") {
       obj.mountPoint = message.mountPoint;
     }
-    if (message.fsGroup !== undefined) {
-      obj.fsGroup = FSGroup.toJSON(message.fsGroup);
-    }
-    if (message.shared !== false) {
-      obj.shared = message.shared;
-    }
     return obj;
   },
 
@@ -3201,10 +2761,6 @@ export const Storage: MessageFns<Storage> = {
     message.fstype = object.fstype ?? "";
     message.options = object.options?.map((e) => e) || [];
     message.mountPoint = object.mountPoint ?? "";
-    message.fsGroup = (object.fsGroup !== undefined && object.fsGroup !== null)
-      ? FSGroup.fromPartial(object.fsGroup)
-      : undefined;
-    message.shared = object.shared ?? false;
     return message;
   },
 };

@@ -115,6 +115,11 @@ export class ContainerManager {
   async create(req: CreateContainerRequest): Promise<void> {
     const id = validateContainerId('container_id', req.containerId);
     if (req.execId && req.execId !== id) validateId('exec_id', req.execId);
+    // Kata 1.x runs such a container in the agent's own pid namespace (debug containers); here
+    // every container gets its own, and saying so beats ignoring the flag.
+    if (req.agentPidns) {
+      throw invalidArgument("agent_pidns: sharing the agent's pid namespace is not supported");
+    }
     const spec = req.OCI;
     if (!spec) throw invalidArgument('OCI is missing');
     checkProcess(spec.Process, 'OCI.process');

@@ -115,7 +115,7 @@ export function toInterface(l: IpLink): Interface {
     })),
     mtu: l.mtu,
     hwAddr: l.address,
-    devicePath: '',
+    pciPath: '',
     type: l.linkType === 'ether' ? '' : l.linkType,
     rawFlags: 0,
   };

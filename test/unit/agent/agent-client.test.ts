@@ -172,7 +172,7 @@ describe('AgentClient against a real gRPC server', () => {
       devices: [],
       storages: [],
       sandboxPidns: false,
-      sharedMounts: [],
+      agentPidns: false,
     });
     await client.startContainer('main');
     expect(last()).toEqual({ rpc: 'StartContainer', request: { containerId: 'main' } });
@@ -231,7 +231,7 @@ describe('AgentClient against a real gRPC server', () => {
       IPAddresses: [{ family: IPFamily.v4, address: '10.0.0.2', mask: '24' }],
       mtu: 1500,
       hwAddr: '02:00:00:00:00:01',
-      devicePath: '',
+      pciPath: '',
       type: 'veth',
       rawFlags: 0,
     };

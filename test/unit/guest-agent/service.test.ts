@@ -11,7 +11,7 @@ import { AgentClient } from '../../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../../src/agent/errors.js';
 import { startAgentServer, type AgentServer } from '../../../src/agent/guest/server.js';
 import { sharedDirStorage } from '../../../src/agent/storage.js';
-import type { ContainerSetup } from '../../../src/agent/agent-requests.js';
+import { createContainerRequest, type ContainerSetup } from '../../../src/agent/agent-requests.js';
 import { runCommandOk, type CommandRunner } from '../../../src/common/run-command.js';
 import { AgentServiceClient } from '../../../src/generated/agent.js';
 import { Process, Spec } from '../../../src/generated/oci.js';
@@ -159,6 +159,19 @@ describe('refusals', () => {
     const err = await rpcError(client.createContainer(req));
     expect(err.code).toBe(status.INVALID_ARGUMENT);
     expect(err.details).toMatch(message);
+  });
+
+  it("CreateContainer refuses Kata 1.x's agent_pidns (field 8) instead of ignoring it", async () => {
+    const raw = new AgentServiceClient(`unix://${agent.socketPath}`, credentials.createInsecure());
+    const req = createContainerRequest(containerRequest('pidns', ['true']));
+    const err = await new Promise<ServiceError | null>((resolve) =>
+      raw.createContainer({ ...req, agentPidns: true }, (e) => resolve(e)),
+    );
+    raw.close();
+    expect(err).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "agent_pidns: sharing the agent's pid namespace is not supported",
+    });
   });
 
   it('unknown container ids are NOT_FOUND, naming the id', async () => {

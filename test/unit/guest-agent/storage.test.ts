@@ -109,7 +109,6 @@ describe('storages', () => {
       fstype: '',
       options: [],
       mountPoint: '/run/kata-containers/sandbox/local/v1',
-      shared: false,
     };
     expect(mountArgv(local)).toBeUndefined();
     expect(mountArgv({ ...local, fstype: 'tmpfs', options: ['size=1m'] })).toEqual([
@@ -146,7 +145,6 @@ describe('storages', () => {
       fstype: 'tmpfs',
       options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'],
       mountPoint: '/run/kata-containers/sandbox/shm',
-      shared: false,
     };
     expect(() => validateStorage(shm, 's')).not.toThrow();
     expect(mountArgv(shm)).toEqual([
@@ -235,7 +233,6 @@ describe('storages', () => {
       fstype: 'tmpfs',
       options: [],
       mountPoint: '/run/kata-containers/sandbox/ephemeral/cache',
-      shared: false,
     };
     await m.mount(mem, 'c1');
     await m.mount(mem, 'c2');
