@@ -21,6 +21,8 @@ const CID = 'kata1-ctr';
 // gRPC codes (google.golang.org/grpc/codes)
 const OK = 0;
 const UNKNOWN = 2;
+const INVALID_ARGUMENT = 3;
+const FAILED_PRECONDITION = 9;
 
 interface Step {
   step: string;
@@ -145,6 +147,51 @@ describe('our guest agent driven by the Kata 1.x client (gRPC over yamux on the 
     expect(step('WaitProcess(exec)')).toMatchObject({ code: OK, result: { status: 3 } });
     expect(step('SignalProcess').code).toBe(OK);
     expect(step('WaitProcess(signalled)')).toMatchObject({ code: OK, result: { status: 42 } });
+  });
+
+  it('ListProcesses: the pids as JSON, ps output cut to them, other formats refused', () => {
+    const json = step('ListProcesses(json)');
+    expect(json.code).toBe(OK);
+    const pids = JSON.parse(String(json.result?.['list'])) as number[];
+    expect(pids.length).toBeGreaterThan(0);
+    const table = step('ListProcesses(table)');
+    expect(table.code).toBe(OK);
+    const lines = String(table.result?.['list']).trim().split('\n');
+    expect(lines[0]).toMatch(/^\s*PID\s+COMMAND/);
+    expect(lines.slice(1).some((l) => /\bsh$/.test(l.trim()))).toBe(true);
+    expect(step('ListProcesses(yaml)').code).toBe(INVALID_ARGUMENT);
+  });
+
+  it('PauseContainer / ResumeContainer / UpdateContainer on a running container; pausing an exited one is refused', () => {
+    expect(step('PauseContainer').code).toBe(OK);
+    expect(step('ResumeContainer').code).toBe(OK);
+    expect(step('PauseContainer(exited)').code).toBe(FAILED_PRECONDITION);
+    expect(step('UpdateContainer').code).toBe(OK);
+  });
+
+  it('CopyFile in two parts lands in the container; a path outside /run/kata-containers/ is refused', () => {
+    expect(step('CopyFile(0)').code).toBe(OK);
+    expect(step('CopyFile(1)').code).toBe(OK);
+    expect(step('CopyFile(read)')).toMatchObject({
+      code: OK,
+      result: { data: 'copied-by-kata1\n', status: 0 },
+    });
+    expect(step('CopyFile(outside)').code).toBe(INVALID_ARGUMENT);
+  });
+
+  it('AddARPNeighbors, OnlineCPUMem, ReseedRandomDev, SetGuestDateTime', () => {
+    expect(step('AddARPNeighbors').code).toBe(OK);
+    expect(step('AddARPNeighbors(bad)').code).toBe(INVALID_ARGUMENT);
+    expect(step('OnlineCPUMem').code).toBe(OK);
+    expect(step('OnlineCPUMem(none)').code).toBe(INVALID_ARGUMENT);
+    expect(step('ReseedRandomDev').code).toBe(OK);
+    expect(step('SetGuestDateTime').code).toBe(OK);
+    const clock = step('SetGuestDateTime(read)');
+    expect(clock).toMatchObject({ code: OK, result: { status: 0 } });
+    // Set to 1893456000.7 s (rounded to ...001), read back moments later.
+    const now = Number(String(clock.result?.['data']).trim());
+    expect(now).toBeGreaterThanOrEqual(1893456001);
+    expect(now).toBeLessThan(1893456000 + 3600);
   });
 
   it('removes both containers and destroys the sandbox', () => {

@@ -2,12 +2,13 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { CommandRunner } from '../../common/run-command.js';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import { AgentServiceService } from '../../generated/agent.js';
 import { HealthService } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import { BlockDevices } from './block-devices.js';
 import { ContainerManager } from './container-manager.js';
+import { GuestSystem } from './guest-system.js';
 import { GuestNetwork } from './network.js';
 import { Sandbox } from './sandbox.js';
 import { agentService, healthService } from './service.js';
@@ -28,6 +29,10 @@ export interface AgentServerOptions {
   memoryBlockSizeFile?: string;
   ipBin?: string;
   run?: CommandRunner;
+  cpuDir?: string;
+  memoryDir?: string;
+  randomDev?: string;
+  copyFileRoot?: string;
 }
 
 export interface AgentServer {
@@ -58,6 +63,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     containerResolvConf: opts.containerResolvConf,
   });
   const network = new GuestNetwork({ run: opts.run, ipBin: opts.ipBin });
+  const system = new GuestSystem({
+    run: opts.run,
+    cpuDir: opts.cpuDir,
+    memoryDir: opts.memoryDir,
+    randomDev: opts.randomDev,
+  });
 
   const server = new Server();
   server.addService(
@@ -66,8 +77,11 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       sandbox,
       containers,
       network,
+      system,
       logger,
       memoryBlockSizeFile: opts.memoryBlockSizeFile,
+      copyFileRoot: opts.copyFileRoot,
+      run: opts.run ?? runCommandOk,
     }),
   );
   server.addService(HealthService, healthService(logger));

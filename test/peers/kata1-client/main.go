@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kata-containers/agent/pkg/types"
 	"github.com/kata-containers/agent/protocols/client"
 	pb "github.com/kata-containers/agent/protocols/grpc"
 	"google.golang.org/grpc/status"
@@ -207,6 +208,8 @@ func main() {
 		}
 	}
 
+	extraRPCs(ctx, c, *cid, long)
+
 	// SIGTERM to the init of the long container: its trap exits 42.
 	_, err = c.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: long, ExecId: long, Signal: 15})
 	report("SignalProcess", err, nil)
@@ -223,4 +226,89 @@ func main() {
 	report("RemoveContainer(long)", err, nil)
 	_, err = c.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
 	report("DestroySandbox", err, nil)
+}
+
+// run execs a /bin/sh script in a container and returns its stdout and exit status.
+func run(ctx context.Context, c *client.AgentClient, cid, execID, script string) (string, int32, error) {
+	_, err := c.ExecProcess(ctx, &pb.ExecProcessRequest{
+		ContainerId: cid,
+		ExecId:      execID,
+		StringUser:  &pb.StringUser{Uid: "0", Gid: "0"},
+		Process:     &pb.Process{Args: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/bin"}, Cwd: "/"},
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	out, _, _ := readAll(ctx, c, false, &pb.ReadStreamRequest{ContainerId: cid, ExecId: execID, Len: 4096}, 1000)
+	wr, err := c.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
+	if err != nil {
+		return out, 0, err
+	}
+	return out, wr.Status, nil
+}
+
+// extraRPCs: the calls the 1.x runtime makes beyond a container's lifecycle.
+func extraRPCs(ctx context.Context, c *client.AgentClient, exited, long string) {
+	lp, err := c.ListProcesses(ctx, &pb.ListProcessesRequest{ContainerId: long, Format: "json"})
+	if err == nil {
+		report("ListProcesses(json)", nil, map[string]string{"list": string(lp.ProcessList)})
+	} else {
+		report("ListProcesses(json)", err, nil)
+	}
+	lt, err := c.ListProcesses(ctx, &pb.ListProcessesRequest{ContainerId: long, Format: "table", Args: []string{"-o", "pid,comm"}})
+	if err == nil {
+		report("ListProcesses(table)", nil, map[string]string{"list": string(lt.ProcessList)})
+	} else {
+		report("ListProcesses(table)", err, nil)
+	}
+	_, err = c.ListProcesses(ctx, &pb.ListProcessesRequest{ContainerId: long, Format: "yaml"})
+	report("ListProcesses(yaml)", err, nil)
+
+	_, err = c.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: long})
+	report("PauseContainer", err, nil)
+	_, err = c.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: long})
+	report("ResumeContainer", err, nil)
+	_, err = c.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: exited})
+	report("PauseContainer(exited)", err, nil)
+
+	_, err = c.UpdateContainer(ctx, &pb.UpdateContainerRequest{
+		ContainerId: long,
+		Resources:   &pb.LinuxResources{Pids: &pb.LinuxPids{Limit: 64}, Memory: &pb.LinuxMemory{Limit: 128 << 20}},
+	})
+	report("UpdateContainer", err, nil)
+
+	// A file in two parts into the container's rootfs, read back from inside it.
+	dest := guestSharedDir + long + "/rootfs/etc/copied"
+	for i, part := range []string{"copied-", "by-kata1\n"} {
+		_, err = c.CopyFile(ctx, &pb.CopyFileRequest{
+			Path: dest, FileSize: 16, FileMode: 0644, DirMode: 0755, Offset: int64(7 * i), Data: []byte(part),
+		})
+		report(fmt.Sprintf("CopyFile(%d)", i), err, nil)
+	}
+	out, st, err := run(ctx, c, long, "readcopy", "cat /etc/copied")
+	report("CopyFile(read)", err, map[string]interface{}{"data": out, "status": st})
+	_, err = c.CopyFile(ctx, &pb.CopyFileRequest{Path: "/etc/passwd", FileSize: 1, Data: []byte("x")})
+	report("CopyFile(outside)", err, nil)
+
+	_, err = c.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{Neighbors: &pb.ARPNeighbors{ARPNeighbors: []*types.ARPNeighbor{{
+		ToIPAddress: &types.IPAddress{Address: "127.0.0.9"}, Device: "lo", Lladdr: "02:00:00:00:00:09", State: 0x80,
+	}}}})
+	report("AddARPNeighbors", err, nil)
+	_, err = c.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{Neighbors: &pb.ARPNeighbors{ARPNeighbors: []*types.ARPNeighbor{{
+		ToIPAddress: &types.IPAddress{Address: "10.0.0.9"}, Device: "eth0; reboot",
+	}}}})
+	report("AddARPNeighbors(bad)", err, nil)
+
+	_, err = c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 0, CpuOnly: false})
+	report("OnlineCPUMem", err, nil)
+	_, err = c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 0, CpuOnly: true})
+	report("OnlineCPUMem(none)", err, nil)
+	_, err = c.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: []byte("0123456789abcdef0123456789abcdef")})
+	report("ReseedRandomDev", err, nil)
+
+	// The clock: 2030-01-01T00:00:00.7Z, read back by a process in the container.
+	_, err = c.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: 1893456000, Usec: 700000})
+	report("SetGuestDateTime", err, nil)
+	out, st, err = run(ctx, c, long, "clock", "date +%s")
+	report("SetGuestDateTime(read)", err, map[string]interface{}{"data": out, "status": st})
 }
