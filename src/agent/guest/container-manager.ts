@@ -333,7 +333,7 @@ export class ContainerManager {
   async pids(id: string): Promise<number[]> {
     const c = this.get(id);
     this.mustRun(c);
-    const res = await this.run([this.crun, ...this.globalArgs, 'ps', c.id], {
+    const res = await this.run([this.crun, ...this.globalArgs, 'ps', '--format=json', c.id], {
       timeoutMs: CRUN_TIMEOUT_MS,
     });
     const text = res.stdout.toString();
