@@ -142,7 +142,8 @@ describe('our guest agent driven by the Kata 1.x client (gRPC over yamux on the 
     const exec = step('ReadStdout(exec)');
     expect(exec).toMatchObject({ code: UNKNOWN, message: 'EOF' });
     const out = String(exec.result?.['data']);
-    expect(out).toMatch(/^\S+ \/dev\/shm tmpfs \S*nosuid\S*nodev\S*noexec/m);
+    // The sandbox's ephemeral storage (source "shm", 67108864 bytes), bound in by the spec.
+    expect(out).toMatch(/^shm \/dev\/shm tmpfs \S*size=65536k/m);
     expect(out).toContain('exec-out\n');
     expect(step('WaitProcess(exec)')).toMatchObject({ code: OK, result: { status: 3 } });
     expect(step('SignalProcess').code).toBe(OK);
