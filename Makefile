@@ -113,7 +113,7 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
+bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: guest boot, agent RPC round trip (ours and the Kata 1.x client's), 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
 	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
@@ -132,6 +132,9 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/image-pull.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/image-pull.mjs 3
 	$(MAKE) --no-print-directory bench-controller
+	@npx esbuild bench/peers-rpc.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/peers-rpc.mjs
+	node $(BENCH_OUT)/peers-rpc.mjs 300
 	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200

@@ -102,6 +102,8 @@ func main() {
 	cid := flag.String("cid", "peer-ctr", "container id (its rootfs is <shared>/<cid>/rootfs)")
 	script := flag.String("script", "echo hello-from-kata1; exit 7", "the container's /bin/sh -c script")
 	timeout := flag.Duration("timeout", 4*time.Minute, "the whole run")
+	bench := flag.Int("bench", 0, "after Check, time this many sequential Health.Check round trips")
+	benchOnly := flag.Bool("bench-only", false, "stop after the round trips (no sandbox)")
 	flag.Parse()
 	if *sock == "" {
 		fmt.Fprintln(os.Stderr, "kata1-client: -sock is required")
@@ -122,6 +124,19 @@ func main() {
 	}
 	ver, err := c.Version(ctx, &pb.CheckRequest{})
 	report("Version", err, ver)
+	if *bench > 0 {
+		start := time.Now()
+		for i := 0; i < *bench && err == nil; i++ {
+			_, err = c.Check(ctx, &pb.CheckRequest{})
+		}
+		elapsed := time.Since(start)
+		report("CheckRoundTrip", err, map[string]interface{}{
+			"calls": *bench, "seconds": elapsed.Seconds(), "meanMs": elapsed.Seconds() * 1000 / float64(*bench),
+		})
+	}
+	if *benchOnly {
+		return
+	}
 
 	// CreateSandbox as the 1.x runtime sends it: the 9p share with its options comma-joined in
 	// one entry, and the sandbox's /dev/shm as an ephemeral (tmpfs) storage.
