@@ -35,9 +35,7 @@ function seededRandom(seed: number): () => number {
 /** Gaps in ms: one in five exactly 0, the rest spread over 0..MAX_GAP_MS. */
 function gaps(seed: number, n: number): number[] {
   const rnd = seededRandom(seed);
-  return Array.from({ length: n }, () =>
-    rnd() < 0.2 ? 0 : Math.floor(rnd() * (MAX_GAP_MS + 1)),
-  );
+  return Array.from({ length: n }, () => (rnd() < 0.2 ? 0 : Math.floor(rnd() * (MAX_GAP_MS + 1))));
 }
 
 let dir: string;
