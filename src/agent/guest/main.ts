@@ -26,7 +26,7 @@ export async function serveAgentPort(
     onSessionEnd: (err) =>
       logger.info({ device, err: err?.message }, 'host went away: mux session ended'),
     onSessionBoundary: (reason) =>
-      logger.info({ device, reason }, 'new host session seen in the frames: old session ended'),
+      logger.info({ device, reason }, 'mux session cut in the frames: old session ended'),
   });
 }
 
