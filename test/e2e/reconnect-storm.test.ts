@@ -6,7 +6,7 @@
 // the host has gone, so the next host meets stale bytes at its start.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -145,12 +145,17 @@ describe('reconnect storm', () => {
         host = next;
       }
       const seconds = (performance.now() - started) / 1000;
+      // What the guest saw: hosts gone (EOF), sessions cut in the frames, protocol errors.
+      const guestLog = readFileSync(path.join(dir, 'console.log'), 'utf8');
+      const count = (re: RegExp) => (guestLog.match(re) ?? []).length;
       const cpu = (processCpuSeconds(pid) ?? cpuBefore) - cpuBefore;
       const zeroGaps = pauses.slice(0, -1).filter((g) => g === 0).length;
       process.stdout.write(
         `reconnect storm: seed ${seed}, ${HOSTS - failures.length}/${HOSTS} first RPCs ok, ` +
           `${zeroGaps} gaps of 0 ms, ${seconds.toFixed(1)} s wall, ` +
-          `QEMU ${cpu.toFixed(1)} CPU-seconds\n` +
+          `QEMU ${cpu.toFixed(1)} CPU-seconds; guest log: ${count(/host went away/g)} hosts gone, ` +
+          `${count(/session cut in the frames/g)} sessions cut in the frames, ` +
+          `${count(/yamux protocol error/g)} yamux protocol errors\n` +
           failures.map((f) => `  ${f}\n`).join(''),
       );
       expect(failures).toEqual([]);
