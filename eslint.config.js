@@ -47,11 +47,7 @@ export default tseslint.config(
     files: ['src/crds/katasandbox.ts'],
     rules: { 'max-lines': 'off' },
   },
-  {
-    // To be split: the image cache into pull, unpack, garbage collection and views.
-    files: ['src/node-agent/images/image-store.ts'],
-    rules: { 'max-lines': 'off' },
-  },
+
   // Layers (docs/architecture.md): the controller never reaches into the node agent; the protocol
   // layer (src/agent) knows no Kubernetes; the guest knows neither the node agent nor Kubernetes.
   {

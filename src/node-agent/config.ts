@@ -6,6 +6,7 @@ import { isAllowedRegistryEntry } from './images/registry-allow.js';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 import { checkCgroupParent } from './cgroups/cgroup-hierarchies.js';
+import { metricsCertProblem } from '../observability/metrics-serving-config.js';
 
 export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
 
@@ -42,6 +43,10 @@ export interface NodeAgentConfig {
   maxSandboxes: number;
   memoryMiB: number;
   metricsPort: number;
+  /** HTTPS with TokenReview + SubjectAccessReview on /metrics; false: plain HTTP on 127.0.0.1. */
+  metricsSecure: boolean;
+  metricsCertFile?: string;
+  metricsKeyFile?: string;
   concurrency: number;
   /** Boot deadline: QEMU start → agent answering. */
   bootTimeoutMs: number;
@@ -68,7 +73,16 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch' | 'cgroupParent';
+  kind:
+    | 'string'
+    | 'int'
+    | 'bool'
+    | 'list'
+    | 'hosts'
+    | 'registries'
+    | 'accel'
+    | 'launch'
+    | 'cgroupParent';
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -239,6 +253,27 @@ const OPTIONS: readonly Option[] = [
     doc: 'port of /metrics, /healthz, /readyz; 0 picks one (default 8081)',
   },
   {
+    flag: 'metrics-secure',
+    env: 'METRICS_SECURE',
+    key: 'metricsSecure',
+    kind: 'bool',
+    doc: 'HTTPS on every address, /metrics only for a bearer token allowed to get the non-resource URL /metrics (TokenReview + SubjectAccessReview); false: plain HTTP on 127.0.0.1, no authentication, for local use (default true)',
+  },
+  {
+    flag: 'metrics-cert-file',
+    env: 'METRICS_CERT_FILE',
+    key: 'metricsCertFile',
+    kind: 'string',
+    doc: 'PEM serving certificate for /metrics, re-read when it changes (default: a self-signed one made at start)',
+  },
+  {
+    flag: 'metrics-key-file',
+    env: 'METRICS_KEY_FILE',
+    key: 'metricsKeyFile',
+    kind: 'string',
+    doc: 'its PEM private key',
+  },
+  {
     flag: 'concurrency',
     env: 'CONCURRENCY',
     key: 'concurrency',
@@ -348,6 +383,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   maxSandboxes: 16,
   memoryMiB: 8192,
   metricsPort: 8081,
+  metricsSecure: true,
   concurrency: 4,
   bootTimeoutMs: 180_000,
   logMaxBytes: 10 * 1024 * 1024,
@@ -376,6 +412,10 @@ function convert(o: Option, raw: unknown, where: string): unknown {
     case 'string':
       if (typeof raw !== 'string' || raw === '') throw bad('a non-empty string');
       return raw;
+    case 'bool':
+      if (raw === true || raw === 'true') return true;
+      if (raw === false || raw === 'false') return false;
+      throw bad('true or false');
     case 'int': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : NaN;
       if (!Number.isInteger(n) || n < 0) throw bad('a non-negative integer');
@@ -468,5 +508,8 @@ export function nodeAgentConfig(
     throw new ConfigError('--node-name (or NODE_NAME) is required');
   }
   out['concurrency'] = Math.max(1, out['concurrency'] as number);
-  return out as unknown as NodeAgentConfig;
+  const cfg = out as unknown as NodeAgentConfig;
+  const certProblem = metricsCertProblem(cfg);
+  if (certProblem) throw new ConfigError(certProblem);
+  return cfg;
 }

@@ -22,7 +22,7 @@ import { NodeHeartbeatThread } from '../kube/node-heartbeat-thread.js';
 import { isNodeHeartbeatWorker, runNodeHeartbeatWorker } from '../kube/node-heartbeat-worker.js';
 import { objectKey } from '../kube/object-cache.js';
 import { WorkQueue } from '../kube/work-queue.js';
-import { startProbeServer } from '../observability/http-server.js';
+import { startMetricsServer } from '../observability/metrics-server.js';
 import { createLogger } from '../observability/logger.js';
 import { NODE_AGENT_HELP, nodeAgentConfig } from './config.js';
 import { chooseAccelerator, kvmBootProbe } from './hypervisor/accelerator.js';
@@ -229,17 +229,18 @@ async function main(): Promise<void> {
   sandboxes.start(stop.signal);
   heartbeat.start();
   let ready = false;
-  const server = await startProbeServer({
-    port: cfg.metricsPort,
+  const { server, port, scheme } = await startMetricsServer({
+    config: cfg,
+    kc,
+    log,
+    commonName: `kata-node-agent-${cfg.nodeName}`,
     registry: metrics.registry,
     // Not ready while the Lease is not getting through: the controller would soon call this
     // node lost.
     ready: () =>
       ready && sandboxes.hasSynced() && heartbeat.renewedWithin(NODE_LEASE_DURATION_SECONDS * 1000),
   });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;
-  log.info({ port, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
+  log.info({ port, scheme, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
 
   await sandboxes.waitForSync(120_000);
   const outcomes = await rec.recover(sandboxes.list(), { store, ...(vmCgroups && { vmCgroups }) });

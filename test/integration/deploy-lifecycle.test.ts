@@ -105,14 +105,24 @@ beforeAll(async () => {
 
   controller = startProcess(
     await bundleEntry('src/controllers/main.ts', 'kata-controller'),
-    ['--kubeconfig', ctlConfig, '--metrics-port', String(controllerPort)],
+    // Plain HTTP on loopback: this file's Prometheus reads the dashboard's series; the secure
+    // endpoints are test/integration/metrics.test.ts's.
+    [
+      '--kubeconfig',
+      ctlConfig,
+      '--metrics-port',
+      String(controllerPort),
+      '--metrics-secure',
+      'false',
+    ],
     path.join(base, 'controller.log'),
   );
   agent = startProcess(
     await bundleEntry('src/node-agent/main.ts', 'kata-node-agent'),
     [
       ...['--kubeconfig', agentConfig, '--node-name', NODE],
-      ...['--metrics-port', String(agentPort), '--default-accelerator', 'auto'],
+      ...['--metrics-port', String(agentPort), '--metrics-secure', 'false'],
+      ...['--default-accelerator', 'auto'],
       ...['--state-dir', dirs[0] ?? '', '--run-dir', dirs[1] ?? '', '--log-dir', dirs[2] ?? ''],
       ...['--allowed-host-path-roots', roots, '--host-fs-binary', builtHostFsBinary()],
     ],

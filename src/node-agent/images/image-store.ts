@@ -3,55 +3,43 @@
 // Tags resolve to digests (remembered per reference), pulls of one reference or one digest are
 // shared, sandboxes hold leases, and images nobody holds are evicted least recently used first once
 // the cache is over its size limit. State survives restarts: each image's meta.json, leases.json.
-import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+// The pieces: registry-tools.ts (skopeo, umoci), digest-resolve.ts, image-download.ts,
+// access-proof.ts (who may take a privately pulled image), image-record.ts (the on-disk record).
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageConfig } from '../../agent/oci/image-config.js';
 import type { Logger } from '../../observability/logger.js';
-import type { ImageMetrics } from './image-metrics.js';
-import { chooseEvictions } from './lru.js';
 import { mountsUnder, overlayLowerDirs, readMountInfo } from '../storage/mountinfo.js';
+import { AccessProofs } from './access-proof.js';
+import { resolveDigest, type ResolvedDigest } from './digest-resolve.js';
+import { downloadImage } from './image-download.js';
+import type { ImageMetrics } from './image-metrics.js';
 import {
-  ManifestError,
-  type Platform,
-  hostPlatform,
-  imageConfigFromBlob,
-  parseManifest,
-  selectPlatform,
-  sha256Digest,
-} from './oci-manifest.js';
+  type ImageRecord,
+  authRepositoryOf,
+  readImageRecord,
+  writeAtomic,
+  writeImageMeta,
+} from './image-record.js';
+import { chooseEvictions } from './lru.js';
+import { type Platform, hostPlatform } from './oci-manifest.js';
 import { type PullPolicy, decidePull, defaultPullPolicy } from './policy.js';
-import {
-  ImagePullError,
-  type PullErrorKind,
-  classifyPullFailure,
-  pullResultLabel,
-  toolMessage,
-} from './pull-errors.js';
+import { ImagePullError, pullResultLabel, toImagePullError } from './pull-errors.js';
 import {
   type ImageReference,
   formatReference,
-  isDigest,
   parseImageReference,
   repositoryName,
   resolutionKey,
 } from './reference.js';
-import {
-  type PullSecret,
-  type RegistryCredential,
-  authFileContent,
-  credentialsFor,
-} from './registry-auth.js';
-import { CommandError, runCommandOk } from '../../common/run-command.js';
+import { type PullSecret, type RegistryCredential, credentialsFor } from './registry-auth.js';
+import { RegistryTools, type ToolCounts } from './registry-tools.js';
 import { SAFE_UID } from './rootfs-view.js';
 import { SharedOps } from './shared-ops.js';
-import {
-  type RegistryAccess,
-  isInsecureRegistry,
-  skopeoCopyArgs,
-  skopeoInspectRawArgs,
-  umociUnpackArgs,
-} from './tool-args.js';
+
+export { digestDirName } from './image-record.js';
+export type { ToolCounts } from './registry-tools.js';
 
 export interface ImageStoreOptions {
   /** Absolute; the store owns everything below it (0700). */
@@ -123,66 +111,9 @@ export interface CachedImage {
   holders: string[];
 }
 
-interface ImageMeta {
-  version: 1;
-  digest: string;
-  repository: string;
-  config: ImageConfig;
-  userGroups: number[];
-  bytes: number;
-  downloadedBytes: number;
-  createdMs: number;
-  lastUsedMs: number;
-  /** Resolution keys (repo:tag, repo@digest) → when they last resolved to this digest. */
-  refs: Record<string, number>;
-  /**
-   * Pulled with credentials from `repository` (its source): another sandbox gets it only after
-   * proving its own access to that repository (issue 14 row 15), whatever registry it names.
-   */
-  needsAuth: boolean;
-  /**
-   * The repository (`registry/path`) credentials reached it through, when that is not
-   * `repository` (an image first pulled anonymously, later resolved with credentials elsewhere):
-   * where a proof must reach.
-   */
-  authRepository?: string;
-}
-
-interface ImageRecord extends ImageMeta {
-  dir: string;
-  rootfs: string;
-}
-
-interface Resolved {
-  digest: string;
-  /** The credential that worked (undefined: anonymous). */
-  cred?: RegistryCredential;
-}
-
 interface Fetched {
   record: ImageRecord;
   downloaded: boolean;
-}
-
-/** Everything this store spawned, counted (tests and benchmarks read it). */
-export interface ToolCounts {
-  inspect: number;
-  copy: number;
-  unpack: number;
-}
-
-const LAYOUT_TAG = 'image';
-const SKOPEO_BINARY = 'skopeo';
-const UMOCI_BINARY = 'umoci';
-
-export function digestDirName(digest: string): string {
-  return digest.replace(':', '-');
-}
-
-async function writeAtomic(file: string, content: string, mode = 0o600): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, content, { mode });
-  await rename(tmp, file);
 }
 
 export class ImageStore {
@@ -196,13 +127,11 @@ export class ImageStore {
   private readonly leases = new Map<string, Set<string>>();
   /** Digests a running ensureImage is about to hand out: never evicted meanwhile. */
   private readonly pins = new Map<string, number>();
-  private readonly resolves = new SharedOps<string, Resolved>();
+  private readonly resolves = new SharedOps<string, ResolvedDigest>();
   private readonly fetches = new SharedOps<string, Fetched>();
-  /** Credential fingerprints proven to reach a private image since start (memory only). */
-  private readonly verified = new Map<string, Set<string>>();
-  private readonly salt = randomBytes(16);
+  private readonly tools: RegistryTools;
+  private readonly proofs: AccessProofs;
   private writes: Promise<void> = Promise.resolve();
-  readonly toolRuns: ToolCounts = { inspect: 0, copy: 0, unpack: 0 };
 
   private constructor(private readonly opts: ImageStoreOptions) {
     if (!path.isAbsolute(opts.root))
@@ -212,6 +141,25 @@ export class ImageStore {
     this.tmpDir = path.join(this.root, 'tmp');
     this.trashDir = path.join(this.root, 'trash');
     this.policyFile = path.join(this.root, 'policy.json');
+    this.tools = new RegistryTools({
+      policyFile: this.policyFile,
+      tmpDir: this.tmpDir,
+      insecureRegistries: opts.insecureRegistries,
+      skopeoBinary: opts.skopeoBinary,
+      umociBinary: opts.umociBinary,
+      inspectTimeoutMs: opts.inspectTimeoutMs,
+      copyTimeoutMs: opts.copyTimeoutMs,
+      unpackTimeoutMs: opts.unpackTimeoutMs,
+    });
+    this.proofs = new AccessProofs(this.tools, {
+      tmpDir: this.tmpDir,
+      removeTree: (dir) => this.removeTree(dir),
+    });
+  }
+
+  /** Everything this store spawned, counted (tests and benchmarks read it). */
+  get toolRuns(): ToolCounts {
+    return this.tools.runs;
   }
 
   /** Opens (or creates) the store: leftovers of interrupted pulls and evictions are removed. */
@@ -244,11 +192,8 @@ export class ImageStore {
     for (const name of await readdir(this.imagesDir)) {
       const dir = path.join(this.imagesDir, name);
       try {
-        const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ImageMeta;
-        if (meta.version !== 1 || !isDigest(meta.digest) || digestDirName(meta.digest) !== name) {
-          throw new Error('unexpected meta.json');
-        }
-        this.images.set(meta.digest, { ...meta, dir, rootfs: path.join(dir, 'rootfs') });
+        const r = await readImageRecord(dir);
+        this.images.set(r.digest, r);
       } catch (err) {
         this.opts.logger?.warn({ err, dir }, 'image cache: dropping an unreadable entry');
         await this.discard(dir);
@@ -380,7 +325,10 @@ export class ImageStore {
     let cred: RegistryCredential | undefined;
     let contacted = false;
     let proved = false;
-    if (decision.action === 'use-cached' && !this.needsProof(decision.digest, secrets)) {
+    if (
+      decision.action === 'use-cached' &&
+      !this.proofs.needsProof(this.images.get(decision.digest), secrets)
+    ) {
       digest = decision.digest;
     } else {
       req.onPulling?.();
@@ -403,22 +351,26 @@ export class ImageStore {
       }
       const r = fetched.record;
       const fromSource = contacted && repositoryName(ref) === authRepositoryOf(r);
-      if (!fetched.downloaded && this.needsProof(digest, secrets) && !fromSource) {
+      if (
+        !fetched.downloaded &&
+        this.proofs.needsProof(this.images.get(digest), secrets) &&
+        !fromSource
+      ) {
         // Served from the cache, pulled privately by someone else, and this request's registry
         // answer says nothing about the source repository: prove access there first.
         if (!contacted) req.onPulling?.();
         proved = true;
         try {
-          await this.proveAccess(req.image, r, ref, secrets, req.signal);
+          await this.proofs.prove(req.image, r, ref, secrets, req.signal);
         } catch (err) {
           throw this.pullFailed(req.image, err, req.signal);
         }
-      } else if (cred && (fetched.downloaded || fromSource)) this.markVerified(r, cred);
+      } else if (cred && (fetched.downloaded || fromSource)) this.proofs.markVerified(r, cred);
       else if (cred && !r.needsAuth) {
         // A public image reached with credentials: private from now on (as before), proven at
         // the repository the credentials were used on.
         r.authRepository = repositoryName(ref);
-        this.markVerified(r, cred);
+        this.proofs.markVerified(r, cred);
       }
       await this.rememberRef(r, ref, contacted);
       this.addLease(digest, req.sandboxUid);
@@ -454,137 +406,11 @@ export class ImageStore {
   }
 
   private pullFailed(image: string, err: unknown, signal?: AbortSignal): Error {
-    let e: Error;
-    if (err instanceof ImagePullError) e = err;
-    else if (signal?.aborted) {
-      const why = signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
-      e = new ImagePullError('ErrImagePull', 'Canceled', image, `the pull was cancelled: ${why}`);
-    } else if (err instanceof CommandError) {
-      const detail = toolMessage(err.stderr) || err.message;
-      const kind: PullErrorKind = err.aborted
-        ? 'Canceled'
-        : err.timedOut
-          ? 'Timeout'
-          : classifyPullFailure(detail);
-      e = new ImagePullError(
-        'ErrImagePull',
-        kind,
-        image,
-        err.timedOut ? `${detail} (timed out)` : detail,
-      );
-    } else if (err instanceof ManifestError) {
-      e = new ImagePullError('ErrImagePull', 'Other', image, err.message);
-    } else if (err instanceof Error && err.name === 'AbortError') {
-      e = new ImagePullError('ErrImagePull', 'Canceled', image, 'the pull was cancelled');
-    } else {
-      e = err instanceof Error ? err : new Error(String(err));
-    }
+    const e = toImagePullError(image, err, signal);
     if (e instanceof ImagePullError) {
       this.opts.metrics?.pulls.inc({ result: pullResultLabel(e.kind) });
     }
     return e;
-  }
-
-  /** A salted hash of a credential for one registry or repository (kept in memory only). */
-  private fingerprint(where: string, cred: RegistryCredential): string {
-    return createHash('sha256')
-      .update(this.salt)
-      .update(`${where}\0${cred.username}\0${cred.password}\0${cred.identityToken ?? ''}`)
-      .digest('hex');
-  }
-
-  /**
-   * A cached image pulled with credentials is handed out without a registry round trip only to a
-   * caller whose credential for the image's source repository (not the one the caller names)
-   * already proved access there (Kubernetes' "ensure secret pulled images").
-   */
-  private needsProof(digest: string, secrets: readonly PullSecret[]): boolean {
-    const r = this.images.get(digest);
-    if (!r?.needsAuth) return false;
-    const ok = this.verified.get(digest);
-    const creds = credentialsFor(sourceOf(r), secrets);
-    return !creds.some((c) => ok?.has(this.fingerprint(authRepositoryOf(r), c)));
-  }
-
-  private markVerified(r: ImageRecord, cred: RegistryCredential): void {
-    let set = this.verified.get(r.digest);
-    if (!set) this.verified.set(r.digest, (set = new Set()));
-    set.add(this.fingerprint(authRepositoryOf(r), cred));
-    if (!r.needsAuth) r.needsAuth = true;
-  }
-
-  /**
-   * Access to a privately pulled image, proven by the caller: its manifest fetched by digest from
-   * the source repository with the caller's own credential for it (each in turn; anonymously
-   * when none matches). Failing that, when the caller named another repository, a full copy of
-   * the digest from there (skopeo verifies every blob; the copy is then dropped): holding the
-   * content elsewhere is proof too. A registry that merely names the digest (an index pointing
-   * at it) proves nothing. Throws the last refusal.
-   */
-  private async proveAccess(
-    image: string,
-    r: ImageRecord,
-    named: ImageReference,
-    secrets: readonly PullSecret[],
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const opSignal = signal ?? new AbortController().signal;
-    const source = sourceOf(r);
-    const creds = credentialsFor(source, secrets);
-    let refusal: unknown;
-    for (const cred of creds.length > 0 ? creds : [undefined]) {
-      try {
-        await this.withAuth(source, cred, async (authFile) => {
-          this.toolRuns.inspect++;
-          await this.skopeo(
-            skopeoInspectRawArgs(source, this.access(source, authFile)),
-            this.opts.inspectTimeoutMs ?? 60_000,
-            opSignal,
-          );
-        });
-        if (cred) this.markVerified(r, cred);
-        return;
-      } catch (err) {
-        if (opSignal.aborted) throw err;
-        refusal = err;
-      }
-    }
-    if (repositoryName(named) !== authRepositoryOf(r)) {
-      const namedCreds = credentialsFor(named, secrets);
-      for (const cred of namedCreds.length > 0 ? namedCreds : [undefined]) {
-        const work = await mkdtemp(path.join(this.tmpDir, 'proof-'));
-        try {
-          await this.withAuth(named, cred, async (authFile) => {
-            this.toolRuns.copy++;
-            await this.skopeo(
-              skopeoCopyArgs(named, r.digest, path.join(work, 'layout'), LAYOUT_TAG, {
-                ...this.access(named, authFile),
-              }),
-              this.opts.copyTimeoutMs ?? 15 * 60_000,
-              opSignal,
-            );
-          });
-          return;
-        } catch (err) {
-          if (opSignal.aborted) throw err;
-        } finally {
-          await this.removeTree(work);
-        }
-      }
-    }
-    const detail =
-      refusal instanceof CommandError
-        ? toolMessage(refusal.stderr) || refusal.message
-        : refusal instanceof Error
-          ? refusal.message
-          : String(refusal);
-    const kind = refusal instanceof CommandError ? classifyPullFailure(detail) : 'Other';
-    throw new ImagePullError(
-      'ErrImagePull',
-      kind === 'NotFound' || kind === 'Other' ? 'Unauthorized' : kind,
-      image,
-      `this node's copy of ${r.digest} was pulled with credentials from ${authRepositoryOf(r)}, and this sandbox's imagePullSecrets did not prove access there: ${detail}`,
-    );
   }
 
   private pin(digest: string): void {
@@ -617,95 +443,18 @@ export class ImageStore {
 
   // ---- registry -----------------------------------------------------------------------------
 
-  private access(ref: ImageReference, authFile?: string): RegistryAccess {
-    return {
-      insecure: isInsecureRegistry(ref.registry, this.opts.insecureRegistries ?? []),
-      policyFile: this.policyFile,
-      tmpDir: this.tmpDir,
-      ...(authFile && { authFile }),
-    };
-  }
-
-  /** Runs `fn` with an auth file for `cred` (0600, in a private temp dir, removed after). */
-  private async withAuth<T>(
-    ref: ImageReference,
-    cred: RegistryCredential | undefined,
-    fn: (authFile: string | undefined) => Promise<T>,
-  ): Promise<T> {
-    if (!cred) return fn(undefined);
-    const dir = await mkdtemp(path.join(this.tmpDir, 'auth-'));
-    const file = path.join(dir, 'auth.json');
-    try {
-      await writeFile(file, authFileContent(ref, cred), { mode: 0o600 });
-      return await fn(file);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  private skopeo(args: string[], timeoutMs: number, signal: AbortSignal) {
-    return runCommandOk([this.opts.skopeoBinary ?? SKOPEO_BINARY, ...args], {
-      timeoutMs,
-      signal,
-      env: { ...process.env, TMPDIR: this.tmpDir },
-    });
-  }
-
   /** Tag (or index digest) → this platform's manifest digest, asking the registry once per key. */
   private resolve(
     ref: ImageReference,
     creds: readonly RegistryCredential[],
     signal?: AbortSignal,
-  ): Promise<Resolved> {
-    const who = creds.map((c) => this.fingerprint(ref.registry, c)).join(',');
+  ): Promise<ResolvedDigest> {
+    const who = creds.map((c) => this.proofs.fingerprint(ref.registry, c)).join(',');
     const key = `${resolutionKey(ref)}|${who}`;
+    const platform = this.opts.platform ?? hostPlatform();
     return this.resolves.run(
       key,
-      async (opSignal) => {
-        // Anonymous when no Secret matches; otherwise each matching credential in turn, the
-        // next only after the registry refused the previous one.
-        const candidates: (RegistryCredential | undefined)[] =
-          creds.length > 0 ? [...creds] : [undefined];
-        let lastErr: unknown;
-        for (const cred of candidates) {
-          try {
-            const manifest = await this.withAuth(ref, cred, async (authFile) => {
-              this.toolRuns.inspect++;
-              const out = await this.skopeo(
-                skopeoInspectRawArgs(ref, this.access(ref, authFile)),
-                this.opts.inspectTimeoutMs ?? 60_000,
-                opSignal,
-              );
-              return out.stdout;
-            });
-            const parsed = parseManifest(manifest);
-            let digest = sha256Digest(manifest);
-            if (
-              ref.digest !== undefined &&
-              ref.digest.startsWith('sha256:') &&
-              digest !== ref.digest
-            ) {
-              throw new ManifestError(
-                `the registry served a manifest of digest ${digest} for ${ref.digest}`,
-              );
-            }
-            if (parsed.kind === 'index') {
-              digest = selectPlatform(parsed.entries, this.opts.platform ?? hostPlatform());
-              if (!isDigest(digest))
-                throw new ManifestError(`invalid digest ${digest} in the image index`);
-            }
-            return { digest, ...(cred && { cred }) };
-          } catch (err) {
-            lastErr = err;
-            const unauthorized =
-              err instanceof CommandError &&
-              !err.aborted &&
-              classifyPullFailure(toolMessage(err.stderr)) === 'Unauthorized';
-            if (!unauthorized) throw err;
-          }
-        }
-        throw lastErr;
-      },
+      (opSignal) => resolveDigest(this.tools, ref, creds, platform, opSignal),
       signal,
     );
   }
@@ -736,62 +485,26 @@ export class ImageStore {
     cred: RegistryCredential | undefined,
     signal: AbortSignal,
   ): Promise<ImageRecord> {
-    const work = await mkdtemp(path.join(this.tmpDir, 'pull-'));
-    try {
-      const layout = path.join(work, 'layout');
-      const bundle = path.join(work, 'bundle');
-      await this.withAuth(ref, cred, async (authFile) => {
-        this.toolRuns.copy++;
-        await this.skopeo(
-          skopeoCopyArgs(ref, digest, layout, LAYOUT_TAG, this.access(ref, authFile)),
-          this.opts.copyTimeoutMs ?? 15 * 60_000,
-          signal,
-        );
-      });
-      const { config, downloadedBytes } = await readLayoutImage(layout);
-      this.toolRuns.unpack++;
-      await runCommandOk(
-        [this.opts.umociBinary ?? UMOCI_BINARY, ...umociUnpackArgs(layout, LAYOUT_TAG, bundle)],
-        {
-          timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000,
-          signal,
-        },
-      );
-      const { user, groups } = await resolvedUser(bundle, config);
-      if (user !== undefined) config.User = user;
-      const bytes = await diskUsage(path.join(bundle, 'rootfs'), signal);
-      const now = this.now();
-      const meta: ImageMeta = {
-        version: 1,
+    const place = {
+      tools: this.tools,
+      tmpDir: this.tmpDir,
+      imagesDir: this.imagesDir,
+      removeTree: (dir: string) => this.removeTree(dir),
+      now: () => this.now(),
+    };
+    const record = await downloadImage(place, ref, digest, cred, signal);
+    this.images.set(digest, record);
+    this.publish();
+    this.opts.logger?.info(
+      {
         digest,
-        repository: repositoryName(ref),
-        config,
-        userGroups: groups,
-        bytes,
-        downloadedBytes,
-        createdMs: now,
-        lastUsedMs: now,
-        refs: {},
-        needsAuth: cred !== undefined,
-      };
-      await writeFile(path.join(bundle, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, {
-        mode: 0o600,
-      });
-      // The blobs are not needed once unpacked; the rootfs is what sandboxes use.
-      await rm(layout, { recursive: true, force: true });
-      const dir = path.join(this.imagesDir, digestDirName(digest));
-      await rename(bundle, dir);
-      const record: ImageRecord = { ...meta, dir, rootfs: path.join(dir, 'rootfs') };
-      this.images.set(digest, record);
-      this.publish();
-      this.opts.logger?.info(
-        { digest, image: formatReference(ref), bytes, downloadedBytes },
-        'image pulled and unpacked',
-      );
-      return record;
-    } finally {
-      await this.removeTree(work);
-    }
+        image: formatReference(ref),
+        bytes: record.bytes,
+        downloadedBytes: record.downloadedBytes,
+      },
+      'image pulled and unpacked',
+    );
+    return record;
   }
 
   // ---- persistence and eviction -------------------------------------------------------------
@@ -801,10 +514,9 @@ export class ImageStore {
   }
 
   private persist(r: ImageRecord): Promise<void> {
-    const { dir: _dir, rootfs: _rootfs, ...meta } = r;
     return this.queue(async () => {
       if (this.images.get(r.digest) !== r) return;
-      await writeAtomic(path.join(r.dir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+      await writeImageMeta(r);
       await this.writeLeases();
     });
   }
@@ -845,7 +557,7 @@ export class ImageStore {
       const r = this.images.get(d);
       if (!r) return [];
       this.images.delete(d);
-      this.verified.delete(d);
+      this.proofs.forget(d);
       return [r];
     });
     this.publish();
@@ -878,60 +590,4 @@ export class ImageStore {
     }
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** The repository a private image's proof must reach (`registry/path`). */
-function authRepositoryOf(r: ImageMeta): string {
-  return r.authRepository ?? r.repository;
-}
-
-/** That repository, as a reference by digest. */
-function sourceOf(r: ImageMeta): ImageReference {
-  const repo = authRepositoryOf(r);
-  const slash = repo.indexOf('/');
-  return { registry: repo.slice(0, slash), repository: repo.slice(slash + 1), digest: r.digest };
-}
-
-/** Config and compressed size of the single image in an OCI layout skopeo wrote. */
-async function readLayoutImage(
-  layout: string,
-): Promise<{ config: ImageConfig; downloadedBytes: number }> {
-  const blob = (digest: string): Promise<Buffer> => {
-    const [algo, hex] = digest.split(':');
-    if (!algo || !hex || !isDigest(digest)) throw new ManifestError(`invalid digest ${digest}`);
-    return readFile(path.join(layout, 'blobs', algo, hex));
-  };
-  const index = parseManifest(await readFile(path.join(layout, 'index.json')));
-  if (index.kind !== 'index' || index.entries.length !== 1 || !index.entries[0]) {
-    throw new ManifestError('the pulled layout does not hold exactly one image');
-  }
-  const manifest = parseManifest(await blob(index.entries[0].digest));
-  if (manifest.kind !== 'manifest') throw new ManifestError('the pulled image is not a manifest');
-  const config = imageConfigFromBlob(await blob(manifest.configDigest));
-  return { config, downloadedBytes: manifest.layers.reduce((s, l) => s + l.size, 0) };
-}
-
-/**
- * A named image user (`User: app`) as uid:gid, with its supplementary groups, as umoci resolved
- * it against the image's own /etc/passwd and /etc/group into the bundle's config.json.
- */
-async function resolvedUser(
-  bundle: string,
-  config: ImageConfig,
-): Promise<{ user?: string; groups: number[] }> {
-  const user = config.User ?? '';
-  if (user === '' || /^[0-9]+(:[0-9]+)?$/.test(user)) return { groups: [] };
-  const spec = JSON.parse(await readFile(path.join(bundle, 'config.json'), 'utf8')) as {
-    process?: { user?: { uid?: number; gid?: number; additionalGids?: number[] } };
-  };
-  const u = spec.process?.user;
-  if (typeof u?.uid !== 'number' || typeof u.gid !== 'number') return { groups: [] };
-  return { user: `${u.uid}:${u.gid}`, groups: (u.additionalGids ?? []).filter((g) => g !== u.gid) };
-}
-
-/** Bytes the tree uses on disk (`du`, hard links counted once). */
-async function diskUsage(dir: string, signal: AbortSignal): Promise<number> {
-  const out = await runCommandOk(['du', '-s', '-B1', '-x', dir], { timeoutMs: 120_000, signal });
-  const n = Number.parseInt(out.stdout.toString().split('\t')[0] ?? '', 10);
-  return Number.isFinite(n) ? n : 0;
 }

@@ -1,5 +1,7 @@
 // Pull failures as values: the Kubernetes reason a container shows (ErrImagePull, …), a coarse
 // kind for metrics and retries, and the registry's own words taken from skopeo's error. Pure.
+import { CommandError } from '../../common/run-command.js';
+import { ManifestError } from './oci-manifest.js';
 
 export type ImagePullReason = 'ErrImagePull' | 'ErrImageNeverPull' | 'InvalidImageName';
 
@@ -83,4 +85,34 @@ export function classifyPullFailure(message: string): PullErrorKind {
 /** The metric label of a pull's result: `success` or the failure kind in snake case. */
 export function pullResultLabel(kind: PullErrorKind | 'success'): string {
   return kind === 'success' ? 'success' : kind.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+}
+
+/** Any failure of a pull as the ImagePullError a container shows (other errors pass through). */
+export function toImagePullError(image: string, err: unknown, signal?: AbortSignal): Error {
+  if (err instanceof ImagePullError) return err;
+  if (signal?.aborted) {
+    const why = signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
+    return new ImagePullError('ErrImagePull', 'Canceled', image, `the pull was cancelled: ${why}`);
+  }
+  if (err instanceof CommandError) {
+    const detail = toolMessage(err.stderr) || err.message;
+    const kind: PullErrorKind = err.aborted
+      ? 'Canceled'
+      : err.timedOut
+        ? 'Timeout'
+        : classifyPullFailure(detail);
+    return new ImagePullError(
+      'ErrImagePull',
+      kind,
+      image,
+      err.timedOut ? `${detail} (timed out)` : detail,
+    );
+  }
+  if (err instanceof ManifestError) {
+    return new ImagePullError('ErrImagePull', 'Other', image, err.message);
+  }
+  if (err instanceof Error && err.name === 'AbortError') {
+    return new ImagePullError('ErrImagePull', 'Canceled', image, 'the pull was cancelled');
+  }
+  return err instanceof Error ? err : new Error(String(err));
 }
