@@ -22,7 +22,10 @@ export interface SerialBridgeOptions {
   chardevPath: string;
   /** The unix socket grpc-js dials; a stale socket file there is replaced. */
   listenPath: string;
-  /** Per connect attempt; also how long a grpc connection waits for the chardev. Default 5 s. */
+  /**
+   * Per connect attempt; also how long a grpc connection waits for the chardev and the guest's
+   * answer to the opening. Default 5 s.
+   */
   connectTimeoutMs?: number;
   /** First delay between reconnect attempts (doubles up to maxRetryDelayMs). Default 50 ms. */
   retryDelayMs?: number;
@@ -213,13 +216,16 @@ function openConnection(
       sock.write(sessionOpening(pingId));
       timer = setTimeout(() => send(Math.min(wait * 2, retryMs * 8)), wait);
     };
-    const finish = (ok: boolean): void => {
+    const stopListening = (): void => {
       clearTimeout(timer);
       sock.off('data', onData);
       sock.off('end', onClose);
       sock.off('close', onClose);
       sock.off('error', onError);
       signal.removeEventListener('abort', onClose);
+    };
+    const finish = (ok: boolean): void => {
+      stopListening();
       resolve(ok);
     };
     const onData = (chunk: Buffer): void => {
@@ -232,7 +238,7 @@ function openConnection(
     };
     const onClose = (): void => finish(false);
     const onError = (err: Error): void => {
-      finish(false);
+      stopListening();
       reject(err);
     };
     sock.on('data', onData);
