@@ -18,7 +18,7 @@ export interface GoldenCase {
   value: object;
   text: string;
   hex: string;
-  /** Uses fields that are ours only (types.Route 6-8): no Kata 1.x encoding to compare with. */
+  /** Uses fields that are ours only (types.Route 6-8, guest_memory): no 1.x encoding to compare with. */
   oursOnly?: true;
 }
 
@@ -294,6 +294,7 @@ export const cases: GoldenCase[] = [
       guestMemory: { totalBytes: 1028194304, availableBytes: 820428800 },
     },
     text: 'mem_block_size_bytes: 134217728 guest_memory { total_bytes: 1028194304 available_bytes: 820428800 }',
+    oursOnly: true,
     hex: '0880808040a2060c088080a4ea031080809b8703',
   },
   {
