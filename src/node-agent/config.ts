@@ -1,7 +1,7 @@
 // The node agent's configuration: flags win over environment variables, which win over an
 // optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isAllowedRegistryEntry } from './images/registry-allow.js';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
@@ -325,9 +325,16 @@ Flags (environment variable in brackets; a flag wins over the environment, which
 the config file):
   --config PATH         JSON file with any of the settings below by their camelCase names
                         (e.g. {"stateDir": "...", "allowedHostPathRoots": ["/srv"]}) [CONFIG]
-${OPTIONS.map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`).join('\n')}
+${nodeAgentFlagHelp()}
   --help                this text
 `;
+
+/** Help lines of the node agent's flags (all, or those named), for tools that take the same ones. */
+export function nodeAgentFlagHelp(only?: readonly string[]): string {
+  return OPTIONS.filter((o) => !only || only.includes(o.flag))
+    .map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`)
+    .join('\n');
+}
 
 export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   stateDir: '/var/lib/kata-node-agent',
@@ -441,9 +448,27 @@ export function nodeAgentConfig(
   env: NodeJS.ProcessEnv,
   readFile: (file: string) => Record<string, unknown> = readConfigFile,
 ): NodeAgentConfig {
+  return parseNodeAgentSettings(argv, env, { readFile }).config;
+}
+
+/**
+ * The node agent's settings read exactly as it reads them, plus a tool's own flags (`extra`), so
+ * a tool on the node (kata-leak-audit) never finds the roots anywhere else than the agent does.
+ */
+export function parseNodeAgentSettings(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: {
+    extra?: NonNullable<ParseArgsConfig['options']>;
+    requireNodeName?: boolean;
+    readFile?: (file: string) => Record<string, unknown>;
+  } = {},
+): { config: NodeAgentConfig; extra: Record<string, string | boolean | undefined> } {
+  const readFile = opts.readFile ?? readConfigFile;
   const { values } = parseArgs({
     args: [...argv],
     options: {
+      ...opts.extra,
       config: { type: 'string' },
       help: { type: 'boolean' },
       ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
@@ -464,9 +489,10 @@ export function nodeAgentConfig(
       out[o.key] = convert(o, file[o.key], `${configFile} ${o.key}`);
     }
   }
-  if (!help && !out['nodeName']) {
+  if (!help && !out['nodeName'] && opts.requireNodeName !== false) {
     throw new ConfigError('--node-name (or NODE_NAME) is required');
   }
   out['concurrency'] = Math.max(1, out['concurrency'] as number);
-  return out as unknown as NodeAgentConfig;
+  const extra = Object.fromEntries(Object.keys(opts.extra ?? {}).map((k) => [k, flags[k]]));
+  return { config: out as unknown as NodeAgentConfig, extra };
 }
