@@ -162,7 +162,9 @@ export function reportText(r: AuditReport): string {
     const extra = [
       k.owned > 0 ? `${k.owned} of live sandboxes` : '',
       k.notJudged > 0 ? `${k.notJudged} of uids unknown to this agent not judged` : '',
-      ...k.unchecked.map((u) => `not checked: ${u.place}: ${u.why}`),
+      ...k.unchecked.map(
+        (u) => `${k.status === 'unchecked' ? '' : 'not checked: '}${u.place}: ${u.why}`,
+      ),
     ].filter(Boolean);
     const status =
       k.status === 'leftovers'

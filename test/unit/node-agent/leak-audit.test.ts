@@ -138,7 +138,7 @@ describe('leak audit: classifying', () => {
     const r = classify(obs, liveFromList(''), { hostWide: 'all', kinds: ['ipam', 'netns'] });
     expect(r.kinds.map((k) => k.status)).toEqual(['unchecked', 'unchecked']);
     expect(r.kinds[0]!.unchecked).toEqual([{ place: '/etc/cni/net.d', why: 'no CNI config' }]);
-    expect(reportText(r)).toMatch(/ipam {9}NOT CHECKED \(not checked: \/etc\/cni\/net.d: no CNI/);
+    expect(reportText(r)).toMatch(/ipam {9}NOT CHECKED \(\/etc\/cni\/net.d: no CNI/);
   });
 
   it('--host-wide known: host-wide objects of uids this agent’s roots never held are not judged', () => {
