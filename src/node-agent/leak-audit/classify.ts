@@ -92,8 +92,18 @@ export function classify(
       notJudged: 0,
       leftovers: [],
     };
-    for (const o of mine.flatMap((m) => (m.checked ? m.objects : []))) {
-      if (live.uids.has(o.uid)) report.owned++;
+    const objects = mine.flatMap((m) => (m.checked ? m.objects : []));
+    for (const o of objects) {
+      const twin = kind === 'qemu' ? objects.filter((x) => x.uid === o.uid) : [];
+      if (twin.length > 1) {
+        // A sandbox runs one VM: more than one means all but one are orphans (whichever its
+        // state file records is its own; the audit does not guess which).
+        const pids = twin.map((x) => x.pid).join(', ');
+        report.leftovers.push({
+          ...o,
+          why: `${twin.length} QEMUs (pids ${pids}) run for uid ${o.uid}; a sandbox has one VM`,
+        });
+      } else if (live.uids.has(o.uid)) report.owned++;
       else if (opts.hostWide === 'known' && HOST_WIDE_KINDS.has(kind) && !known.has(o.uid)) {
         report.notJudged++;
       } else report.leftovers.push({ ...o, why: whyLeftover(o, live) });

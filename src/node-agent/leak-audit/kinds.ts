@@ -44,7 +44,8 @@ export const KIND_EXPLANATIONS: Record<LeakKind, KindExplanation> = {
     what: "a sandbox's VM",
     observed:
       '/proc/<pid>/cmdline of every process: `-name ksb-<uid>` with an argument under $RUN_DIR/sandboxes/',
-    leftover: 'a VM running for a sandbox that no longer exists: an orphan, holding memory and CPU',
+    leftover:
+      'a VM running for a sandbox that no longer exists (or a second one for a sandbox): an orphan, holding memory and CPU',
     cleanup: 'kill -9 <pid> (after checking the uid is really gone from the API)',
   },
   'state-dir': {

@@ -131,6 +131,18 @@ describe('leak audit: classifying', () => {
     expect(reportText(r)).toMatch(/no leftovers\n$/);
   });
 
+  it('two QEMUs for one sandbox, live or not, are both reported', () => {
+    const qemu = (pid: number) => ({ kind: 'qemu' as const, uid: LIVE, where: `pid ${pid}`, pid });
+    const obs: KindObservation[] = [
+      { kind: 'qemu', place: '/proc', checked: true, objects: [qemu(10), qemu(11)] },
+    ];
+    const r = classify(obs, liveFromList(LIVE), { hostWide: 'all', kinds: ['qemu'] });
+    expect(r.kinds[0]!.leftovers.map((l) => [l.pid, l.why])).toEqual([
+      [10, `2 QEMUs (pids 10, 11) run for uid ${LIVE}; a sandbox has one VM`],
+      [11, `2 QEMUs (pids 10, 11) run for uid ${LIVE}; a sandbox has one VM`],
+    ]);
+  });
+
   it('a kind it could not look at is NOT CHECKED, not clean', () => {
     const obs: KindObservation[] = [
       { kind: 'ipam', place: '/etc/cni/net.d', checked: false, note: 'no CNI config', objects: [] },
