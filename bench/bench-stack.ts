@@ -129,7 +129,9 @@ export async function startBenchStack(
       'kata-controller',
       controllerBundle,
       [
+        // Plain HTTP on loopback: waitReady polls /readyz without a token.
         ...['--kubeconfig', controllerId.kubeconfig, '--metrics-port', '0'],
+        ...['--metrics-secure', 'false'],
         ...['--identity', `bench-${name}-${process.pid}`, '--watch-namespace', ns],
         ...['--leader-election-id', electionId],
       ],
@@ -142,6 +144,7 @@ export async function startBenchStack(
       agentBundle,
       [
         ...['--kubeconfig', agentId.kubeconfig, '--node-name', node, '--metrics-port', '0'],
+        ...['--metrics-secure', 'false'],
         ...['--state-dir', path.join(base, 'state'), '--run-dir', path.join(base, 'run')],
         ...['--log-dir', path.join(base, 'logs'), '--allowed-host-path-roots', roots],
         ...['--default-accelerator', 'auto', '--host-fs-binary', builtHostFsBinary()],

@@ -370,7 +370,9 @@ async function main(): Promise<void> {
         'kata-controller',
         controllerBundle,
         [
+          // Plain HTTP on loopback: the demo prints /metrics URLs to open without a token.
           ...['--kubeconfig', controllerId.kubeconfig, '--metrics-port', '0'],
+          ...['--metrics-secure', 'false'],
           ...['--identity', `demo-${tag}`, '--watch-namespace', NAMESPACE],
           ...['--leader-election-id', ELECTION_ID],
         ],
@@ -399,6 +401,7 @@ async function main(): Promise<void> {
         agentBundle,
         [
           ...['--kubeconfig', agentId.kubeconfig, '--node-name', NODE, '--metrics-port', '0'],
+          ...['--metrics-secure', 'false'],
           ...['--state-dir', dirs.state, '--run-dir', dirs.run, '--log-dir', dirs.logs],
           ...['--allowed-host-path-roots', ROOTS, '--default-accelerator', 'auto'],
           ...['--host-fs-binary', builtHostFsBinary()],

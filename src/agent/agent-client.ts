@@ -9,7 +9,10 @@ import {
 } from '@grpc/grpc-js';
 import {
   AgentServiceClient,
+  AgentServiceService,
   type GuestDetailsResponse,
+  type StatsContainerRequest,
+  type StatsContainerResponse,
   type StringUser,
 } from '../generated/agent.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../generated/health.js';
@@ -23,6 +26,7 @@ import {
   type SandboxSetup,
 } from './agent-requests.js';
 import { RPC_TIMEOUT_MS, type AgentRpc } from './rpc-timeouts.js';
+import { decodeStatsResponse } from './stats-wire.js';
 import { sleep } from '../common/sleep.js';
 
 export interface CallOpts {
@@ -120,6 +124,23 @@ export class AgentClient {
       opts,
       true,
     );
+  }
+
+  /** The container's cgroup figures and the guest's interface counters (Kata 1.x's StatsContainer). */
+  async statsContainer(containerId: string, opts: CallOpts = {}): Promise<StatsContainerResponse> {
+    // Decoded through stats-wire.ts: a 1.x agent's "no limit" does not fit our 64-bit numbers.
+    const def = AgentServiceService.statsContainer;
+    const fn: UnaryFn<StatsContainerRequest, StatsContainerResponse> = (req, md, callOpts, cb) =>
+      this.agent.makeUnaryRequest(
+        def.path,
+        def.requestSerialize,
+        (buf: Buffer) => decodeStatsResponse(buf),
+        req,
+        md,
+        callOpts,
+        (err, res) => cb(err, res as StatsContainerResponse),
+      );
+    return this.call('StatsContainer', fn, { containerId }, opts, true);
   }
 
   // --- network ------------------------------------------------------------------------------

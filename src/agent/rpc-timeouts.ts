@@ -24,6 +24,8 @@ export const RPC_TIMEOUT_MS = {
   WriteStdin: 30_000,
   CloseStdin: 30_000,
   TtyWinResize: 30_000,
+  /** Reads a dozen small files; the node agent's periodic sampling passes a shorter one. */
+  StatsContainer: 30_000,
 } as const satisfies Record<string, number>;
 
 export type AgentRpc = keyof typeof RPC_TIMEOUT_MS;

@@ -1,9 +1,14 @@
 import { parseArgs } from 'node:util';
 import { NODE_LEASE_DURATION_SECONDS } from '../kube/lease.js';
+import { metricsCertProblem } from '../observability/metrics-serving-config.js';
 
 export interface ControllerConfig {
   kubeconfig?: string;
   metricsPort: number;
+  /** HTTPS with TokenReview + SubjectAccessReview on /metrics; false: plain HTTP on 127.0.0.1. */
+  metricsSecure: boolean;
+  metricsCertFile?: string;
+  metricsKeyFile?: string;
   concurrency: number;
   leaderElect: boolean;
   identity: string;
@@ -20,6 +25,15 @@ export const CONTROLLER_HELP = `kata-controller: schedules KataSandboxes to node
 Flags (environment variable in brackets):
   --kubeconfig PATH     kubeconfig to use [KUBECONFIG]; default: in-cluster, then ~/.kube/config
   --metrics-port N      port of /metrics, /healthz, /readyz [METRICS_PORT] (default 8080)
+  --metrics-secure BOOL HTTPS on every address, /metrics only for a bearer token allowed to get
+                        the non-resource URL /metrics (TokenReview + SubjectAccessReview);
+                        false: plain HTTP on 127.0.0.1, no authentication, for local use
+                        [METRICS_SECURE] (default true)
+  --metrics-cert-file PATH
+                        PEM serving certificate for /metrics, re-read when it changes
+                        [METRICS_CERT_FILE] (default: a self-signed one made at start)
+  --metrics-key-file PATH
+                        its PEM private key [METRICS_KEY_FILE]
   --concurrency N       sandboxes reconciled at once [CONCURRENCY] (default 8)
   --leader-elect BOOL   contend for Lease kata-system/kata-controller [LEADER_ELECT] (default true)
   --identity NAME       this replica's name in the election [POD_NAME] (default hostname-pid)
@@ -51,6 +65,9 @@ export function controllerConfig(
     options: {
       kubeconfig: { type: 'string' },
       'metrics-port': { type: 'string' },
+      'metrics-secure': { type: 'string' },
+      'metrics-cert-file': { type: 'string' },
+      'metrics-key-file': { type: 'string' },
       concurrency: { type: 'string' },
       'leader-elect': { type: 'string' },
       identity: { type: 'string' },
@@ -61,15 +78,24 @@ export function controllerConfig(
     },
     strict: true,
   });
+  const bool = (name: string, raw: string): boolean => {
+    if (raw !== 'true' && raw !== 'false') {
+      throw new Error(`--${name}: ${JSON.stringify(raw)} must be true or false`);
+    }
+    return raw === 'true';
+  };
   const leader = values['leader-elect'] ?? env.LEADER_ELECT ?? 'true';
-  if (leader !== 'true' && leader !== 'false') {
-    throw new Error(`--leader-elect: ${JSON.stringify(leader)} must be true or false`);
-  }
-  return {
+  const secure = values['metrics-secure'] ?? env.METRICS_SECURE ?? 'true';
+  const certFile = values['metrics-cert-file'] ?? env.METRICS_CERT_FILE;
+  const keyFile = values['metrics-key-file'] ?? env.METRICS_KEY_FILE;
+  const cfg: ControllerConfig = {
     kubeconfig: values.kubeconfig ?? env.KUBECONFIG,
     metricsPort: int('metrics-port', values['metrics-port'] ?? env.METRICS_PORT, 8080),
+    metricsSecure: bool('metrics-secure', secure),
+    ...(certFile && { metricsCertFile: certFile }),
+    ...(keyFile && { metricsKeyFile: keyFile }),
     concurrency: Math.max(1, int('concurrency', values.concurrency ?? env.CONCURRENCY, 8)),
-    leaderElect: leader === 'true',
+    leaderElect: bool('leader-elect', leader),
     identity: values.identity ?? env.POD_NAME ?? `${host}-${process.pid}`,
     watchNamespace: values['watch-namespace'] ?? env.WATCH_NAMESPACE ?? '',
     leaderElectionId: values['leader-election-id'] ?? env.LEADER_ELECTION_ID ?? 'kata-controller',
@@ -83,4 +109,7 @@ export function controllerConfig(
     ),
     help: values.help ?? false,
   };
+  const certProblem = metricsCertProblem(cfg);
+  if (certProblem) throw new Error(certProblem);
+  return cfg;
 }

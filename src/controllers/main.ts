@@ -15,7 +15,7 @@ import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
 import { LeaderElector } from '../kube/leader-election.js';
 import { objectKey } from '../kube/object-cache.js';
 import { WorkQueue } from '../kube/work-queue.js';
-import { startProbeServer } from '../observability/http-server.js';
+import { startMetricsServer } from '../observability/metrics-server.js';
 import { createLogger } from '../observability/logger.js';
 import { controllerMetrics } from './controller-metrics.js';
 import { CONTROLLER_HELP, controllerConfig } from './controller-config.js';
@@ -187,14 +187,16 @@ async function main(): Promise<void> {
 
   const synced = (): boolean =>
     sandboxes.hasSynced() && leases.hasSynced() && nodes.hasSynced() && projections.hasSynced();
-  const server = await startProbeServer({
-    port: cfg.metricsPort,
+  const { server, port, scheme } = await startMetricsServer({
+    config: cfg,
+    kc,
     registry: metrics.registry,
     ready: synced,
+    log,
+    commonName: 'kata-controller',
+    dnsNames: ['kata-controller-metrics.kata-system.svc'],
   });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;
-  log.info({ port }, 'serving /metrics, /healthz, /readyz');
+  log.info({ port, scheme }, 'serving /metrics, /healthz, /readyz');
 
   const lead = async (): Promise<void> => {
     await Promise.all([

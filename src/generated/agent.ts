@@ -178,6 +178,17 @@ export interface GuestDetailsResponse {
   memBlockSizeBytes: number;
   agentDetails?: AgentDetails | undefined;
   supportMemHotplugProbe: boolean;
+  /**
+   * Ours, beyond Kata 1.x (which has no call for it): the guest's /proc/meminfo figures. A 1.x
+   * agent leaves it unset; a 1.x client skips it as an unknown field.
+   */
+  guestMemory?: GuestMemory | undefined;
+}
+
+/** Ours, beyond Kata 1.x: what the guest kernel reports in /proc/meminfo, in bytes. */
+export interface GuestMemory {
+  totalBytes: number;
+  availableBytes: number;
 }
 
 export interface FSGroup {
@@ -219,6 +230,115 @@ export interface StringUser {
   uid: string;
   gid: string;
   additionalGids: string[];
+}
+
+export interface StatsContainerRequest {
+  containerId: string;
+}
+
+export interface CpuUsage {
+  /** Nanoseconds. */
+  totalUsage: number;
+  percpuUsage: number[];
+  usageInKernelmode: number;
+  usageInUsermode: number;
+}
+
+export interface ThrottlingData {
+  periods: number;
+  throttledPeriods: number;
+  /** Nanoseconds. */
+  throttledTime: number;
+}
+
+export interface CpuStats {
+  cpuUsage?: CpuUsage | undefined;
+  throttlingData?: ThrottlingData | undefined;
+}
+
+export interface PidsStats {
+  current: number;
+  /** 0: no limit. */
+  limit: number;
+}
+
+export interface MemoryData {
+  usage: number;
+  maxUsage: number;
+  failcnt: number;
+  limit: number;
+}
+
+export interface MemoryStats {
+  cache: number;
+  usage?: MemoryData | undefined;
+  swapUsage?: MemoryData | undefined;
+  kernelUsage?: MemoryData | undefined;
+  useHierarchy: boolean;
+  /** The cgroup's memory.stat, key by key. */
+  stats: { [key: string]: number };
+}
+
+export interface MemoryStats_StatsEntry {
+  key: string;
+  value: number;
+}
+
+export interface BlkioStatsEntry {
+  major: number;
+  minor: number;
+  op: string;
+  value: number;
+}
+
+export interface BlkioStats {
+  ioServiceBytesRecursive: BlkioStatsEntry[];
+  ioServicedRecursive: BlkioStatsEntry[];
+  ioQueuedRecursive: BlkioStatsEntry[];
+  ioServiceTimeRecursive: BlkioStatsEntry[];
+  ioWaitTimeRecursive: BlkioStatsEntry[];
+  ioMergedRecursive: BlkioStatsEntry[];
+  ioTimeRecursive: BlkioStatsEntry[];
+  sectorsRecursive: BlkioStatsEntry[];
+}
+
+export interface HugetlbStats {
+  usage: number;
+  maxUsage: number;
+  failcnt: number;
+}
+
+export interface CgroupStats {
+  cpuStats?: CpuStats | undefined;
+  memoryStats?: MemoryStats | undefined;
+  pidsStats?: PidsStats | undefined;
+  blkioStats?:
+    | BlkioStats
+    | undefined;
+  /** Keyed by huge page size ("2MB"). */
+  hugetlbStats: { [key: string]: HugetlbStats };
+}
+
+export interface CgroupStats_HugetlbStatsEntry {
+  key: string;
+  value?: HugetlbStats | undefined;
+}
+
+export interface NetworkStats {
+  name: string;
+  rxBytes: number;
+  rxPackets: number;
+  rxErrors: number;
+  rxDropped: number;
+  txBytes: number;
+  txPackets: number;
+  txErrors: number;
+  txDropped: number;
+}
+
+export interface StatsContainerResponse {
+  cgroupStats?: CgroupStats | undefined;
+  networkStats: NetworkStats[];
 }
 
 function createBaseCreateContainerRequest(): CreateContainerRequest {
@@ -2649,7 +2769,7 @@ export const GuestDetailsRequest: MessageFns<GuestDetailsRequest> = {
 };
 
 function createBaseGuestDetailsResponse(): GuestDetailsResponse {
-  return { memBlockSizeBytes: 0, agentDetails: undefined, supportMemHotplugProbe: false };
+  return { memBlockSizeBytes: 0, agentDetails: undefined, supportMemHotplugProbe: false, guestMemory: undefined };
 }
 
 export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
@@ -2662,6 +2782,9 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
     }
     if (message.supportMemHotplugProbe !== false) {
       writer.uint32(24).bool(message.supportMemHotplugProbe);
+    }
+    if (message.guestMemory !== undefined) {
+      GuestMemory.encode(message.guestMemory, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -2703,6 +2826,14 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
             message.supportMemHotplugProbe = reader.bool();
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.guestMemory = GuestMemory.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2732,6 +2863,11 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
         : isSet(object.support_mem_hotplug_probe)
         ? globalThis.Boolean(object.support_mem_hotplug_probe)
         : false,
+      guestMemory: isSet(object.guestMemory)
+        ? GuestMemory.fromJSON(object.guestMemory)
+        : isSet(object.guest_memory)
+        ? GuestMemory.fromJSON(object.guest_memory)
+        : undefined,
     };
   },
 
@@ -2746,6 +2882,9 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
     if (message.supportMemHotplugProbe !== false) {
       obj.supportMemHotplugProbe = message.supportMemHotplugProbe;
     }
+    if (message.guestMemory !== undefined) {
+      obj.guestMemory = GuestMemory.toJSON(message.guestMemory);
+    }
     return obj;
   },
 
@@ -2759,6 +2898,102 @@ export const GuestDetailsResponse: MessageFns<GuestDetailsResponse> = {
       ? AgentDetails.fromPartial(object.agentDetails)
       : undefined;
     message.supportMemHotplugProbe = object.supportMemHotplugProbe ?? false;
+    message.guestMemory = (object.guestMemory !== undefined && object.guestMemory !== null)
+      ? GuestMemory.fromPartial(object.guestMemory)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGuestMemory(): GuestMemory {
+  return { totalBytes: 0, availableBytes: 0 };
+}
+
+export const GuestMemory: MessageFns<GuestMemory> = {
+  encode(message: GuestMemory, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.totalBytes !== 0) {
+      writer.uint32(8).uint64(message.totalBytes);
+    }
+    if (message.availableBytes !== 0) {
+      writer.uint32(16).uint64(message.availableBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GuestMemory {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGuestMemory();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.availableBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GuestMemory {
+    return {
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      availableBytes: isSet(object.availableBytes)
+        ? globalThis.Number(object.availableBytes)
+        : isSet(object.available_bytes)
+        ? globalThis.Number(object.available_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: GuestMemory): unknown {
+    const obj: any = {};
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.availableBytes !== 0) {
+      obj.availableBytes = Math.round(message.availableBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GuestMemory>, I>>(base?: I): GuestMemory {
+    return GuestMemory.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GuestMemory>, I>>(object: I): GuestMemory {
+    const message = createBaseGuestMemory();
+    message.totalBytes = object.totalBytes ?? 0;
+    message.availableBytes = object.availableBytes ?? 0;
     return message;
   },
 };
@@ -3453,6 +3688,1987 @@ export const StringUser: MessageFns<StringUser> = {
   },
 };
 
+function createBaseStatsContainerRequest(): StatsContainerRequest {
+  return { containerId: "" };
+}
+
+export const StatsContainerRequest: MessageFns<StatsContainerRequest> = {
+  encode(message: StatsContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsContainerRequest {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StatsContainerRequest): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatsContainerRequest>, I>>(base?: I): StatsContainerRequest {
+    return StatsContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatsContainerRequest>, I>>(object: I): StatsContainerRequest {
+    const message = createBaseStatsContainerRequest();
+    message.containerId = object.containerId ?? "";
+    return message;
+  },
+};
+
+function createBaseCpuUsage(): CpuUsage {
+  return { totalUsage: 0, percpuUsage: [], usageInKernelmode: 0, usageInUsermode: 0 };
+}
+
+export const CpuUsage: MessageFns<CpuUsage> = {
+  encode(message: CpuUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.totalUsage !== 0) {
+      writer.uint32(8).uint64(message.totalUsage);
+    }
+    if (message.percpuUsage.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.percpuUsage) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.usageInKernelmode !== 0) {
+      writer.uint32(24).uint64(message.usageInKernelmode);
+    }
+    if (message.usageInUsermode !== 0) {
+      writer.uint32(32).uint64(message.usageInUsermode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CpuUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCpuUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.totalUsage = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.percpuUsage.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.percpuUsage.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.usageInKernelmode = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.usageInUsermode = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CpuUsage {
+    return {
+      totalUsage: isSet(object.totalUsage)
+        ? globalThis.Number(object.totalUsage)
+        : isSet(object.total_usage)
+        ? globalThis.Number(object.total_usage)
+        : 0,
+      percpuUsage: globalThis.Array.isArray(object?.percpuUsage)
+        ? object.percpuUsage.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.percpu_usage)
+        ? object.percpu_usage.map((e: any) => globalThis.Number(e))
+        : [],
+      usageInKernelmode: isSet(object.usageInKernelmode)
+        ? globalThis.Number(object.usageInKernelmode)
+        : isSet(object.usage_in_kernelmode)
+        ? globalThis.Number(object.usage_in_kernelmode)
+        : 0,
+      usageInUsermode: isSet(object.usageInUsermode)
+        ? globalThis.Number(object.usageInUsermode)
+        : isSet(object.usage_in_usermode)
+        ? globalThis.Number(object.usage_in_usermode)
+        : 0,
+    };
+  },
+
+  toJSON(message: CpuUsage): unknown {
+    const obj: any = {};
+    if (message.totalUsage !== 0) {
+      obj.totalUsage = Math.round(message.totalUsage);
+    }
+    if (message.percpuUsage?.length) {
+      obj.percpuUsage = message.percpuUsage.map((e) => Math.round(e));
+    }
+    if (message.usageInKernelmode !== 0) {
+      obj.usageInKernelmode = Math.round(message.usageInKernelmode);
+    }
+    if (message.usageInUsermode !== 0) {
+      obj.usageInUsermode = Math.round(message.usageInUsermode);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CpuUsage>, I>>(base?: I): CpuUsage {
+    return CpuUsage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CpuUsage>, I>>(object: I): CpuUsage {
+    const message = createBaseCpuUsage();
+    message.totalUsage = object.totalUsage ?? 0;
+    message.percpuUsage = object.percpuUsage?.map((e) => e) || [];
+    message.usageInKernelmode = object.usageInKernelmode ?? 0;
+    message.usageInUsermode = object.usageInUsermode ?? 0;
+    return message;
+  },
+};
+
+function createBaseThrottlingData(): ThrottlingData {
+  return { periods: 0, throttledPeriods: 0, throttledTime: 0 };
+}
+
+export const ThrottlingData: MessageFns<ThrottlingData> = {
+  encode(message: ThrottlingData, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.periods !== 0) {
+      writer.uint32(8).uint64(message.periods);
+    }
+    if (message.throttledPeriods !== 0) {
+      writer.uint32(16).uint64(message.throttledPeriods);
+    }
+    if (message.throttledTime !== 0) {
+      writer.uint32(24).uint64(message.throttledTime);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ThrottlingData {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseThrottlingData();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.periods = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.throttledPeriods = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.throttledTime = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ThrottlingData {
+    return {
+      periods: isSet(object.periods) ? globalThis.Number(object.periods) : 0,
+      throttledPeriods: isSet(object.throttledPeriods)
+        ? globalThis.Number(object.throttledPeriods)
+        : isSet(object.throttled_periods)
+        ? globalThis.Number(object.throttled_periods)
+        : 0,
+      throttledTime: isSet(object.throttledTime)
+        ? globalThis.Number(object.throttledTime)
+        : isSet(object.throttled_time)
+        ? globalThis.Number(object.throttled_time)
+        : 0,
+    };
+  },
+
+  toJSON(message: ThrottlingData): unknown {
+    const obj: any = {};
+    if (message.periods !== 0) {
+      obj.periods = Math.round(message.periods);
+    }
+    if (message.throttledPeriods !== 0) {
+      obj.throttledPeriods = Math.round(message.throttledPeriods);
+    }
+    if (message.throttledTime !== 0) {
+      obj.throttledTime = Math.round(message.throttledTime);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ThrottlingData>, I>>(base?: I): ThrottlingData {
+    return ThrottlingData.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ThrottlingData>, I>>(object: I): ThrottlingData {
+    const message = createBaseThrottlingData();
+    message.periods = object.periods ?? 0;
+    message.throttledPeriods = object.throttledPeriods ?? 0;
+    message.throttledTime = object.throttledTime ?? 0;
+    return message;
+  },
+};
+
+function createBaseCpuStats(): CpuStats {
+  return { cpuUsage: undefined, throttlingData: undefined };
+}
+
+export const CpuStats: MessageFns<CpuStats> = {
+  encode(message: CpuStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpuUsage !== undefined) {
+      CpuUsage.encode(message.cpuUsage, writer.uint32(10).fork()).join();
+    }
+    if (message.throttlingData !== undefined) {
+      ThrottlingData.encode(message.throttlingData, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CpuStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCpuStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cpuUsage = CpuUsage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.throttlingData = ThrottlingData.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CpuStats {
+    return {
+      cpuUsage: isSet(object.cpuUsage)
+        ? CpuUsage.fromJSON(object.cpuUsage)
+        : isSet(object.cpu_usage)
+        ? CpuUsage.fromJSON(object.cpu_usage)
+        : undefined,
+      throttlingData: isSet(object.throttlingData)
+        ? ThrottlingData.fromJSON(object.throttlingData)
+        : isSet(object.throttling_data)
+        ? ThrottlingData.fromJSON(object.throttling_data)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CpuStats): unknown {
+    const obj: any = {};
+    if (message.cpuUsage !== undefined) {
+      obj.cpuUsage = CpuUsage.toJSON(message.cpuUsage);
+    }
+    if (message.throttlingData !== undefined) {
+      obj.throttlingData = ThrottlingData.toJSON(message.throttlingData);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CpuStats>, I>>(base?: I): CpuStats {
+    return CpuStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CpuStats>, I>>(object: I): CpuStats {
+    const message = createBaseCpuStats();
+    message.cpuUsage = (object.cpuUsage !== undefined && object.cpuUsage !== null)
+      ? CpuUsage.fromPartial(object.cpuUsage)
+      : undefined;
+    message.throttlingData = (object.throttlingData !== undefined && object.throttlingData !== null)
+      ? ThrottlingData.fromPartial(object.throttlingData)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePidsStats(): PidsStats {
+  return { current: 0, limit: 0 };
+}
+
+export const PidsStats: MessageFns<PidsStats> = {
+  encode(message: PidsStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.current !== 0) {
+      writer.uint32(8).uint64(message.current);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint64(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PidsStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePidsStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.current = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PidsStats {
+    return {
+      current: isSet(object.current) ? globalThis.Number(object.current) : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: PidsStats): unknown {
+    const obj: any = {};
+    if (message.current !== 0) {
+      obj.current = Math.round(message.current);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PidsStats>, I>>(base?: I): PidsStats {
+    return PidsStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PidsStats>, I>>(object: I): PidsStats {
+    const message = createBasePidsStats();
+    message.current = object.current ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseMemoryData(): MemoryData {
+  return { usage: 0, maxUsage: 0, failcnt: 0, limit: 0 };
+}
+
+export const MemoryData: MessageFns<MemoryData> = {
+  encode(message: MemoryData, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.usage !== 0) {
+      writer.uint32(8).uint64(message.usage);
+    }
+    if (message.maxUsage !== 0) {
+      writer.uint32(16).uint64(message.maxUsage);
+    }
+    if (message.failcnt !== 0) {
+      writer.uint32(24).uint64(message.failcnt);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(32).uint64(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryData {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryData();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.usage = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxUsage = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failcnt = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.limit = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryData {
+    return {
+      usage: isSet(object.usage) ? globalThis.Number(object.usage) : 0,
+      maxUsage: isSet(object.maxUsage)
+        ? globalThis.Number(object.maxUsage)
+        : isSet(object.max_usage)
+        ? globalThis.Number(object.max_usage)
+        : 0,
+      failcnt: isSet(object.failcnt) ? globalThis.Number(object.failcnt) : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: MemoryData): unknown {
+    const obj: any = {};
+    if (message.usage !== 0) {
+      obj.usage = Math.round(message.usage);
+    }
+    if (message.maxUsage !== 0) {
+      obj.maxUsage = Math.round(message.maxUsage);
+    }
+    if (message.failcnt !== 0) {
+      obj.failcnt = Math.round(message.failcnt);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemoryData>, I>>(base?: I): MemoryData {
+    return MemoryData.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemoryData>, I>>(object: I): MemoryData {
+    const message = createBaseMemoryData();
+    message.usage = object.usage ?? 0;
+    message.maxUsage = object.maxUsage ?? 0;
+    message.failcnt = object.failcnt ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseMemoryStats(): MemoryStats {
+  return { cache: 0, usage: undefined, swapUsage: undefined, kernelUsage: undefined, useHierarchy: false, stats: {} };
+}
+
+export const MemoryStats: MessageFns<MemoryStats> = {
+  encode(message: MemoryStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cache !== 0) {
+      writer.uint32(8).uint64(message.cache);
+    }
+    if (message.usage !== undefined) {
+      MemoryData.encode(message.usage, writer.uint32(18).fork()).join();
+    }
+    if (message.swapUsage !== undefined) {
+      MemoryData.encode(message.swapUsage, writer.uint32(26).fork()).join();
+    }
+    if (message.kernelUsage !== undefined) {
+      MemoryData.encode(message.kernelUsage, writer.uint32(34).fork()).join();
+    }
+    if (message.useHierarchy !== false) {
+      writer.uint32(40).bool(message.useHierarchy);
+    }
+    globalThis.Object.entries(message.stats).forEach(([key, value]: [string, number]) => {
+      MemoryStats_StatsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cache = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usage = MemoryData.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.swapUsage = MemoryData.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kernelUsage = MemoryData.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.useHierarchy = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = MemoryStats_StatsEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.stats[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryStats {
+    return {
+      cache: isSet(object.cache) ? globalThis.Number(object.cache) : 0,
+      usage: isSet(object.usage) ? MemoryData.fromJSON(object.usage) : undefined,
+      swapUsage: isSet(object.swapUsage)
+        ? MemoryData.fromJSON(object.swapUsage)
+        : isSet(object.swap_usage)
+        ? MemoryData.fromJSON(object.swap_usage)
+        : undefined,
+      kernelUsage: isSet(object.kernelUsage)
+        ? MemoryData.fromJSON(object.kernelUsage)
+        : isSet(object.kernel_usage)
+        ? MemoryData.fromJSON(object.kernel_usage)
+        : undefined,
+      useHierarchy: isSet(object.useHierarchy)
+        ? globalThis.Boolean(object.useHierarchy)
+        : isSet(object.use_hierarchy)
+        ? globalThis.Boolean(object.use_hierarchy)
+        : false,
+      stats: isObject(object.stats)
+        ? (globalThis.Object.entries(object.stats) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: MemoryStats): unknown {
+    const obj: any = {};
+    if (message.cache !== 0) {
+      obj.cache = Math.round(message.cache);
+    }
+    if (message.usage !== undefined) {
+      obj.usage = MemoryData.toJSON(message.usage);
+    }
+    if (message.swapUsage !== undefined) {
+      obj.swapUsage = MemoryData.toJSON(message.swapUsage);
+    }
+    if (message.kernelUsage !== undefined) {
+      obj.kernelUsage = MemoryData.toJSON(message.kernelUsage);
+    }
+    if (message.useHierarchy !== false) {
+      obj.useHierarchy = message.useHierarchy;
+    }
+    if (message.stats) {
+      const entries = globalThis.Object.entries(message.stats) as [string, number][];
+      if (entries.length > 0) {
+        obj.stats = {};
+        entries.forEach(([k, v]) => {
+          obj.stats[k] = Math.round(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemoryStats>, I>>(base?: I): MemoryStats {
+    return MemoryStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemoryStats>, I>>(object: I): MemoryStats {
+    const message = createBaseMemoryStats();
+    message.cache = object.cache ?? 0;
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? MemoryData.fromPartial(object.usage)
+      : undefined;
+    message.swapUsage = (object.swapUsage !== undefined && object.swapUsage !== null)
+      ? MemoryData.fromPartial(object.swapUsage)
+      : undefined;
+    message.kernelUsage = (object.kernelUsage !== undefined && object.kernelUsage !== null)
+      ? MemoryData.fromPartial(object.kernelUsage)
+      : undefined;
+    message.useHierarchy = object.useHierarchy ?? false;
+    message.stats = (globalThis.Object.entries(object.stats ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseMemoryStats_StatsEntry(): MemoryStats_StatsEntry {
+  return { key: "", value: 0 };
+}
+
+export const MemoryStats_StatsEntry: MessageFns<MemoryStats_StatsEntry> = {
+  encode(message: MemoryStats_StatsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemoryStats_StatsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemoryStats_StatsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemoryStats_StatsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: MemoryStats_StatsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemoryStats_StatsEntry>, I>>(base?: I): MemoryStats_StatsEntry {
+    return MemoryStats_StatsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemoryStats_StatsEntry>, I>>(object: I): MemoryStats_StatsEntry {
+    const message = createBaseMemoryStats_StatsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseBlkioStatsEntry(): BlkioStatsEntry {
+  return { major: 0, minor: 0, op: "", value: 0 };
+}
+
+export const BlkioStatsEntry: MessageFns<BlkioStatsEntry> = {
+  encode(message: BlkioStatsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.major !== 0) {
+      writer.uint32(8).uint64(message.major);
+    }
+    if (message.minor !== 0) {
+      writer.uint32(16).uint64(message.minor);
+    }
+    if (message.op !== "") {
+      writer.uint32(26).string(message.op);
+    }
+    if (message.value !== 0) {
+      writer.uint32(32).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlkioStatsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlkioStatsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.major = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minor = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.op = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlkioStatsEntry {
+    return {
+      major: isSet(object.major) ? globalThis.Number(object.major) : 0,
+      minor: isSet(object.minor) ? globalThis.Number(object.minor) : 0,
+      op: isSet(object.op) ? globalThis.String(object.op) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: BlkioStatsEntry): unknown {
+    const obj: any = {};
+    if (message.major !== 0) {
+      obj.major = Math.round(message.major);
+    }
+    if (message.minor !== 0) {
+      obj.minor = Math.round(message.minor);
+    }
+    if (message.op !== "") {
+      obj.op = message.op;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlkioStatsEntry>, I>>(base?: I): BlkioStatsEntry {
+    return BlkioStatsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlkioStatsEntry>, I>>(object: I): BlkioStatsEntry {
+    const message = createBaseBlkioStatsEntry();
+    message.major = object.major ?? 0;
+    message.minor = object.minor ?? 0;
+    message.op = object.op ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseBlkioStats(): BlkioStats {
+  return {
+    ioServiceBytesRecursive: [],
+    ioServicedRecursive: [],
+    ioQueuedRecursive: [],
+    ioServiceTimeRecursive: [],
+    ioWaitTimeRecursive: [],
+    ioMergedRecursive: [],
+    ioTimeRecursive: [],
+    sectorsRecursive: [],
+  };
+}
+
+export const BlkioStats: MessageFns<BlkioStats> = {
+  encode(message: BlkioStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ioServiceBytesRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.ioServicedRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.ioQueuedRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.ioServiceTimeRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.ioWaitTimeRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.ioMergedRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.ioTimeRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.sectorsRecursive) {
+      BlkioStatsEntry.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlkioStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlkioStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ioServiceBytesRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ioServicedRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ioQueuedRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ioServiceTimeRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.ioWaitTimeRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ioMergedRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ioTimeRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.sectorsRecursive.push(BlkioStatsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlkioStats {
+    return {
+      ioServiceBytesRecursive: globalThis.Array.isArray(object?.ioServiceBytesRecursive)
+        ? object.ioServiceBytesRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_service_bytes_recursive)
+        ? object.io_service_bytes_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioServicedRecursive: globalThis.Array.isArray(object?.ioServicedRecursive)
+        ? object.ioServicedRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_serviced_recursive)
+        ? object.io_serviced_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioQueuedRecursive: globalThis.Array.isArray(object?.ioQueuedRecursive)
+        ? object.ioQueuedRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_queued_recursive)
+        ? object.io_queued_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioServiceTimeRecursive: globalThis.Array.isArray(object?.ioServiceTimeRecursive)
+        ? object.ioServiceTimeRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_service_time_recursive)
+        ? object.io_service_time_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioWaitTimeRecursive: globalThis.Array.isArray(object?.ioWaitTimeRecursive)
+        ? object.ioWaitTimeRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_wait_time_recursive)
+        ? object.io_wait_time_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioMergedRecursive: globalThis.Array.isArray(object?.ioMergedRecursive)
+        ? object.ioMergedRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_merged_recursive)
+        ? object.io_merged_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      ioTimeRecursive: globalThis.Array.isArray(object?.ioTimeRecursive)
+        ? object.ioTimeRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.io_time_recursive)
+        ? object.io_time_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+      sectorsRecursive: globalThis.Array.isArray(object?.sectorsRecursive)
+        ? object.sectorsRecursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.sectors_recursive)
+        ? object.sectors_recursive.map((e: any) => BlkioStatsEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BlkioStats): unknown {
+    const obj: any = {};
+    if (message.ioServiceBytesRecursive?.length) {
+      obj.ioServiceBytesRecursive = message.ioServiceBytesRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioServicedRecursive?.length) {
+      obj.ioServicedRecursive = message.ioServicedRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioQueuedRecursive?.length) {
+      obj.ioQueuedRecursive = message.ioQueuedRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioServiceTimeRecursive?.length) {
+      obj.ioServiceTimeRecursive = message.ioServiceTimeRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioWaitTimeRecursive?.length) {
+      obj.ioWaitTimeRecursive = message.ioWaitTimeRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioMergedRecursive?.length) {
+      obj.ioMergedRecursive = message.ioMergedRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.ioTimeRecursive?.length) {
+      obj.ioTimeRecursive = message.ioTimeRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    if (message.sectorsRecursive?.length) {
+      obj.sectorsRecursive = message.sectorsRecursive.map((e) => BlkioStatsEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlkioStats>, I>>(base?: I): BlkioStats {
+    return BlkioStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlkioStats>, I>>(object: I): BlkioStats {
+    const message = createBaseBlkioStats();
+    message.ioServiceBytesRecursive = object.ioServiceBytesRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioServicedRecursive = object.ioServicedRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioQueuedRecursive = object.ioQueuedRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioServiceTimeRecursive = object.ioServiceTimeRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioWaitTimeRecursive = object.ioWaitTimeRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioMergedRecursive = object.ioMergedRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.ioTimeRecursive = object.ioTimeRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    message.sectorsRecursive = object.sectorsRecursive?.map((e) => BlkioStatsEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHugetlbStats(): HugetlbStats {
+  return { usage: 0, maxUsage: 0, failcnt: 0 };
+}
+
+export const HugetlbStats: MessageFns<HugetlbStats> = {
+  encode(message: HugetlbStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.usage !== 0) {
+      writer.uint32(8).uint64(message.usage);
+    }
+    if (message.maxUsage !== 0) {
+      writer.uint32(16).uint64(message.maxUsage);
+    }
+    if (message.failcnt !== 0) {
+      writer.uint32(24).uint64(message.failcnt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HugetlbStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHugetlbStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.usage = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxUsage = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failcnt = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HugetlbStats {
+    return {
+      usage: isSet(object.usage) ? globalThis.Number(object.usage) : 0,
+      maxUsage: isSet(object.maxUsage)
+        ? globalThis.Number(object.maxUsage)
+        : isSet(object.max_usage)
+        ? globalThis.Number(object.max_usage)
+        : 0,
+      failcnt: isSet(object.failcnt) ? globalThis.Number(object.failcnt) : 0,
+    };
+  },
+
+  toJSON(message: HugetlbStats): unknown {
+    const obj: any = {};
+    if (message.usage !== 0) {
+      obj.usage = Math.round(message.usage);
+    }
+    if (message.maxUsage !== 0) {
+      obj.maxUsage = Math.round(message.maxUsage);
+    }
+    if (message.failcnt !== 0) {
+      obj.failcnt = Math.round(message.failcnt);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HugetlbStats>, I>>(base?: I): HugetlbStats {
+    return HugetlbStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HugetlbStats>, I>>(object: I): HugetlbStats {
+    const message = createBaseHugetlbStats();
+    message.usage = object.usage ?? 0;
+    message.maxUsage = object.maxUsage ?? 0;
+    message.failcnt = object.failcnt ?? 0;
+    return message;
+  },
+};
+
+function createBaseCgroupStats(): CgroupStats {
+  return { cpuStats: undefined, memoryStats: undefined, pidsStats: undefined, blkioStats: undefined, hugetlbStats: {} };
+}
+
+export const CgroupStats: MessageFns<CgroupStats> = {
+  encode(message: CgroupStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpuStats !== undefined) {
+      CpuStats.encode(message.cpuStats, writer.uint32(10).fork()).join();
+    }
+    if (message.memoryStats !== undefined) {
+      MemoryStats.encode(message.memoryStats, writer.uint32(18).fork()).join();
+    }
+    if (message.pidsStats !== undefined) {
+      PidsStats.encode(message.pidsStats, writer.uint32(26).fork()).join();
+    }
+    if (message.blkioStats !== undefined) {
+      BlkioStats.encode(message.blkioStats, writer.uint32(34).fork()).join();
+    }
+    globalThis.Object.entries(message.hugetlbStats).forEach(([key, value]: [string, HugetlbStats]) => {
+      CgroupStats_HugetlbStatsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CgroupStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCgroupStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cpuStats = CpuStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memoryStats = MemoryStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pidsStats = PidsStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.blkioStats = BlkioStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = CgroupStats_HugetlbStatsEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.hugetlbStats[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CgroupStats {
+    return {
+      cpuStats: isSet(object.cpuStats)
+        ? CpuStats.fromJSON(object.cpuStats)
+        : isSet(object.cpu_stats)
+        ? CpuStats.fromJSON(object.cpu_stats)
+        : undefined,
+      memoryStats: isSet(object.memoryStats)
+        ? MemoryStats.fromJSON(object.memoryStats)
+        : isSet(object.memory_stats)
+        ? MemoryStats.fromJSON(object.memory_stats)
+        : undefined,
+      pidsStats: isSet(object.pidsStats)
+        ? PidsStats.fromJSON(object.pidsStats)
+        : isSet(object.pids_stats)
+        ? PidsStats.fromJSON(object.pids_stats)
+        : undefined,
+      blkioStats: isSet(object.blkioStats)
+        ? BlkioStats.fromJSON(object.blkioStats)
+        : isSet(object.blkio_stats)
+        ? BlkioStats.fromJSON(object.blkio_stats)
+        : undefined,
+      hugetlbStats: isObject(object.hugetlbStats)
+        ? (globalThis.Object.entries(object.hugetlbStats) as [string, any][]).reduce(
+          (acc: { [key: string]: HugetlbStats }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: HugetlbStats.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.hugetlb_stats)
+        ? (globalThis.Object.entries(object.hugetlb_stats) as [string, any][]).reduce(
+          (acc: { [key: string]: HugetlbStats }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: HugetlbStats.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: CgroupStats): unknown {
+    const obj: any = {};
+    if (message.cpuStats !== undefined) {
+      obj.cpuStats = CpuStats.toJSON(message.cpuStats);
+    }
+    if (message.memoryStats !== undefined) {
+      obj.memoryStats = MemoryStats.toJSON(message.memoryStats);
+    }
+    if (message.pidsStats !== undefined) {
+      obj.pidsStats = PidsStats.toJSON(message.pidsStats);
+    }
+    if (message.blkioStats !== undefined) {
+      obj.blkioStats = BlkioStats.toJSON(message.blkioStats);
+    }
+    if (message.hugetlbStats) {
+      const entries = globalThis.Object.entries(message.hugetlbStats) as [string, HugetlbStats][];
+      if (entries.length > 0) {
+        obj.hugetlbStats = {};
+        entries.forEach(([k, v]) => {
+          obj.hugetlbStats[k] = HugetlbStats.toJSON(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CgroupStats>, I>>(base?: I): CgroupStats {
+    return CgroupStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CgroupStats>, I>>(object: I): CgroupStats {
+    const message = createBaseCgroupStats();
+    message.cpuStats = (object.cpuStats !== undefined && object.cpuStats !== null)
+      ? CpuStats.fromPartial(object.cpuStats)
+      : undefined;
+    message.memoryStats = (object.memoryStats !== undefined && object.memoryStats !== null)
+      ? MemoryStats.fromPartial(object.memoryStats)
+      : undefined;
+    message.pidsStats = (object.pidsStats !== undefined && object.pidsStats !== null)
+      ? PidsStats.fromPartial(object.pidsStats)
+      : undefined;
+    message.blkioStats = (object.blkioStats !== undefined && object.blkioStats !== null)
+      ? BlkioStats.fromPartial(object.blkioStats)
+      : undefined;
+    message.hugetlbStats = (globalThis.Object.entries(object.hugetlbStats ?? {}) as [string, HugetlbStats][]).reduce(
+      (acc: { [key: string]: HugetlbStats }, [key, value]: [string, HugetlbStats]) => {
+        if (value !== undefined) {
+          acc[key] = HugetlbStats.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCgroupStats_HugetlbStatsEntry(): CgroupStats_HugetlbStatsEntry {
+  return { key: "", value: undefined };
+}
+
+export const CgroupStats_HugetlbStatsEntry: MessageFns<CgroupStats_HugetlbStatsEntry> = {
+  encode(message: CgroupStats_HugetlbStatsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      HugetlbStats.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CgroupStats_HugetlbStatsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCgroupStats_HugetlbStatsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = HugetlbStats.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CgroupStats_HugetlbStatsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? HugetlbStats.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: CgroupStats_HugetlbStatsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = HugetlbStats.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CgroupStats_HugetlbStatsEntry>, I>>(base?: I): CgroupStats_HugetlbStatsEntry {
+    return CgroupStats_HugetlbStatsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CgroupStats_HugetlbStatsEntry>, I>>(
+    object: I,
+  ): CgroupStats_HugetlbStatsEntry {
+    const message = createBaseCgroupStats_HugetlbStatsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? HugetlbStats.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseNetworkStats(): NetworkStats {
+  return {
+    name: "",
+    rxBytes: 0,
+    rxPackets: 0,
+    rxErrors: 0,
+    rxDropped: 0,
+    txBytes: 0,
+    txPackets: 0,
+    txErrors: 0,
+    txDropped: 0,
+  };
+}
+
+export const NetworkStats: MessageFns<NetworkStats> = {
+  encode(message: NetworkStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.rxBytes !== 0) {
+      writer.uint32(16).uint64(message.rxBytes);
+    }
+    if (message.rxPackets !== 0) {
+      writer.uint32(24).uint64(message.rxPackets);
+    }
+    if (message.rxErrors !== 0) {
+      writer.uint32(32).uint64(message.rxErrors);
+    }
+    if (message.rxDropped !== 0) {
+      writer.uint32(40).uint64(message.rxDropped);
+    }
+    if (message.txBytes !== 0) {
+      writer.uint32(48).uint64(message.txBytes);
+    }
+    if (message.txPackets !== 0) {
+      writer.uint32(56).uint64(message.txPackets);
+    }
+    if (message.txErrors !== 0) {
+      writer.uint32(64).uint64(message.txErrors);
+    }
+    if (message.txDropped !== 0) {
+      writer.uint32(72).uint64(message.txDropped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NetworkStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNetworkStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rxBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rxPackets = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rxErrors = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rxDropped = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.txBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.txPackets = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.txErrors = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.txDropped = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NetworkStats {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      rxBytes: isSet(object.rxBytes)
+        ? globalThis.Number(object.rxBytes)
+        : isSet(object.rx_bytes)
+        ? globalThis.Number(object.rx_bytes)
+        : 0,
+      rxPackets: isSet(object.rxPackets)
+        ? globalThis.Number(object.rxPackets)
+        : isSet(object.rx_packets)
+        ? globalThis.Number(object.rx_packets)
+        : 0,
+      rxErrors: isSet(object.rxErrors)
+        ? globalThis.Number(object.rxErrors)
+        : isSet(object.rx_errors)
+        ? globalThis.Number(object.rx_errors)
+        : 0,
+      rxDropped: isSet(object.rxDropped)
+        ? globalThis.Number(object.rxDropped)
+        : isSet(object.rx_dropped)
+        ? globalThis.Number(object.rx_dropped)
+        : 0,
+      txBytes: isSet(object.txBytes)
+        ? globalThis.Number(object.txBytes)
+        : isSet(object.tx_bytes)
+        ? globalThis.Number(object.tx_bytes)
+        : 0,
+      txPackets: isSet(object.txPackets)
+        ? globalThis.Number(object.txPackets)
+        : isSet(object.tx_packets)
+        ? globalThis.Number(object.tx_packets)
+        : 0,
+      txErrors: isSet(object.txErrors)
+        ? globalThis.Number(object.txErrors)
+        : isSet(object.tx_errors)
+        ? globalThis.Number(object.tx_errors)
+        : 0,
+      txDropped: isSet(object.txDropped)
+        ? globalThis.Number(object.txDropped)
+        : isSet(object.tx_dropped)
+        ? globalThis.Number(object.tx_dropped)
+        : 0,
+    };
+  },
+
+  toJSON(message: NetworkStats): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.rxBytes !== 0) {
+      obj.rxBytes = Math.round(message.rxBytes);
+    }
+    if (message.rxPackets !== 0) {
+      obj.rxPackets = Math.round(message.rxPackets);
+    }
+    if (message.rxErrors !== 0) {
+      obj.rxErrors = Math.round(message.rxErrors);
+    }
+    if (message.rxDropped !== 0) {
+      obj.rxDropped = Math.round(message.rxDropped);
+    }
+    if (message.txBytes !== 0) {
+      obj.txBytes = Math.round(message.txBytes);
+    }
+    if (message.txPackets !== 0) {
+      obj.txPackets = Math.round(message.txPackets);
+    }
+    if (message.txErrors !== 0) {
+      obj.txErrors = Math.round(message.txErrors);
+    }
+    if (message.txDropped !== 0) {
+      obj.txDropped = Math.round(message.txDropped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NetworkStats>, I>>(base?: I): NetworkStats {
+    return NetworkStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NetworkStats>, I>>(object: I): NetworkStats {
+    const message = createBaseNetworkStats();
+    message.name = object.name ?? "";
+    message.rxBytes = object.rxBytes ?? 0;
+    message.rxPackets = object.rxPackets ?? 0;
+    message.rxErrors = object.rxErrors ?? 0;
+    message.rxDropped = object.rxDropped ?? 0;
+    message.txBytes = object.txBytes ?? 0;
+    message.txPackets = object.txPackets ?? 0;
+    message.txErrors = object.txErrors ?? 0;
+    message.txDropped = object.txDropped ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatsContainerResponse(): StatsContainerResponse {
+  return { cgroupStats: undefined, networkStats: [] };
+}
+
+export const StatsContainerResponse: MessageFns<StatsContainerResponse> = {
+  encode(message: StatsContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cgroupStats !== undefined) {
+      CgroupStats.encode(message.cgroupStats, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.networkStats) {
+      NetworkStats.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cgroupStats = CgroupStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.networkStats.push(NetworkStats.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsContainerResponse {
+    return {
+      cgroupStats: isSet(object.cgroupStats)
+        ? CgroupStats.fromJSON(object.cgroupStats)
+        : isSet(object.cgroup_stats)
+        ? CgroupStats.fromJSON(object.cgroup_stats)
+        : undefined,
+      networkStats: globalThis.Array.isArray(object?.networkStats)
+        ? object.networkStats.map((e: any) => NetworkStats.fromJSON(e))
+        : globalThis.Array.isArray(object?.network_stats)
+        ? object.network_stats.map((e: any) => NetworkStats.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StatsContainerResponse): unknown {
+    const obj: any = {};
+    if (message.cgroupStats !== undefined) {
+      obj.cgroupStats = CgroupStats.toJSON(message.cgroupStats);
+    }
+    if (message.networkStats?.length) {
+      obj.networkStats = message.networkStats.map((e) => NetworkStats.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatsContainerResponse>, I>>(base?: I): StatsContainerResponse {
+    return StatsContainerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatsContainerResponse>, I>>(object: I): StatsContainerResponse {
+    const message = createBaseStatsContainerResponse();
+    message.cgroupStats = (object.cgroupStats !== undefined && object.cgroupStats !== null)
+      ? CgroupStats.fromPartial(object.cgroupStats)
+      : undefined;
+    message.networkStats = object.networkStats?.map((e) => NetworkStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /** containers and processes */
@@ -3628,6 +5844,18 @@ export const AgentServiceService = {
       Buffer.from(GuestDetailsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GuestDetailsResponse => GuestDetailsResponse.decode(value),
   },
+  /** statistics */
+  statsContainer: {
+    path: "/grpc.AgentService/StatsContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatsContainerRequest): Buffer =>
+      Buffer.from(StatsContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatsContainerRequest => StatsContainerRequest.decode(value),
+    responseSerialize: (value: StatsContainerResponse): Buffer =>
+      Buffer.from(StatsContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatsContainerResponse => StatsContainerResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -3653,6 +5881,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   createSandbox: handleUnaryCall<CreateSandboxRequest, Empty>;
   destroySandbox: handleUnaryCall<DestroySandboxRequest, Empty>;
   getGuestDetails: handleUnaryCall<GuestDetailsRequest, GuestDetailsResponse>;
+  /** statistics */
+  statsContainer: handleUnaryCall<StatsContainerRequest, StatsContainerResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -3930,6 +6160,22 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GuestDetailsResponse) => void,
   ): ClientUnaryCall;
+  /** statistics */
+  statsContainer(
+    request: StatsContainerRequest,
+    callback: (error: ServiceError | null, response: StatsContainerResponse) => void,
+  ): ClientUnaryCall;
+  statsContainer(
+    request: StatsContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatsContainerResponse) => void,
+  ): ClientUnaryCall;
+  statsContainer(
+    request: StatsContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatsContainerResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(AgentServiceService, "grpc.AgentService") as unknown as {
@@ -3968,6 +6214,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

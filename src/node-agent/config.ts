@@ -2,10 +2,12 @@
 // optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isAllowedRegistryEntry } from './images/registry-allow.js';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
-import { checkCgroupParent } from './cgroups/cgroup-hierarchies.js';
+import { metricsCertProblem } from '../observability/metrics-serving-config.js';
+import { ConfigError, convertSetting, type SettingKind } from './config-value.js';
+
+export { ConfigError };
 
 export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
 
@@ -42,6 +44,10 @@ export interface NodeAgentConfig {
   maxSandboxes: number;
   memoryMiB: number;
   metricsPort: number;
+  /** HTTPS with TokenReview + SubjectAccessReview on /metrics; false: plain HTTP on 127.0.0.1. */
+  metricsSecure: boolean;
+  metricsCertFile?: string;
+  metricsKeyFile?: string;
   concurrency: number;
   /** Boot deadline: QEMU start → agent answering. */
   bootTimeoutMs: number;
@@ -61,6 +67,8 @@ export interface NodeAgentConfig {
   imagePullBackoffMs: number;
   /** How often running sandboxes' taps and redirects are checked (NetworkLost). */
   networkCheckMs: number;
+  /** How often each running sandbox's guest is asked for its figures (per-sandbox metrics). */
+  guestStatsMs: number;
   help: boolean;
 }
 
@@ -68,7 +76,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind: 'string' | 'int' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch' | 'cgroupParent';
+  kind: SettingKind;
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -239,6 +247,27 @@ const OPTIONS: readonly Option[] = [
     doc: 'port of /metrics, /healthz, /readyz; 0 picks one (default 8081)',
   },
   {
+    flag: 'metrics-secure',
+    env: 'METRICS_SECURE',
+    key: 'metricsSecure',
+    kind: 'bool',
+    doc: 'HTTPS on every address, /metrics only for a bearer token allowed to get the non-resource URL /metrics (TokenReview + SubjectAccessReview); false: plain HTTP on 127.0.0.1, no authentication, for local use (default true)',
+  },
+  {
+    flag: 'metrics-cert-file',
+    env: 'METRICS_CERT_FILE',
+    key: 'metricsCertFile',
+    kind: 'string',
+    doc: 'PEM serving certificate for /metrics, re-read when it changes (default: a self-signed one made at start)',
+  },
+  {
+    flag: 'metrics-key-file',
+    env: 'METRICS_KEY_FILE',
+    key: 'metricsKeyFile',
+    kind: 'string',
+    doc: 'its PEM private key',
+  },
+  {
     flag: 'concurrency',
     env: 'CONCURRENCY',
     key: 'concurrency',
@@ -317,6 +346,13 @@ const OPTIONS: readonly Option[] = [
     kind: 'int',
     doc: "interval of the check that running sandboxes' taps and tc redirects are still there; 0 turns it off (default 15000)",
   },
+  {
+    flag: 'guest-stats-ms',
+    env: 'GUEST_STATS_MS',
+    key: 'guestStatsMs',
+    kind: 'int',
+    doc: "interval at which each running sandbox's guest is asked for its memory and its containers' CPU, memory and network figures (the kata_node_sandbox_guest_* and *_container_* metrics); 0 turns it off (default 15000)",
+  },
 ];
 
 export const NODE_AGENT_HELP = `kata-node-agent: runs the KataSandboxes scheduled to this node as QEMU VMs.
@@ -355,6 +391,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   maxSandboxes: 16,
   memoryMiB: 8192,
   metricsPort: 8081,
+  metricsSecure: true,
   concurrency: 4,
   bootTimeoutMs: 180_000,
   logMaxBytes: 10 * 1024 * 1024,
@@ -365,64 +402,8 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   imagePullTimeoutMs: 600_000,
   imagePullBackoffMs: 10_000,
   networkCheckMs: 15_000,
+  guestStatsMs: 15_000,
 };
-
-const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-function convert(o: Option, raw: unknown, where: string): unknown {
-  const bad = (what: string): ConfigError =>
-    new ConfigError(`${where}: ${JSON.stringify(raw)} is not ${what}`);
-  switch (o.kind) {
-    case 'string':
-      if (typeof raw !== 'string' || raw === '') throw bad('a non-empty string');
-      return raw;
-    case 'int': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : NaN;
-      if (!Number.isInteger(n) || n < 0) throw bad('a non-negative integer');
-      return n;
-    }
-    case 'list': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if ((list.length === 0 && !o.emptyOk) || !list.every((p) => p.startsWith('/'))) {
-        throw bad('a list of absolute paths');
-      }
-      return list;
-    }
-    case 'hosts': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if (!list.every((h) => HOST_PORT.test(h))) throw bad('a list of host[:port]');
-      return list;
-    }
-    case 'registries': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if (!list.every(isAllowedRegistryEntry)) throw bad('a list of host[:port] (globs per label)');
-      return list;
-    }
-    case 'launch':
-      if (raw !== 'detached' && raw !== 'systemd-scope') throw bad('detached or systemd-scope');
-      return raw;
-    case 'cgroupParent':
-      if (raw === 'none') return raw;
-      try {
-        return checkCgroupParent(String(raw));
-      } catch {
-        throw bad("none or a relative cgroup path (names of letters, digits, '_', '.', ':', '-')");
-      }
-    case 'accel':
-      if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
-      return raw;
-  }
-}
 
 function readConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
@@ -482,17 +463,20 @@ export function parseNodeAgentSettings(
   const out: Record<string, unknown> = { ...DEFAULTS, help };
   for (const o of OPTIONS) {
     const flag = flags[o.flag];
-    if (typeof flag === 'string') out[o.key] = convert(o, flag, `--${o.flag}`);
+    if (typeof flag === 'string') out[o.key] = convertSetting(o, flag, `--${o.flag}`);
     else if (env[o.env] !== undefined && env[o.env] !== '') {
-      out[o.key] = convert(o, env[o.env], o.env);
+      out[o.key] = convertSetting(o, env[o.env], o.env);
     } else if (file[o.key] !== undefined) {
-      out[o.key] = convert(o, file[o.key], `${configFile} ${o.key}`);
+      out[o.key] = convertSetting(o, file[o.key], `${configFile} ${o.key}`);
     }
   }
   if (!help && !out['nodeName'] && opts.requireNodeName !== false) {
     throw new ConfigError('--node-name (or NODE_NAME) is required');
   }
   out['concurrency'] = Math.max(1, out['concurrency'] as number);
+  const cfg = out as unknown as NodeAgentConfig;
+  const certProblem = metricsCertProblem(cfg);
+  if (certProblem) throw new ConfigError(certProblem);
   const extra = Object.fromEntries(Object.keys(opts.extra ?? {}).map((k) => [k, flags[k]]));
-  return { config: out as unknown as NodeAgentConfig, extra };
+  return { config: cfg, extra };
 }

@@ -22,7 +22,7 @@ import { NodeHeartbeatThread } from '../kube/node-heartbeat-thread.js';
 import { isNodeHeartbeatWorker, runNodeHeartbeatWorker } from '../kube/node-heartbeat-worker.js';
 import { objectKey } from '../kube/object-cache.js';
 import { WorkQueue } from '../kube/work-queue.js';
-import { startProbeServer } from '../observability/http-server.js';
+import { startMetricsServer } from '../observability/metrics-server.js';
 import { createLogger } from '../observability/logger.js';
 import { NODE_AGENT_HELP, nodeAgentConfig } from './config.js';
 import { chooseAccelerator, kvmBootProbe } from './hypervisor/accelerator.js';
@@ -44,6 +44,8 @@ import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.
 import { processShutdown } from '../common/process-shutdown.js';
 
 const log = createLogger('kata-node-agent');
+/** Deadline of each guest call of the periodic sampling: a busy guest is skipped, not waited for. */
+const GUEST_STATS_TIMEOUT_MS = 5_000;
 
 async function main(): Promise<void> {
   const cfg = nodeAgentConfig(process.argv.slice(2), process.env);
@@ -107,6 +109,7 @@ async function main(): Promise<void> {
         name: r.state.name,
         ...(r.qemuPid !== undefined && { qemuPid: r.qemuPid }),
         restarts: Object.values(r.state.containers).reduce((n, c) => n + c.restartCount, 0),
+        ...(r.guestSample && { guest: r.guestSample }),
       })),
     heartbeat: () => ({
       lastRenewed: heartbeat.lastRenewed,
@@ -229,17 +232,18 @@ async function main(): Promise<void> {
   sandboxes.start(stop.signal);
   heartbeat.start();
   let ready = false;
-  const server = await startProbeServer({
-    port: cfg.metricsPort,
+  const { server, port, scheme } = await startMetricsServer({
+    config: cfg,
+    kc,
+    log,
+    commonName: `kata-node-agent-${cfg.nodeName}`,
     registry: metrics.registry,
     // Not ready while the Lease is not getting through: the controller would soon call this
     // node lost.
     ready: () =>
       ready && sandboxes.hasSynced() && heartbeat.renewedWithin(NODE_LEASE_DURATION_SECONDS * 1000),
   });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.metricsPort;
-  log.info({ port, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
+  log.info({ port, scheme, node: cfg.nodeName }, 'serving /metrics, /healthz, /readyz');
 
   await sandboxes.waitForSync(120_000);
   const outcomes = await rec.recover(sandboxes.list(), { store, ...(vmCgroups && { vmCgroups }) });
@@ -265,6 +269,18 @@ async function main(): Promise<void> {
       : undefined;
   networkCheck?.unref();
 
+  // Guest figures for the per-sandbox metrics: sampled here, read at scrape time.
+  let sampling: Promise<void> | undefined;
+  const guestStats =
+    cfg.guestStatsMs > 0
+      ? setInterval(() => {
+          sampling ??= rec
+            .sampleGuests(Math.min(GUEST_STATS_TIMEOUT_MS, cfg.guestStatsMs), stop.signal)
+            .finally(() => (sampling = undefined));
+        }, cfg.guestStatsMs)
+      : undefined;
+  guestStats?.unref();
+
   // Level-triggered: the Lease's allocation annotations follow the runtimes within a few seconds.
   const allocationSync = setInterval(() => heartbeat.setAllocated(allocation()), 3_000);
   allocationSync.unref();
@@ -277,6 +293,7 @@ async function main(): Promise<void> {
     log.info('shutting down: VMs keep running');
     stop.abort();
     clearInterval(networkCheck);
+    clearInterval(guestStats);
     clearInterval(allocationSync);
     await queue.shutdown(10_000);
     await sandboxes.stop();

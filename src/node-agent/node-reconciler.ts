@@ -206,6 +206,17 @@ export class NodeReconciler {
     }
   }
 
+  /** The periodic guest sampling of every sandbox, all at once (each call has its own deadline). */
+  async sampleGuests(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    await Promise.all(
+      [...this.runtimes.values()].map((rt) =>
+        rt.sampleGuest(timeoutMs, signal).catch((err: unknown) => {
+          rt.log.debug({ err }, 'guest sampling failed');
+        }),
+      ),
+    );
+  }
+
   private async applyStatusOf(sb: KataSandbox, rt: SandboxRuntime): Promise<void> {
     const facts = rt.facts();
     const status = nodeAgentStatus(facts, sb.status?.conditions, new Date());

@@ -4,12 +4,17 @@
 // only points at that image, and the controller and node agent running as Pods with their own
 // ServiceAccount tokens. One story in order: each step builds on the one before.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { busyboxRootfs } from '../e2e/sandbox-vm.js';
-import { startPrometheus, type RunningPrometheus } from '../integration/metrics-harness.js';
+import { parseAllDocuments } from 'yaml';
+import {
+  httpsGet,
+  startPrometheus,
+  type RunningPrometheus,
+} from '../integration/metrics-harness.js';
 import {
   Cluster,
   CLUSTER_IMAGE,
@@ -19,6 +24,7 @@ import {
   LOCAL_IMAGE,
   OVERLAY,
   REGISTRY,
+  REPO,
   run,
   SYSTEM_NS,
   waitFor,
@@ -439,7 +445,7 @@ describe('the installed product on a real single-node cluster', () => {
   );
 
   it(
-    'Prometheus scrapes both components through their metrics Services',
+    'Prometheus scrapes both components through their metrics Services, over HTTPS with a ServiceAccount token RBAC allows',
     async () => {
       const targets = async (service: string) => {
         const slices = await cluster.json<{
@@ -456,7 +462,7 @@ describe('the installed product on a real single-node cluster', () => {
           `kubernetes.io/service-name=${service}`,
         ]);
         return slices.items.flatMap((s) => {
-          const port = s.ports.find((p) => p.name === 'metrics')?.port;
+          const port = s.ports.find((p) => p.name === 'https-metrics')?.port;
           return s.endpoints.flatMap((e) => e.addresses.map((a) => `${a}:${port}`));
         });
       };
@@ -470,10 +476,44 @@ describe('the installed product on a real single-node cluster', () => {
       );
       const agentTargets = await targets('kata-node-agent-metrics');
       expect(agentTargets).toEqual(['10.244.77.1:8081']);
+      // Prometheus' identity: a ServiceAccount bound to ClusterRole kata-metrics-reader as
+      // deploy/monitoring/ ships it; a second one without the binding.
+      const readerRole = parseAllDocuments(
+        readFileSync(path.join(REPO, 'deploy/monitoring/metrics-reader.yaml'), 'utf8'),
+      )
+        .map((d) => d.toJS() as { kind: string })
+        .find((o) => o.kind === 'ClusterRole');
+      await cluster.kubectl(['apply', '--server-side', '-f', '-'], {
+        input: JSON.stringify(readerRole),
+      });
+      await cluster.kubectl(['-n', NS, 'create', 'serviceaccount', 'prometheus']);
+      await cluster.kubectl(['-n', NS, 'create', 'serviceaccount', 'nobody']);
+      await cluster.kubectl([
+        ...['create', 'clusterrolebinding', 'kata-metrics-reader-test'],
+        ...['--clusterrole=kata-metrics-reader', `--serviceaccount=${NS}:prometheus`],
+      ]);
+      const token = (await cluster.kubectl(['-n', NS, 'create', 'token', 'prometheus'])).trim();
+      const nobody = (await cluster.kubectl(['-n', NS, 'create', 'token', 'nobody'])).trim();
       const dir = mkdtempSync(path.join(tmpdir(), 'cluster-prometheus-'));
+      const tokenFile = path.join(dir, 'token');
+      writeFileSync(tokenFile, token, { mode: 0o600 });
+      // Each endpoint: 200 with the token, 403 without the permission, 401 without a token or
+      // with garbage; the probes' paths open.
+      for (const t of [...controllerTargets, ...agentTargets]) {
+        const url = (p: string) => `https://${t}${p}`;
+        const allowed = await httpsGet(url('/metrics'), { token });
+        expect({ t, status: allowed.status }).toEqual({ t, status: 200 });
+        expect(allowed.body).toMatch(/^kata_(controller|node)_/m);
+        const forbidden = await httpsGet(url('/metrics'), { token: nobody });
+        expect({ t, status: forbidden.status }).toEqual({ t, status: 403 });
+        expect(forbidden.body).toContain(`system:serviceaccount:${NS}:nobody`);
+        expect((await httpsGet(url('/metrics'))).status).toBe(401);
+        expect((await httpsGet(url('/metrics'), { token: 'garbage' })).status).toBe(401);
+        expect((await httpsGet(url('/healthz'))).status).toBe(200);
+      }
       prometheus = await startPrometheus(dir, [
-        { job: 'kata-controller', targets: controllerTargets },
-        { job: 'kata-node-agent', targets: agentTargets },
+        { job: 'kata-controller', targets: controllerTargets, https: { tokenFile } },
+        { job: 'kata-node-agent', targets: agentTargets, https: { tokenFile } },
       ]);
       const p = prometheus;
       const up = await waitFor(
@@ -501,6 +541,9 @@ describe('the installed product on a real single-node cluster', () => {
       await p.stop();
       prometheus = undefined;
       rmSync(dir, { recursive: true, force: true });
+      await cluster.kubectl(['delete', 'clusterrolebinding', 'kata-metrics-reader-test']);
+      await cluster.kubectl(['delete', 'clusterrole', 'kata-metrics-reader']);
+      await cluster.kubectl(['-n', NS, 'delete', 'serviceaccount', 'prometheus', 'nobody']);
     },
     6 * MIN,
   );

@@ -46,6 +46,7 @@ import {
 import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import { isSameProcess, type QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
+import { processCpuSeconds } from '../../src/node-agent/metrics/process-usage.js';
 import { configValidator } from '../unit/guest-agent/oci-schema.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -357,6 +358,65 @@ describe('guest agent in a real VM', () => {
       await runContainer('exit3', ['sh', '-c', 'echo bye >&2; exit 3']);
       expect(await outcome('exit3', 'exit3')).toEqual({ stdout: '', stderr: 'bye\n', status: 3 });
       await client.removeContainer('exit3', 10, CALL);
+    },
+    T,
+  );
+
+  it(
+    "StatsContainer: a container that burned CPU shows it in its cgroup, with memory, pids and the guest's lo",
+    async () => {
+      // Two seconds of a busy loop, a connection refused on loopback (packets on lo), then idle.
+      await runContainer('burner', [
+        'sh',
+        '-c',
+        'timeout 2 sh -c "while :; do :; done"; nc -w 2 127.0.0.1 9 </dev/null; ' +
+          'echo burned; exec sleep 1000',
+      ]);
+      await readUntil('burner', 'burner', 'burned');
+      const res = await client.statsContainer('burner', CALL);
+      const cg = res.cgroupStats;
+      expect(cg?.cpuStats?.cpuUsage?.totalUsage).toBeGreaterThan(0);
+      expect(cg?.cpuStats?.cpuUsage?.usageInUsermode).toBeGreaterThan(0);
+      expect(cg?.memoryStats?.usage?.usage).toBeGreaterThan(0);
+      expect(cg?.memoryStats?.usage?.limit).toBeGreaterThan(0);
+      expect(Object.keys(cg?.memoryStats?.stats ?? {})).toContain('inactive_file');
+      expect(cg?.pidsStats?.current).toBeGreaterThanOrEqual(1);
+      const lo = res.networkStats.find((n) => n.name === 'lo');
+      expect(lo?.rxPackets).toBeGreaterThan(0);
+      expect(lo?.txBytes).toBe(lo?.rxBytes);
+      const details = await client.guestDetails(CALL);
+      expect(details.guestMemory?.totalBytes).toBeGreaterThan(256 * 1024 * 1024);
+      expect(details.guestMemory?.availableBytes).toBeGreaterThan(0);
+      expect(details.guestMemory?.availableBytes).toBeLessThanOrEqual(
+        details.guestMemory?.totalBytes ?? 0,
+      );
+      const unknown = await rpcError(client.statsContainer('no-such', CALL));
+      expect(unknown.code).toBe(GrpcStatus.NOT_FOUND);
+
+      // The cost of one call, printed (not asserted): wall p50 over 20, QEMU CPU per call, beside
+      // Health.Check (the cheapest call) and GetGuestDetails (the sampling's other call).
+      const pid = qemu?.pid ?? 0;
+      const cost = async (rpc: string, call: () => Promise<unknown>): Promise<void> => {
+        const cpu0 = processCpuSeconds(pid) ?? 0;
+        const walls: number[] = [];
+        for (let i = 0; i < 20; i++) {
+          const t0 = process.hrtime.bigint();
+          await call();
+          walls.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        const qemuCpu = ((processCpuSeconds(pid) ?? 0) - cpu0) / 20;
+        walls.sort((x, y) => x - y);
+        console.log(
+          `${rpc} (${accel.accelerator}): wall p50 ${walls[10]?.toFixed(1)} ms, ` +
+            `p90 ${walls[18]?.toFixed(1)} ms; QEMU CPU ${(qemuCpu * 1000).toFixed(1)} ms per call`,
+        );
+      };
+      await cost('StatsContainer', () => client.statsContainer('burner', CALL));
+      await cost('GetGuestDetails', () => client.guestDetails(CALL));
+      await cost('Health.Check', () => client.check(CALL));
+      const burned = (cg?.cpuStats?.cpuUsage?.totalUsage ?? 0) / 1e9;
+      console.log(`burner's cgroup CPU after its 2 s loop: ${burned.toFixed(2)} s`);
+      await client.removeContainer('burner', 10, CALL);
     },
     T,
   );

@@ -118,6 +118,9 @@ export async function startNodeAgent(
       nodeName,
       '--metrics-port',
       '0',
+      // Plain HTTP on loopback: tests read /readyz and /metrics without a token.
+      '--metrics-secure',
+      'false',
       '--state-dir',
       dirs.stateDir,
       '--run-dir',

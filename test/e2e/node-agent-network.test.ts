@@ -28,7 +28,8 @@ import {
   type RunningNodeAgent,
 } from './node-agent-harness.js';
 import { ensureImage, sh } from './sandbox-vm.js';
-import { phase, qemuPidsOf, removeScratch, SandboxApi } from './sandbox-api.js';
+import { phase, qemuPidsOf, removeScratch, SandboxApi, waitForFile } from './sandbox-api.js';
+import { sampleValue } from '../integration/metrics-harness.js';
 
 jest.setTimeout(600_000);
 
@@ -42,6 +43,8 @@ const POD_NS = `kna-pod-${TAG}`;
 const OUT_NS = `kna-out-${TAG}`;
 const BRIDGE = `kbr${TAG}`;
 const madeNetns: string[] = [];
+let ns = '';
+let metricsPort = 0;
 
 let base: string;
 let dirs: NodeAgentDirs;
@@ -82,7 +85,7 @@ beforeAll(async () => {
   await installControllerPrereqs();
   await installNodeAgentRbac();
   await grantElectionLease(ELECTION_ID);
-  const ns = await freshNamespace('node-agent-net');
+  ns = await freshNamespace('node-agent-net');
   sandboxes = new SandboxApi(await adminKubeConfig(), ns, NODE);
 
   base = mkdtempSync('/tmp/kna-net-');
@@ -166,7 +169,10 @@ beforeAll(async () => {
     `/run/netns/${NODE_NS}`,
     '--allowed-device-roots',
     devRoot,
+    ...['--guest-stats-ms', '2000'],
   ]);
+  const served = await waitForFile(agent.logFile, /"port":(\d+)[^\n]*serving \/metrics/);
+  metricsPort = Number(/"port":(\d+)[^\n]*serving \/metrics/.exec(served)![1]);
 }, 30 * 60_000);
 
 afterAll(async () => {
@@ -266,6 +272,34 @@ describe('kata-node-agent network and block steps (real control plane, real QEMU
     expect(resolv).toContain('search svc.cluster.local');
     // QEMU runs inside the pod namespace: its tap is there, not in ours.
     expect(ipIn(POD_NS, '-o', 'link', 'show', 'type', 'tun')).toMatch(/_kata/);
+  });
+
+  it("the node agent's per-sandbox guest series: web's eth0 carried the HTTP replies", async () => {
+    const own = `namespace="${ns}",name="web",node="${NODE}"`;
+    const eth0 = `${own},interface="eth0"`;
+    const figures = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return {
+        rx: sampleValue(text, 'kata_node_sandbox_network_receive_bytes_total', eth0),
+        tx: sampleValue(text, 'kata_node_sandbox_network_transmit_bytes_total', eth0),
+        cpu: sampleValue(
+          text,
+          'kata_node_sandbox_container_cpu_seconds_total',
+          `${own},container="web"`,
+        ),
+        memory: sampleValue(text, 'kata_node_sandbox_guest_memory_total_bytes', own),
+      };
+    };
+    let got = await figures();
+    for (let i = 0; i < 60 && (got.tx ?? 0) <= 0; i++) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      got = await figures();
+    }
+    // httpd sent two pages out of eth0 and received the requests.
+    expect(got.tx).toBeGreaterThan(0);
+    expect(got.rx).toBeGreaterThan(0);
+    expect(got.cpu).toBeGreaterThan(0);
+    expect(got.memory).toBeGreaterThan(0);
   });
 
   it('a namespace path outside the allowed roots → Failed/InvalidNetworkNamespace, nothing made', async () => {

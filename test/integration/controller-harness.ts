@@ -175,6 +175,8 @@ export async function startController(
     bundle,
     [
       ...['--kubeconfig', kubeconfig, '--metrics-port', '0', '--identity', identity],
+      // Plain HTTP on loopback: the harness polls /readyz without a token.
+      ...['--metrics-secure', 'false'],
       ...(scope ? ['--watch-namespace', scope.namespace] : []),
       ...(scope && 'electionId' in scope ? ['--leader-election-id', scope.electionId] : []),
       ...(scope && 'leaderElect' in scope ? ['--leader-elect', 'false'] : []),

@@ -105,16 +105,28 @@ beforeAll(async () => {
 
   controller = startProcess(
     await bundleEntry('src/controllers/main.ts', 'kata-controller'),
-    ['--kubeconfig', ctlConfig, '--metrics-port', String(controllerPort)],
+    // Plain HTTP on loopback: this file's Prometheus reads the dashboard's series; the secure
+    // endpoints are test/integration/metrics.test.ts's.
+    [
+      '--kubeconfig',
+      ctlConfig,
+      '--metrics-port',
+      String(controllerPort),
+      '--metrics-secure',
+      'false',
+    ],
     path.join(base, 'controller.log'),
   );
   agent = startProcess(
     await bundleEntry('src/node-agent/main.ts', 'kata-node-agent'),
     [
       ...['--kubeconfig', agentConfig, '--node-name', NODE],
-      ...['--metrics-port', String(agentPort), '--default-accelerator', 'auto'],
+      ...['--metrics-port', String(agentPort), '--metrics-secure', 'false'],
+      ...['--default-accelerator', 'auto'],
       ...['--state-dir', dirs[0] ?? '', '--run-dir', dirs[1] ?? '', '--log-dir', dirs[2] ?? ''],
       ...['--allowed-host-path-roots', roots, '--host-fs-binary', builtHostFsBinary()],
+      // The guest panels need two samples within the dashboard check's wait.
+      ...['--guest-stats-ms', '2000'],
     ],
     path.join(base, 'node-agent.log'),
   );
@@ -194,7 +206,36 @@ describe('a sandbox from create to gone, with deploy/ in force and Pod-bound ide
       64 * 1024 * 1024,
     );
     expect(sampleValue(text, 'kata_node_allocated', 'resource="sandboxes"')).toBe(1);
-    expect(ownProblems((await promtoolCheck(text)).output)).toEqual([]);
+    // What the guest says of itself, sampled every 2 s here: its memory, the container's cgroup
+    // (StatsContainer) and the guest's loopback.
+    const guest = await eventually(
+      'the guest sample of "first"',
+      async () => {
+        const t = await metricsOf(agentPort);
+        const v = (name: string, extra = ''): number | undefined =>
+          sampleValue(t, name, own + extra);
+        const main = ',container="main"';
+        const got = {
+          memoryTotal: v('kata_node_sandbox_guest_memory_total_bytes'),
+          memoryAvailable: v('kata_node_sandbox_guest_memory_available_bytes'),
+          cpu: v('kata_node_sandbox_container_cpu_seconds_total', main),
+          usage: v('kata_node_sandbox_container_memory_usage_bytes', main),
+          workingSet: v('kata_node_sandbox_container_memory_working_set_bytes', main),
+          loRx: v('kata_node_sandbox_network_receive_bytes_total', ',interface="lo"'),
+          loTx: v('kata_node_sandbox_network_transmit_bytes_total', ',interface="lo"'),
+        };
+        return Object.values(got).every((x) => x !== undefined) ? got : undefined;
+      },
+      60_000,
+    );
+    expect(guest.memoryTotal).toBeGreaterThan(256 * 1024 * 1024);
+    expect(guest.memoryAvailable).toBeLessThanOrEqual(guest.memoryTotal ?? 0);
+    expect(guest.cpu).toBeGreaterThan(0);
+    expect(guest.usage).toBeGreaterThan(0);
+    expect(guest.workingSet).toBeLessThanOrEqual(guest.usage ?? 0);
+    expect(guest.loRx).toBe(guest.loTx);
+    // promtool on a scrape that has the guest series too.
+    expect(ownProblems((await promtoolCheck(await metricsOf(agentPort))).output)).toEqual([]);
     const scraped = await eventually(
       'the boot in Prometheus',
       async () => {

@@ -2,6 +2,7 @@
 // Prometheus (Debian `prometheus`) on 127.0.0.1 with a throw-away config and data dir.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -23,6 +24,43 @@ export async function httpGet(
 ): Promise<{ status: number; body: string }> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   return { status: res.status, body: await res.text() };
+}
+
+export interface HttpsGetOptions {
+  token?: string;
+  /** PEM to verify the server with; default: no verification (a self-signed certificate). */
+  ca?: string;
+  /** Reuse connections (as Prometheus does); default: a fresh TLS connection each request. */
+  agent?: Agent;
+  timeoutMs?: number;
+}
+
+/** GET over HTTPS with an optional bearer token. */
+export function httpsGet(
+  url: string,
+  opts: HttpsGetOptions = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        ...(opts.ca ? { ca: opts.ca } : { rejectUnauthorized: false }),
+        agent: opts.agent ?? false,
+        timeout: opts.timeoutMs ?? 5_000,
+        headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {},
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export const metricsOf = (port: number): Promise<string> =>
@@ -73,13 +111,20 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
+/** How Prometheus scrapes a job over HTTPS: a bearer token file, and the CA or no verification. */
+export interface PrometheusHttps {
+  tokenFile: string;
+  /** PEM file to verify the targets with; absent: insecure_skip_verify. */
+  caFile?: string;
+}
+
 /**
  * A Prometheus scraping each job's targets every second (`host:port`; a bare `port` means
- * 127.0.0.1), its data under `dir`.
+ * 127.0.0.1), its data under `dir`; over HTTPS with a bearer token for jobs with `https`.
  */
 export async function startPrometheus(
   dir: string,
-  jobs: ({ job: string; labels?: Record<string, string> } & (
+  jobs: ({ job: string; labels?: Record<string, string>; https?: PrometheusHttps } & (
     { port: number } | { targets: string[] }
   ))[],
 ): Promise<RunningPrometheus> {
@@ -89,6 +134,11 @@ export async function startPrometheus(
     global: { scrape_interval: '1s', scrape_timeout: '1s' },
     scrape_configs: jobs.map((j) => ({
       job_name: j.job,
+      ...(j.https && {
+        scheme: 'https',
+        authorization: { type: 'Bearer', credentials_file: j.https.tokenFile },
+        tls_config: j.https.caFile ? { ca_file: j.https.caFile } : { insecure_skip_verify: true },
+      }),
       static_configs: [
         { targets: 'targets' in j ? j.targets : [`127.0.0.1:${j.port}`], labels: j.labels ?? {} },
       ],

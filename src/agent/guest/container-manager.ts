@@ -240,6 +240,16 @@ export class ContainerManager {
     p.kill(signal);
   }
 
+  /** The pid crun wrote for the container's init while it runs; NOT_FOUND for an unknown id. */
+  async initPid(containerId: string): Promise<number | undefined> {
+    const c = this.get(containerId);
+    if (this.state(c.id) !== 'running') return undefined;
+    const pid = Number(
+      (await readFile(path.join(c.bundle, 'init.pid'), 'utf8').catch(() => '')).trim(),
+    );
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  }
+
   /** The process, or the container's init when the exec id is empty. */
   process(containerId: string, execId: string): GuestProcess {
     const c = this.get(containerId);

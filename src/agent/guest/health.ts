@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { GuestDetailsRequest, GuestDetailsResponse } from '../../generated/agent.js';
 import { HealthCheckResponse_ServingStatus } from '../../generated/health.js';
 import { DEVICE_HANDLERS } from './device-nodes.js';
+import { parseMeminfo } from './proc-stats.js';
 import { STORAGE_DRIVERS } from './storage-mounter.js';
 
 /** The agent's version: package.json's (a unit test keeps them equal; the bundle has no package.json). */
@@ -25,6 +26,7 @@ export function parseBlockSize(text: string): number | undefined {
 export async function guestDetails(
   req: GuestDetailsRequest,
   memoryBlockSizeFile = '/sys/devices/system/memory/block_size_bytes',
+  meminfoFile = '/proc/meminfo',
 ): Promise<GuestDetailsResponse> {
   let memBlockSizeBytes = 0;
   if (req.memBlockSize) {
@@ -44,5 +46,7 @@ export async function guestDetails(
       supportsSeccomp: false,
     },
     supportMemHotplugProbe: false,
+    // Our extension (field 100): always filled, the request has no flag for it.
+    guestMemory: parseMeminfo(await readFile(meminfoFile, 'utf8').catch(() => '')),
   };
 }

@@ -8,6 +8,7 @@ import { HealthService } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import { BlockDevices } from './block-devices.js';
 import { ContainerManager } from './container-manager.js';
+import { ContainerStats } from './container-stats.js';
 import { GuestNetwork } from './network.js';
 import { Sandbox } from './sandbox.js';
 import { agentService, healthService } from './service.js';
@@ -26,6 +27,9 @@ export interface AgentServerOptions {
   crunGlobalArgs?: string[];
   makeDir?: (dir: string) => Promise<unknown>;
   memoryBlockSizeFile?: string;
+  meminfoFile?: string;
+  cgroupRoot?: string;
+  procRoot?: string;
   ipBin?: string;
   run?: CommandRunner;
 }
@@ -58,6 +62,11 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     containerResolvConf: opts.containerResolvConf,
   });
   const network = new GuestNetwork({ run: opts.run, ipBin: opts.ipBin });
+  const stats = new ContainerStats({
+    initPid: (id) => containers.initPid(id),
+    cgroupRoot: opts.cgroupRoot,
+    procRoot: opts.procRoot,
+  });
 
   const server = new Server();
   server.addService(
@@ -66,8 +75,10 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       sandbox,
       containers,
       network,
+      stats,
       logger,
       memoryBlockSizeFile: opts.memoryBlockSizeFile,
+      meminfoFile: opts.meminfoFile,
     }),
   );
   server.addService(HealthService, healthService(logger));

@@ -4,6 +4,7 @@ import type { AgentServiceServer } from '../../generated/agent.js';
 import type { HealthServer } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ContainerManager } from './container-manager.js';
+import type { ContainerStats } from './container-stats.js';
 import { TTY_UNSUPPORTED } from './container-manager.js';
 import * as health from './health.js';
 import type { GuestNetwork } from './network.js';
@@ -15,8 +16,10 @@ export interface AgentParts {
   sandbox: Sandbox;
   containers: ContainerManager;
   network: GuestNetwork;
+  stats: ContainerStats;
   logger: Logger;
   memoryBlockSizeFile?: string;
+  meminfoFile?: string;
 }
 
 type Handler<Q, R> = (req: Q, signal: AbortSignal) => Promise<R>;
@@ -121,8 +124,12 @@ export function agentService(parts: AgentParts): AgentServiceServer {
       return empty;
     }),
     getGuestDetails: u('GetGuestDetails', (req) =>
-      health.guestDetails(req, parts.memoryBlockSizeFile),
+      health.guestDetails(req, parts.memoryBlockSizeFile, parts.meminfoFile),
     ),
+    statsContainer: u('StatsContainer', (req) => {
+      validateContainerId('container_id', req.containerId);
+      return parts.stats.stats(req.containerId);
+    }),
   };
 }
 

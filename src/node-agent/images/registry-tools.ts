@@ -34,6 +34,8 @@ export interface RegistryToolsOptions {
 }
 
 export const LAYOUT_TAG = 'image';
+const SKOPEO_BINARY = 'skopeo';
+const UMOCI_BINARY = 'umoci';
 
 export class RegistryTools {
   readonly runs: ToolCounts = { inspect: 0, copy: 0, unpack: 0 };
@@ -79,7 +81,7 @@ export class RegistryTools {
   async unpack(layout: string, bundle: string, signal: AbortSignal): Promise<void> {
     this.runs.unpack++;
     await runCommandOk(
-      [this.opts.umociBinary ?? 'umoci', ...umociUnpackArgs(layout, LAYOUT_TAG, bundle)],
+      [this.opts.umociBinary ?? UMOCI_BINARY, ...umociUnpackArgs(layout, LAYOUT_TAG, bundle)],
       { timeoutMs: this.opts.unpackTimeoutMs ?? 10 * 60_000, signal },
     );
   }
@@ -111,7 +113,7 @@ export class RegistryTools {
   }
 
   private skopeo(args: string[], timeoutMs: number, signal: AbortSignal) {
-    return runCommandOk([this.opts.skopeoBinary ?? 'skopeo', ...args], {
+    return runCommandOk([this.opts.skopeoBinary ?? SKOPEO_BINARY, ...args], {
       timeoutMs,
       signal,
       env: { ...process.env, TMPDIR: this.opts.tmpDir },

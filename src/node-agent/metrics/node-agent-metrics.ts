@@ -3,6 +3,7 @@ import type { NodeAllocation, NodeCapacity } from '../../kube/lease.js';
 import { collectProcessMetrics } from '../../observability/process-metrics.js';
 import { registerImageMetrics } from '../images/image-metrics.js';
 import { processCpuSeconds, processMemoryBytes } from './process-usage.js';
+import type { GuestSample } from '../runtime/guest-stats.js';
 import {
   failureCause,
   SYSTEM_FAILURE_REASONS,
@@ -16,7 +17,11 @@ export interface SandboxUsage {
   /** Its QEMU, once started; its CPU and memory are read from /proc at scrape time. */
   qemuPid?: number;
   restarts: number;
+  /** The guest's last answer (sampled on an interval, never at scrape time); none when it gave none. */
+  guest?: GuestSample;
 }
+
+type SandboxLabels = { namespace: string; name: string; node: string };
 
 /** How a process's figures are read (the /proc readers; a unit test passes its own). */
 export interface ProcessReader {
@@ -45,11 +50,31 @@ export function nodeAgentMetrics(collect: {
 }) {
   const node = collect.node ?? '';
   const proc = collect.proc ?? PROC;
-  const perSandbox = (
-    set: (labels: { namespace: string; name: string; node: string }, u: SandboxUsage) => void,
-  ): void => {
+  const perSandbox = (set: (labels: SandboxLabels, u: SandboxUsage) => void): void => {
     for (const u of collect.sandboxUsage?.() ?? [])
       set({ namespace: u.namespace, name: u.name, node }, u);
+  };
+  /** A series per sandbox (and per container or interface of its guest sample), made afresh. */
+  const guestSeries = <K extends string>(
+    kind: 'gauge' | 'counter',
+    name: string,
+    help: string,
+    extra: K[],
+    each: (g: GuestSample, emit: (extra: Record<K, string>, value: number) => void) => void,
+  ): Gauge | Counter => {
+    const labelNames = ['namespace', 'name', 'node', ...extra];
+    function collect(this: Gauge | Counter): void {
+      this.reset();
+      perSandbox((l, u) => {
+        if (!u.guest) return;
+        each(u.guest, (x, v) => {
+          if (this instanceof Gauge) this.set({ ...l, ...x }, v);
+          else this.inc({ ...l, ...x }, v);
+        });
+      });
+    }
+    const cfg = { name, help, labelNames, registers: [registry], collect };
+    return kind === 'gauge' ? new Gauge(cfg) : new Counter(cfg);
   };
   const registry = new Registry();
   collectProcessMetrics(registry, 'kata_node_');
@@ -157,6 +182,60 @@ export function nodeAgentMetrics(collect: {
         perSandbox((l, u) => this.set(l, u.restarts));
       },
     }),
+    guestMemoryTotal: guestSeries(
+      'gauge',
+      'kata_node_sandbox_guest_memory_total_bytes',
+      "Memory the guest kernel has (MemTotal), from the guest agent's GetGuestDetails.",
+      [],
+      (g, emit) => {
+        if (g.memory) emit({}, g.memory.totalBytes);
+      },
+    ),
+    guestMemoryAvailable: guestSeries(
+      'gauge',
+      'kata_node_sandbox_guest_memory_available_bytes',
+      'Memory the guest kernel could give without swapping (MemAvailable), from the guest agent.',
+      [],
+      (g, emit) => {
+        if (g.memory) emit({}, g.memory.availableBytes);
+      },
+    ),
+    containerCpu: guestSeries(
+      'counter',
+      'kata_node_sandbox_container_cpu_seconds_total',
+      "CPU seconds of each running container's cgroup in the guest (StatsContainer).",
+      ['container'],
+      (g, emit) => g.containers.forEach((c) => emit({ container: c.name }, c.cpuSeconds)),
+    ),
+    containerMemoryUsage: guestSeries(
+      'gauge',
+      'kata_node_sandbox_container_memory_usage_bytes',
+      "Memory charged to each running container's cgroup in the guest, page cache included.",
+      ['container'],
+      (g, emit) => g.containers.forEach((c) => emit({ container: c.name }, c.memoryUsageBytes)),
+    ),
+    containerMemoryWorkingSet: guestSeries(
+      'gauge',
+      'kata_node_sandbox_container_memory_working_set_bytes',
+      "Each running container's memory usage less its inactive file pages (cAdvisor's working set).",
+      ['container'],
+      (g, emit) =>
+        g.containers.forEach((c) => emit({ container: c.name }, c.memoryWorkingSetBytes)),
+    ),
+    networkReceive: guestSeries(
+      'counter',
+      'kata_node_sandbox_network_receive_bytes_total',
+      "Bytes received by each of the guest's interfaces (loopback and those the node agent configured).",
+      ['interface'],
+      (g, emit) => g.interfaces.forEach((i) => emit({ interface: i.name }, i.receiveBytes)),
+    ),
+    networkTransmit: guestSeries(
+      'counter',
+      'kata_node_sandbox_network_transmit_bytes_total',
+      "Bytes sent by each of the guest's interfaces (loopback and those the node agent configured).",
+      ['interface'],
+      (g, emit) => g.interfaces.forEach((i) => emit({ interface: i.name }, i.transmitBytes)),
+    ),
     leaseRenewed: new Gauge({
       name: 'kata_node_lease_last_renewal_timestamp_seconds',
       help: "When the node agent's heartbeat last renewed its Lease (0 before the first).",

@@ -18,6 +18,7 @@ import { SandboxContext, type SandboxContextDeps } from './sandbox-context.js';
 import { nodeSandboxHost, type NodeSandboxHostOptions } from './sandbox-host.js';
 import type { RuntimeFacts, StepFailure } from './sandbox-status.js';
 import { classify } from './step-failure.js';
+import { sampleGuest, type GuestSample } from './guest-stats.js';
 import { destroySandbox, releaseSandbox } from './teardown.js';
 import { causeOf, vmExitFailure } from './vm-exit.js';
 
@@ -38,6 +39,8 @@ export class SandboxRuntime {
   private destroying: Promise<void> | undefined;
   /** The periodic network check found the host wiring cut (NetworkReady=False until it is back). */
   private networkLost: { reason: string; message: string } | undefined;
+  /** The last figures the guest gave (sampleGuest), none while it is not up. */
+  private guest: GuestSample | undefined;
   readonly log: Logger;
 
   constructor(
@@ -104,6 +107,11 @@ export class SandboxRuntime {
 
   get qemuPid(): number | undefined {
     return this.ctx.vm?.running ? this.ctx.vm.pid : undefined;
+  }
+
+  /** The last sample, while the VM still runs: an ended sandbox's series go at once. */
+  get guestSample(): GuestSample | undefined {
+    return this.ctx.vmRunning && !this.ended ? this.guest : undefined;
   }
 
   get gone(): boolean {
@@ -279,6 +287,24 @@ export class SandboxRuntime {
       ctx.event('Normal', 'NetworkRestored', "the VM's taps and redirects are in place again");
     }
     ctx.changed();
+  }
+
+  /**
+   * Asks the guest for its memory and its running containers' figures (guest-stats.ts); a sandbox
+   * whose VM or agent is not up has no sample.
+   */
+  async sampleGuest(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const { state, agent } = this.ctx;
+    const up = agent && this.ctx.vmRunning && state.agentReady && !this.ended && !this.ctx.stopping;
+    if (!up) {
+      this.guest = undefined;
+      return;
+    }
+    const running = Object.entries(state.containers)
+      .filter(([, c]) => c.state === 'Running')
+      .map(([name]) => name);
+    const known = new Set(['lo', ...(state.guestNetwork?.interfaces ?? []).map((i) => i.name)]);
+    this.guest = await sampleGuest(agent.client, running, known, { timeoutMs, signal });
   }
 
   /** The controller gave up on the sandbox (e.g. NodeLost): end it and free the host. */

@@ -288,6 +288,79 @@ const cases: GoldenCase[] = [
     hex: '088080804012120a05302e312e301001220239702203626c6b',
   },
   {
+    type: 'grpc.GuestDetailsResponse',
+    codec: agent.GuestDetailsResponse,
+    value: {
+      memBlockSizeBytes: 134217728,
+      guestMemory: { totalBytes: 1028194304, availableBytes: 820428800 },
+    },
+    text: 'mem_block_size_bytes: 134217728 guest_memory { total_bytes: 1028194304 available_bytes: 820428800 }',
+    hex: '0880808040a2060c088080a4ea031080809b8703',
+  },
+  {
+    type: 'grpc.StatsContainerRequest',
+    codec: agent.StatsContainerRequest,
+    value: { containerId: 'web' },
+    text: 'container_id: "web"',
+    hex: '0a03776562',
+  },
+  {
+    type: 'grpc.StatsContainerResponse',
+    codec: agent.StatsContainerResponse,
+    value: {
+      cgroupStats: {
+        cpuStats: {
+          cpuUsage: {
+            totalUsage: 1523410000,
+            usageInKernelmode: 323410000,
+            usageInUsermode: 1200000000,
+          },
+          throttlingData: { periods: 40, throttledPeriods: 3, throttledTime: 51234000 },
+        },
+        memoryStats: {
+          cache: 1048576,
+          usage: { usage: 3977216, maxUsage: 4194304, failcnt: 2, limit: 536870912 },
+          swapUsage: { usage: 3977216, limit: 536870912 },
+          useHierarchy: true,
+          stats: { inactive_file: 524288 },
+        },
+        pidsStats: { current: 3, limit: 100 },
+        blkioStats: {
+          ioServiceBytesRecursive: [{ major: 254, op: 'Read', value: 40960 }],
+          ioServicedRecursive: [{ major: 254, op: 'Write', value: 2 }],
+        },
+        hugetlbStats: { '2MB': { usage: 2097152, failcnt: 1 } },
+      },
+      networkStats: [
+        {
+          name: 'eth0',
+          rxBytes: 123456,
+          rxPackets: 321,
+          rxErrors: 1,
+          rxDropped: 2,
+          txBytes: 65432,
+          txPackets: 210,
+          txErrors: 3,
+          txDropped: 4,
+        },
+      ],
+    },
+    text:
+      'cgroup_stats { cpu_stats { cpu_usage { total_usage: 1523410000 usage_in_kernelmode: 323410000 ' +
+      'usage_in_usermode: 1200000000 } throttling_data { periods: 40 throttled_periods: 3 throttled_time: 51234000 } } ' +
+      'memory_stats { cache: 1048576 usage { usage: 3977216 max_usage: 4194304 failcnt: 2 limit: 536870912 } ' +
+      'swap_usage { usage: 3977216 limit: 536870912 } use_hierarchy: true stats { key: "inactive_file" value: 524288 } } ' +
+      'pids_stats { current: 3 limit: 100 } blkio_stats { io_service_bytes_recursive { major: 254 op: "Read" value: 40960 } ' +
+      'io_serviced_recursive { major: 254 op: "Write" value: 2 } } hugetlb_stats { key: "2MB" value { usage: 2097152 failcnt: 1 } } } ' +
+      'network_stats { name: "eth0" rx_bytes: 123456 rx_packets: 321 rx_errors: 1 rx_dropped: 2 tx_bytes: 65432 ' +
+      'tx_packets: 210 tx_errors: 3 tx_dropped: 4 }',
+    hex:
+      '0a94010a1f0a1208d0c8b5d60518d0b09b9a012080989abc0412090828100318d089b718123c0880804012120880' +
+      'e0f201108080800218022080808080021a0b0880e0f201208080808002280132130a0d696e6163746976655f6669' +
+      '6c65108080201a0408031064221d0a0d08fe011a04526561642080c002120c08fe011a05577269746520022a0e0a' +
+      '03324d42120708808080011801121c0a046574683010c0c40718c102200128023098ff0338d20140034804',
+  },
+  {
     type: 'grpc.CheckRequest',
     codec: health.CheckRequest,
     value: { service: 'grpc.AgentService' },

@@ -90,16 +90,32 @@ describe('the controller Deployment', () => {
     expect(JSON.stringify(cPod.volumes)).not.toContain('hostPath');
   });
 
-  it('has probes on its metrics port, resources, and a Service on the same port', () => {
+  it('has HTTPS probes on its secure metrics port, resources, and an HTTPS Service on the same port', () => {
     const port = Number(envOf(cCtr).get('METRICS_PORT')?.['value']);
-    expect(cCtr['ports']).toEqual([{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
-    expect(cCtr['livenessProbe'].httpGet).toEqual({ path: '/healthz', port: 'metrics' });
-    expect(cCtr['readinessProbe'].httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(envOf(cCtr).get('METRICS_SECURE')?.['value']).toBe('true');
+    expect(cCtr['ports']).toEqual([
+      { name: 'https-metrics', containerPort: port, protocol: 'TCP' },
+    ]);
+    expect(cCtr['livenessProbe'].httpGet).toEqual({
+      path: '/healthz',
+      port: 'https-metrics',
+      scheme: 'HTTPS',
+    });
+    expect(cCtr['readinessProbe'].httpGet).toEqual({
+      path: '/readyz',
+      port: 'https-metrics',
+      scheme: 'HTTPS',
+    });
     expect(cCtr['resources'].requests).toMatchObject({ cpu: expect.any(String) });
     expect(cCtr['resources'].limits).toMatchObject({ memory: expect.any(String) });
     const svc = find('Service', 'kata-controller-metrics');
     expect(svc['spec'].selector).toEqual(controller['spec'].selector.matchLabels);
-    expect(svc['spec'].ports[0]).toMatchObject({ port, targetPort: 'metrics' });
+    expect(svc['spec'].ports[0]).toMatchObject({
+      name: 'https-metrics',
+      appProtocol: 'https',
+      port,
+      targetPort: 'https-metrics',
+    });
   });
 });
 
@@ -197,12 +213,26 @@ describe('the node agent DaemonSet', () => {
     expect(aCtr['resources'].limits?.memory).toBe('1Gi');
   });
 
-  it('serves metrics and probes on its METRICS_PORT, behind a headless Service', () => {
+  it('serves metrics (HTTPS, authenticated) and probes on its METRICS_PORT, behind a headless Service', () => {
     const port = Number(val('METRICS_PORT'));
-    expect(aCtr['ports']).toEqual([{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
-    expect(aCtr['livenessProbe'].httpGet).toEqual({ path: '/healthz', port: 'metrics' });
-    expect(aCtr['readinessProbe'].httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(val('METRICS_SECURE')).toBe('true');
+    expect(aCtr['ports']).toEqual([
+      { name: 'https-metrics', containerPort: port, protocol: 'TCP' },
+    ]);
+    for (const [probe, p] of [
+      ['livenessProbe', '/healthz'],
+      ['readinessProbe', '/readyz'],
+      ['startupProbe', '/healthz'],
+    ] as const) {
+      expect(aCtr[probe].httpGet).toEqual({ path: p, port: 'https-metrics', scheme: 'HTTPS' });
+    }
     const svc = find('Service', 'kata-node-agent-metrics');
+    expect(svc['spec'].ports[0]).toMatchObject({
+      name: 'https-metrics',
+      appProtocol: 'https',
+      port,
+      targetPort: 'https-metrics',
+    });
     expect(svc['spec'].clusterIP).toBe('None');
     expect(svc['spec'].selector).toEqual(agent['spec'].selector.matchLabels);
   });
@@ -227,6 +257,8 @@ describe('RBAC', () => {
         'kata.sandbox.io/katasandboxes/status:patch',
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
+        'authentication.k8s.io/tokenreviews:create',
+        'authorization.k8s.io/subjectaccessreviews:create',
       ].sort(),
     );
     const leases = find('Role', 'kata-node-agent-leases');
@@ -251,6 +283,8 @@ describe('RBAC', () => {
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
         'core/secrets:get',
+        'authentication.k8s.io/tokenreviews:create',
+        'authorization.k8s.io/subjectaccessreviews:create',
       ].sort(),
     );
     // Leases in kata-system: read all (node agents'), create, and write only its election Lease.
@@ -374,24 +408,53 @@ describe('deploy/monitoring (optional component)', () => {
   }
   const get = (kind: string): Obj => rendered.find((o) => o['kind'] === kind) ?? {};
 
-  it('is not in the base, and adds a ServiceMonitor, a PodMonitor and alert rules to it', () => {
-    for (const kind of ['ServiceMonitor', 'PodMonitor', 'PrometheusRule']) {
+  const monitor = (name: string): Obj =>
+    rendered.find((o) => o['kind'] === 'ServiceMonitor' && o['metadata']?.name === name) ?? {};
+
+  it('is not in the base, and adds two ServiceMonitors, the metrics reader role and alert rules to it', () => {
+    for (const kind of ['ServiceMonitor', 'PrometheusRule']) {
       expect(objs.some((o) => o['kind'] === kind)).toBe(false);
       expect(get(kind)['metadata']?.namespace).toBe('kata-system');
     }
-    expect(rendered.length).toBe(objs.length + 3);
+    expect(objs.some((o) => o['metadata']?.name === 'kata-metrics-reader')).toBe(false);
+    expect(rendered.length).toBe(objs.length + 5);
   });
 
-  it('selects the metrics Service and the node agent Pods by their labels and port name', () => {
-    const sm = get('ServiceMonitor');
-    const svc = find('Service', 'kata-controller-metrics');
-    expect(svc['metadata'].labels).toMatchObject(sm['spec'].selector.matchLabels);
-    expect(svc['spec'].ports.map((p: Obj) => p['name'])).toContain(sm['spec'].endpoints[0].port);
-    const pm = get('PodMonitor');
-    expect(agent['spec'].template.metadata.labels).toMatchObject(pm['spec'].selector.matchLabels);
-    expect(aCtr['ports'].map((p: Obj) => p['name'])).toContain(
-      pm['spec'].podMetricsEndpoints[0].port,
+  it('selects each metrics Service by its labels and port name, and scrapes it over HTTPS with a token', () => {
+    for (const [name, service] of [
+      ['kata-controller', 'kata-controller-metrics'],
+      ['kata-node-agent', 'kata-node-agent-metrics'],
+    ] as const) {
+      const sm = monitor(name);
+      const svc = find('Service', service);
+      expect(svc['metadata'].labels).toMatchObject(sm['spec'].selector.matchLabels);
+      const ep = sm['spec'].endpoints[0] as Obj;
+      expect(svc['spec'].ports.map((p: Obj) => p['name'])).toContain(ep['port']);
+      expect(ep).toMatchObject({
+        path: '/metrics',
+        scheme: 'https',
+        bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+        tlsConfig: { insecureSkipVerify: true },
+      });
+    }
+    expect(monitor('kata-node-agent')['spec'].endpoints[0].relabelings).toEqual([
+      { sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node' },
+    ]);
+  });
+
+  it('grants Prometheus get on /metrics and nothing else, through a binding to patch', () => {
+    const role = rendered.find(
+      (o) => o['kind'] === 'ClusterRole' && o['metadata']?.name === 'kata-metrics-reader',
     );
+    expect(role?.['rules']).toEqual([{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]);
+    const binding = rendered.find(
+      (o) => o['kind'] === 'ClusterRoleBinding' && o['metadata']?.name === 'kata-metrics-reader',
+    );
+    expect(binding?.['roleRef']).toMatchObject({
+      kind: 'ClusterRole',
+      name: 'kata-metrics-reader',
+    });
+    expect(binding?.['subjects'][0].kind).toBe('ServiceAccount');
   });
 
   it('has alert rules promtool accepts, on system failures and user errors apart, stuck Pending, node loss and RPC errors', () => {

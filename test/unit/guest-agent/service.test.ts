@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { ValidateFunction } from 'ajv';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +72,13 @@ beforeAll(async () => {
   validate = configValidator();
   dir = mkdtempSync(path.join(tmpdir(), 'guest-agent-'));
   writeFileSync(path.join(dir, 'block_size_bytes'), '8000000\n');
+  writeFileSync(path.join(dir, 'meminfo'), 'MemTotal: 1000 kB\nMemAvailable: 600 kB\n');
+  mkdirSync(path.join(dir, 'proc', 'net'), { recursive: true });
+  writeFileSync(path.join(dir, 'proc', 'meminfo'), 'MemTotal: 1000 kB\nMemAvailable: 600 kB\n');
+  writeFileSync(
+    path.join(dir, 'proc', 'net', 'dev'),
+    'h1\nh2\n  eth0: 10 1 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n',
+  );
   agent = await startAgentServer({
     socketPath: path.join(dir, 'agent.sock'),
     logger: createLogger('guest-agent-test'),
@@ -81,6 +88,9 @@ beforeAll(async () => {
     containerResolvConf: path.join(dir, 'container-resolv.conf'),
     sysBlockDir: path.join(dir, 'sys-block'),
     memoryBlockSizeFile: path.join(dir, 'block_size_bytes'),
+    meminfoFile: path.join(dir, 'meminfo'),
+    procRoot: path.join(dir, 'proc'),
+    cgroupRoot: path.join(dir, 'cgroup'),
     crunBin: FAKE_CRUN,
     crunGlobalArgs: ['--root', path.join(dir, 'crun')],
     makeDir: async () => {},
@@ -110,6 +120,7 @@ describe('health and details', () => {
       storageHandlers: ['9p', 'blk', 'local'],
       deviceHandlers: ['blk'],
     });
+    expect(d.guestMemory).toEqual({ totalBytes: 1000 * 1024, availableBytes: 600 * 1024 });
   });
 });
 
@@ -168,6 +179,7 @@ describe('refusals', () => {
       client.signalProcess('nope', '', 9),
       client.removeContainer('nope', 1),
       client.closeStdin('nope', 'x'),
+      client.statsContainer('nope'),
     ]) {
       const err = await rpcError(p);
       expect(err.code).toBe(status.NOT_FOUND);
@@ -267,6 +279,28 @@ describe('containers', () => {
     expect(calls).toContain('["kill","--all","c4","KILL"]');
     expect(calls).toContain('["delete","-f","c4"]');
     expect((await rpcError(client.waitProcess('c4', ''))).code).toBe(status.NOT_FOUND);
+  });
+
+  it("StatsContainer reads the cgroup of the container's init; not running is FAILED_PRECONDITION", async () => {
+    await client.createContainer(containerRequest('c6', ['sleep', '1000']));
+    const early = await rpcError(client.statsContainer('c6'));
+    expect([early.code, early.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      'container "c6" is not running',
+    ]);
+    await client.startContainer('c6');
+    // The fake crun's child stands in for the container's init; its cgroup is a fixture.
+    const pid = readFileSync(path.join(dir, 'bundles', 'c6', 'init.pid'), 'utf8').trim();
+    mkdirSync(path.join(dir, 'proc', pid), { recursive: true });
+    writeFileSync(path.join(dir, 'proc', pid, 'cgroup'), '0::/c6\n');
+    mkdirSync(path.join(dir, 'cgroup', 'c6'), { recursive: true });
+    writeFileSync(path.join(dir, 'cgroup', 'c6', 'cpu.stat'), 'usage_usec 2500\n');
+    writeFileSync(path.join(dir, 'cgroup', 'c6', 'pids.current'), '1\n');
+    const res = await client.statsContainer('c6');
+    expect(res.cgroupStats?.cpuStats?.cpuUsage?.totalUsage).toBe(2_500_000);
+    expect(res.cgroupStats?.pidsStats?.current).toBe(1);
+    expect(res.networkStats).toMatchObject([{ name: 'eth0', rxBytes: 10, txBytes: 20 }]);
+    await client.removeContainer('c6', 1);
   });
 
   it('a created but never started container can be removed; its waiters are released', async () => {

@@ -114,6 +114,18 @@ class World {
         this.note(`agent.signalProcess ${id} ${signal}`);
         this.exit(id, 128 + signal);
       },
+      guestDetails: call('guestDetails', {
+        guestMemory: { totalBytes: 1000, availableBytes: 600 },
+      }),
+      statsContainer: async (id: string) => {
+        this.note(`agent.statsContainer ${id}`);
+        const lo = { name: 'lo', rxBytes: 5, txBytes: 5 };
+        const eth1 = { name: 'eth1', rxBytes: 7, txBytes: 7 };
+        return {
+          cgroupStats: { cpuStats: { cpuUsage: { totalUsage: 2e9 } } },
+          networkStats: [lo, eth1],
+        };
+      },
       readStdout: async () => Buffer.alloc(0),
       readStderr: async () => Buffer.alloc(0),
       waitProcess: (id: string) => new Promise<number>((r) => this.exits.set(id, r)),
@@ -287,6 +299,33 @@ describe('SandboxRuntime (against a fake host and agent)', () => {
     expect(last?.shareDir).toBeUndefined();
     expect(last?.bindMounts).toEqual([]);
     expect(w.removedState).toBe(false);
+  });
+
+  it('samples the guest while it runs (its running containers, known interfaces only), and not after the end', async () => {
+    const w = new World();
+    const rt = w.runtime();
+    const signal = new AbortController().signal;
+    await rt.sampleGuest(1_000, signal);
+    expect(rt.guestSample).toBeUndefined();
+    rt.start();
+    await until('both containers started', () => w.journal.includes('agent.startContainer b'));
+    w.exit('b', 0);
+    await until('b exited', () => rt.facts().containers['b']?.state === 'Exited');
+    await rt.sampleGuest(1_000, signal);
+    expect(w.journal.slice(CREATE.length)).toEqual([
+      'agent.guestDetails',
+      'agent.statsContainer a',
+    ]);
+    // eth1 is not an interface the node agent configured (ListInterfaces gave none): left out.
+    expect(rt.guestSample).toEqual({
+      memory: { totalBytes: 1000, availableBytes: 600 },
+      containers: [{ name: 'a', cpuSeconds: 2, memoryUsageBytes: 0, memoryWorkingSetBytes: 0 }],
+      interfaces: [{ name: 'lo', receiveBytes: 5, transmitBytes: 5 }],
+    });
+    w.exit('a', 0);
+    await until('the release', () => w.journal.includes(`removeTree ${RUN}`));
+    await rt.sampleGuest(1_000, signal);
+    expect(rt.guestSample).toBeUndefined();
   });
 
   it('destroy: SIGTERM, RemoveContainer and DestroySandbox before the release; then logs and state go', async () => {

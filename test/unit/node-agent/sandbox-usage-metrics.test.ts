@@ -72,6 +72,38 @@ describe('per-sandbox series', () => {
     expect(text).toContain('kata_node_allocated{resource="vcpus"} 3');
     expect(text).not.toContain('kata_node_capacity{resource="vcpus"}');
 
+    // The guest's sample (taken on an interval): per container and per interface series.
+    usage = [
+      {
+        namespace: 'a',
+        name: 'web',
+        restarts: 0,
+        guest: {
+          memory: { totalBytes: 1e9, availableBytes: 6e8 },
+          containers: [
+            { name: 'main', cpuSeconds: 2.5, memoryUsageBytes: 4096, memoryWorkingSetBytes: 3072 },
+          ],
+          interfaces: [{ name: 'eth0', receiveBytes: 2000, transmitBytes: 1000 }],
+        },
+      },
+      { namespace: 'b', name: 'job', restarts: 0 },
+    ];
+    const guest = await m.registry.metrics();
+    const web = 'namespace="a",name="web",node="n1"';
+    for (const line of [
+      `kata_node_sandbox_guest_memory_total_bytes{${web}} 1000000000`,
+      `kata_node_sandbox_guest_memory_available_bytes{${web}} 600000000`,
+      `kata_node_sandbox_container_cpu_seconds_total{${web},container="main"} 2.5`,
+      `kata_node_sandbox_container_memory_usage_bytes{${web},container="main"} 4096`,
+      `kata_node_sandbox_container_memory_working_set_bytes{${web},container="main"} 3072`,
+      `kata_node_sandbox_network_receive_bytes_total{${web},interface="eth0"} 2000`,
+      `kata_node_sandbox_network_transmit_bytes_total{${web},interface="eth0"} 1000`,
+    ])
+      expect(guest).toContain(line);
+    // A sandbox without a sample (its agent did not answer) has no guest series.
+    expect(guest).not.toMatch(/kata_node_sandbox_(guest|network)_\w+\{namespace="b"/);
+    expect(guest).not.toMatch(/kata_node_sandbox_container_(cpu|memory)_\w+\{namespace="b"/);
+
     usage = [];
     allocated = { sandboxes: 0, memoryMiB: 0, vcpus: 0 };
     const after = await m.registry.metrics();
