@@ -162,6 +162,8 @@ describe('kata-leak-audit (real node agent, real QEMU)', () => {
 
   it('a running sandbox: its objects are its own, not leftovers; with it not live they are', async () => {
     await sandboxes.create('audited', {
+      // sh ignores SIGTERM: a short grace keeps the delete short.
+      terminationGracePeriodSeconds: 2,
       containers: [
         {
           name: 'idle',
