@@ -62,6 +62,13 @@ host-fs: ## build the kata-host-fs helper (Go, static) into $(CACHE_DIR)/bin/ wh
 host-fs-check: ## go vet and the Go unit tests of host-fs/
 	cd host-fs && go vet ./... && go test ./...
 
+.PHONY: peers test-peers
+peers: ## build the peer programs of test/peers/ (Kata 1.x client, from its source) into $(CACHE_DIR)/peers/bin/ when their inputs changed
+	@CACHE_DIR=$(CACHE_DIR) hack/peers.sh >/dev/null
+
+test-peers: deps peers guest host-fs ## only the peer layer: our guest agent driven by the real Kata 1.x client in a real VM
+	TEST_LAYERS=peers hack/run-tests.sh
+
 .PHONY: guest
 guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
 	guest/build.sh
@@ -106,7 +113,7 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip, 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
+bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: guest boot, agent RPC round trip (ours and the Kata 1.x client's), 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
 	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
@@ -125,6 +132,9 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/image-pull.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/image-pull.mjs 3
 	$(MAKE) --no-print-directory bench-controller
+	@npx esbuild bench/peers-rpc.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/peers-rpc.mjs
+	node $(BENCH_OUT)/peers-rpc.mjs 300
 	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200

@@ -1,5 +1,6 @@
-// Four layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
-// kube-apiserver + etcd), e2e (real QEMU VMs), cluster (the installed product on a real
+// Five layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
+// kube-apiserver + etcd), e2e (real QEMU VMs), peers (our agents against the real Kata 1.x client
+// and agent, built from their source by hack/peers.sh), cluster (the installed product on a real
 // single-node cluster, hack/cluster.sh). `make test` runs them all; TEST_LAYERS narrows it.
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
@@ -31,6 +32,8 @@ export default {
       globalSetup: '<rootDir>/test/integration/global-setup.mjs',
       globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
     },
+    // Real QEMU VMs driven by peer programs (test/peers/<peer>/, Go); no control plane.
+    { ...common, displayName: 'peers', testMatch: ['<rootDir>/test/peers/**/*.test.ts'] },
     // Its own cluster (hack/cluster.sh up/down inside the file), no shared plane.
     { ...common, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.test.ts'] },
   ],

@@ -333,7 +333,6 @@ async function oneRun(
           fstype: 'ext4',
           options: [],
           mountPoint: `/run/kata-containers/shared/containers/${cid}`,
-          shared: false,
         },
       ],
     });

@@ -13,12 +13,14 @@ import {
   type GuestDetailsResponse,
   type StatsContainerRequest,
   type StatsContainerResponse,
+  type ReadStreamRequest,
+  type ReadStreamResponse,
   type StringUser,
 } from '../generated/agent.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../generated/health.js';
 import type { Process } from '../generated/oci.js';
 import type { Interface, Route } from '../generated/types.js';
-import { AgentRpcError } from './errors.js';
+import { AgentRpcError, isEndOfStream } from './errors.js';
 import {
   createContainerRequest,
   createSandboxRequest,
@@ -205,15 +207,7 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<string> {
     const execId = randomUUID();
-    const req = {
-      containerId,
-      execId,
-      process,
-      stringUser,
-      stdinPort: 0,
-      stdoutPort: 0,
-      stderrPort: 0,
-    };
+    const req = { containerId, execId, process, stringUser };
     await this.call('ExecProcess', this.agent.execProcess.bind(this.agent), req, opts, false);
     return execId;
   }
@@ -253,7 +247,10 @@ export class AgentClient {
     ).len;
   }
 
-  /** Up to `len` bytes; an empty result is the end of the stream. */
+  /**
+   * Up to `len` bytes; an empty result is the end of the stream, which the agent says with
+   * Kata 1.x's status (Unknown "EOF", contract.ts END_OF_STREAM). Any other failure throws.
+   */
   async readStdout(
     containerId: string,
     execId: string,
@@ -261,7 +258,7 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<Buffer> {
     const fn = this.agent.readStdout.bind(this.agent);
-    return (await this.call('ReadStdout', fn, { containerId, execId, len }, opts, false)).data;
+    return this.read('ReadStdout', fn, { containerId, execId, len }, opts);
   }
 
   async readStderr(
@@ -271,7 +268,21 @@ export class AgentClient {
     opts: CallOpts = {},
   ): Promise<Buffer> {
     const fn = this.agent.readStderr.bind(this.agent);
-    return (await this.call('ReadStderr', fn, { containerId, execId, len }, opts, false)).data;
+    return this.read('ReadStderr', fn, { containerId, execId, len }, opts);
+  }
+
+  private async read(
+    rpc: 'ReadStdout' | 'ReadStderr',
+    fn: UnaryFn<ReadStreamRequest, ReadStreamResponse>,
+    req: ReadStreamRequest,
+    opts: CallOpts,
+  ): Promise<Buffer> {
+    try {
+      return (await this.call(rpc, fn, req, opts, false)).data;
+    } catch (err) {
+      if (isEndOfStream(err)) return Buffer.alloc(0);
+      throw err;
+    }
   }
 
   async closeStdin(containerId: string, execId: string, opts: CallOpts = {}): Promise<void> {

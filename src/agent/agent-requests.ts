@@ -68,9 +68,6 @@ export function createContainerRequest(s: ContainerSetup): CreateContainerReques
     storages: s.storages ?? [],
     OCI: s.oci,
     sandboxPidns: false,
-    sharedMounts: [],
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
+    agentPidns: false,
   };
 }

@@ -8,6 +8,13 @@ export const AGENT_CHANNEL_NAME = 'agent.channel.0';
 /** The 9p mount tag of the sandbox's shared directory. */
 export const SHARED_MOUNT_TAG = 'kataShared';
 
+/**
+ * How ReadStdout/ReadStderr say a stream has ended: the Kata 1.x agent returns its read's io.EOF,
+ * which grpc-go sends as status Unknown (2) with the message "EOF", and the 1.x shim reads until a
+ * read fails. Our guest ends streams the same way; our client takes exactly this status as the end.
+ */
+export const END_OF_STREAM = { code: 2, details: 'EOF' } as const;
+
 /** Docker's and containerd's default capability set: what a container gets when nothing else is asked. */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
   'CAP_CHOWN',

@@ -18,7 +18,6 @@ export function sharedDirStorage(): Storage {
     fstype: '9p',
     options: ['trans=virtio', 'version=9p2000.L', 'nodev'],
     mountPoint: GUEST_SHARED_DIR,
-    shared: false,
   };
 }
 
@@ -66,7 +65,6 @@ export function blockRootfsStorage(
     fstype: fsType,
     options,
     mountPoint: containerGuestDir(containerId),
-    shared: false,
   };
 }
 

@@ -19,14 +19,8 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Empty } from "./google/protobuf/empty.js";
-import { Process, Spec } from "./oci.js";
-import {
-  FSGroupChangePolicy,
-  fSGroupChangePolicyFromJSON,
-  fSGroupChangePolicyToJSON,
-  Interface,
-  Route,
-} from "./types.js";
+import { LinuxResources, Process, Spec } from "./oci.js";
+import { ARPNeighbor, Interface, Route } from "./types.js";
 
 export const protobufPackage = "grpc";
 
@@ -34,8 +28,10 @@ export const protobufFileName = "agent.proto";
 
 /**
  * The agent protocol between the node agent (host) and the guest agent (inside the VM).
- * Written for kata-sandbox-operator; message names, field numbers and types match the Kata
- * agent's (package grpc, service AgentService), so each message encodes to the same bytes.
+ * Written for kata-sandbox-operator. The compatibility target is Kata 1.x's agent protocol
+ * (github.com/kata-containers/agent, protocols/grpc/agent.proto; package grpc, service
+ * AgentService): every message and field both have carries 1.x's name, number and type, so each
+ * encodes to the same bytes. Fields 1.x does not have use numbers 1.x never used (none here).
  * Only the RPCs this project uses are declared; the gRPC method paths are Kata's.
  */
 
@@ -47,10 +43,8 @@ export interface CreateContainerRequest {
   storages: Storage[];
   OCI?: Spec | undefined;
   sandboxPidns: boolean;
-  sharedMounts: SharedMount[];
-  stdinPort: number;
-  stdoutPort: number;
-  stderrPort: number;
+  /** Join the agent's own pid namespace (1.x: debug containers); this agent refuses it. */
+  agentPidns: boolean;
 }
 
 export interface StartContainerRequest {
@@ -68,9 +62,6 @@ export interface ExecProcessRequest {
   execId: string;
   stringUser?: StringUser | undefined;
   process?: Process | undefined;
-  stdinPort: number;
-  stdoutPort: number;
-  stderrPort: number;
 }
 
 export interface SignalProcessRequest {
@@ -191,29 +182,14 @@ export interface GuestMemory {
   availableBytes: number;
 }
 
-export interface FSGroup {
-  groupId: number;
-  groupChangePolicy: FSGroupChangePolicy;
-}
-
-export interface SharedMount {
-  name: string;
-  srcCtr: string;
-  srcPath: string;
-  dstCtr: string;
-  dstPath: string;
-}
-
 export interface Storage {
-  /** "9p", "blk", "local", ...: how the storage reaches the VM. */
+  /** "9p", "blk", "local", "ephemeral", ...: how the storage reaches the VM. */
   driver: string;
   driverOptions: string[];
   source: string;
   fstype: string;
   options: string[];
   mountPoint: string;
-  fsGroup?: FSGroup | undefined;
-  shared: boolean;
 }
 
 export interface Device {
@@ -341,6 +317,69 @@ export interface StatsContainerResponse {
   networkStats: NetworkStats[];
 }
 
+/** ListProcesses: `format` "table" (ps output, filtered to the container's pids) or "json" (the pids). */
+export interface ListProcessesRequest {
+  containerId: string;
+  format: string;
+  args: string[];
+}
+
+export interface ListProcessesResponse {
+  processList: Buffer;
+}
+
+export interface UpdateContainerRequest {
+  containerId: string;
+  resources?: LinuxResources | undefined;
+}
+
+export interface PauseContainerRequest {
+  containerId: string;
+}
+
+export interface ResumeContainerRequest {
+  containerId: string;
+}
+
+export interface ARPNeighbors {
+  ARPNeighbors: ARPNeighbor[];
+}
+
+export interface AddARPNeighborsRequest {
+  neighbors?: ARPNeighbors | undefined;
+}
+
+export interface OnlineCPUMemRequest {
+  /** Wait until everything is online before answering. */
+  wait: boolean;
+  nbCpus: number;
+  cpuOnly: boolean;
+}
+
+export interface ReseedRandomDevRequest {
+  data: Buffer;
+}
+
+export interface SetGuestDateTimeRequest {
+  Sec: number;
+  Usec: number;
+}
+
+/**
+ * CopyFile: a file written in parts (offset, data) into a temporary file, moved to `path` once it
+ * has `file_size` bytes.
+ */
+export interface CopyFileRequest {
+  path: string;
+  fileSize: number;
+  fileMode: number;
+  dirMode: number;
+  uid: number;
+  gid: number;
+  offset: number;
+  data: Buffer;
+}
+
 function createBaseCreateContainerRequest(): CreateContainerRequest {
   return {
     containerId: "",
@@ -350,10 +389,7 @@ function createBaseCreateContainerRequest(): CreateContainerRequest {
     storages: [],
     OCI: undefined,
     sandboxPidns: false,
-    sharedMounts: [],
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
+    agentPidns: false,
   };
 }
 
@@ -380,17 +416,8 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     if (message.sandboxPidns !== false) {
       writer.uint32(56).bool(message.sandboxPidns);
     }
-    for (const v of message.sharedMounts) {
-      SharedMount.encode(v!, writer.uint32(66).fork()).join();
-    }
-    if (message.stdinPort !== 0) {
-      writer.uint32(72).uint32(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      writer.uint32(80).uint32(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      writer.uint32(88).uint32(message.stderrPort);
+    if (message.agentPidns !== false) {
+      writer.uint32(64).bool(message.agentPidns);
     }
     return writer;
   },
@@ -465,35 +492,11 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
             continue;
           }
           case 8: {
-            if (tag !== 66) {
+            if (tag !== 64) {
               break;
             }
 
-            message.sharedMounts.push(SharedMount.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 9: {
-            if (tag !== 72) {
-              break;
-            }
-
-            message.stdinPort = reader.uint32();
-            continue;
-          }
-          case 10: {
-            if (tag !== 80) {
-              break;
-            }
-
-            message.stdoutPort = reader.uint32();
-            continue;
-          }
-          case 11: {
-            if (tag !== 88) {
-              break;
-            }
-
-            message.stderrPort = reader.uint32();
+            message.agentPidns = reader.bool();
             continue;
           }
         }
@@ -533,26 +536,11 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
         : isSet(object.sandbox_pidns)
         ? globalThis.Boolean(object.sandbox_pidns)
         : false,
-      sharedMounts: globalThis.Array.isArray(object?.sharedMounts)
-        ? object.sharedMounts.map((e: any) => SharedMount.fromJSON(e))
-        : globalThis.Array.isArray(object?.shared_mounts)
-        ? object.shared_mounts.map((e: any) => SharedMount.fromJSON(e))
-        : [],
-      stdinPort: isSet(object.stdinPort)
-        ? globalThis.Number(object.stdinPort)
-        : isSet(object.stdin_port)
-        ? globalThis.Number(object.stdin_port)
-        : 0,
-      stdoutPort: isSet(object.stdoutPort)
-        ? globalThis.Number(object.stdoutPort)
-        : isSet(object.stdout_port)
-        ? globalThis.Number(object.stdout_port)
-        : 0,
-      stderrPort: isSet(object.stderrPort)
-        ? globalThis.Number(object.stderrPort)
-        : isSet(object.stderr_port)
-        ? globalThis.Number(object.stderr_port)
-        : 0,
+      agentPidns: isSet(object.agentPidns)
+        ? globalThis.Boolean(object.agentPidns)
+        : isSet(object.agent_pidns)
+        ? globalThis.Boolean(object.agent_pidns)
+        : false,
     };
   },
 
@@ -579,17 +567,8 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     if (message.sandboxPidns !== false) {
       obj.sandboxPidns = message.sandboxPidns;
     }
-    if (message.sharedMounts?.length) {
-      obj.sharedMounts = message.sharedMounts.map((e) => SharedMount.toJSON(e));
-    }
-    if (message.stdinPort !== 0) {
-      obj.stdinPort = Math.round(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      obj.stdoutPort = Math.round(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      obj.stderrPort = Math.round(message.stderrPort);
+    if (message.agentPidns !== false) {
+      obj.agentPidns = message.agentPidns;
     }
     return obj;
   },
@@ -608,10 +587,7 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     message.storages = object.storages?.map((e) => Storage.fromPartial(e)) || [];
     message.OCI = (object.OCI !== undefined && object.OCI !== null) ? Spec.fromPartial(object.OCI) : undefined;
     message.sandboxPidns = object.sandboxPidns ?? false;
-    message.sharedMounts = object.sharedMounts?.map((e) => SharedMount.fromPartial(e)) || [];
-    message.stdinPort = object.stdinPort ?? 0;
-    message.stdoutPort = object.stdoutPort ?? 0;
-    message.stderrPort = object.stderrPort ?? 0;
+    message.agentPidns = object.agentPidns ?? false;
     return message;
   },
 };
@@ -779,15 +755,7 @@ export const RemoveContainerRequest: MessageFns<RemoveContainerRequest> = {
 };
 
 function createBaseExecProcessRequest(): ExecProcessRequest {
-  return {
-    containerId: "",
-    execId: "",
-    stringUser: undefined,
-    process: undefined,
-    stdinPort: 0,
-    stdoutPort: 0,
-    stderrPort: 0,
-  };
+  return { containerId: "", execId: "", stringUser: undefined, process: undefined };
 }
 
 export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
@@ -803,15 +771,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     }
     if (message.process !== undefined) {
       Process.encode(message.process, writer.uint32(34).fork()).join();
-    }
-    if (message.stdinPort !== 0) {
-      writer.uint32(40).uint32(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      writer.uint32(48).uint32(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      writer.uint32(56).uint32(message.stderrPort);
     }
     return writer;
   },
@@ -861,30 +820,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
             message.process = Process.decode(reader, reader.uint32());
             continue;
           }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.stdinPort = reader.uint32();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.stdoutPort = reader.uint32();
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.stderrPort = reader.uint32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -915,21 +850,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
         ? StringUser.fromJSON(object.string_user)
         : undefined,
       process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
-      stdinPort: isSet(object.stdinPort)
-        ? globalThis.Number(object.stdinPort)
-        : isSet(object.stdin_port)
-        ? globalThis.Number(object.stdin_port)
-        : 0,
-      stdoutPort: isSet(object.stdoutPort)
-        ? globalThis.Number(object.stdoutPort)
-        : isSet(object.stdout_port)
-        ? globalThis.Number(object.stdout_port)
-        : 0,
-      stderrPort: isSet(object.stderrPort)
-        ? globalThis.Number(object.stderrPort)
-        : isSet(object.stderr_port)
-        ? globalThis.Number(object.stderr_port)
-        : 0,
     };
   },
 
@@ -947,15 +867,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     if (message.process !== undefined) {
       obj.process = Process.toJSON(message.process);
     }
-    if (message.stdinPort !== 0) {
-      obj.stdinPort = Math.round(message.stdinPort);
-    }
-    if (message.stdoutPort !== 0) {
-      obj.stdoutPort = Math.round(message.stdoutPort);
-    }
-    if (message.stderrPort !== 0) {
-      obj.stderrPort = Math.round(message.stderrPort);
-    }
     return obj;
   },
 
@@ -972,9 +883,6 @@ export const ExecProcessRequest: MessageFns<ExecProcessRequest> = {
     message.process = (object.process !== undefined && object.process !== null)
       ? Process.fromPartial(object.process)
       : undefined;
-    message.stdinPort = object.stdinPort ?? 0;
-    message.stdoutPort = object.stdoutPort ?? 0;
-    message.stderrPort = object.stderrPort ?? 0;
     return message;
   },
 };
@@ -2998,259 +2906,8 @@ export const GuestMemory: MessageFns<GuestMemory> = {
   },
 };
 
-function createBaseFSGroup(): FSGroup {
-  return { groupId: 0, groupChangePolicy: 0 };
-}
-
-export const FSGroup: MessageFns<FSGroup> = {
-  encode(message: FSGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.groupId !== 0) {
-      writer.uint32(16).uint32(message.groupId);
-    }
-    if (message.groupChangePolicy !== 0) {
-      writer.uint32(24).int32(message.groupChangePolicy);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): FSGroup {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseFSGroup();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.groupId = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.groupChangePolicy = reader.int32() as any;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): FSGroup {
-    return {
-      groupId: isSet(object.groupId)
-        ? globalThis.Number(object.groupId)
-        : isSet(object.group_id)
-        ? globalThis.Number(object.group_id)
-        : 0,
-      groupChangePolicy: isSet(object.groupChangePolicy)
-        ? fSGroupChangePolicyFromJSON(object.groupChangePolicy)
-        : isSet(object.group_change_policy)
-        ? fSGroupChangePolicyFromJSON(object.group_change_policy)
-        : 0,
-    };
-  },
-
-  toJSON(message: FSGroup): unknown {
-    const obj: any = {};
-    if (message.groupId !== 0) {
-      obj.groupId = Math.round(message.groupId);
-    }
-    if (message.groupChangePolicy !== 0) {
-      obj.groupChangePolicy = fSGroupChangePolicyToJSON(message.groupChangePolicy);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<FSGroup>, I>>(base?: I): FSGroup {
-    return FSGroup.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<FSGroup>, I>>(object: I): FSGroup {
-    const message = createBaseFSGroup();
-    message.groupId = object.groupId ?? 0;
-    message.groupChangePolicy = object.groupChangePolicy ?? 0;
-    return message;
-  },
-};
-
-function createBaseSharedMount(): SharedMount {
-  return { name: "", srcCtr: "", srcPath: "", dstCtr: "", dstPath: "" };
-}
-
-export const SharedMount: MessageFns<SharedMount> = {
-  encode(message: SharedMount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
-    }
-    if (message.srcCtr !== "") {
-      writer.uint32(18).string(message.srcCtr);
-    }
-    if (message.srcPath !== "") {
-      writer.uint32(26).string(message.srcPath);
-    }
-    if (message.dstCtr !== "") {
-      writer.uint32(34).string(message.dstCtr);
-    }
-    if (message.dstPath !== "") {
-      writer.uint32(42).string(message.dstPath);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SharedMount {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSharedMount();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.name = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.srcCtr = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.srcPath = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.dstCtr = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.dstPath = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): SharedMount {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      srcCtr: isSet(object.srcCtr)
-        ? globalThis.String(object.srcCtr)
-        : isSet(object.src_ctr)
-        ? globalThis.String(object.src_ctr)
-        : "",
-      srcPath: isSet(object.srcPath)
-        ? globalThis.String(object.srcPath)
-        : isSet(object.src_path)
-        ? globalThis.String(object.src_path)
-        : "",
-      dstCtr: isSet(object.dstCtr)
-        ? globalThis.String(object.dstCtr)
-        : isSet(object.dst_ctr)
-        ? globalThis.String(object.dst_ctr)
-        : "",
-      dstPath: isSet(object.dstPath)
-        ? globalThis.String(object.dstPath)
-        : isSet(object.dst_path)
-        ? globalThis.String(object.dst_path)
-        : "",
-    };
-  },
-
-  toJSON(message: SharedMount): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.srcCtr !== "") {
-      obj.srcCtr = message.srcCtr;
-    }
-    if (message.srcPath !== "") {
-      obj.srcPath = message.srcPath;
-    }
-    if (message.dstCtr !== "") {
-      obj.dstCtr = message.dstCtr;
-    }
-    if (message.dstPath !== "") {
-      obj.dstPath = message.dstPath;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SharedMount>, I>>(base?: I): SharedMount {
-    return SharedMount.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SharedMount>, I>>(object: I): SharedMount {
-    const message = createBaseSharedMount();
-    message.name = object.name ?? "";
-    message.srcCtr = object.srcCtr ?? "";
-    message.srcPath = object.srcPath ?? "";
-    message.dstCtr = object.dstCtr ?? "";
-    message.dstPath = object.dstPath ?? "";
-    return message;
-  },
-};
-
 function createBaseStorage(): Storage {
-  return {
-    driver: "",
-    driverOptions: [],
-    source: "",
-    fstype: "",
-    options: [],
-    mountPoint: "",
-    fsGroup: undefined,
-    shared: false,
-  };
+  return { driver: "", driverOptions: [], source: "", fstype: "", options: [], mountPoint: "" };
 }
 
 export const Storage: MessageFns<Storage> = {
@@ -3272,12 +2929,6 @@ export const Storage: MessageFns<Storage> = {
     }
     if (message.mountPoint !== "") {
       writer.uint32(50).string(message.mountPoint);
-    }
-    if (message.fsGroup !== undefined) {
-      FSGroup.encode(message.fsGroup, writer.uint32(58).fork()).join();
-    }
-    if (message.shared !== false) {
-      writer.uint32(64).bool(message.shared);
     }
     return writer;
   },
@@ -3343,22 +2994,6 @@ export const Storage: MessageFns<Storage> = {
             message.mountPoint = reader.string();
             continue;
           }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.fsGroup = FSGroup.decode(reader, reader.uint32());
-            continue;
-          }
-          case 8: {
-            if (tag !== 64) {
-              break;
-            }
-
-            message.shared = reader.bool();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3387,12 +3022,6 @@ export const Storage: MessageFns<Storage> = {
         : isSet(object.mount_point)
         ? globalThis.String(object.mount_point)
         : "",
-      fsGroup: isSet(object.fsGroup)
-        ? FSGroup.fromJSON(object.fsGroup)
-        : isSet(object.fs_group)
-        ? FSGroup.fromJSON(object.fs_group)
-        : undefined,
-      shared: isSet(object.shared) ? globalThis.Boolean(object.shared) : false,
     };
   },
 
@@ -3416,12 +3045,6 @@ export const Storage: MessageFns<Storage> = {
     if (message.mountPoint !== "") {
       obj.mountPoint = message.mountPoint;
     }
-    if (message.fsGroup !== undefined) {
-      obj.fsGroup = FSGroup.toJSON(message.fsGroup);
-    }
-    if (message.shared !== false) {
-      obj.shared = message.shared;
-    }
     return obj;
   },
 
@@ -3436,10 +3059,6 @@ export const Storage: MessageFns<Storage> = {
     message.fstype = object.fstype ?? "";
     message.options = object.options?.map((e) => e) || [];
     message.mountPoint = object.mountPoint ?? "";
-    message.fsGroup = (object.fsGroup !== undefined && object.fsGroup !== null)
-      ? FSGroup.fromPartial(object.fsGroup)
-      : undefined;
-    message.shared = object.shared ?? false;
     return message;
   },
 };
@@ -5669,6 +5288,1015 @@ export const StatsContainerResponse: MessageFns<StatsContainerResponse> = {
   },
 };
 
+function createBaseListProcessesRequest(): ListProcessesRequest {
+  return { containerId: "", format: "", args: [] };
+}
+
+export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
+  encode(message: ListProcessesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    if (message.format !== "") {
+      writer.uint32(18).string(message.format);
+    }
+    for (const v of message.args) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProcessesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListProcessesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListProcessesRequest {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ListProcessesRequest): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListProcessesRequest>, I>>(base?: I): ListProcessesRequest {
+    return ListProcessesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListProcessesRequest>, I>>(object: I): ListProcessesRequest {
+    const message = createBaseListProcessesRequest();
+    message.containerId = object.containerId ?? "";
+    message.format = object.format ?? "";
+    message.args = object.args?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListProcessesResponse(): ListProcessesResponse {
+  return { processList: Buffer.alloc(0) };
+}
+
+export const ListProcessesResponse: MessageFns<ListProcessesResponse> = {
+  encode(message: ListProcessesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processList.length !== 0) {
+      writer.uint32(10).bytes(message.processList);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProcessesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListProcessesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processList = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListProcessesResponse {
+    return {
+      processList: isSet(object.processList)
+        ? Buffer.from(bytesFromBase64(object.processList))
+        : isSet(object.process_list)
+        ? Buffer.from(bytesFromBase64(object.process_list))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ListProcessesResponse): unknown {
+    const obj: any = {};
+    if (message.processList.length !== 0) {
+      obj.processList = base64FromBytes(message.processList);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListProcessesResponse>, I>>(base?: I): ListProcessesResponse {
+    return ListProcessesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListProcessesResponse>, I>>(object: I): ListProcessesResponse {
+    const message = createBaseListProcessesResponse();
+    message.processList = object.processList ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseUpdateContainerRequest(): UpdateContainerRequest {
+  return { containerId: "", resources: undefined };
+}
+
+export const UpdateContainerRequest: MessageFns<UpdateContainerRequest> = {
+  encode(message: UpdateContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    if (message.resources !== undefined) {
+      LinuxResources.encode(message.resources, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resources = LinuxResources.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateContainerRequest {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+      resources: isSet(object.resources) ? LinuxResources.fromJSON(object.resources) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateContainerRequest): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    if (message.resources !== undefined) {
+      obj.resources = LinuxResources.toJSON(message.resources);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateContainerRequest>, I>>(base?: I): UpdateContainerRequest {
+    return UpdateContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateContainerRequest>, I>>(object: I): UpdateContainerRequest {
+    const message = createBaseUpdateContainerRequest();
+    message.containerId = object.containerId ?? "";
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? LinuxResources.fromPartial(object.resources)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePauseContainerRequest(): PauseContainerRequest {
+  return { containerId: "" };
+}
+
+export const PauseContainerRequest: MessageFns<PauseContainerRequest> = {
+  encode(message: PauseContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseContainerRequest {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PauseContainerRequest): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseContainerRequest>, I>>(base?: I): PauseContainerRequest {
+    return PauseContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseContainerRequest>, I>>(object: I): PauseContainerRequest {
+    const message = createBasePauseContainerRequest();
+    message.containerId = object.containerId ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeContainerRequest(): ResumeContainerRequest {
+  return { containerId: "" };
+}
+
+export const ResumeContainerRequest: MessageFns<ResumeContainerRequest> = {
+  encode(message: ResumeContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeContainerRequest {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ResumeContainerRequest): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeContainerRequest>, I>>(base?: I): ResumeContainerRequest {
+    return ResumeContainerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeContainerRequest>, I>>(object: I): ResumeContainerRequest {
+    const message = createBaseResumeContainerRequest();
+    message.containerId = object.containerId ?? "";
+    return message;
+  },
+};
+
+function createBaseARPNeighbors(): ARPNeighbors {
+  return { ARPNeighbors: [] };
+}
+
+export const ARPNeighbors: MessageFns<ARPNeighbors> = {
+  encode(message: ARPNeighbors, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ARPNeighbors) {
+      ARPNeighbor.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ARPNeighbors {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseARPNeighbors();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ARPNeighbors.push(ARPNeighbor.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ARPNeighbors {
+    return {
+      ARPNeighbors: globalThis.Array.isArray(object?.ARPNeighbors)
+        ? object.ARPNeighbors.map((e: any) => ARPNeighbor.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ARPNeighbors): unknown {
+    const obj: any = {};
+    if (message.ARPNeighbors?.length) {
+      obj.ARPNeighbors = message.ARPNeighbors.map((e) => ARPNeighbor.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ARPNeighbors>, I>>(base?: I): ARPNeighbors {
+    return ARPNeighbors.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ARPNeighbors>, I>>(object: I): ARPNeighbors {
+    const message = createBaseARPNeighbors();
+    message.ARPNeighbors = object.ARPNeighbors?.map((e) => ARPNeighbor.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAddARPNeighborsRequest(): AddARPNeighborsRequest {
+  return { neighbors: undefined };
+}
+
+export const AddARPNeighborsRequest: MessageFns<AddARPNeighborsRequest> = {
+  encode(message: AddARPNeighborsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.neighbors !== undefined) {
+      ARPNeighbors.encode(message.neighbors, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddARPNeighborsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddARPNeighborsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.neighbors = ARPNeighbors.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddARPNeighborsRequest {
+    return { neighbors: isSet(object.neighbors) ? ARPNeighbors.fromJSON(object.neighbors) : undefined };
+  },
+
+  toJSON(message: AddARPNeighborsRequest): unknown {
+    const obj: any = {};
+    if (message.neighbors !== undefined) {
+      obj.neighbors = ARPNeighbors.toJSON(message.neighbors);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddARPNeighborsRequest>, I>>(base?: I): AddARPNeighborsRequest {
+    return AddARPNeighborsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddARPNeighborsRequest>, I>>(object: I): AddARPNeighborsRequest {
+    const message = createBaseAddARPNeighborsRequest();
+    message.neighbors = (object.neighbors !== undefined && object.neighbors !== null)
+      ? ARPNeighbors.fromPartial(object.neighbors)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOnlineCPUMemRequest(): OnlineCPUMemRequest {
+  return { wait: false, nbCpus: 0, cpuOnly: false };
+}
+
+export const OnlineCPUMemRequest: MessageFns<OnlineCPUMemRequest> = {
+  encode(message: OnlineCPUMemRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.wait !== false) {
+      writer.uint32(8).bool(message.wait);
+    }
+    if (message.nbCpus !== 0) {
+      writer.uint32(16).uint32(message.nbCpus);
+    }
+    if (message.cpuOnly !== false) {
+      writer.uint32(24).bool(message.cpuOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OnlineCPUMemRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOnlineCPUMemRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.wait = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nbCpus = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cpuOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OnlineCPUMemRequest {
+    return {
+      wait: isSet(object.wait) ? globalThis.Boolean(object.wait) : false,
+      nbCpus: isSet(object.nbCpus)
+        ? globalThis.Number(object.nbCpus)
+        : isSet(object.nb_cpus)
+        ? globalThis.Number(object.nb_cpus)
+        : 0,
+      cpuOnly: isSet(object.cpuOnly)
+        ? globalThis.Boolean(object.cpuOnly)
+        : isSet(object.cpu_only)
+        ? globalThis.Boolean(object.cpu_only)
+        : false,
+    };
+  },
+
+  toJSON(message: OnlineCPUMemRequest): unknown {
+    const obj: any = {};
+    if (message.wait !== false) {
+      obj.wait = message.wait;
+    }
+    if (message.nbCpus !== 0) {
+      obj.nbCpus = Math.round(message.nbCpus);
+    }
+    if (message.cpuOnly !== false) {
+      obj.cpuOnly = message.cpuOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OnlineCPUMemRequest>, I>>(base?: I): OnlineCPUMemRequest {
+    return OnlineCPUMemRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OnlineCPUMemRequest>, I>>(object: I): OnlineCPUMemRequest {
+    const message = createBaseOnlineCPUMemRequest();
+    message.wait = object.wait ?? false;
+    message.nbCpus = object.nbCpus ?? 0;
+    message.cpuOnly = object.cpuOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseReseedRandomDevRequest(): ReseedRandomDevRequest {
+  return { data: Buffer.alloc(0) };
+}
+
+export const ReseedRandomDevRequest: MessageFns<ReseedRandomDevRequest> = {
+  encode(message: ReseedRandomDevRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReseedRandomDevRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReseedRandomDevRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReseedRandomDevRequest {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: ReseedRandomDevRequest): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReseedRandomDevRequest>, I>>(base?: I): ReseedRandomDevRequest {
+    return ReseedRandomDevRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReseedRandomDevRequest>, I>>(object: I): ReseedRandomDevRequest {
+    const message = createBaseReseedRandomDevRequest();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSetGuestDateTimeRequest(): SetGuestDateTimeRequest {
+  return { Sec: 0, Usec: 0 };
+}
+
+export const SetGuestDateTimeRequest: MessageFns<SetGuestDateTimeRequest> = {
+  encode(message: SetGuestDateTimeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.Sec !== 0) {
+      writer.uint32(8).int64(message.Sec);
+    }
+    if (message.Usec !== 0) {
+      writer.uint32(16).int64(message.Usec);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetGuestDateTimeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetGuestDateTimeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.Sec = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.Usec = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetGuestDateTimeRequest {
+    return {
+      Sec: isSet(object.Sec) ? globalThis.Number(object.Sec) : 0,
+      Usec: isSet(object.Usec) ? globalThis.Number(object.Usec) : 0,
+    };
+  },
+
+  toJSON(message: SetGuestDateTimeRequest): unknown {
+    const obj: any = {};
+    if (message.Sec !== 0) {
+      obj.Sec = Math.round(message.Sec);
+    }
+    if (message.Usec !== 0) {
+      obj.Usec = Math.round(message.Usec);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetGuestDateTimeRequest>, I>>(base?: I): SetGuestDateTimeRequest {
+    return SetGuestDateTimeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetGuestDateTimeRequest>, I>>(object: I): SetGuestDateTimeRequest {
+    const message = createBaseSetGuestDateTimeRequest();
+    message.Sec = object.Sec ?? 0;
+    message.Usec = object.Usec ?? 0;
+    return message;
+  },
+};
+
+function createBaseCopyFileRequest(): CopyFileRequest {
+  return { path: "", fileSize: 0, fileMode: 0, dirMode: 0, uid: 0, gid: 0, offset: 0, data: Buffer.alloc(0) };
+}
+
+export const CopyFileRequest: MessageFns<CopyFileRequest> = {
+  encode(message: CopyFileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.fileSize !== 0) {
+      writer.uint32(16).int64(message.fileSize);
+    }
+    if (message.fileMode !== 0) {
+      writer.uint32(24).uint32(message.fileMode);
+    }
+    if (message.dirMode !== 0) {
+      writer.uint32(32).uint32(message.dirMode);
+    }
+    if (message.uid !== 0) {
+      writer.uint32(40).int32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(48).int32(message.gid);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(56).int64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(66).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyFileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyFileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fileSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fileMode = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dirMode = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.uid = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.gid = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyFileRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      fileSize: isSet(object.fileSize)
+        ? globalThis.Number(object.fileSize)
+        : isSet(object.file_size)
+        ? globalThis.Number(object.file_size)
+        : 0,
+      fileMode: isSet(object.fileMode)
+        ? globalThis.Number(object.fileMode)
+        : isSet(object.file_mode)
+        ? globalThis.Number(object.file_mode)
+        : 0,
+      dirMode: isSet(object.dirMode)
+        ? globalThis.Number(object.dirMode)
+        : isSet(object.dir_mode)
+        ? globalThis.Number(object.dir_mode)
+        : 0,
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: CopyFileRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.fileSize !== 0) {
+      obj.fileSize = Math.round(message.fileSize);
+    }
+    if (message.fileMode !== 0) {
+      obj.fileMode = Math.round(message.fileMode);
+    }
+    if (message.dirMode !== 0) {
+      obj.dirMode = Math.round(message.dirMode);
+    }
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyFileRequest>, I>>(base?: I): CopyFileRequest {
+    return CopyFileRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyFileRequest>, I>>(object: I): CopyFileRequest {
+    const message = createBaseCopyFileRequest();
+    message.path = object.path ?? "";
+    message.fileSize = object.fileSize ?? 0;
+    message.fileMode = object.fileMode ?? 0;
+    message.dirMode = object.dirMode ?? 0;
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /** containers and processes */
@@ -5856,6 +6484,95 @@ export const AgentServiceService = {
       Buffer.from(StatsContainerResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatsContainerResponse => StatsContainerResponse.decode(value),
   },
+  /** more of what the Kata 1.x runtime calls */
+  listProcesses: {
+    path: "/grpc.AgentService/ListProcesses" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListProcessesRequest): Buffer => Buffer.from(ListProcessesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListProcessesRequest => ListProcessesRequest.decode(value),
+    responseSerialize: (value: ListProcessesResponse): Buffer =>
+      Buffer.from(ListProcessesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListProcessesResponse => ListProcessesResponse.decode(value),
+  },
+  updateContainer: {
+    path: "/grpc.AgentService/UpdateContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateContainerRequest): Buffer =>
+      Buffer.from(UpdateContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateContainerRequest => UpdateContainerRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  pauseContainer: {
+    path: "/grpc.AgentService/PauseContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseContainerRequest): Buffer =>
+      Buffer.from(PauseContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseContainerRequest => PauseContainerRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  resumeContainer: {
+    path: "/grpc.AgentService/ResumeContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeContainerRequest): Buffer =>
+      Buffer.from(ResumeContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeContainerRequest => ResumeContainerRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  addArpNeighbors: {
+    path: "/grpc.AgentService/AddARPNeighbors" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddARPNeighborsRequest): Buffer =>
+      Buffer.from(AddARPNeighborsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddARPNeighborsRequest => AddARPNeighborsRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  onlineCpuMem: {
+    path: "/grpc.AgentService/OnlineCPUMem" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OnlineCPUMemRequest): Buffer => Buffer.from(OnlineCPUMemRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OnlineCPUMemRequest => OnlineCPUMemRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  reseedRandomDev: {
+    path: "/grpc.AgentService/ReseedRandomDev" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReseedRandomDevRequest): Buffer =>
+      Buffer.from(ReseedRandomDevRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReseedRandomDevRequest => ReseedRandomDevRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  setGuestDateTime: {
+    path: "/grpc.AgentService/SetGuestDateTime" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetGuestDateTimeRequest): Buffer =>
+      Buffer.from(SetGuestDateTimeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetGuestDateTimeRequest => SetGuestDateTimeRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  copyFile: {
+    path: "/grpc.AgentService/CopyFile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyFileRequest): Buffer => Buffer.from(CopyFileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyFileRequest => CopyFileRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -5883,6 +6600,16 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   getGuestDetails: handleUnaryCall<GuestDetailsRequest, GuestDetailsResponse>;
   /** statistics */
   statsContainer: handleUnaryCall<StatsContainerRequest, StatsContainerResponse>;
+  /** more of what the Kata 1.x runtime calls */
+  listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
+  updateContainer: handleUnaryCall<UpdateContainerRequest, Empty>;
+  pauseContainer: handleUnaryCall<PauseContainerRequest, Empty>;
+  resumeContainer: handleUnaryCall<ResumeContainerRequest, Empty>;
+  addArpNeighbors: handleUnaryCall<AddARPNeighborsRequest, Empty>;
+  onlineCpuMem: handleUnaryCall<OnlineCPUMemRequest, Empty>;
+  reseedRandomDev: handleUnaryCall<ReseedRandomDevRequest, Empty>;
+  setGuestDateTime: handleUnaryCall<SetGuestDateTimeRequest, Empty>;
+  copyFile: handleUnaryCall<CopyFileRequest, Empty>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -6175,6 +6902,139 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatsContainerResponse) => void,
+  ): ClientUnaryCall;
+  /** more of what the Kata 1.x runtime calls */
+  listProcesses(
+    request: ListProcessesRequest,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  listProcesses(
+    request: ListProcessesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  listProcesses(
+    request: ListProcessesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
+  ): ClientUnaryCall;
+  updateContainer(
+    request: UpdateContainerRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  updateContainer(
+    request: UpdateContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  updateContainer(
+    request: UpdateContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  pauseContainer(
+    request: PauseContainerRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  pauseContainer(
+    request: PauseContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  pauseContainer(
+    request: PauseContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  resumeContainer(
+    request: ResumeContainerRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  resumeContainer(
+    request: ResumeContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  resumeContainer(
+    request: ResumeContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  addArpNeighbors(
+    request: AddARPNeighborsRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  addArpNeighbors(
+    request: AddARPNeighborsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  addArpNeighbors(
+    request: AddARPNeighborsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  onlineCpuMem(
+    request: OnlineCPUMemRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  onlineCpuMem(
+    request: OnlineCPUMemRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  onlineCpuMem(
+    request: OnlineCPUMemRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  reseedRandomDev(
+    request: ReseedRandomDevRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  reseedRandomDev(
+    request: ReseedRandomDevRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  reseedRandomDev(
+    request: ReseedRandomDevRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  setGuestDateTime(
+    request: SetGuestDateTimeRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  setGuestDateTime(
+    request: SetGuestDateTimeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  setGuestDateTime(
+    request: SetGuestDateTimeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  copyFile(request: CopyFileRequest, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
+  copyFile(
+    request: CopyFileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  copyFile(
+    request: CopyFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
 }
 

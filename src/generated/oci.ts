@@ -12,7 +12,7 @@ export const protobufPackage = "grpc";
 export const protobufFileName = "oci.proto";
 
 /**
- * The OCI runtime spec as protobuf messages (package grpc), numbered as the Kata agent numbers them.
+ * The OCI runtime spec as protobuf messages (package grpc), numbered as Kata 1.x's oci.proto numbers them.
  * Field names keep the Go struct spelling so the generated TypeScript reads like the spec.
  */
 
@@ -233,7 +233,6 @@ export interface LinuxInterfacePriority {
 export interface LinuxSeccomp {
   DefaultAction: string;
   Architectures: string[];
-  Flags: string[];
   Syscalls: LinuxSyscall[];
 }
 
@@ -247,7 +246,6 @@ export interface LinuxSeccompArg {
 export interface LinuxSyscall {
   Names: string[];
   Action: string;
-  ErrnoRet?: { $case: "errnoret"; value: number } | undefined;
   Args: LinuxSeccompArg[];
 }
 
@@ -4008,7 +4006,7 @@ export const LinuxInterfacePriority: MessageFns<LinuxInterfacePriority> = {
 };
 
 function createBaseLinuxSeccomp(): LinuxSeccomp {
-  return { DefaultAction: "", Architectures: [], Flags: [], Syscalls: [] };
+  return { DefaultAction: "", Architectures: [], Syscalls: [] };
 }
 
 export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
@@ -4019,11 +4017,8 @@ export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
     for (const v of message.Architectures) {
       writer.uint32(18).string(v!);
     }
-    for (const v of message.Flags) {
-      writer.uint32(26).string(v!);
-    }
     for (const v of message.Syscalls) {
-      LinuxSyscall.encode(v!, writer.uint32(34).fork()).join();
+      LinuxSyscall.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -4062,14 +4057,6 @@ export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
               break;
             }
 
-            message.Flags.push(reader.string());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
             message.Syscalls.push(LinuxSyscall.decode(reader, reader.uint32()));
             continue;
           }
@@ -4091,7 +4078,6 @@ export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
       Architectures: globalThis.Array.isArray(object?.Architectures)
         ? object.Architectures.map((e: any) => globalThis.String(e))
         : [],
-      Flags: globalThis.Array.isArray(object?.Flags) ? object.Flags.map((e: any) => globalThis.String(e)) : [],
       Syscalls: globalThis.Array.isArray(object?.Syscalls)
         ? object.Syscalls.map((e: any) => LinuxSyscall.fromJSON(e))
         : [],
@@ -4106,9 +4092,6 @@ export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
     if (message.Architectures?.length) {
       obj.Architectures = message.Architectures;
     }
-    if (message.Flags?.length) {
-      obj.Flags = message.Flags;
-    }
     if (message.Syscalls?.length) {
       obj.Syscalls = message.Syscalls.map((e) => LinuxSyscall.toJSON(e));
     }
@@ -4122,7 +4105,6 @@ export const LinuxSeccomp: MessageFns<LinuxSeccomp> = {
     const message = createBaseLinuxSeccomp();
     message.DefaultAction = object.DefaultAction ?? "";
     message.Architectures = object.Architectures?.map((e) => e) || [];
-    message.Flags = object.Flags?.map((e) => e) || [];
     message.Syscalls = object.Syscalls?.map((e) => LinuxSyscall.fromPartial(e)) || [];
     return message;
   },
@@ -4246,7 +4228,7 @@ export const LinuxSeccompArg: MessageFns<LinuxSeccompArg> = {
 };
 
 function createBaseLinuxSyscall(): LinuxSyscall {
-  return { Names: [], Action: "", ErrnoRet: undefined, Args: [] };
+  return { Names: [], Action: "", Args: [] };
 }
 
 export const LinuxSyscall: MessageFns<LinuxSyscall> = {
@@ -4257,13 +4239,8 @@ export const LinuxSyscall: MessageFns<LinuxSyscall> = {
     if (message.Action !== "") {
       writer.uint32(18).string(message.Action);
     }
-    switch (message.ErrnoRet?.$case) {
-      case "errnoret":
-        writer.uint32(24).uint32(message.ErrnoRet.value);
-        break;
-    }
     for (const v of message.Args) {
-      LinuxSeccompArg.encode(v!, writer.uint32(34).fork()).join();
+      LinuxSeccompArg.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -4298,15 +4275,7 @@ export const LinuxSyscall: MessageFns<LinuxSyscall> = {
             continue;
           }
           case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.ErrnoRet = { $case: "errnoret", value: reader.uint32() };
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
+            if (tag !== 26) {
               break;
             }
 
@@ -4329,7 +4298,6 @@ export const LinuxSyscall: MessageFns<LinuxSyscall> = {
     return {
       Names: globalThis.Array.isArray(object?.Names) ? object.Names.map((e: any) => globalThis.String(e)) : [],
       Action: isSet(object.Action) ? globalThis.String(object.Action) : "",
-      ErrnoRet: isSet(object.errnoret) ? { $case: "errnoret", value: globalThis.Number(object.errnoret) } : undefined,
       Args: globalThis.Array.isArray(object?.Args) ? object.Args.map((e: any) => LinuxSeccompArg.fromJSON(e)) : [],
     };
   },
@@ -4341,9 +4309,6 @@ export const LinuxSyscall: MessageFns<LinuxSyscall> = {
     }
     if (message.Action !== "") {
       obj.Action = message.Action;
-    }
-    if (message.ErrnoRet?.$case === "errnoret") {
-      obj.errnoret = Math.round(message.ErrnoRet.value);
     }
     if (message.Args?.length) {
       obj.Args = message.Args.map((e) => LinuxSeccompArg.toJSON(e));
@@ -4358,14 +4323,6 @@ export const LinuxSyscall: MessageFns<LinuxSyscall> = {
     const message = createBaseLinuxSyscall();
     message.Names = object.Names?.map((e) => e) || [];
     message.Action = object.Action ?? "";
-    switch (object.ErrnoRet?.$case) {
-      case "errnoret": {
-        if (object.ErrnoRet?.value !== undefined && object.ErrnoRet?.value !== null) {
-          message.ErrnoRet = { $case: "errnoret", value: object.ErrnoRet.value };
-        }
-        break;
-      }
-    }
     message.Args = object.Args?.map((e) => LinuxSeccompArg.fromPartial(e)) || [];
     return message;
   },

@@ -12,8 +12,8 @@ export const protobufPackage = "types";
 export const protobufFileName = "types.proto";
 
 /**
- * Network types shared by the agent protocol. Written for kata-sandbox-operator; field numbers and
- * types match the Kata agent's package `types` so the bytes on the wire are the same.
+ * Network types shared by the agent protocol. Written for kata-sandbox-operator; names, field
+ * numbers and types are Kata 1.x's package `types` (pkg/types/types.proto), so the bytes are the same.
  */
 
 export enum IPFamily {
@@ -49,39 +49,6 @@ export function iPFamilyToJSON(object: IPFamily): string {
   }
 }
 
-export enum FSGroupChangePolicy {
-  Always = 0,
-  OnRootMismatch = 1,
-  UNRECOGNIZED = -1,
-}
-
-export function fSGroupChangePolicyFromJSON(object: any): FSGroupChangePolicy {
-  switch (object) {
-    case 0:
-    case "Always":
-      return FSGroupChangePolicy.Always;
-    case 1:
-    case "OnRootMismatch":
-      return FSGroupChangePolicy.OnRootMismatch;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return FSGroupChangePolicy.UNRECOGNIZED;
-  }
-}
-
-export function fSGroupChangePolicyToJSON(object: FSGroupChangePolicy): string {
-  switch (object) {
-    case FSGroupChangePolicy.Always:
-      return "Always";
-    case FSGroupChangePolicy.OnRootMismatch:
-      return "OnRootMismatch";
-    case FSGroupChangePolicy.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
 export interface IPAddress {
   family: IPFamily;
   address: string;
@@ -95,7 +62,7 @@ export interface Interface {
   IPAddresses: IPAddress[];
   mtu: number;
   hwAddr: string;
-  devicePath: string;
+  pciPath: string;
   type: string;
   rawFlags: number;
 }
@@ -106,6 +73,7 @@ export interface Route {
   device: string;
   source: string;
   scope: number;
+  /** 6-8 are ours (Kata 1.x's Route ends at 5; its agent ignores them, its runtime never sends them). */
   family: IPFamily;
   flags: number;
   mtu: number;
@@ -221,7 +189,7 @@ export const IPAddress: MessageFns<IPAddress> = {
 };
 
 function createBaseInterface(): Interface {
-  return { device: "", name: "", IPAddresses: [], mtu: 0, hwAddr: "", devicePath: "", type: "", rawFlags: 0 };
+  return { device: "", name: "", IPAddresses: [], mtu: 0, hwAddr: "", pciPath: "", type: "", rawFlags: 0 };
 }
 
 export const Interface: MessageFns<Interface> = {
@@ -241,8 +209,8 @@ export const Interface: MessageFns<Interface> = {
     if (message.hwAddr !== "") {
       writer.uint32(42).string(message.hwAddr);
     }
-    if (message.devicePath !== "") {
-      writer.uint32(50).string(message.devicePath);
+    if (message.pciPath !== "") {
+      writer.uint32(50).string(message.pciPath);
     }
     if (message.type !== "") {
       writer.uint32(58).string(message.type);
@@ -311,7 +279,7 @@ export const Interface: MessageFns<Interface> = {
               break;
             }
 
-            message.devicePath = reader.string();
+            message.pciPath = reader.string();
             continue;
           }
           case 7: {
@@ -351,7 +319,7 @@ export const Interface: MessageFns<Interface> = {
         : [],
       mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : 0,
       hwAddr: isSet(object.hwAddr) ? globalThis.String(object.hwAddr) : "",
-      devicePath: isSet(object.devicePath) ? globalThis.String(object.devicePath) : "",
+      pciPath: isSet(object.pciPath) ? globalThis.String(object.pciPath) : "",
       type: isSet(object.type) ? globalThis.String(object.type) : "",
       rawFlags: isSet(object.rawFlags)
         ? globalThis.Number(object.rawFlags)
@@ -378,8 +346,8 @@ export const Interface: MessageFns<Interface> = {
     if (message.hwAddr !== "") {
       obj.hwAddr = message.hwAddr;
     }
-    if (message.devicePath !== "") {
-      obj.devicePath = message.devicePath;
+    if (message.pciPath !== "") {
+      obj.pciPath = message.pciPath;
     }
     if (message.type !== "") {
       obj.type = message.type;
@@ -400,7 +368,7 @@ export const Interface: MessageFns<Interface> = {
     message.IPAddresses = object.IPAddresses?.map((e) => IPAddress.fromPartial(e)) || [];
     message.mtu = object.mtu ?? 0;
     message.hwAddr = object.hwAddr ?? "";
-    message.devicePath = object.devicePath ?? "";
+    message.pciPath = object.pciPath ?? "";
     message.type = object.type ?? "";
     message.rawFlags = object.rawFlags ?? 0;
     return message;

@@ -130,7 +130,6 @@ async function startSandbox(name: string, nsPath: string, script: string): Promi
         fstype: 'ext4',
         options: [],
         mountPoint: `/run/kata-containers/shared/containers/${cid}`,
-        shared: false,
       },
     ],
   });
@@ -340,7 +339,6 @@ describe('cni mode (real VMs)', () => {
               fstype: 'ext4',
               options: [],
               mountPoint: '/run/kata-containers/shared/containers/c-cnia',
-              shared: false,
             },
           ],
         },

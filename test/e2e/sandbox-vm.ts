@@ -63,6 +63,8 @@ export function busyboxRootfs(dir: string): string {
 
 export interface TestVm {
   process: QemuProcess;
+  /** The serial bridge and client that saw the boot through. */
+  agent: AgentConnection;
   client: AgentClient;
   bootMillis: number;
   close(): Promise<void>;
@@ -86,6 +88,7 @@ export async function bootTestVm(
   const agent = res.agent as AgentConnection;
   return {
     process: res.process,
+    agent,
     client: agent.client,
     bootMillis: res.bootMillis,
     close: async () => {

@@ -13,11 +13,11 @@ import type {
   ExecProcessRequest,
   Storage,
 } from '../../generated/agent.js';
-import type { Process } from '../../generated/oci.js';
+import type { LinuxResources, Process } from '../../generated/oci.js';
 import type { Logger } from '../../observability/logger.js';
 import type { BlockDevices } from './block-devices.js';
 import { validateDevice, withDevices, type ResolvedDevice } from './device-nodes.js';
-import { ociProcess, toOciConfig } from './oci-config.js';
+import { ociProcess, ociResources, toOciConfig } from './oci-config.js';
 import { AGENT_DIR, guardPath, validateContainerId, validateId } from './path-guard.js';
 import { GuestProcess, ProcessTable } from './process-table.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './status-error.js';
@@ -115,6 +115,11 @@ export class ContainerManager {
   async create(req: CreateContainerRequest): Promise<void> {
     const id = validateContainerId('container_id', req.containerId);
     if (req.execId && req.execId !== id) validateId('exec_id', req.execId);
+    // Kata 1.x runs such a container in the agent's own pid namespace (debug containers); here
+    // every container gets its own, and saying so beats ignoring the flag.
+    if (req.agentPidns) {
+      throw invalidArgument("agent_pidns: sharing the agent's pid namespace is not supported");
+    }
     const spec = req.OCI;
     if (!spec) throw invalidArgument('OCI is missing');
     checkProcess(spec.Process, 'OCI.process');
@@ -307,6 +312,58 @@ export class ContainerManager {
     } finally {
       c.removing = false;
     }
+  }
+
+  /** Freezes every process of a running container (Kata 1.x: PauseContainer). */
+  async pause(id: string): Promise<void> {
+    await this.crunRunning(id, 'pause');
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.crunRunning(id, 'resume');
+  }
+
+  /** New cgroup limits for a running container (Kata 1.x: UpdateContainer). */
+  async update(id: string, resources: LinuxResources | undefined): Promise<void> {
+    if (!resources) throw invalidArgument('resources is missing');
+    const c = this.get(id);
+    this.mustRun(c);
+    const file = path.join(c.bundle, 'update.json');
+    await writeFile(file, JSON.stringify(ociResources(resources) ?? {}), { mode: 0o600 });
+    try {
+      await this.run([this.crun, ...this.globalArgs, 'update', '--resources', file, c.id], {
+        timeoutMs: CRUN_TIMEOUT_MS,
+      });
+    } finally {
+      await unlink(file).catch(() => {});
+    }
+  }
+
+  /** The pids (in the agent's namespace) of every process of a running container. */
+  async pids(id: string): Promise<number[]> {
+    const c = this.get(id);
+    this.mustRun(c);
+    const res = await this.run([this.crun, ...this.globalArgs, 'ps', '--format=json', c.id], {
+      timeoutMs: CRUN_TIMEOUT_MS,
+    });
+    const text = res.stdout.toString();
+    const pids: unknown = JSON.parse(text);
+    if (!Array.isArray(pids) || !pids.every((p) => Number.isInteger(p))) {
+      throw new Error(`crun ps ${c.id}: not a list of pids: ${text.slice(0, 200)}`);
+    }
+    return pids as number[];
+  }
+
+  private mustRun(c: Container): void {
+    if (this.state(c.id) !== 'running') {
+      throw failedPrecondition(`container ${JSON.stringify(c.id)} is not running`);
+    }
+  }
+
+  private async crunRunning(id: string, verb: 'pause' | 'resume'): Promise<void> {
+    const c = this.get(id);
+    this.mustRun(c);
+    await this.run([this.crun, ...this.globalArgs, verb, c.id], { timeoutMs: CRUN_TIMEOUT_MS });
   }
 
   /** Removes every container, killing at once (DestroySandbox). */

@@ -25,6 +25,8 @@ export async function serveAgentPort(
     onSessionStart: () => logger.info({ device }, 'host connected: mux session started'),
     onSessionEnd: (err) =>
       logger.info({ device, err: err?.message }, 'host went away: mux session ended'),
+    onSessionBoundary: (reason) =>
+      logger.info({ device, reason }, 'mux session cut in the frames: old session ended'),
   });
 }
 

@@ -2,7 +2,8 @@
 // JSON output). Parsing and argv building are pure; `GuestNetwork` runs them.
 import { isIPv4 } from 'node:net';
 import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
-import { IPFamily, type Interface, type Route } from '../../generated/types.js';
+import { IPFamily, type ARPNeighbor, type Interface, type Route } from '../../generated/types.js';
+import { arpNeighborArgs } from './arp-neighbors.js';
 import { invalidArgument, notFound } from './status-error.js';
 
 const IP_TIMEOUT_MS = 10_000;
@@ -115,7 +116,7 @@ export function toInterface(l: IpLink): Interface {
     })),
     mtu: l.mtu,
     hwAddr: l.address,
-    devicePath: '',
+    pciPath: '',
     type: l.linkType === 'ether' ? '' : l.linkType,
     rawFlags: 0,
   };
@@ -274,6 +275,12 @@ export class GuestNetwork {
     const now = (await this.links()).find((l) => l.address === mac);
     if (!now) throw notFound(`interface.hwAddr ${JSON.stringify(want.hwAddr)}: link vanished`);
     return toInterface(now);
+  }
+
+  /** Adds each neighbour in order; the first that fails ends the call (as in Kata 1.x). */
+  async addArpNeighbors(neighbors: ARPNeighbor[]): Promise<void> {
+    const argvs = neighbors.map((n, i) => arpNeighborArgs(n, `neighbors[${i}]`));
+    for (const args of argvs) await this.ip(args);
   }
 
   async updateRoutes(want: Route[]): Promise<Route[]> {

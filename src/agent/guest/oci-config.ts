@@ -193,7 +193,7 @@ export function ociDevice(d: LinuxDevice): OciDevice {
 
 const positive = (n: number): number | undefined => (n > 0 ? n : undefined);
 
-function resources(r: LinuxResources | undefined): OciResources | undefined {
+export function ociResources(r: LinuxResources | undefined): OciResources | undefined {
   if (!r) return undefined;
   const memory =
     r.Memory &&
@@ -269,7 +269,7 @@ export function toOciConfig(spec: Spec, rootPath: string = spec.Root?.Path ?? ''
       gidMappings: nonEmpty(linux?.GIDMappings.map(idMap)),
       sysctl: nonEmptyRecord(linux?.Sysctl),
       devices: nonEmpty(linux?.Devices.map(ociDevice)),
-      resources: resources(linux?.Resources),
+      resources: ociResources(linux?.Resources),
       cgroupsPath: nonEmptyString(linux?.CgroupsPath),
       rootfsPropagation: propagation(linux?.RootfsPropagation),
       maskedPaths: nonEmpty(linux?.MaskedPaths),

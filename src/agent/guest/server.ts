@@ -2,13 +2,14 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { CommandRunner } from '../../common/run-command.js';
+import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import { AgentServiceService } from '../../generated/agent.js';
 import { HealthService } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import { BlockDevices } from './block-devices.js';
 import { ContainerManager } from './container-manager.js';
 import { ContainerStats } from './container-stats.js';
+import { GuestSystem } from './guest-system.js';
 import { GuestNetwork } from './network.js';
 import { Sandbox } from './sandbox.js';
 import { agentService, healthService } from './service.js';
@@ -32,6 +33,10 @@ export interface AgentServerOptions {
   procRoot?: string;
   ipBin?: string;
   run?: CommandRunner;
+  cpuDir?: string;
+  memoryDir?: string;
+  randomDev?: string;
+  copyFileRoot?: string;
 }
 
 export interface AgentServer {
@@ -67,6 +72,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     cgroupRoot: opts.cgroupRoot,
     procRoot: opts.procRoot,
   });
+  const system = new GuestSystem({
+    run: opts.run,
+    cpuDir: opts.cpuDir,
+    memoryDir: opts.memoryDir,
+    randomDev: opts.randomDev,
+  });
 
   const server = new Server();
   server.addService(
@@ -76,9 +87,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       containers,
       network,
       stats,
+      system,
       logger,
       memoryBlockSizeFile: opts.memoryBlockSizeFile,
       meminfoFile: opts.meminfoFile,
+      copyFileRoot: opts.copyFileRoot,
+      run: opts.run ?? runCommandOk,
     }),
   );
   server.addService(HealthService, healthService(logger));

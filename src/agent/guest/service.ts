@@ -1,5 +1,6 @@
 // The gRPC handlers: each RPC validates through the agent's parts and ends with their status.
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { CommandRunner } from '../../common/run-command.js';
 import type { AgentServiceServer } from '../../generated/agent.js';
 import type { HealthServer } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
@@ -7,9 +8,18 @@ import type { ContainerManager } from './container-manager.js';
 import type { ContainerStats } from './container-stats.js';
 import { TTY_UNSUPPORTED } from './container-manager.js';
 import * as health from './health.js';
+import { copyFile } from './copy-file.js';
+import type { GuestSystem } from './guest-system.js';
 import type { GuestNetwork } from './network.js';
+import { filterPsOutput, psArgv } from './process-list.js';
 import type { Sandbox } from './sandbox.js';
-import { failedPrecondition, StatusError, toServiceError } from './status-error.js';
+import {
+  endOfStream,
+  failedPrecondition,
+  invalidArgument,
+  StatusError,
+  toServiceError,
+} from './status-error.js';
 import { validateContainerId, validateId } from './path-guard.js';
 
 export interface AgentParts {
@@ -17,9 +27,13 @@ export interface AgentParts {
   containers: ContainerManager;
   network: GuestNetwork;
   stats: ContainerStats;
+  system: GuestSystem;
+  /** Where CopyFile may write (default /run/kata-containers/). */
+  copyFileRoot?: string;
   logger: Logger;
   memoryBlockSizeFile?: string;
   meminfoFile?: string;
+  run: CommandRunner;
 }
 
 type Handler<Q, R> = (req: Q, signal: AbortSignal) => Promise<R>;
@@ -51,7 +65,7 @@ function ids(req: { containerId: string; execId: string }): { cid: string; eid: 
 }
 
 export function agentService(parts: AgentParts): AgentServiceServer {
-  const { containers: cm, sandbox, network, logger } = parts;
+  const { containers: cm, sandbox, network, system, logger } = parts;
   const u = <Q, R>(rpc: string, fn: Handler<Q, R>) => unary(rpc, logger, fn);
   return {
     createContainer: u('CreateContainer', async (req) => {
@@ -86,13 +100,18 @@ export function agentService(parts: AgentParts): AgentServiceServer {
       const { cid, eid } = ids(req);
       return { len: await cm.process(cid, eid).writeStdin(req.data) };
     }),
+    // A drained, ended stream reads as empty; the caller is told with Kata 1.x's EOF status.
     readStdout: u('ReadStdout', async (req, signal) => {
       const { cid, eid } = ids(req);
-      return { data: await cm.process(cid, eid).stdout.read(req.len, signal) };
+      const data = await cm.process(cid, eid).stdout.read(req.len, signal);
+      if (data.length === 0) throw endOfStream();
+      return { data };
     }),
     readStderr: u('ReadStderr', async (req, signal) => {
       const { cid, eid } = ids(req);
-      return { data: await cm.process(cid, eid).stderr.read(req.len, signal) };
+      const data = await cm.process(cid, eid).stderr.read(req.len, signal);
+      if (data.length === 0) throw endOfStream();
+      return { data };
     }),
     closeStdin: u('CloseStdin', async (req) => {
       const { cid, eid } = ids(req);
@@ -129,6 +148,54 @@ export function agentService(parts: AgentParts): AgentServiceServer {
     statsContainer: u('StatsContainer', (req) => {
       validateContainerId('container_id', req.containerId);
       return parts.stats.stats(req.containerId);
+    }),
+    listProcesses: u('ListProcesses', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      if (req.format !== 'json' && req.format !== 'table') {
+        throw invalidArgument(`format ${JSON.stringify(req.format)} is not "table" or "json"`);
+      }
+      const argv = req.format === 'table' ? psArgv(req.args) : [];
+      const pids = await cm.pids(req.containerId);
+      if (req.format === 'json') return { processList: Buffer.from(JSON.stringify(pids)) };
+      const ps = await parts.run(argv, { timeoutMs: 10_000 });
+      return { processList: Buffer.from(filterPsOutput(ps.stdout.toString(), pids)) };
+    }),
+    updateContainer: u('UpdateContainer', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.update(req.containerId, req.resources);
+      return empty;
+    }),
+    pauseContainer: u('PauseContainer', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.pause(req.containerId);
+      return empty;
+    }),
+    resumeContainer: u('ResumeContainer', async (req) => {
+      validateContainerId('container_id', req.containerId);
+      await cm.resume(req.containerId);
+      return empty;
+    }),
+    addArpNeighbors: u('AddARPNeighbors', async (req) => {
+      // 1.x refuses a request without its neighbour list.
+      if (!req.neighbors) throw invalidArgument('neighbors is missing');
+      await network.addArpNeighbors(req.neighbors.ARPNeighbors);
+      return empty;
+    }),
+    onlineCpuMem: u('OnlineCPUMem', async (req) => {
+      await system.onlineCpuMem(req);
+      return empty;
+    }),
+    reseedRandomDev: u('ReseedRandomDev', async (req) => {
+      await system.reseedRandom(req.data);
+      return empty;
+    }),
+    setGuestDateTime: u('SetGuestDateTime', async (req) => {
+      await system.setDateTime(req.Sec, req.Usec);
+      return empty;
+    }),
+    copyFile: u('CopyFile', async (req) => {
+      await copyFile(req, parts.copyFileRoot);
+      return empty;
     }),
   };
 }

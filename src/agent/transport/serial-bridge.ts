@@ -1,12 +1,20 @@
 // Host side of the agent channel. QEMU serves the virtio-serial port `agent.channel.0` on a unix
 // socket (server=on,wait=off) and accepts one client at a time; we are that client and run a
 // yamux client session over it. grpc-js dials a per-sandbox unix socket we listen on; each of
-// its connections becomes one yamux stream.
+// its connections becomes one yamux stream. Every connection starts with the opening of
+// session-opening.ts, and the session only sees the guest's bytes after the opening's answer,
+// so nothing written for an earlier connection reaches this one.
+import { randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import { lstat, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pipeDuplex } from './duplex-pipe.js';
+import {
+  FIRST_STREAM_AFTER_OPENING,
+  OpeningAnswerScanner,
+  sessionOpening,
+} from './session-opening.js';
 import { YamuxSession, type YamuxSessionOptions } from './yamux-session.js';
 
 export interface SerialBridgeOptions {
@@ -14,12 +22,22 @@ export interface SerialBridgeOptions {
   chardevPath: string;
   /** The unix socket grpc-js dials; a stale socket file there is replaced. */
   listenPath: string;
-  /** Per connect attempt; also how long a grpc connection waits for the chardev. Default 5 s. */
+  /**
+   * Per connect attempt; also how long a grpc connection waits for the chardev and the guest's
+   * answer to the opening. Default 5 s.
+   */
   connectTimeoutMs?: number;
   /** First delay between reconnect attempts (doubles up to maxRetryDelayMs). Default 50 ms. */
   retryDelayMs?: number;
   maxRetryDelayMs?: number;
+  /**
+   * How long the guest has to answer the opening before it is sent again on the same connection
+   * (doubling up to 8x; the guest may still be booting). Default 500 ms.
+   */
+  openingRetryMs?: number;
   signal?: AbortSignal;
+  /** For logging: a connection's opening was answered, after `staleBytes` were thrown away. */
+  onOpened?: (info: { staleBytes: number; openings: number }) => void;
   sessionOptions?: Omit<YamuxSessionOptions, 'role' | 'onStream'>;
 }
 
@@ -115,6 +133,15 @@ export class SerialBridge extends EventEmitter<{
     pipeDuplex(sock, session.open());
   }
 
+  private open(sock: Socket): Promise<boolean> {
+    return openConnection(
+      sock,
+      this.signal,
+      this.options.openingRetryMs ?? 500,
+      this.options.onOpened,
+    );
+  }
+
   private async run(): Promise<void> {
     const base = this.options.retryDelayMs ?? 50;
     const max = this.options.maxRetryDelayMs ?? 1000;
@@ -130,7 +157,28 @@ export class SerialBridge extends EventEmitter<{
         continue;
       }
       delay = base;
-      const session = new YamuxSession(sock, { ...this.options.sessionOptions, role: 'client' });
+      let opened: boolean;
+      this.lastError = undefined;
+      try {
+        opened = await this.open(sock);
+      } catch (err) {
+        this.lastError = err as Error;
+        opened = false;
+      }
+      if (!opened) {
+        if (!this.signal.aborted && this.lastError === undefined) {
+          this.lastError = new Error('the chardev closed before the guest answered the opening');
+        }
+        sock.destroy();
+        if (!(await pause(base, this.signal))) break;
+        continue;
+      }
+      const session = new YamuxSession(sock, {
+        ...this.options.sessionOptions,
+        role: 'client',
+        firstStreamId: FIRST_STREAM_AFTER_OPENING,
+      });
+      sock.resume();
       // The guest only answers; a stream it opens is not ours to serve.
       session.on('stream', (s) => s.reset());
       const closed = once(session, 'close') as Promise<[Error | undefined]>;
@@ -144,6 +192,62 @@ export class SerialBridge extends EventEmitter<{
       if (!(await pause(base, this.signal))) break;
     }
   }
+}
+
+/**
+ * Sends the opening and waits for its answer, sending it again (new ping id) while none comes.
+ * True once answered: the socket is paused with the bytes after the answer unshifted, for the
+ * session to read first. False when the socket closed or the bridge stopped first.
+ */
+function openConnection(
+  sock: Socket,
+  signal: AbortSignal,
+  retryMs: number,
+  onOpened?: SerialBridgeOptions['onOpened'],
+): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    const scanner = new OpeningAnswerScanner();
+    let openings = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const send = (wait: number): void => {
+      const pingId = randomBytes(4).readUInt32BE(0);
+      scanner.expect(pingId);
+      openings++;
+      sock.write(sessionOpening(pingId));
+      timer = setTimeout(() => send(Math.min(wait * 2, retryMs * 8)), wait);
+    };
+    const stopListening = (): void => {
+      clearTimeout(timer);
+      sock.off('data', onData);
+      sock.off('end', onClose);
+      sock.off('close', onClose);
+      sock.off('error', onError);
+      signal.removeEventListener('abort', onClose);
+    };
+    const finish = (ok: boolean): void => {
+      stopListening();
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer): void => {
+      const rest = scanner.push(chunk);
+      if (!rest) return;
+      sock.pause();
+      if (rest.length > 0) sock.unshift(rest);
+      onOpened?.({ staleBytes: scanner.discarded, openings });
+      finish(true);
+    };
+    const onClose = (): void => finish(false);
+    const onError = (err: Error): void => {
+      stopListening();
+      reject(err);
+    };
+    sock.on('data', onData);
+    sock.once('end', onClose);
+    sock.once('close', onClose);
+    sock.once('error', onError);
+    signal.addEventListener('abort', onClose, { once: true });
+    send(retryMs);
+  });
 }
 
 /** Resolves false when aborted. */

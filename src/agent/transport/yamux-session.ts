@@ -21,6 +21,8 @@ export type YamuxRole = 'client' | 'server';
 export interface YamuxSessionOptions {
   /** client opens odd stream ids, server even ones. */
   role: YamuxRole;
+  /** The first stream id this side opens (default 1 for a client, 2 for a server). */
+  firstStreamId?: number;
   /** Largest data frame we send; smaller frames interleave streams more fairly. */
   maxFrameSize?: number;
   /** Send a ping this often and close the session if none is answered; 0 = off (default). */
@@ -231,7 +233,11 @@ export class YamuxSession extends EventEmitter<{
     readonly options: YamuxSessionOptions,
   ) {
     super();
-    this.nextId = options.role === 'client' ? 1 : 2;
+    const parity = options.role === 'client' ? 1 : 0;
+    this.nextId = options.firstStreamId ?? 2 - parity;
+    if (this.nextId < 1 || this.nextId % 2 !== parity) {
+      throw new RangeError(`yamux ${options.role} cannot open stream ${this.nextId}`);
+    }
     this._maxFrameSize = options.maxFrameSize ?? 64 * 1024;
     if (options.onStream) this.on('stream', options.onStream);
     conn.on('data', (chunk: Buffer) => this.onData(chunk));

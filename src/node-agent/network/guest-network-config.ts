@@ -52,7 +52,7 @@ export function guestNetworkConfig(ns: NetnsDescription): GuestNetworkConfig {
       IPAddresses: addresses,
       mtu: link.mtu,
       hwAddr: link.hwAddr,
-      devicePath: '',
+      pciPath: '',
       type: link.type,
       rawFlags: link.rawFlags ?? 0,
     });

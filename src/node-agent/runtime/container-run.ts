@@ -24,6 +24,10 @@ export function containerFailedMessage(name: string, exitCode: number, lines: st
 const READ_CHUNK = 64 * 1024;
 const DRAIN_AFTER_EXIT_MS = 5_000;
 
+/**
+ * Copies one stream to the log until its end: the agent's end-of-stream status (Kata 1.x's
+ * Unknown "EOF"), which AgentClient returns as an empty read. Any other failure rejects.
+ */
 async function pump(read: (len: number) => Promise<Buffer>, log: ContainerLog): Promise<void> {
   for (;;) {
     const data = await read(READ_CHUNK);

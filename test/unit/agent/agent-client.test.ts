@@ -56,7 +56,11 @@ function fakeAgent(
     waitProcess: handler('WaitProcess', () => ({ status: 137 })),
     writeStdin: handler('WriteStdin', (r: { data: Buffer }) => ({ len: r.data.length })),
     readStdout: handler('ReadStdout', () => ({ data: Buffer.from('out\n') })),
-    readStderr: handler('ReadStderr', () => ({ data: Buffer.alloc(0) })),
+    // The end of a stream, as Kata 1.x's agent (and ours) says it.
+    readStderr: (call: { request: unknown }, cb: sendUnaryData<unknown>) => {
+      received.push({ rpc: 'ReadStderr', request: call.request });
+      cb({ code: status.UNKNOWN, details: 'EOF' });
+    },
     closeStdin: handler('CloseStdin'),
     ttyWinResize: handler('TtyWinResize'),
     updateInterface: handler('UpdateInterface', (r: { interface: unknown }) => r.interface),
@@ -168,7 +172,7 @@ describe('AgentClient against a real gRPC server', () => {
       devices: [],
       storages: [],
       sandboxPidns: false,
-      sharedMounts: [],
+      agentPidns: false,
     });
     await client.startContainer('main');
     expect(last()).toEqual({ rpc: 'StartContainer', request: { containerId: 'main' } });
@@ -205,6 +209,12 @@ describe('AgentClient against a real gRPC server', () => {
     await expect(client.readStdout('main', a, 1024)).resolves.toEqual(Buffer.from('out\n'));
     expect(last().request).toEqual({ containerId: 'main', execId: a, len: 1024 });
     await expect(client.readStderr('main', a, 1024)).resolves.toEqual(Buffer.alloc(0));
+    // Any other failure of a read is a failure, not the end.
+    behaviour.failNext = { rpc: 'ReadStdout', code: status.UNKNOWN };
+    await expect(client.readStdout('main', a, 1024)).rejects.toMatchObject({
+      rpc: 'ReadStdout',
+      code: status.UNKNOWN,
+    });
     await client.closeStdin('main', a);
     expect(last()).toEqual({ rpc: 'CloseStdin', request: { containerId: 'main', execId: a } });
     await client.ttyWinResize('main', a, 24, 80);
@@ -221,7 +231,7 @@ describe('AgentClient against a real gRPC server', () => {
       IPAddresses: [{ family: IPFamily.v4, address: '10.0.0.2', mask: '24' }],
       mtu: 1500,
       hwAddr: '02:00:00:00:00:01',
-      devicePath: '',
+      pciPath: '',
       type: 'veth',
       rawFlags: 0,
     };

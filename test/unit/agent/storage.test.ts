@@ -43,7 +43,6 @@ describe('storages and devices', () => {
       fstype: '9p',
       options: ['trans=virtio', 'version=9p2000.L', 'nodev'],
       mountPoint: '/run/kata-containers/shared/containers/',
-      shared: false,
     });
   });
 
@@ -55,7 +54,6 @@ describe('storages and devices', () => {
       fstype: 'ext4',
       options: [],
       mountPoint: '/run/kata-containers/shared/containers/web',
-      shared: false,
     });
     const xfs = blockRootfsStorage('db', 27, 'xfs', true);
     expect(xfs.source).toBe('/dev/vdab');

@@ -75,7 +75,7 @@ const want: Interface = {
   ],
   mtu: 1450,
   hwAddr: '52:54:00:ab:cd:ef',
-  devicePath: '',
+  pciPath: '',
   type: '',
   rawFlags: 0,
 };

@@ -1,7 +1,7 @@
 // The guest agent's gRPC service in process on a unix socket, driven by the real AgentClient.
 // crun is replaced by fake-crun.mjs (plain children, same argv), mount/umount/ip are recorded.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { status } from '@grpc/grpc-js';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import type { ValidateFunction } from 'ajv';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,9 @@ import { AgentClient } from '../../../src/agent/agent-client.js';
 import { AgentRpcError } from '../../../src/agent/errors.js';
 import { startAgentServer, type AgentServer } from '../../../src/agent/guest/server.js';
 import { sharedDirStorage } from '../../../src/agent/storage.js';
-import type { ContainerSetup } from '../../../src/agent/agent-requests.js';
+import { createContainerRequest, type ContainerSetup } from '../../../src/agent/agent-requests.js';
 import { runCommandOk, type CommandRunner } from '../../../src/common/run-command.js';
+import { AgentServiceClient } from '../../../src/generated/agent.js';
 import { Process, Spec } from '../../../src/generated/oci.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { configValidator } from './oci-schema.js';
@@ -117,7 +118,7 @@ describe('health and details', () => {
     expect(d.agentDetails).toMatchObject({
       version: '0.1.0',
       initDaemon: false,
-      storageHandlers: ['9p', 'blk', 'local'],
+      storageHandlers: ['9p', 'blk', 'local', 'ephemeral'],
       deviceHandlers: ['blk'],
     });
     expect(d.guestMemory).toEqual({ totalBytes: 1000 * 1024, availableBytes: 600 * 1024 });
@@ -171,6 +172,19 @@ describe('refusals', () => {
     expect(err.details).toMatch(message);
   });
 
+  it("CreateContainer refuses Kata 1.x's agent_pidns (field 8) instead of ignoring it", async () => {
+    const raw = new AgentServiceClient(`unix://${agent.socketPath}`, credentials.createInsecure());
+    const req = createContainerRequest(containerRequest('pidns', ['true']));
+    const err = await new Promise<ServiceError | null>((resolve) =>
+      raw.createContainer({ ...req, agentPidns: true }, (e) => resolve(e)),
+    );
+    raw.close();
+    expect(err).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "agent_pidns: sharing the agent's pid namespace is not supported",
+    });
+  });
+
   it('unknown container ids are NOT_FOUND, naming the id', async () => {
     for (const p of [
       client.startContainer('nope'),
@@ -209,10 +223,23 @@ describe('containers', () => {
     expect(unknownExec.details).toContain('"e-unknown"');
   });
 
-  it('runs it: stdout, then an empty read at the end, exit status (twice)', async () => {
+  it('runs it: stdout, then the end of the stream as Kata 1.x says it, exit status (twice)', async () => {
     await client.startContainer('c1');
     expect(await readAll((n) => client.readStdout('c1', 'c1', n), 3)).toBe('hello\n');
     expect((await client.readStdout('c1', 'c1', 10)).length).toBe(0);
+    // On the wire: the read fails with Unknown "EOF", every time after the end.
+    const raw = new AgentServiceClient(`unix://${agent.socketPath}`, credentials.createInsecure());
+    for (const read of [
+      raw.readStdout.bind(raw),
+      raw.readStdout.bind(raw),
+      raw.readStderr.bind(raw),
+    ]) {
+      const err = await new Promise<ServiceError | null>((resolve) =>
+        read({ containerId: 'c1', execId: 'c1', len: 10 }, (e) => resolve(e)),
+      );
+      expect(err).toMatchObject({ code: status.UNKNOWN, details: 'EOF' });
+    }
+    raw.close();
     expect(await client.waitProcess('c1', 'c1')).toBe(3);
     expect(await client.waitProcess('c1', '')).toBe(3);
     const again = await rpcError(client.startContainer('c1'));

@@ -109,7 +109,6 @@ describe('storages', () => {
       fstype: '',
       options: [],
       mountPoint: '/run/kata-containers/sandbox/local/v1',
-      shared: false,
     };
     expect(mountArgv(local)).toBeUndefined();
     expect(mountArgv({ ...local, fstype: 'tmpfs', options: ['size=1m'] })).toEqual([
@@ -122,10 +121,59 @@ describe('storages', () => {
     ]);
   });
 
+  it('takes comma-joined options as Kata 1.x sends them, one by one', () => {
+    const kata1 = {
+      ...sharedDirStorage(),
+      options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'],
+    };
+    expect(() => validateStorage(kata1, 's')).not.toThrow();
+    expect(mountArgv(kata1)).toEqual([
+      '-t',
+      '9p',
+      '-o',
+      'trans=virtio,version=9p2000.L,cache=mmap,nodev,msize=8192',
+      'kataShared',
+      '/run/kata-containers/shared/containers/',
+    ]);
+  });
+
+  it('ephemeral: a tmpfs named by its source, as Kata 1.x mounts the sandbox shm', () => {
+    const shm: Storage = {
+      driver: 'ephemeral',
+      driverOptions: [],
+      source: 'shm',
+      fstype: 'tmpfs',
+      options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'],
+      mountPoint: '/run/kata-containers/sandbox/shm',
+    };
+    expect(() => validateStorage(shm, 's')).not.toThrow();
+    expect(mountArgv(shm)).toEqual([
+      '-t',
+      'tmpfs',
+      '-o',
+      'noexec,nosuid,nodev,mode=1777,size=67108864',
+      'shm',
+      '/run/kata-containers/sandbox/shm',
+    ]);
+    expect(() => validateStorage({ ...shm, fstype: 'ext4' }, 's')).toThrow(
+      /^s\.fstype "ext4": an ephemeral storage is a tmpfs/,
+    );
+    expect(() => validateStorage({ ...shm, mountPoint: '/dev/shm' }, 's')).toThrow(
+      /^s\.mount_point "\/dev\/shm" escapes \/run\/kata-containers\//,
+    );
+    expect(() => validateStorage({ ...shm, source: 'a b' }, 's')).toThrow(/^s\.source/);
+  });
+
   it.each<[string, Partial<Storage>, RegExp]>([
     ['../../etc', { mountPoint: '../../etc' }, /^s\.mount_point "\.\.\/\.\.\/etc" escapes/],
     ['an unknown driver', { driver: 'nfs' }, /^s\.driver "nfs" is not supported/],
-    ['an option with a comma', { options: ['a,b'] }, /^s\.options\[0\]/],
+    ['an option with a space', { options: ['a b'] }, /^s\.options\[0\] "a b" is not/],
+    [
+      'a bad option among comma-joined ones',
+      { options: ['nodev', 'trans=virtio,x y'] },
+      /^s\.options\[1\] "x y" \(in "trans=virtio,x y"\) is not a mount option/,
+    ],
+    ['an empty option between commas', { options: ['a,,b'] }, /^s\.options\[0\] ""/],
     ['a bad fstype', { fstype: 'ext4 -o x' }, /^s\.fstype/],
     ['a bad 9p tag', { source: 'a b' }, /^s\.source/],
   ])('refuses %s', (_n, change, msg) => {
@@ -169,6 +217,31 @@ describe('storages', () => {
       ['umount', '-l', '/run/kata-containers/shared/containers/c1'],
       ['umount', '/run/kata-containers/shared/containers/'],
     ]);
+  });
+
+  it('a mount point several owners use is unmounted when the last one lets go (Kata 1.x counts them)', async () => {
+    const calls: string[][] = [];
+    const run: CommandRunner = async (argv) => {
+      calls.push([...argv]);
+      return ran(argv);
+    };
+    const m = new StorageMounter({ run, blockDevices: devices(), makeDir: async () => {} });
+    const mem: Storage = {
+      driver: 'ephemeral',
+      driverOptions: [],
+      source: 'cache',
+      fstype: 'tmpfs',
+      options: [],
+      mountPoint: '/run/kata-containers/sandbox/ephemeral/cache',
+    };
+    await m.mount(mem, 'c1');
+    await m.mount(mem, 'c2');
+    expect(calls).toHaveLength(1);
+    expect(await m.unmountOwner('c1')).toEqual([]);
+    expect(calls).toHaveLength(1);
+    expect(m.mountsOf('c2')).toEqual([mem.mountPoint]);
+    expect(await m.unmountOwner('c2')).toEqual([]);
+    expect(calls.at(-1)).toEqual(['umount', mem.mountPoint]);
   });
 });
 

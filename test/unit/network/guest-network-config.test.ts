@@ -41,7 +41,7 @@ describe('guestNetworkConfig', () => {
         IPAddresses: [{ family: IPFamily.v4, address: '10.1.0.5', mask: '24' }],
         mtu: 1500,
         hwAddr: '02:42:ac:11:00:02',
-        devicePath: '',
+        pciPath: '',
         type: 'veth',
         rawFlags: 4099,
       },

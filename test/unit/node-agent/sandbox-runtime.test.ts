@@ -42,7 +42,7 @@ const PLAN: NetworkPlan = {
         IPAddresses: [],
         mtu: 1500,
         hwAddr: '02:00:00:00:00:01',
-        devicePath: '',
+        pciPath: '',
         type: '',
         rawFlags: 0,
       },

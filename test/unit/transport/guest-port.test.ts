@@ -30,6 +30,7 @@ function serve(port: FakePort) {
   const ac = new AbortController();
   const starts: YamuxSession[] = [];
   const ends: Array<Error | undefined> = [];
+  const boundaries: string[] = [];
   const guestStreams: YamuxStream[] = [];
   const done = servePortIo(
     port,
@@ -42,10 +43,11 @@ function serve(port: FakePort) {
       eofPollMs: 1,
       onSessionStart: (session) => starts.push(session),
       onSessionEnd: (err) => ends.push(err),
+      onSessionBoundary: (reason) => boundaries.push(reason),
     },
   );
   cleanups.push(() => ac.abort());
-  return { ac, starts, ends, guestStreams, done };
+  return { ac, starts, ends, boundaries, guestStreams, done };
 }
 
 describe('servePortIo', () => {
@@ -99,19 +101,21 @@ describe('servePortIo', () => {
 
   it('answers garbage with a protocol-error go-away, then serves the next host afresh', async () => {
     const port = new FakePort();
-    const { starts, ends } = serve(port);
+    const { starts, boundaries } = serve(port);
     const [raw, portSide] = duplexPair();
     port.connectHost(portSide);
     const reply = new Promise<Buffer>((resolve) => raw.once('data', resolve));
     raw.write(Buffer.from('not yamux at all'));
     expect((await reply).toString('hex')).toBe('000300000000000000000001');
-    await waitFor(() => ends.length === 1);
+    expect(boundaries).toEqual(['not a yamux frame (version 110)']);
+    // Garbage never became a session.
+    expect(starts).toHaveLength(0);
     port.disconnectHost();
 
     const host = connectHost(port);
     const s = quiet(host.open());
     expect(await roundTrip(s, 'clean')).toBe('clean');
-    expect(starts).toHaveLength(2);
+    expect(starts).toHaveLength(1);
   });
 
   it('stops when the signal aborts, even with a read pending', async () => {

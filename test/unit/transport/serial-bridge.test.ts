@@ -141,11 +141,16 @@ describe('SerialBridge', () => {
 describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', () => {
   /** A chardev whose one client is wired to a FakePort, as QEMU wires it to the guest's port. */
   async function startQemuWithPort(chardevPath: string, port: FakePort) {
-    const server = createServer({ allowHalfOpen: true }, (sock) => port.connectHost(sock));
+    const socks = new Set<Socket>();
+    const server = createServer({ allowHalfOpen: true }, (sock) => {
+      socks.add(sock);
+      port.connectHost(sock);
+    });
     server.listen(chardevPath);
     await once(server, 'listening');
     teardown.push(() => {
       port.disconnectHost();
+      for (const sock of socks) sock.destroy();
       return new Promise<void>((r) => server.close(() => r()));
     });
   }
@@ -179,5 +184,85 @@ describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', (
     const c2 = client(listenPath);
     expect(await callEcho(c2, 'after restart')).toBe('echo:after restart');
     expect(sessions).toEqual([1, 2]);
+  });
+
+  it('a new bridge arriving before the guest read EOF (0 ms): the guest finds the new session from its frames', async () => {
+    const chardev = join(dir, 'chardev.sock');
+    const grpcPath = join(dir, 'guest-grpc.sock');
+    await grpcServer(grpcPath);
+    const port = new FakePort();
+    await startQemuWithPort(chardev, port);
+    const ac = new AbortController();
+    const boundaries: string[] = [];
+    const guest = servePortIo(port, forwardStreamsTo(grpcPath), ac.signal, {
+      eofPollMs: 5,
+      onSessionBoundary: (why) => boundaries.push(why),
+    });
+    teardown.push(async () => {
+      ac.abort();
+      await guest;
+    });
+
+    // Each next host takes the port over before the previous one's disconnect reaches the guest
+    // (no EOF between them), and each host leaves a call in flight as it goes, whose answer the
+    // guest writes for a host that is gone.
+    let bridge = await startBridge(chardev, join(dir, 'agent-1.sock'));
+    let c = client(join(dir, 'agent-1.sock'));
+    await bridge.waitConnected();
+    const eofs = port.eofReads;
+    for (let round = 1; round <= 5; round++) {
+      expect(await callEcho(c, `round ${round}`)).toBe(`echo:round ${round}`);
+      callEcho(c, 'left behind').catch(() => {});
+      const next = await startBridge(chardev, join(dir, `agent-${round + 1}.sock`));
+      await waitFor(() => port.hostConnected);
+      await bridge.close();
+      c.close();
+      bridge = next;
+      c = client(join(dir, `agent-${round + 1}.sock`));
+    }
+    expect(await callEcho(c, 'last')).toBe('echo:last');
+    expect(port.eofReads).toBe(eofs);
+    expect(boundaries).toEqual(
+      Array.from({ length: 5 }, () => 'SYN for stream 1, which the live session cannot open'),
+    );
+  });
+
+  it('a bridge throws away what the port held for the previous host, cut frames included', async () => {
+    const chardev = join(dir, 'chardev.sock');
+    const grpcPath = join(dir, 'guest-grpc.sock');
+    const listenPath = join(dir, 'agent.sock');
+    await grpcServer(grpcPath);
+    // The guest's frames for the previous host's streams 1, 3 and 5 (an answer, FINs, a frame cut
+    // in two) reach the new host first, as QEMU and the guest kernel hand them over.
+    const frame = (type: number, flags: number, id: number, payload = Buffer.alloc(0)) =>
+      Buffer.concat([
+        Buffer.from([0, type, 0, flags, 0, 0, 0, id, 0, 0, 0, payload.length]),
+        payload,
+      ]);
+    const stale = Buffer.concat([
+      frame(0, 0, 1, Buffer.from('HTTP/2 bytes for the old host')),
+      frame(1, 4, 1),
+      frame(0, 4, 3),
+      frame(1, 8, 5),
+      frame(0, 0, 3, Buffer.from('cut in the middle')).subarray(0, 19),
+    ]);
+    const server = createServer({ allowHalfOpen: true }, (sock) => {
+      sock.write(stale);
+      new YamuxSession(sock, { role: 'server', onStream: forwardStreamsTo(grpcPath) });
+    });
+    server.listen(chardev);
+    await once(server, 'listening');
+    teardown.push(() => new Promise<void>((r) => server.close(() => r())));
+    const opened: Array<{ staleBytes: number }> = [];
+    const bridge = await SerialBridge.start({
+      chardevPath: chardev,
+      listenPath,
+      onOpened: (info) => opened.push(info),
+    });
+    teardown.push(() => bridge.close());
+    const c = client(listenPath);
+    expect(await callEcho(c, 'clean start')).toBe('echo:clean start');
+    // The guest's ACK of the opening's stream 1 comes before the ping's answer: thrown away too.
+    expect(opened).toEqual([{ staleBytes: stale.length + 12, openings: 1 }]);
   });
 });
