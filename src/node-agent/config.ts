@@ -1,12 +1,13 @@
 // The node agent's configuration: flags win over environment variables, which win over an
 // optional JSON config file (a ConfigMap in the cluster), which wins over the defaults.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { isAllowedRegistryEntry } from './images/registry-allow.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
-import { checkCgroupParent } from './cgroups/cgroup-hierarchies.js';
 import { metricsCertProblem } from '../observability/metrics-serving-config.js';
+import { ConfigError, convertSetting, type SettingKind } from './config-value.js';
+
+export { ConfigError };
 
 export type AcceleratorSetting = 'auto' | 'kvm' | 'tcg';
 
@@ -75,16 +76,7 @@ interface Option {
   flag: string;
   env: string;
   key: keyof NodeAgentConfig;
-  kind:
-    | 'string'
-    | 'int'
-    | 'bool'
-    | 'list'
-    | 'hosts'
-    | 'registries'
-    | 'accel'
-    | 'launch'
-    | 'cgroupParent';
+  kind: SettingKind;
   /** A list that may be empty. */
   emptyOk?: boolean;
   doc: string;
@@ -369,9 +361,16 @@ Flags (environment variable in brackets; a flag wins over the environment, which
 the config file):
   --config PATH         JSON file with any of the settings below by their camelCase names
                         (e.g. {"stateDir": "...", "allowedHostPathRoots": ["/srv"]}) [CONFIG]
-${OPTIONS.map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`).join('\n')}
+${nodeAgentFlagHelp()}
   --help                this text
 `;
+
+/** Help lines of the node agent's flags (all, or those named), for tools that take the same ones. */
+export function nodeAgentFlagHelp(only?: readonly string[]): string {
+  return OPTIONS.filter((o) => !only || only.includes(o.flag))
+    .map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`)
+    .join('\n');
+}
 
 export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   stateDir: '/var/lib/kata-node-agent',
@@ -406,67 +405,6 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   guestStatsMs: 15_000,
 };
 
-const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-function convert(o: Option, raw: unknown, where: string): unknown {
-  const bad = (what: string): ConfigError =>
-    new ConfigError(`${where}: ${JSON.stringify(raw)} is not ${what}`);
-  switch (o.kind) {
-    case 'string':
-      if (typeof raw !== 'string' || raw === '') throw bad('a non-empty string');
-      return raw;
-    case 'bool':
-      if (raw === true || raw === 'true') return true;
-      if (raw === false || raw === 'false') return false;
-      throw bad('true or false');
-    case 'int': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : NaN;
-      if (!Number.isInteger(n) || n < 0) throw bad('a non-negative integer');
-      return n;
-    }
-    case 'list': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if ((list.length === 0 && !o.emptyOk) || !list.every((p) => p.startsWith('/'))) {
-        throw bad('a list of absolute paths');
-      }
-      return list;
-    }
-    case 'hosts': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if (!list.every((h) => HOST_PORT.test(h))) throw bad('a list of host[:port]');
-      return list;
-    }
-    case 'registries': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [];
-      const list = items.map((s) => (typeof s === 'string' ? s.trim() : '')).filter(Boolean);
-      if (!list.every(isAllowedRegistryEntry)) throw bad('a list of host[:port] (globs per label)');
-      return list;
-    }
-    case 'launch':
-      if (raw !== 'detached' && raw !== 'systemd-scope') throw bad('detached or systemd-scope');
-      return raw;
-    case 'cgroupParent':
-      if (raw === 'none') return raw;
-      try {
-        return checkCgroupParent(String(raw));
-      } catch {
-        throw bad("none or a relative cgroup path (names of letters, digits, '_', '.', ':', '-')");
-      }
-    case 'accel':
-      if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
-      return raw;
-  }
-}
-
 function readConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
   try {
@@ -491,9 +429,27 @@ export function nodeAgentConfig(
   env: NodeJS.ProcessEnv,
   readFile: (file: string) => Record<string, unknown> = readConfigFile,
 ): NodeAgentConfig {
+  return parseNodeAgentSettings(argv, env, { readFile }).config;
+}
+
+/**
+ * The node agent's settings read exactly as it reads them, plus a tool's own flags (`extra`), so
+ * a tool on the node (kata-leak-audit) never finds the roots anywhere else than the agent does.
+ */
+export function parseNodeAgentSettings(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: {
+    extra?: NonNullable<ParseArgsConfig['options']>;
+    requireNodeName?: boolean;
+    readFile?: (file: string) => Record<string, unknown>;
+  } = {},
+): { config: NodeAgentConfig; extra: Record<string, string | boolean | undefined> } {
+  const readFile = opts.readFile ?? readConfigFile;
   const { values } = parseArgs({
     args: [...argv],
     options: {
+      ...opts.extra,
       config: { type: 'string' },
       help: { type: 'boolean' },
       ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
@@ -507,19 +463,20 @@ export function nodeAgentConfig(
   const out: Record<string, unknown> = { ...DEFAULTS, help };
   for (const o of OPTIONS) {
     const flag = flags[o.flag];
-    if (typeof flag === 'string') out[o.key] = convert(o, flag, `--${o.flag}`);
+    if (typeof flag === 'string') out[o.key] = convertSetting(o, flag, `--${o.flag}`);
     else if (env[o.env] !== undefined && env[o.env] !== '') {
-      out[o.key] = convert(o, env[o.env], o.env);
+      out[o.key] = convertSetting(o, env[o.env], o.env);
     } else if (file[o.key] !== undefined) {
-      out[o.key] = convert(o, file[o.key], `${configFile} ${o.key}`);
+      out[o.key] = convertSetting(o, file[o.key], `${configFile} ${o.key}`);
     }
   }
-  if (!help && !out['nodeName']) {
+  if (!help && !out['nodeName'] && opts.requireNodeName !== false) {
     throw new ConfigError('--node-name (or NODE_NAME) is required');
   }
   out['concurrency'] = Math.max(1, out['concurrency'] as number);
   const cfg = out as unknown as NodeAgentConfig;
   const certProblem = metricsCertProblem(cfg);
   if (certProblem) throw new ConfigError(certProblem);
-  return cfg;
+  const extra = Object.fromEntries(Object.keys(opts.extra ?? {}).map((k) => [k, flags[k]]));
+  return { config: cfg, extra };
 }

@@ -143,9 +143,13 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('bundles each component from a main.ts that exists, and links the two entrypoints', () => {
+  it('bundles each component from a main.ts that exists, and links the entrypoints', () => {
     const loop = /for entry in ([^;]+);/.exec(DOCKERFILE)?.[1]?.trim().split(/\s+/) ?? [];
-    expect(loop.map((e) => e.split(':')[1]).sort()).toEqual(['kata-controller', 'kata-node-agent']);
+    expect(loop.map((e) => e.split(':')[1]).sort()).toEqual([
+      'kata-controller',
+      'kata-leak-audit',
+      'kata-node-agent',
+    ]);
     for (const e of loop) {
       expect(existsSync(path.join(REPO, 'src', e.split(':')[0] ?? '', 'main.ts'))).toBe(true);
       const bin = e.split(':')[1];
@@ -169,6 +173,7 @@ describe('Dockerfile', () => {
       for (const [bin, says] of [
         ['kata-controller', 'kata-controller: schedules'],
         ['kata-node-agent', 'kata-node-agent: runs'],
+        ['kata-leak-audit', 'kata-leak-audit: lists'],
       ] as const) {
         const help = execFileSync(path.join(out, 'bin', `${bin}.mjs`), ['--help'], {
           cwd: out,
@@ -238,7 +243,13 @@ describe('Dockerfile', () => {
   });
 
   it("installs exactly the packages of the host binaries the node agent's code runs", async () => {
-    const sources = await bundleSources(REPO, 'src/node-agent/main.ts');
+    // The node agent's and the leak audit's (run in the node agent's container).
+    const sources = [
+      ...new Set([
+        ...(await bundleSources(REPO, 'src/node-agent/main.ts')),
+        ...(await bundleSources(REPO, 'src/node-agent/leak-audit/main.ts')),
+      ]),
+    ];
     expect(sources).toEqual(expect.arrayContaining(['src/node-agent/main.ts']));
     const binaries = new Map<string, string>();
     const needed = new Map<string, string[]>();
