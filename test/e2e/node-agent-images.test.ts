@@ -281,7 +281,7 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
       user: '0',
       volumeMounts: [{ name: 'sync', mountPath: '/sync' }],
     };
-    await sandboxes.create('img-a', {
+    const createdA = await sandboxes.create('img-a', {
       volumes: [volume],
       containers: [
         {
@@ -309,7 +309,13 @@ describe('kata-node-agent container images (real registry, real QEMU)', () => {
         },
       ],
     });
-    const { seen } = await reasonsUntil('img-a', 'main', (_s, sb) => phase('Succeeded')(sb));
+    // Pulling lasts as long as the pull (well under a second on a quiet machine): watched, not polled.
+    const { seen } = await sandboxes.reasonsSeen(
+      'img-a',
+      'main',
+      createdA.metadata.resourceVersion as string,
+      (_s, sb) => phase('Succeeded')(sb),
+    );
     expect(seen.has('Pulling')).toBe(true);
     const a = (await sandboxes.waitFor('img-a', 'Succeeded', phase('Succeeded')))!;
     const b = (await sandboxes.waitFor('img-b', 'Succeeded', phase('Succeeded')))!;

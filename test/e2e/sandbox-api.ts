@@ -2,7 +2,7 @@
 // server, Events, and what is left of a sandbox on the host (QEMU processes, files, mounts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { KataSandbox } from '../../src/crds/index.js';
 import { readProcStat } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { mountsUnder, readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
@@ -15,7 +15,7 @@ export class SandboxApi {
   private readonly core: CoreV1Api;
 
   constructor(
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     readonly namespace: string,
     private readonly nodeName: string,
   ) {
@@ -34,6 +34,60 @@ export class SandboxApi {
         spec: { nodeName: this.nodeName, vm: { memoryMiB: 512, accelerator: 'auto' }, ...spec },
       },
     })) as KataSandbox;
+  }
+
+  /**
+   * Every reason `container` showed in the sandbox's status, from each write after
+   * `fromVersion` (a watch sees every one, however briefly it lasted), until `done` holds.
+   */
+  async reasonsSeen(
+    name: string,
+    container: string,
+    fromVersion: string,
+    done: (seen: Set<string>, sb: KataSandbox) => boolean,
+    timeoutMs = 180_000,
+  ): Promise<{ seen: Set<string>; last: KataSandbox | undefined }> {
+    const seen = new Set<string>();
+    let last: KataSandbox | undefined;
+    let settled = false;
+    let stop: AbortController | undefined;
+    return new Promise((resolve, reject) => {
+      const finish = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        stop?.abort();
+        if (err) reject(err);
+        else resolve({ seen, last });
+      };
+      const timer = setTimeout(
+        () => finish(new Error(`${name}: saw ${[...seen].join(', ')} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const path = `/apis/${GROUP.group}/${GROUP.version}/namespaces/${this.namespace}/${GROUP.plural}`;
+      new Watch(this.kc)
+        .watch(
+          path,
+          { fieldSelector: `metadata.name=${name}`, resourceVersion: fromVersion },
+          (_type: string, obj: KataSandbox) => {
+            last = obj;
+            const c = obj.status?.containers?.find((x) => x.name === container);
+            if (c?.reason) seen.add(c.reason);
+            if (done(seen, obj)) finish();
+            else if (obj.status?.phase === 'Failed') {
+              finish(new Error(`${name} failed: ${JSON.stringify(obj.status)}; saw ${[...seen]}`));
+            }
+          },
+          (err: unknown) => finish(err ? (err as Error) : new Error(`${name}: the watch ended`)),
+        )
+        .then(
+          (ac) => {
+            stop = ac;
+            if (settled) ac.abort();
+          },
+          (err: unknown) => finish(err as Error),
+        );
+    });
   }
 
   async get(name: string): Promise<KataSandbox | undefined> {
