@@ -40,16 +40,21 @@ export const warmPoolNodeStatusSchema = obj(
   {
     node: str({ description: 'The node this entry is about.', maxLength: 253 }),
     desired: int({
-      description: 'Warm VMs the node agent aims for: replicasPerNode, or fewer when capacity is short.',
+      description:
+        'Warm VMs the node agent aims for: replicasPerNode, or fewer when capacity is short.',
       minimum: 0,
     }),
     ready: int({ description: 'Booted, idle VMs whose agent answers.', minimum: 0 }),
     booting: int({ description: 'VMs being booted (refills).', minimum: 0 }),
     claimed: int({
-      description: 'VMs of this pool now serving sandboxes on the node (never returned to the pool).',
+      description:
+        'VMs of this pool now serving sandboxes on the node (never returned to the pool).',
       minimum: 0,
     }),
-    message: str({ description: 'Why desired is below replicasPerNode, or the last boot failure.', maxLength: 1024 }),
+    message: str({
+      description: 'Why desired is below replicasPerNode, or the last boot failure.',
+      maxLength: 1024,
+    }),
     updatedAt: str({
       description: 'When the node agent last wrote this entry.',
       format: 'date-time',
