@@ -5,3 +5,4 @@ export * from './katawarmpool.js';
 export { buildCrd, buildWarmPoolCrd, openApiSchema, warmPoolOpenApiSchema } from './crd.js';
 export { crdManifests, renderCrdYaml } from './manifest.js';
 export type { Infer, JSONSchemaProps, Schema, Validation } from './schema.js';
+export * from './warm-shape.js';

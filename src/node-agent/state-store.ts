@@ -71,6 +71,19 @@ export interface SandboxState {
   };
   /** When every container first ran (the Ready event and create → Running were recorded). */
   readyAt?: string;
+  /** The warm VM this sandbox took instead of booting one (it is the sandbox's for life). */
+  warm?: WarmClaim;
+  /** Why no warm VM served this sandbox although a pool of the node might have. */
+  warmMiss?: string;
+}
+
+export interface WarmClaim {
+  /** The uid the VM's host objects are named by (cgroup, QEMU's scope, its own netns). */
+  vmUid: string;
+  pool: string;
+  /** QEMU's network namespace (the warm VM's own), removed with the sandbox. */
+  netnsName: string;
+  claimMillis: number;
 }
 
 export function newSandboxState(

@@ -1,7 +1,7 @@
 // What a node agent does next for its warm pools, from what it has and what the pools ask: which
 // warm VMs to stop, which pool to boot for, and what each pool's entry says. Pure and
 // level-triggered: the manager applies one step and plans again.
-import { shapeKey, type WarmShape } from './warm-shape.js';
+import { shapeKey, type WarmShape } from '../../crds/warm-shape.js';
 
 export interface PlannedPool {
   name: string;

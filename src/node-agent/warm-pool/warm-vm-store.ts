@@ -5,7 +5,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../../common/atomic-json.js';
 import type { QemuState } from '../state-store.js';
-import type { WarmShape } from './warm-shape.js';
+import type { WarmShape } from '../../crds/warm-shape.js';
 
 export interface WarmVmRecord {
   /** The id every host object of the VM is named by (dirs, cgroup, netns, QEMU's name). */
