@@ -288,7 +288,9 @@ export class WarmPools implements WarmPoolClaims {
         );
         this.written.set(pool.name, fingerprint);
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        // Status is a report: failing to write it never stops the pool being kept.
+        if (!isNotFound(err))
+          this.log.warn({ err, pool: pool.name }, 'writing the pool entry failed');
       }
     }
   }
