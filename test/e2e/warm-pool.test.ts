@@ -227,6 +227,15 @@ describe('warm pools (real control plane, real QEMU)', () => {
 
   it('the node agent boots the pool to 2 ready VMs and says so in the pool status', async () => {
     await waitForPool('2 ready', (e) => e.ready === 2);
+    // The controller's Ready condition follows the node's entry.
+    const deadline = Date.now() + 60_000;
+    let ready: string | undefined;
+    while (ready !== 'True' && Date.now() < deadline) {
+      const p = (await pools.getClusterCustomObject({ ...GROUP, name: POOL })) as KataWarmPool;
+      ready = p.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+      if (ready !== 'True') await sleep(500);
+    }
+    expect(ready).toBe('True');
     const vms = warmRecords();
     expect(vms).toHaveLength(2);
     for (const vm of vms) {
@@ -316,10 +325,20 @@ describe('warm pools (real control plane, real QEMU)', () => {
   it('kill -9 of the node agent: warm and claimed VMs adopted, none booted again', async () => {
     const warmBefore = warmRecords().sort();
     const warmPids = warmBefore.map((vm) => qemuPidsOf(vm)[0]);
+    const recoveries = (): number =>
+      (readFileSync(agent!.logFile, 'utf8').match(/recovered warm VMs of previous runs/g) ?? [])
+        .length;
+    const before = recoveries();
     await agent!.stop('SIGKILL');
     agent = await startAgent();
-    await waitForFile(agent.logFile, /recovered warm VMs of previous runs/);
-    await sleep(3_000);
+    const deadline = Date.now() + 120_000;
+    while (recoveries() === before && Date.now() < deadline) await sleep(300);
+    const line = readFileSync(agent.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('recovered warm VMs of previous runs'))
+      .at(-1);
+    // Each warm VM of the previous agent was adopted, none destroyed.
+    for (const vm of warmBefore) expect(line).toContain(`"${vm}":"adopted"`);
     expect(warmRecords().sort()).toEqual(warmBefore);
     expect(warmBefore.map((vm) => qemuPidsOf(vm)[0])).toEqual(warmPids);
     expect(taken.map((vm) => qemuPidsOf(vm)[0])).toEqual(claimedPids);
