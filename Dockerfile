@@ -24,7 +24,7 @@ COPY src/ src/
 # tsc checks the whole tree; esbuild makes one self-contained file per entrypoint (no
 # node_modules in the runtime image).
 RUN npx tsc -p tsconfig.build.json --noEmit \
- && for entry in controllers:kata-controller node-agent:kata-node-agent node-agent/leak-audit:kata-leak-audit; do \
+ && for entry in controllers:kata-controller node-agent:kata-node-agent node-agent/leak-audit:kata-leak-audit kata-api:kata-api; do \
       npx esbuild "src/${entry%%:*}/main.ts" --bundle --platform=node --format=esm \
         --target=node20 --log-level=warning --outfile="/out/bin/${entry##*:}.mjs" \
         "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);" \
@@ -76,7 +76,8 @@ COPY --from=guest /out/guest/ /opt/kata/guest/
 COPY --from=host-fs /out/kata-host-fs /usr/local/bin/kata-host-fs
 RUN ln -s /opt/kata/bin/kata-controller.mjs /usr/local/bin/kata-controller \
  && ln -s /opt/kata/bin/kata-node-agent.mjs /usr/local/bin/kata-node-agent \
- && ln -s /opt/kata/bin/kata-leak-audit.mjs /usr/local/bin/kata-leak-audit
+ && ln -s /opt/kata/bin/kata-leak-audit.mjs /usr/local/bin/kata-leak-audit \
+ && ln -s /opt/kata/bin/kata-api.mjs /usr/local/bin/kata-api
 ENV GUEST_IMAGE_DIR=/opt/kata/guest \
     NODE_ENV=production
 # The controller's user; the DaemonSet runs the node agent as root.

@@ -5,8 +5,9 @@ export interface KataApiConfig {
   kubeconfig?: string;
   bindAddress: string;
   port: number;
-  tlsCertFile: string;
-  tlsKeyFile: string;
+  /** Both or neither; neither: the Secret-kept self-signed certificate (serving-cert.ts). */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
   streamTokenFile: string;
   help: boolean;
 }
@@ -20,7 +21,10 @@ Flags (environment variable in brackets):
   --kubeconfig PATH        kubeconfig to use [KUBECONFIG]; default: in-cluster, then ~/.kube/config
   --bind-address ADDR      address to listen on [BIND_ADDRESS] (default 0.0.0.0)
   --port N                 HTTPS port; 0 picks one [PORT] (default 8443)
-  --tls-cert-file PATH     PEM serving certificate, valid for kata-api.kata-system.svc [TLS_CERT_FILE]
+  --tls-cert-file PATH     PEM serving certificate, valid for kata-api.kata-system.svc, which the
+                           APIService's caBundle must trust [TLS_CERT_FILE] (default: a
+                           self-signed one kept in Secret kata-system/kata-api-serving-cert, made
+                           by the first replica, and set as the APIService's caBundle)
   --tls-key-file PATH      its PEM private key [TLS_KEY_FILE]
   --stream-token-file PATH a bound ServiceAccount token for the audience kata-node-agent-stream,
                            re-read at each use (a projected token kubelet rotates)
@@ -60,8 +64,8 @@ export function kataApiConfig(argv: string[], env: NodeJS.ProcessEnv): KataApiCo
     ...(kubeconfig && { kubeconfig }),
     bindAddress: values['bind-address'] ?? env.BIND_ADDRESS ?? '0.0.0.0',
     port,
-    tlsCertFile,
-    tlsKeyFile,
+    ...(tlsCertFile && { tlsCertFile }),
+    ...(tlsKeyFile && { tlsKeyFile }),
     streamTokenFile:
       values['stream-token-file'] ?? env.STREAM_TOKEN_FILE ?? DEFAULT_STREAM_TOKEN_FILE,
     help,

@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { reviewResourceAccess } from '../kube/access-reviews.js';
-import { callApi, loadKubeConfig, makeClients } from '../kube/kube-client.js';
+import { callApi, loadKubeConfig, makeClients, type KubeClients } from '../kube/kube-client.js';
+import type { CertificatePair } from '../observability/self-signed-cert.js';
+import { ensureServingSecret, trustInApiService } from './serving-cert.js';
 import { createLogger } from '../observability/logger.js';
 import { processShutdown } from '../common/process-shutdown.js';
 import { apiHandler } from './api-handler.js';
@@ -17,6 +19,17 @@ import { NodeStreams } from './node-streams.js';
 const log = createLogger('kata-api');
 /** How often the request-header settings are re-read (the CA may be rotated). */
 const REQUEST_HEADER_REFRESH_MS = 60_000;
+
+async function servingCertificate(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+  clients: KubeClients,
+): Promise<CertificatePair> {
+  if (certFile && keyFile) {
+    return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
+  }
+  return ensureServingSecret(clients);
+}
 
 async function main(): Promise<void> {
   const cfg = kataApiConfig(process.argv.slice(2), process.env);
@@ -36,10 +49,12 @@ async function main(): Promise<void> {
     return requestHeaderConfigFromConfigMap(cm.data);
   };
   let requestHeader = await readRequestHeader();
+  const serving = await servingCertificate(cfg.tlsCertFile, cfg.tlsKeyFile, clients);
+  if (!cfg.tlsCertFile) await trustInApiService(kc, serving.certPem, log);
   const server = createServer(
     {
-      cert: readFileSync(cfg.tlsCertFile),
-      key: readFileSync(cfg.tlsKeyFile),
+      cert: serving.certPem,
+      key: serving.keyPem,
       // The front proxy's certificate is asked for and checked per request (api-handler):
       // probes and discovery without one still get an answer saying why they are refused.
       requestCert: true,
@@ -62,12 +77,9 @@ async function main(): Promise<void> {
   const refresh = setInterval(() => {
     readRequestHeader().then(
       (next) => {
-        if (next.caPem !== requestHeader.caPem)
-          server.setSecureContext({
-            cert: readFileSync(cfg.tlsCertFile),
-            key: readFileSync(cfg.tlsKeyFile),
-            ca: next.caPem,
-          });
+        if (next.caPem !== requestHeader.caPem) {
+          server.setSecureContext({ cert: serving.certPem, key: serving.keyPem, ca: next.caPem });
+        }
         requestHeader = next;
       },
       (err: unknown) => log.warn({ err }, 're-reading the request-header settings failed'),
