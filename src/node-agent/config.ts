@@ -43,7 +43,7 @@ export interface NodeAgentConfig {
   defaultAccelerator: AcceleratorSetting;
   maxSandboxes: number;
   memoryMiB: number;
-  /** The stream endpoint for kata-api (logs): bind address, port (0 picks one), published host. */
+  /** The stream endpoint for kata-api (logs): bind address ('' = streamAddress), port (0 picks one), published host. */
   streamBindAddress: string;
   streamPort: number;
   streamAddress: string;
@@ -248,14 +248,14 @@ const OPTIONS: readonly Option[] = [
     env: 'STREAM_PORT',
     key: 'streamPort',
     kind: 'int',
-    doc: 'port of the stream endpoint kata-api reads logs from; 0 picks one (default 10260)',
+    doc: 'port of the stream endpoint kata-api reads logs from; 0 picks one (default 0)',
   },
   {
     flag: 'stream-bind-address',
     env: 'STREAM_BIND_ADDRESS',
     key: 'streamBindAddress',
     kind: 'string',
-    doc: 'address the stream endpoint listens on (default 0.0.0.0)',
+    doc: 'address the stream endpoint listens on (default: --stream-address)',
   },
   {
     flag: 'stream-address',
@@ -415,8 +415,8 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
-  streamPort: 10260,
-  streamBindAddress: '0.0.0.0',
+  streamPort: 0,
+  streamBindAddress: '',
   streamAddress: '127.0.0.1',
   metricsPort: 8081,
   metricsSecure: true,

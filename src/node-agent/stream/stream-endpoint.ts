@@ -36,7 +36,7 @@ export async function startStreamEndpoint(
   });
   const server = new StreamServer({
     port: cfg.streamPort,
-    host: cfg.streamBindAddress,
+    host: cfg.streamBindAddress || cfg.streamAddress,
     cert: cert.certPem,
     key: cert.keyPem,
     reviewToken: (token, audiences) => reviewBoundToken(kc, token, audiences),
