@@ -54,10 +54,8 @@ export function kataApiConfig(argv: string[], env: NodeJS.ProcessEnv): KataApiCo
   }
   const tlsCertFile = values['tls-cert-file'] ?? env.TLS_CERT_FILE ?? '';
   const tlsKeyFile = values['tls-key-file'] ?? env.TLS_KEY_FILE ?? '';
-  if (!help && (!tlsCertFile || !tlsKeyFile)) {
-    throw new Error(
-      '--tls-cert-file and --tls-key-file are required (the APIService trusts that certificate)',
-    );
+  if (Boolean(tlsCertFile) !== Boolean(tlsKeyFile)) {
+    throw new Error('--tls-cert-file and --tls-key-file go together: set both or neither');
   }
   const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
   return {

@@ -21,6 +21,14 @@ export function endpointUrl(host: string, port: number): string {
   return `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 }
 
+/** The Lease annotations that publish an endpoint and the certificate it serves. Pure. */
+export function streamAnnotations(url: string, certPem: string): Record<string, string> {
+  return {
+    [STREAM_ENDPOINT_ANNOTATION]: url,
+    [STREAM_CA_ANNOTATION]: Buffer.from(certPem).toString('base64'),
+  };
+}
+
 export async function startStreamEndpoint(
   cfg: Pick<
     NodeAgentConfig,
@@ -57,11 +65,5 @@ export async function startStreamEndpoint(
   const port = await server.start();
   const url = endpointUrl(cfg.streamAddress, port);
   logger.info({ url }, 'serving the stream endpoint for kata-api');
-  return {
-    server,
-    annotations: {
-      [STREAM_ENDPOINT_ANNOTATION]: url,
-      [STREAM_CA_ANNOTATION]: Buffer.from(cert.certPem).toString('base64'),
-    },
-  };
+  return { server, annotations: streamAnnotations(url, cert.certPem) };
 }
