@@ -63,6 +63,19 @@ class TokenCache {
   }
 }
 
+/** Until `res` can take more, or the stream is cancelled; no listener outlives the wait. */
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 export class StreamServer {
   private server?: Server;
   private readonly tokens = new TokenCache();
@@ -185,12 +198,7 @@ export class StreamServer {
         ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
       });
       for await (const chunk of chunks) {
-        if (!res.write(chunk)) {
-          await new Promise<void>((resolve) => {
-            res.once('drain', resolve);
-            abort.signal.addEventListener('abort', () => resolve(), { once: true });
-          });
-        }
+        if (!res.write(chunk)) await drained(res, abort.signal);
       }
       res.end();
     } catch (err) {
