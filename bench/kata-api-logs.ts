@@ -84,6 +84,7 @@ async function main(): Promise<void> {
       logDir,
       containerNames: ['main'],
       container: () => ({ created: true, started: true, state: state.state, restartCount: 0 }),
+      ended: () => false,
     }),
     logger: createLogger('bench-node-agent', 'warn'),
   });

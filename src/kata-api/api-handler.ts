@@ -111,40 +111,49 @@ export function apiHandler(deps: ApiHandlerDeps) {
         },
       );
     }
-    if (subresource !== 'log') {
+    // console is read-only for now: its output, as `log` serves a container's.
+    if (subresource !== 'log' && subresource !== 'console') {
       return writeStatus(res, 501, `katasandboxes/${subresource} is not implemented yet`);
     }
-    if (req.method !== 'GET') return writeStatus(res, 405, 'log is read with GET');
-    await serveLog(deps, url.searchParams, namespace, name, res);
+    if (req.method !== 'GET') return writeStatus(res, 405, `${subresource} is read with GET`);
+    await serveRead(deps, url.searchParams, { namespace, name, subresource }, res);
   };
 }
 
-async function serveLog(
+/** `log` or `console`: a GET the node agent answers with a stream of text. */
+async function serveRead(
   deps: ApiHandlerDeps,
   q: URLSearchParams,
-  namespace: string,
-  name: string,
+  target: { namespace: string; name: string; subresource: 'log' | 'console' },
   res: ServerResponse,
 ): Promise<void> {
+  const { namespace, name, subresource } = target;
   const parsed = parseLogOptions(q);
   if (!parsed.ok) return writeStatus(res, 400, parsed.message);
+  if (subresource === 'console' && (parsed.value.container || parsed.value.previous)) {
+    return writeStatus(res, 400, 'console takes no container and no previous');
+  }
   try {
     const sb = await deps.streams.sandbox(namespace, name);
-    const container = chooseContainer(
-      (sb.spec?.containers ?? []).map((c) => c.name),
-      parsed.value.container,
-      name,
-    );
-    if (!container.ok) return writeStatus(res, 400, container.message);
+    let options = parsed.value;
+    if (subresource === 'log') {
+      const container = chooseContainer(
+        (sb.spec?.containers ?? []).map((c) => c.name),
+        parsed.value.container,
+        name,
+      );
+      if (!container.ok) return writeStatus(res, 400, container.message);
+      options = { ...options, container: container.name };
+    }
     const node = NodeStreams.nodeOf(sb);
     if (!node) return writeStatus(res, 400, `katasandbox ${name} is not on a node yet`);
     const ep = await deps.streams.endpoint(node);
     const abort = new AbortController();
     res.once('close', () => abort.abort(new Error('client went away')));
-    const query = logOptionsQuery({ ...parsed.value, container: container.name });
+    const query = logOptionsQuery(options);
     const upstream = await deps.streams.get(
       ep,
-      `${nodeStreamPath(namespace, name, 'log')}?${query}`,
+      `${nodeStreamPath(namespace, name, subresource)}?${query}`,
       abort.signal,
     );
     if (upstream.statusCode !== 200) {
@@ -168,8 +177,8 @@ async function serveLog(
     res.once('close', () => upstream.destroy());
   } catch (err) {
     if (err instanceof StreamError) return writeStatus(res, err.code, err.message);
-    deps.logger.warn({ err, namespace, name }, 'log failed');
-    return writeStatus(res, 500, `log failed: ${String((err as Error).message ?? err)}`);
+    deps.logger.warn({ err, namespace, name, subresource }, 'read failed');
+    return writeStatus(res, 500, `${subresource} failed: ${String((err as Error).message ?? err)}`);
   }
 }
 

@@ -50,6 +50,7 @@ let controller: RunningController | undefined;
 let agent: RunningNodeAgent | undefined;
 let api: RunningKataApi | undefined;
 let viewer: string;
+let editor: string;
 
 beforeAll(async () => {
   ensureImage();
@@ -71,6 +72,24 @@ beforeAll(async () => {
     '--user=kapi-e2e-viewer',
   ]);
   viewer = await userKubeConfig('kapi-e2e-viewer', 'kapi-e2e-viewer');
+  await kubectl([
+    '-n',
+    ns,
+    'create',
+    'rolebinding',
+    'editor',
+    '--clusterrole=kata-sandbox-edit',
+    '--user=kapi-e2e-editor',
+  ]);
+  editor = await userKubeConfig('kapi-e2e-editor', 'kapi-e2e-editor');
+  await kubectl([
+    '--kubeconfig',
+    editor,
+    'config',
+    'set-context',
+    '--current',
+    `--namespace=${ns}`,
+  ]);
   await kubectl([
     '--kubeconfig',
     viewer,
@@ -195,5 +214,18 @@ describe('kubectl kata logs on a real VM', () => {
       120_000,
     );
     expect(current.split('\n')[0]).not.toBe(lines[0]);
+
+    // The VM's console: the guest's init lines, for edit only.
+    const consoleOut = await runProgram(KUBECTL_KATA, [
+      '--kubeconfig',
+      editor,
+      'console',
+      'ksb/counter',
+    ]);
+    expect(consoleOut.code).toBe(0);
+    expect(consoleOut.stdout).toMatch(/kata-guest-init: /);
+    expect(
+      (await runProgram(KUBECTL_KATA, ['--kubeconfig', viewer, 'console', 'ksb/counter'])).code,
+    ).toBe(1);
   });
 });

@@ -65,7 +65,15 @@ const kc: Record<'viewer' | 'editor' | 'outsider', string> = {
   outsider: '',
 };
 /** What "the node agent" runs: sandbox name → its log dir and container states. */
-const runs = new Map<string, { logDir: string; containers: Record<string, ContainerRunState> }>();
+const runs = new Map<
+  string,
+  {
+    logDir: string;
+    containers: Record<string, ContainerRunState>;
+    consoleFile?: string;
+    ended?: boolean;
+  }
+>();
 
 const running = (restartCount = 0): ContainerRunState => ({
   created: true,
@@ -163,6 +171,8 @@ beforeAll(async () => {
         logDir: r.logDir,
         containerNames: Object.keys(r.containers),
         container: (c) => r.containers[c],
+        ...(r.consoleFile && { consoleFile: r.consoleFile }),
+        ended: () => r.ended ?? false,
       };
     },
     logger: createLogger('test-node-agent', 'warn'),
@@ -361,6 +371,31 @@ describe('kubectl kata logs options', () => {
     const help = await runProgram(KUBECTL_KATA, ['--help']);
     expect(help).toMatchObject({ code: 0 });
     expect(help.stdout).toMatch(/kubectl kata logs/);
+  });
+});
+
+describe('kubectl kata console (read only)', () => {
+  it("prints the VM console's output to edit, with --tail; view is refused", async () => {
+    const r = runs.get('two');
+    if (!r) throw new Error('no run');
+    const file = path.join(work, 'console-two.log');
+    writeFileSync(file, 'kata-guest-init: one\nkata-guest-init: two\n');
+    r.consoleFile = file;
+    expect(await kata('editor', ['console', 'ksb/two'])).toEqual({
+      code: 0,
+      stdout: 'kata-guest-init: one\nkata-guest-init: two\n',
+      stderr: '',
+    });
+    expect((await kata('editor', ['console', 'ksb/two', '--tail', '1'])).stdout).toBe(
+      'kata-guest-init: two\n',
+    );
+    const viewer = await kata('viewer', ['console', 'ksb/two']);
+    expect(viewer.code).toBe(1);
+    expect(viewer.stderr).toMatch(/Forbidden.*katasandboxes\/console/);
+    // No VM yet: nothing to show.
+    const none = await kata('editor', ['console', 'ksb/one']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no VM console yet/);
   });
 });
 

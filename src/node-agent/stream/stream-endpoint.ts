@@ -56,6 +56,8 @@ export async function startStreamEndpoint(
           logDir: sandboxLogDir(cfg.logDir, st),
           containerNames: rt.spec.containers.map((c) => c.name),
           container: (c) => rt.state.containers[c],
+          ...(st.qemu?.info.consoleLog && { consoleFile: st.qemu.info.consoleLog }),
+          ended: () => rt.ended,
         };
       }
       return undefined;

@@ -11,7 +11,7 @@ import { bearerToken } from '../../observability/metrics-auth.js';
 import { KATA_API_USERNAME, STREAM_TOKEN_AUDIENCE } from '../../subresources/contract.js';
 import { parseLogOptions } from '../../subresources/log-options.js';
 import type { ContainerRunState } from '../state-store.js';
-import { readLog } from './log-reader.js';
+import { readLog, type LogReadOptions } from './log-reader.js';
 import { previousLogFile } from '../runtime/container-log.js';
 
 /** What the endpoint needs of a sandbox this node agent runs. */
@@ -20,6 +20,10 @@ export interface StreamSandbox {
   logDir: string;
   containerNames: string[];
   container(name: string): ContainerRunState | undefined;
+  /** The VM's serial console output, once QEMU was started. */
+  consoleFile?: string;
+  /** The sandbox has ended (its VM is gone or going). */
+  ended(): boolean;
 }
 
 export interface StreamServerOptions {
@@ -145,11 +149,30 @@ export class StreamServer {
       reply(res, 404, `katasandbox ${namespace}/${name} does not run on this node`);
       return;
     }
-    if (sub !== 'log') {
-      reply(res, 501, `${sub}: not implemented by this node agent`);
-      return;
-    }
-    await this.serveLog(url.searchParams, sandbox, req, res);
+    if (sub === 'log') return this.serveLog(url.searchParams, sandbox, req, res);
+    if (sub === 'console') return this.serveConsole(url.searchParams, sandbox, req, res);
+    reply(res, 501, `${sub}: not implemented by this node agent`);
+  }
+
+  /** The console's output so far (read only), followed while the sandbox lives. */
+  private async serveConsole(
+    q: URLSearchParams,
+    sandbox: StreamSandbox,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const parsed = parseLogOptions(q);
+    if (!parsed.ok) return reply(res, 400, parsed.message);
+    const o = parsed.value;
+    if (o.container || o.previous) return reply(res, 400, 'console: no container, no previous');
+    if (!sandbox.consoleFile) return reply(res, 404, 'the sandbox has no VM console yet');
+    await this.stream(res, req, {
+      file: sandbox.consoleFile,
+      follow: o.follow,
+      ended: () => sandbox.ended(),
+      ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
+      ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
+    });
   }
 
   private async serveLog(
@@ -181,6 +204,21 @@ export class StreamServer {
       const now = sandbox.container(name);
       return !now || now.state === 'Exited' || now.restartCount !== startedCount;
     };
+    await this.stream(res, req, {
+      file: o.previous ? previousLogFile(current) : current,
+      follow: o.follow && !o.previous,
+      ended,
+      ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
+      ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
+    });
+  }
+
+  /** Writes a file's content (and what is appended, if followed) with backpressure. */
+  private async stream(
+    res: ServerResponse,
+    req: IncomingMessage,
+    read: Omit<LogReadOptions, 'signal'>,
+  ): Promise<void> {
     const abort = new AbortController();
     this.open.add(abort);
     const onClose = (): void => abort.abort(new Error('client went away'));
@@ -189,15 +227,7 @@ export class StreamServer {
     try {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.flushHeaders();
-      const chunks = readLog({
-        file: o.previous ? previousLogFile(current) : current,
-        follow: o.follow && !o.previous,
-        ended,
-        signal: abort.signal,
-        ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
-        ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
-      });
-      for await (const chunk of chunks) {
+      for await (const chunk of readLog({ ...read, signal: abort.signal })) {
         if (!res.write(chunk)) await drained(res, abort.signal);
       }
       res.end();
