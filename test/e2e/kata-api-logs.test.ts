@@ -147,7 +147,7 @@ afterAll(async () => {
 }, 300_000);
 
 describe('kubectl kata logs on a real VM', () => {
-  it('-f follows the output as it is written and ends when the container ends; -p reads that run after the restart', async () => {
+  it('-f follows the output as it is written and ends when the container ends; -p reads that run after the restart; console shows the guest init lines (edit only)', async () => {
     // Each run: a first line unique to the run, then a line every 3 s, then a failure (restart).
     await sandboxes.create('counter', {
       restartPolicy: 'OnFailure',
