@@ -15,6 +15,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -232,7 +233,16 @@ afterAll(async () => {
   await controller?.stop();
   await revokeElectionLease(ELECTION_ID).catch(() => '');
   await identity?.remove().catch(() => undefined);
+  // After a failure, what the VMs of this run had outside the scratch dir: their cgroups.
+  const vms = base ? [...warmRecords(), ...taken] : [];
   if (base) await removeScratch(base);
+  for (const vm of vms) {
+    warmNetns.add(`kata-${vm}`);
+    for (const h of readdirSync('/sys/fs/cgroup')) {
+      const dir = path.join('/sys/fs/cgroup', h, 'kata-sandboxes', vm);
+      if (existsSync(dir)) rmdirSync(dir);
+    }
+  }
   for (const n of [...madeNetns, ...warmNetns].reverse()) {
     try {
       sh(['ip', 'netns', 'del', n]);
@@ -244,9 +254,10 @@ afterAll(async () => {
 
 /** Every warm VM netns this run saw, removed at the end if anything was left. */
 const warmNetns = new Set<string>();
+/** The VMs sandboxes took, in order. */
+const taken: string[] = [];
 
 describe('warm pools (real control plane, real QEMU)', () => {
-  const taken: string[] = [];
   const claimedPids: number[] = [];
 
   it('the node agent boots the pool to 2 ready VMs and says so in the pool status', async () => {
