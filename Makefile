@@ -139,6 +139,16 @@ bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: gu
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200
 
+.PHONY: soak
+SOAK_OUT := node_modules/.cache/soak
+SOAK_ROUNDS ?= 300
+SOAK_SEED ?=
+soak: deps guest controlplane host-fs ## randomized soak with fault injection on the real stack (SOAK_ROUNDS, SOAK_SEED; SOAK_FAULTS a comma list); ends with one `soak-result {json}` line
+	@mkdir -p $(SOAK_OUT)
+	@npx esbuild test/soak/main.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(SOAK_OUT)/soak.mjs
+	SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_SEED=$(SOAK_SEED) KATA_REPO_ROOT=$(CURDIR) node $(SOAK_OUT)/soak.mjs
+
 .PHONY: bench-controller
 BENCH_CONTROLLER_SIZES ?= 2000x50 10000x500
 bench-controller: deps controlplane ## controller scale only: sandboxes bound over simulated nodes, each size on a fresh private plane (BENCH_CONTROLLER_SIZES)
