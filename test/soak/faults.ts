@@ -98,5 +98,14 @@ export async function injectFault(
       return { what: await restartPlaneDaemon('apiserver', fault.downMs), skipped: false };
     case 'etcd-restart':
       return { what: await restartPlaneDaemon('etcd', fault.downMs), skipped: false };
+    case 'state-disk-full': {
+      stack.fillState();
+      try {
+        await sleep(fault.downMs * 5);
+      } finally {
+        stack.emptyState();
+      }
+      return { what: `state filesystem full for ${fault.downMs * 5} ms`, skipped: false };
+    }
   }
 }

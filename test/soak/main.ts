@@ -26,7 +26,7 @@ async function main(): Promise<number> {
   if (!Number.isInteger(seed) || seed < 0) throw new Error(`SOAK_SEED: ${seed}`);
   const faults = faultWeights(process.env['SOAK_FAULTS']);
   console.log(`soak: seed ${seed}, ${rounds} rounds, faults ${Object.keys(faults).join(', ')}`);
-  const stack = new SoakStack();
+  const stack = new SoakStack('state-disk-full' in faults);
   let result: SoakResult | undefined;
   let failure: unknown;
   const stop = (sig: string): void => {

@@ -14,6 +14,7 @@ export const FAULT_KINDS = [
   'controller-kill',
   'apiserver-restart',
   'etcd-restart',
+  'state-disk-full',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -24,6 +25,8 @@ export interface ContainerPlan {
 
 export interface SandboxPlan {
   name: string;
+  /** none: loopback only; netns: a namespace the soak made, with a veth in it, bridged into the VM. */
+  network: 'none' | 'netns';
   containers: ContainerPlan[];
   restartPolicy: RestartPolicy;
   grace: number;
@@ -38,7 +41,7 @@ export interface FaultPlan {
   kind: FaultKind;
   /** ms after the round starts. */
   atMs: number;
-  /** ms the killed process stays down. */
+  /** ms the killed process stays down (a full disk stays full five times as long). */
   downMs: number;
   /** Which of the candidate targets (a QEMU), as a fraction of their count. */
   target: number;
@@ -80,6 +83,7 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
     });
     sandboxes.push({
       name: `r${round}-s${i}`,
+      network: rng.weighted({ none: 2, netns: 1 }),
       containers,
       restartPolicy: rng.pick<RestartPolicy>(['Never', 'OnFailure', 'Always']),
       grace: rng.int(0, 3),

@@ -165,7 +165,10 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
     const t: Tracked = { plan: sp, round, deleted: false, qemus: new Set() };
     const vol = stack.volumeDir(sp.name);
     mkdirSync(vol, { recursive: true });
+    const network =
+      sp.network === 'netns' ? { mode: 'netns', netnsPath: stack.makeNetns(sp.name) } : undefined;
     const spec = {
+      ...(network ? { network } : {}),
       restartPolicy: sp.restartPolicy,
       terminationGracePeriodSeconds: sp.grace,
       volumes: [{ name: 'runs', hostPath: { path: vol } }],
@@ -276,6 +279,7 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
   const forget = (ts: Tracked[]): void => {
     for (const t of ts) {
       rmSync(stack.volumeDir(t.plan.name), { recursive: true, force: true });
+      stack.removeNetns(t.plan.name);
       tracked.splice(tracked.indexOf(t), 1);
     }
   };

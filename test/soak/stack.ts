@@ -2,7 +2,8 @@
 // (held as a Jest run holds it), the CRD and RBAC, one namespace, and the controller and node agent
 // as processes the soak kills (-9) and starts again. Scratch (roots, state, run, logs) lives under
 // one dir; teardown deletes the sandboxes while the node agent runs, then everything else.
-import { mkdirSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cgroupHierarchies } from '../../src/node-agent/cgroups/cgroup-hierarchies.js';
@@ -43,7 +44,8 @@ export class SoakStack {
   private agentRuns = 0;
   private controllerRuns = 0;
 
-  constructor() {
+  /** The state dir is a small loop-mounted filesystem of its own, so a fault can fill it. */
+  constructor(readonly stateOnLoop = false) {
     this.base = mkdtempSync(path.join(tmpdir(), 'kata-soak-'));
     this.roots = path.join(this.base, 'roots');
     this.rootfs = path.join(this.roots, 'busybox');
@@ -63,6 +65,7 @@ export class SoakStack {
     this.ns = await freshNamespace('soak');
     this.api = new SandboxApi(await adminKubeConfig(), this.ns, this.node);
     makeBusyboxRootfs(this.rootfs);
+    if (this.stateOnLoop) this.mountStateFs();
     mkdirSync(path.join(this.roots, 'volumes'), { recursive: true });
     await this.startController();
     await this.startAgent();
@@ -84,6 +87,63 @@ export class SoakStack {
       namespace: this.ns,
       electionId: this.electionId,
     });
+  }
+
+  private mountStateFs(): void {
+    const image = path.join(this.base, 'state.img');
+    execFileSync('truncate', ['-s', '32M', image], { timeout: 10_000 });
+    execFileSync('mkfs.ext4', ['-q', '-F', image], { timeout: 60_000 });
+    mkdirSync(this.dirs.stateDir, { recursive: true });
+    execFileSync('mount', ['-o', 'loop', image, this.dirs.stateDir], { timeout: 30_000 });
+  }
+
+  private get filler(): string {
+    return path.join(this.dirs.stateDir, 'soak-filler');
+  }
+
+  /** Fills the state filesystem to the last block (ENOSPC for whoever writes next). */
+  fillState(): void {
+    if (!this.stateOnLoop) throw new Error('the state dir is not a filesystem of its own');
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${this.filler}`, 'bs=64k'], {
+        timeout: 60_000,
+        stdio: 'ignore',
+      });
+    } catch {
+      // dd ends with ENOSPC: what it is for
+    }
+  }
+
+  emptyState(): void {
+    rmSync(this.filler, { force: true });
+  }
+
+  /** A network namespace of the soak's own for sandbox `name`: eth0 (a veth, its peer inside too). */
+  makeNetns(name: string): string {
+    const ns = this.netnsName(name);
+    const ip = (...args: string[]) => execFileSync('ip', args, { timeout: 10_000 });
+    ip('netns', 'add', ns);
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0');
+    ip('-n', ns, 'addr', 'add', '10.231.0.2/24', 'dev', 'eth0');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    ip('-n', ns, 'link', 'set', 'peer0', 'up');
+    return `/run/netns/${ns}`;
+  }
+
+  removeNetns(name: string): void {
+    try {
+      execFileSync('ip', ['netns', 'del', this.netnsName(name)], {
+        timeout: 10_000,
+        stdio: 'ignore',
+      });
+    } catch {
+      // never made
+    }
+  }
+
+  private netnsName(name: string): string {
+    return `soak-${process.pid}-${name}`;
   }
 
   /** Where sandbox `name`'s volume lives on the host (its containers count their runs there). */
