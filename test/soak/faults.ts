@@ -62,8 +62,7 @@ export async function injectFault(
     case 'none':
       return { what: 'no fault', skipped: false };
     case 'node-agent-kill': {
-      const pid = stack.agent?.child.pid;
-      await stack.agent?.stop('SIGKILL');
+      const pid = await stack.kill('node agent');
       await sleep(fault.downMs);
       await stack.startAgent();
       return {
@@ -72,8 +71,7 @@ export async function injectFault(
       };
     }
     case 'controller-kill': {
-      const pid = stack.controller?.child.pid;
-      await stack.controller?.stop('SIGKILL');
+      const pid = await stack.kill('controller');
       await sleep(fault.downMs);
       await stack.startController();
       return {

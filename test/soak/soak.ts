@@ -44,6 +44,8 @@ export interface SoakResult {
   longest_convergence_ms: number;
   sandboxes: number;
   deleted_mid_boot: number;
+  /** Exits of a component nobody killed (started again, as its Deployment/DaemonSet would). */
+  component_exits: Record<string, number>;
   /** Sandboxes whose half-booted VM a restarted node agent replaced (by design). */
   vms_replaced_before_running: number;
   violation_details: string[];
@@ -117,6 +119,7 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
     sandboxes: 0,
     deleted_mid_boot: 0,
     vms_replaced_before_running: 0,
+    component_exits: stack.exits,
     violation_details: [],
     leak_details: [],
   };
@@ -130,6 +133,7 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
     log(`VIOLATION ${what}`);
   };
   const tracked: Tracked[] = [];
+  stack.onEvent = log;
 
   // Two QEMUs of one sandbox, at once or one after the other, is never right.
   const sample = (): void => {

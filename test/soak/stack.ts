@@ -16,6 +16,7 @@ import {
   revokeElectionLease,
   startController,
   type RunningController,
+  type RunningProcess,
 } from '../integration/controller-harness.js';
 import globalSetup from '../integration/global-setup.js';
 import globalTeardown from '../integration/global-teardown.js';
@@ -43,6 +44,13 @@ export class SoakStack {
   controller: RunningController | undefined;
   private agentRuns = 0;
   private controllerRuns = 0;
+  private closing = false;
+  private readonly madeNetns = new Set<string>();
+  private readonly killed = new WeakSet<RunningProcess>();
+  /** Exits nobody asked for, by component. */
+  readonly exits = { 'node agent': 0, controller: 0 };
+  /** Where the supervisor says what it did (the soak's log). */
+  onEvent: (line: string) => void = (line) => console.log(line);
 
   /** The state dir is a small loop-mounted filesystem of its own, so a fault can fill it. */
   constructor(readonly stateOnLoop = false) {
@@ -73,19 +81,66 @@ export class SoakStack {
 
   async startAgent(): Promise<void> {
     this.agentRuns += 1;
-    this.agent = await startNodeAgent(
+    const agent = await startNodeAgent(
       this.node,
       this.dirs,
       path.join(this.base, `node-agent-${this.agentRuns}.log`),
       ['--vm-cgroup-parent', this.cgroupParent],
     );
+    this.agent = agent;
+    this.supervise(
+      'node agent',
+      agent,
+      () => this.agent,
+      () => this.startAgent(),
+    );
   }
 
   async startController(): Promise<void> {
     this.controllerRuns += 1;
-    this.controller = await startController(`soak-${process.pid}-${this.controllerRuns}`, {
+    const controller = await startController(`soak-${process.pid}-${this.controllerRuns}`, {
       namespace: this.ns,
       electionId: this.electionId,
+    });
+    this.controller = controller;
+    this.supervise(
+      'controller',
+      controller,
+      () => this.controller,
+      () => this.startController(),
+    );
+  }
+
+  /** kill -9 (a fault): the supervisor leaves it down; the fault starts it again. */
+  async kill(which: 'node agent' | 'controller'): Promise<number | undefined> {
+    const proc = which === 'node agent' ? this.agent : this.controller;
+    if (!proc) return undefined;
+    this.killed.add(proc);
+    await proc.stop('SIGKILL');
+    return proc.child.pid;
+  }
+
+  /**
+   * What a Deployment or DaemonSet does: a component that exits by itself (the controller exits
+   * when it loses its election Lease, e.g. while kube-apiserver restarts) is started again, 1 s
+   * later, unless something else started a new one meanwhile.
+   */
+  private supervise(
+    what: 'node agent' | 'controller',
+    proc: RunningProcess,
+    current: () => RunningProcess | undefined,
+    start: () => Promise<void>,
+  ): void {
+    proc.child.once('exit', (code, signal) => {
+      if (this.closing || this.killed.has(proc)) return;
+      this.exits[what] += 1;
+      this.onEvent(
+        `${what} ${proc.child.pid} exited by itself (${code ?? signal}); starting it again in 1 s`,
+      );
+      setTimeout(() => {
+        if (this.closing || current() !== proc) return;
+        start().catch((err: unknown) => this.onEvent(`starting the ${what} again: ${String(err)}`));
+      }, 1000);
     });
   }
 
@@ -121,6 +176,7 @@ export class SoakStack {
   /** A network namespace of the soak's own for sandbox `name`: eth0 (a veth, its peer inside too). */
   makeNetns(name: string): string {
     const ns = this.netnsName(name);
+    this.madeNetns.add(name);
     const ip = (...args: string[]) => execFileSync('ip', args, { timeout: 10_000 });
     ip('netns', 'add', ns);
     ip('-n', ns, 'link', 'set', 'lo', 'up');
@@ -132,6 +188,7 @@ export class SoakStack {
   }
 
   removeNetns(name: string): void {
+    if (!this.madeNetns.delete(name)) return;
     try {
       execFileSync('ip', ['netns', 'del', this.netnsName(name)], {
         timeout: 10_000,
@@ -152,6 +209,7 @@ export class SoakStack {
   }
 
   async teardown(keepScratch: boolean): Promise<void> {
+    this.closing = true;
     const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
       await fn().catch((err: unknown) => console.error(`soak teardown: ${what}: ${String(err)}`));
     };
@@ -177,6 +235,7 @@ export class SoakStack {
         '--ignore-not-found',
       ]),
     );
+    for (const name of [...this.madeNetns]) this.removeNetns(name);
     if (!keepScratch) await step('remove the scratch dir', () => removeScratch(this.base));
     // The VM cgroup parent the agent made, empty once its VMs are gone.
     await step('remove the cgroup parent', async () => {
