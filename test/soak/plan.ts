@@ -95,10 +95,17 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
   const weights = limits.faults;
   const kind =
     Object.keys(weights).length > 0 ? rng.weighted(weights as Record<FaultKind, number>) : 'none';
+  const atMs = rng.int(0, 25_000);
   return {
     round,
     sandboxes,
-    fault: { kind, atMs: rng.int(0, 25_000), downMs: rng.int(0, 3000), target: rng.next() },
+    fault: {
+      kind,
+      // A full disk matters while the node agent writes a sandbox's state: around its creation.
+      atMs: kind === 'state-disk-full' ? atMs % 8000 : atMs,
+      downMs: rng.int(0, 3000),
+      target: rng.next(),
+    },
   };
 }
 
