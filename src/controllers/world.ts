@@ -1,5 +1,5 @@
 import type { V1Lease, V1Node } from '@kubernetes/client-node';
-import { leaseCapacity, nodeOfLease } from '../kube/lease.js';
+import { leaseCapacity, leaseWarmReady, nodeOfLease } from '../kube/lease.js';
 import type { LeaseJudgement } from './lease-observations.js';
 import type { NodeLoad, NodeView } from './node-candidates.js';
 import type { World } from './sandbox-plan.js';
@@ -22,6 +22,7 @@ export function nodeViews(
     const name = nodeOfLease(lease);
     if (!name) continue;
     const cap = leaseCapacity(lease);
+    const warm = leaseWarmReady(lease);
     const { renewedAt, durationSeconds } = judge(lease);
     const node = nodeByName.get(name);
     views.push({
@@ -31,6 +32,7 @@ export function nodeViews(
         leaseDurationSeconds: durationSeconds,
         capacitySandboxes: cap?.sandboxes,
         capacityMemoryMiB: cap?.memoryMiB,
+        ...(Object.keys(warm).length > 0 && { warmReady: warm }),
       },
       node: node && {
         labels: node.metadata?.labels ?? {},

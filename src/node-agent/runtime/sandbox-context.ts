@@ -10,7 +10,8 @@ import type { PreparedImage } from '../images/container-images.js';
 import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import type { SandboxState, StateStore } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
-import type { RunningVm, SandboxHost } from './sandbox-host.js';
+import type { RunningVm } from '../hypervisor/qemu-process.js';
+import type { SandboxHost } from './sandbox-host.js';
 import { StepError } from './step-failure.js';
 
 export type EventType = 'Normal' | 'Warning';
@@ -53,6 +54,11 @@ export class SandboxContext {
 
   get uid(): string {
     return this.state.uid;
+  }
+
+  /** What the VM's host objects are named by: the sandbox's uid, or the warm VM's it took. */
+  get vmUid(): string {
+    return this.state.warm?.vmUid ?? this.state.uid;
   }
 
   /** The CRD makes spec immutable: updates of the object never change it. */

@@ -9,7 +9,7 @@ import type { NodeAgentConfig } from '../config.js';
 import type { HostFs } from '../host-fs/types.js';
 import type { AcceleratorChoice } from '../hypervisor/accelerator.js';
 import type { GuestImagePaths } from '../hypervisor/guest-image.js';
-import { QemuProcess, type QemuProcessInfo } from '../hypervisor/qemu-process.js';
+import { QemuProcess, type QemuProcessInfo, type RunningVm } from '../hypervisor/qemu-process.js';
 
 import type { ContainerImages } from '../images/container-images.js';
 import { RootfsViews } from '../images/rootfs-view.js';
@@ -21,12 +21,19 @@ import { bindIntoShare, teardownShare } from '../storage/shared-dir.js';
 import type { VmCgroups } from '../cgroups/vm-cgroups.js';
 import { bootSandboxVm, type BootedVm } from '../hypervisor/sandbox-vm.js';
 import { killOrphanQemu } from './orphan-qemu.js';
+import { addNic, addTapBackend } from '../hypervisor/nic-hotplug.js';
+import { NETNS_RUN_DIR } from '../network/cni.js';
+import { runCommand, runOk } from '../network/exec.js';
+import type { WarmPoolClaims } from '../warm-pool/warm-claims.js';
+import { existsSync } from 'node:fs';
+import type { BlockDrivePlan } from '../storage/block-drives.js';
+import { qmpFdsArgs } from '../hypervisor/drive-hotplug.js';
+import { execWithFdsArgv } from '../host-fs/argv.js';
+import { runHostFs } from '../host-fs/run.js';
+import { HostFsError } from '../host-fs/errors.js';
 
-/** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */
-export type RunningVm = Pick<
-  QemuProcess,
-  'pid' | 'running' | 'exited' | 'info' | 'stop' | 'consoleTail'
->;
+/** The whole hot-plug of a sandbox's drives (one QMP session). */
+const DRIVE_HOTPLUG_TIMEOUT_MS = 20_000;
 
 export type VmBootRequest = Parameters<typeof bootSandboxVm>[0];
 
@@ -64,6 +71,18 @@ export interface SandboxHost {
   /** The QEMU a state file names, if that very process still runs. */
   adoptVm(info: QemuProcessInfo, log: Logger): RunningVm | undefined;
   killOrphanQemu(runDir: string, log: Logger): Promise<void>;
+  /** A named network namespace (/run/netns/<name>): a warm VM's QEMU runs in its own. */
+  addNetns(name: string): Promise<void>;
+  /** Removes it; one already gone is fine. */
+  removeNetns(name: string): Promise<void>;
+  /** Hands tap `tap` to the running VM as backend net<index> (QEMU opens it in its namespace). */
+  hotplugTap(qmpSocket: string, index: number, tap: string, signal: AbortSignal): Promise<void>;
+  /** Adds virtio-net NIC nic<index> on backend net<index> to the running VM. */
+  hotplugNic(qmpSocket: string, index: number, mac: string, signal: AbortSignal): Promise<void>;
+  /** Adds the plan's drives to the running VM, each opened beneath its root by the helper. */
+  hotplugDrives(qmpSocket: string, plan: BlockDrivePlan, signal: AbortSignal): Promise<void>;
+  /** The node's warm pools, when it keeps any: a sandbox may take a VM from them. */
+  readonly warmPools?: WarmPoolClaims | undefined;
 }
 
 export interface NodeSandboxHostOptions {
@@ -75,6 +94,7 @@ export interface NodeSandboxHostOptions {
   pullSecrets?: ((req: PullSecretsRequest) => Promise<PullSecretsRead>) | undefined;
   views?: RootfsViews | undefined;
   vmCgroups?: VmCgroups | undefined;
+  warmPools?: WarmPoolClaims | undefined;
   logger?: Logger;
 }
 
@@ -114,6 +134,28 @@ export function nodeSandboxHost(o: NodeSandboxHostOptions): SandboxHost {
     bootVm: bootSandboxVm,
     adoptVm: (info, log) => QemuProcess.adopt(info, log),
     killOrphanQemu,
+    addNetns: async (name) => {
+      await runOk(runCommand, ['ip', 'netns', 'add', name], { timeoutMs: 10_000 });
+    },
+    removeNetns: async (name) => {
+      if (!existsSync(path.join(NETNS_RUN_DIR, name))) return;
+      await runOk(runCommand, ['ip', 'netns', 'del', name], { timeoutMs: 10_000 });
+    },
+    hotplugTap: addTapBackend,
+    hotplugNic: addNic,
+    hotplugDrives: async (qmpSocket, plan, signal) => {
+      const argv = execWithFdsArgv(hostFs, plan.opens, [
+        hostFs.binary,
+        ...qmpFdsArgs(qmpSocket, plan.drives, DRIVE_HOTPLUG_TIMEOUT_MS),
+      ]);
+      const out = await runHostFs(
+        { ...hostFs, timeoutMs: DRIVE_HOTPLUG_TIMEOUT_MS + 5_000 },
+        argv.slice(1),
+        signal,
+      );
+      if (!out.ok) throw new HostFsError(out.failure.code, out.failure.message, out.failure.path);
+    },
+    warmPools: o.warmPools,
   };
 }
 

@@ -11,10 +11,10 @@ import type { AgentConnection } from '../../../src/agent/agent-connection.js';
 import type { KataSandbox, KataSandboxSpec } from '../../../src/crds/index.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { DEFAULTS, type NodeAgentConfig } from '../../../src/node-agent/config.js';
-import type { ExitStatus } from '../../../src/node-agent/hypervisor/qemu-process.js';
+import type { ExitStatus, RunningVm } from '../../../src/node-agent/hypervisor/qemu-process.js';
 import { nodeAgentMetrics } from '../../../src/node-agent/metrics/node-agent-metrics.js';
 import { BootError } from '../../../src/node-agent/hypervisor/boot.js';
-import type { RunningVm, SandboxHost } from '../../../src/node-agent/runtime/sandbox-host.js';
+import type { SandboxHost } from '../../../src/node-agent/runtime/sandbox-host.js';
 import { SandboxRuntime } from '../../../src/node-agent/runtime/sandbox-runtime.js';
 import type { NetworkPlan, NetworkStep } from '../../../src/node-agent/network/network-step.js';
 import type { SandboxState } from '../../../src/node-agent/state-store.js';
@@ -196,6 +196,11 @@ class World {
     },
     adoptVm: () => undefined,
     killOrphanQemu: async (dir) => this.note(`killOrphanQemu ${dir}`),
+    addNetns: async (name) => this.note(`addNetns ${name}`),
+    removeNetns: async (name) => this.note(`removeNetns ${name}`),
+    hotplugTap: async (_s, n, tap) => this.note(`hotplugTap ${n} ${tap}`),
+    hotplugNic: async (_s, n, mac) => this.note(`hotplugNic ${n} ${mac}`),
+    hotplugDrives: async (_s, plan) => this.note(`hotplugDrives ${plan.drives.length}`),
   };
 
   runtime(spec: Partial<KataSandboxSpec> = {}): SandboxRuntime {
