@@ -152,25 +152,30 @@ export class SoakStack {
     execFileSync('mount', ['-o', 'loop', image, this.dirs.stateDir], { timeout: 30_000 });
   }
 
-  private get filler(): string {
-    return path.join(this.dirs.stateDir, 'soak-filler');
+  private get fillers(): string[] {
+    return ['soak-filler', 'soak-filler-tail'].map((f) => path.join(this.dirs.stateDir, f));
   }
 
-  /** Fills the state filesystem to the last block (ENOSPC for whoever writes next). */
+  /**
+   * Fills the state filesystem to the last block (ENOSPC for whoever writes next): 64 KiB writes
+   * until one fails, then 1 KiB ones for what the last partial write left.
+   */
   fillState(): void {
     if (!this.stateOnLoop) throw new Error('the state dir is not a filesystem of its own');
-    try {
-      execFileSync('dd', ['if=/dev/zero', `of=${this.filler}`, 'bs=64k'], {
-        timeout: 60_000,
-        stdio: 'ignore',
-      });
-    } catch {
-      // dd ends with ENOSPC: what it is for
+    for (const [file, bs] of this.fillers.map((f, i) => [f, i === 0 ? '64k' : '1k'] as const)) {
+      try {
+        execFileSync('dd', ['if=/dev/zero', `of=${file}`, `bs=${bs}`], {
+          timeout: 60_000,
+          stdio: 'ignore',
+        });
+      } catch {
+        // dd ends with ENOSPC: what it is for
+      }
     }
   }
 
   emptyState(): void {
-    rmSync(this.filler, { force: true });
+    for (const f of this.fillers) rmSync(f, { force: true });
   }
 
   /** A network namespace of the soak's own for sandbox `name`: eth0 (a veth, its peer inside too). */
