@@ -224,7 +224,9 @@ export class SandboxRuntime {
     if (ctx.ended || ctx.stopping) return;
     ctx.state.end = { ...end, at: new Date().toISOString() };
     if (failure) ctx.state.failure = failure;
-    if (ctx.persisted) await ctx.save();
+    // A state disk that refuses the write (full) must not keep the end from the status and the
+    // host from its release: the save logged its error; recovery reports a VM without its end.
+    if (ctx.persisted) await ctx.save().catch(() => undefined);
     this.log.info({ reason: end.reason }, 'sandbox ended');
     ctx.changed();
     await this.release().catch((err: unknown) =>
