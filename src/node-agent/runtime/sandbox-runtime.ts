@@ -237,13 +237,22 @@ export class SandboxRuntime {
 
   /** Stops the VM and removes mounts and run dir; the state (with the end) stays. Idempotent. */
   release(): Promise<void> {
-    this.releasing ??= releaseSandbox(this.ctx, this.task);
+    // A release that failed (a full state disk) is tried again by the next call, not remembered.
+    this.releasing ??= releaseSandbox(this.ctx, this.task).catch((err: unknown) => {
+      this.releasing = undefined;
+      throw err;
+    });
     return this.releasing;
   }
 
   /** Deletion: containers stopped gracefully, then everything on the host goes. Idempotent. */
   destroy(): Promise<void> {
-    this.destroying ??= destroySandbox(this.ctx, this.containers, this.task, () => this.release());
+    this.destroying ??= destroySandbox(this.ctx, this.containers, this.task, () =>
+      this.release(),
+    ).catch((err: unknown) => {
+      this.destroying = undefined;
+      throw err;
+    });
     return this.destroying;
   }
 

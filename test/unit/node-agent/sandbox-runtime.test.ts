@@ -391,6 +391,21 @@ describe('SandboxRuntime (against a fake host and agent)', () => {
     expect(w.saved).toEqual([]);
   });
 
+  // Found by the soak (issue 24): a release that failed once (its state save, disk full) was
+  // remembered, so every later delete met the same error and the finalizer stayed for good.
+  it('a destroy that failed while the state disk was full succeeds once it has room again', async () => {
+    const w = new World();
+    w.saveFails = true;
+    const rt = w.runtime();
+    rt.start();
+    await until('the release', () => w.journal.includes(`removeTree ${RUN}`));
+    await expect(rt.destroy()).rejects.toThrow('ENOSPC');
+    w.saveFails = false;
+    await rt.destroy();
+    expect(w.removedState).toBe(true);
+    expect(rt.gone).toBe(true);
+  });
+
   it('a refused host path fails before anything is made on the host', async () => {
     const w = new World();
     w.host.checkHostPaths = async () => {
