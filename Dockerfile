@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# kata-sandbox-operator: one image, two entrypoints.
+# kata-sandbox-operator: one image, three entrypoints.
 #   kata-controller   the cluster controller (Deployment; runs as the image's non-root user)
 #   kata-node-agent   the node agent (privileged DaemonSet, root; launches QEMU)
+#   kata-api          the aggregated API subresources.kata.sandbox.io (Deployment, non-root)
 # Stages: build (TypeScript → one bundled file per component), guest (the VM's kernel + initramfs
 # from Debian packages, with guest/build.sh, the same builder `make guest` uses), host-fs (the
 # kata-host-fs helper from host-fs/, Go, static; the node agent opens host paths through it),
@@ -24,7 +25,7 @@ COPY src/ src/
 # tsc checks the whole tree; esbuild makes one self-contained file per entrypoint (no
 # node_modules in the runtime image).
 RUN npx tsc -p tsconfig.build.json --noEmit \
- && for entry in controllers:kata-controller node-agent:kata-node-agent node-agent/leak-audit:kata-leak-audit; do \
+ && for entry in controllers:kata-controller node-agent:kata-node-agent node-agent/leak-audit:kata-leak-audit kata-api:kata-api; do \
       npx esbuild "src/${entry%%:*}/main.ts" --bundle --platform=node --format=esm \
         --target=node20 --log-level=warning --outfile="/out/bin/${entry##*:}.mjs" \
         "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);" \
@@ -74,9 +75,12 @@ COPY --from=build /out/bin/ /opt/kata/bin/
 COPY --from=guest /out/guest/ /opt/kata/guest/
 # The node agent's --host-fs-binary default.
 COPY --from=host-fs /out/kata-host-fs /usr/local/bin/kata-host-fs
+# The kubectl plugin, for users to copy out of the image (docs/subresources.md).
+COPY bin/kubectl-kata /usr/local/bin/kubectl-kata
 RUN ln -s /opt/kata/bin/kata-controller.mjs /usr/local/bin/kata-controller \
  && ln -s /opt/kata/bin/kata-node-agent.mjs /usr/local/bin/kata-node-agent \
- && ln -s /opt/kata/bin/kata-leak-audit.mjs /usr/local/bin/kata-leak-audit
+ && ln -s /opt/kata/bin/kata-leak-audit.mjs /usr/local/bin/kata-leak-audit \
+ && ln -s /opt/kata/bin/kata-api.mjs /usr/local/bin/kata-api
 ENV GUEST_IMAGE_DIR=/opt/kata/guest \
     NODE_ENV=production
 # The controller's user; the DaemonSet runs the node agent as root.

@@ -113,7 +113,7 @@ demo: setup guest controlplane host-fs ## the whole system on this machine: cont
 
 .PHONY: bench
 BENCH_OUT := node_modules/.cache/bench
-bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: guest boot, agent RPC round trip (ours and the Kata 1.x client's), 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls
+bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: guest boot, agent RPC round trip (ours and the Kata 1.x client's), 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls, log follow latency and read throughput through the aggregated API
 	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
@@ -139,6 +139,9 @@ bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: gu
 	@npx esbuild bench/host-fs.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200
+	@npx esbuild bench/kata-api-logs.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/kata-api-logs.mjs
+	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/kata-api-logs.mjs 50 3
 
 .PHONY: soak
 SOAK_OUT := node_modules/.cache/soak

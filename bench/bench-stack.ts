@@ -182,10 +182,40 @@ export async function deleteAll(api: SandboxApi, names: readonly string[]): Prom
   for (const n of names) await api.waitFor(n, 'deleted', (sb) => sb === undefined, 180_000);
 }
 
+/** The median of the finite values (the mean of the middle two for an even count); NaN if none. */
+export function median(xs: readonly number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
 /** median, min and max of durations in milliseconds, printed in seconds. */
 export function stats(xs: readonly number[]): string {
   const s = [...xs].sort((a, b) => a - b);
-  const med = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   const f = (v: number) => `${(v / 1000).toFixed(2)} s`;
-  return `median ${f(med)}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
+  return `median ${f(median(xs))}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
+}
+
+/** Sum of the node agent's RPC histogram per method, from its /metrics. */
+export async function rpcSums(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^kata_node_agent_rpc_duration_seconds_sum\{[^}]*method="([^"]+)"[^}]*\} (\S+)$/.exec(
+      line,
+    );
+    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** Milliseconds spent in the methods matching `re` between two rpcSums. */
+export function rpcDeltaMs(
+  after: Map<string, number>,
+  before: Map<string, number>,
+  re: RegExp,
+): number {
+  let s = 0;
+  for (const [k, v] of after) if (re.test(k)) s += v - (before.get(k) ?? 0);
+  return s * 1000;
 }

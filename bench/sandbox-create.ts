@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { KataSandbox } from '../src/crds/index.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { phase } from '../test/e2e/sandbox-api.js';
-import { deleteAll, startBenchStack, stats } from './bench-stack.js';
+import { deleteAll, rpcDeltaMs, rpcSums, startBenchStack, stats } from './bench-stack.js';
 import { peakRssMiB } from './proc-stats.js';
 
 const RUNS = Number(process.argv[2] ?? 5);
@@ -21,25 +21,6 @@ const ms = (a: string | undefined, b: string | undefined): number =>
   a && b ? new Date(b).getTime() - new Date(a).getTime() : NaN;
 const cond = (sb: KataSandbox, type: string): string | undefined =>
   sb.status?.conditions?.find((c) => c.type === type)?.lastTransitionTime;
-
-/** Sum of the node agent's RPC histogram per method, from its /metrics. */
-async function rpcSums(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^kata_node_agent_rpc_duration_seconds_sum\{[^}]*method="([^"]+)"[^}]*\} (\S+)$/.exec(
-      line,
-    );
-    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
-  }
-  return out;
-}
-
-function delta(after: Map<string, number>, before: Map<string, number>, re: RegExp): number {
-  let s = 0;
-  for (const [k, v] of after) if (re.test(k)) s += v - (before.get(k) ?? 0);
-  return s * 1000;
-}
 
 const spec = (rootfs: string) => ({
   terminationGracePeriodSeconds: 2,
@@ -81,13 +62,13 @@ async function main(): Promise<void> {
       parts['host']!.push(ms(cond(sb, 'Scheduled'), vm.startedAt));
       parts['boot']!.push(vm.bootMillis ?? NaN);
       parts['agent']!.push(
-        delta(
+        rpcDeltaMs(
           after,
           before,
           /CreateSandbox|UpdateInterface|UpdateRoutes|ListInterfaces|ListRoutes/,
         ),
       );
-      parts['container']!.push(delta(after, before, /CreateContainer|StartContainer/));
+      parts['container']!.push(rpcDeltaMs(after, before, /CreateContainer|StartContainer/));
       console.log(
         `run ${i + 1}/${RUNS}: create → Running ${(parts['total']!.at(-1)! / 1000).toFixed(2)} s`,
       );

@@ -15,7 +15,7 @@ import type { KataSandbox, KataWarmPool } from '../src/crds/index.js';
 import { adminKubeConfig } from '../test/integration/cluster.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { phase } from '../test/e2e/sandbox-api.js';
-import { deleteAll, startBenchStack, stats } from './bench-stack.js';
+import { deleteAll, median, rpcDeltaMs, rpcSums, startBenchStack, stats } from './bench-stack.js';
 import { cpuSeconds } from './proc-stats.js';
 
 const WARM_RUNS = Number(process.argv[2] ?? 10);
@@ -26,29 +26,7 @@ const ms = (a: string | undefined, b: string | undefined): number =>
   a && b ? new Date(b).getTime() - new Date(a).getTime() : NaN;
 const cond = (sb: KataSandbox, type: string): string | undefined =>
   sb.status?.conditions?.find((c) => c.type === type)?.lastTransitionTime;
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function rpcSums(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^kata_node_agent_rpc_duration_seconds_sum\{[^}]*method="([^"]+)"[^}]*\} (\S+)$/.exec(
-      line,
-    );
-    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
-  }
-  return out;
-}
-
-function delta(after: Map<string, number>, before: Map<string, number>, re: RegExp): number {
-  let s = 0;
-  for (const [k, v] of after) if (re.test(k)) s += v - (before.get(k) ?? 0);
-  return s * 1000;
-}
 
 const spec = (rootfs: string, memoryMiB: number) => ({
   vm: { memoryMiB },
@@ -142,8 +120,8 @@ async function main(): Promise<void> {
         schedule: ms(t0, cond(sb, 'Scheduled')),
         claim: warm ? (vm.claimMillis ?? NaN) : NaN,
         boot: warm ? NaN : (vm.bootMillis ?? NaN),
-        agent: delta(after, before, /CreateSandbox|UpdateInterface|UpdateRoutes|List/),
-        container: delta(after, before, /CreateContainer|StartContainer/),
+        agent: rpcDeltaMs(after, before, /CreateSandbox|UpdateInterface|UpdateRoutes|List/),
+        container: rpcDeltaMs(after, before, /CreateContainer|StartContainer/),
         // Warm: only what the VM spent from the create on; cold: all of it (the boot included).
         qemuCpu: pid === undefined ? NaN : cpuSeconds(pid) - cpuBefore,
         warm: vm.warm === true,

@@ -197,6 +197,11 @@ make_pki() {
   sign_cert admin client-ca "/O=system:masters/CN=kata-admin" "$STATE/pki/client.ext"
   # the API server's identity towards kubelets (logs, exec, port-forward)
   sign_cert kubelet-client client-ca "/O=kata:apiserver-kubelet-clients/CN=kube-apiserver-kubelet-client" "$STATE/pki/client.ext"
+  # the aggregation layer: the front proxy's own CA (never the client CA, or any client could
+  # assert identities in X-Remote-* headers) and the client certificate it presents to aggregated
+  # API servers such as kata-api
+  (umask 077 && make_ca front-proxy-ca kata-front-proxy-ca)
+  sign_cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" "$STATE/pki/client.ext"
   openssl genrsa -out "$STATE/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$STATE/pki/sa.key" -pubout -out "$STATE/pki/sa.pub" 2>/dev/null
 }
@@ -296,6 +301,13 @@ start_plane() {
     --service-account-key-file="$STATE/pki/sa.pub" \
     --service-account-signing-key-file="$STATE/pki/sa.key" \
     --allow-privileged=true \
+    --requestheader-client-ca-file="$STATE/pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$STATE/pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$STATE/pki/front-proxy-client.key" \
     --profiling=false --v=1
   wait_for apiserver "$READY_TIMEOUT" readyz || return 1
   write_kubeconfig "$STATE/admin.kubeconfig" kata-admin "$STATE/pki/admin.crt" "$STATE/pki/admin.key"

@@ -43,6 +43,10 @@ export interface NodeAgentConfig {
   defaultAccelerator: AcceleratorSetting;
   maxSandboxes: number;
   memoryMiB: number;
+  /** The stream endpoint for kata-api (logs): bind address ('' = streamAddress), port (0 picks one), published host. */
+  streamBindAddress: string;
+  streamPort: number;
+  streamAddress: string;
   metricsPort: number;
   /** HTTPS with TokenReview + SubjectAccessReview on /metrics; false: plain HTTP on 127.0.0.1. */
   metricsSecure: boolean;
@@ -240,6 +244,27 @@ const OPTIONS: readonly Option[] = [
     doc: 'memory capacity advertised in the Lease (default 8192)',
   },
   {
+    flag: 'stream-port',
+    env: 'STREAM_PORT',
+    key: 'streamPort',
+    kind: 'int',
+    doc: 'port of the stream endpoint kata-api reads logs from; 0 picks one (default 0)',
+  },
+  {
+    flag: 'stream-bind-address',
+    env: 'STREAM_BIND_ADDRESS',
+    key: 'streamBindAddress',
+    kind: 'string',
+    doc: 'address the stream endpoint listens on (default: --stream-address)',
+  },
+  {
+    flag: 'stream-address',
+    env: 'STREAM_ADDRESS',
+    key: 'streamAddress',
+    kind: 'string',
+    doc: 'host kata-api reaches the stream endpoint at, published on the Lease (default 127.0.0.1)',
+  },
+  {
     flag: 'metrics-port',
     env: 'METRICS_PORT',
     key: 'metricsPort',
@@ -390,6 +415,9 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
+  streamPort: 0,
+  streamBindAddress: '',
+  streamAddress: '127.0.0.1',
   metricsPort: 8081,
   metricsSecure: true,
   concurrency: 4,

@@ -44,6 +44,7 @@ import { SandboxNetwork, storedNetnsClaims } from './network/sandbox-network.js'
 import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 import { processShutdown } from '../common/process-shutdown.js';
+import { startStreamEndpoint } from './stream/stream-endpoint.js';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
 import { WarmPools } from './warm-pool/warm-pools.js';
 import { WarmVmStore } from './warm-pool/warm-vm-store.js';
@@ -150,13 +151,15 @@ async function main(): Promise<void> {
     nodeKeys = { keys: key.keys, fingerprint: key.published.fingerprint };
     keyAnnotations = nodeKeyAnnotations(key.published);
   }
+  // kata-api reads logs through this endpoint, found and trusted by what the Lease says.
+  const stream = await startStreamEndpoint(cfg, kc, runtimes, log.child({ subsystem: 'stream' }));
   // The worker loads the kubeconfig from the same source (its own client, its own token reads).
   const heartbeat = new NodeHeartbeatThread({
     script: new URL(import.meta.url),
     ...(cfg.kubeconfig !== undefined && { kubeconfig: cfg.kubeconfig }),
     nodeName: cfg.nodeName,
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
-    annotations: keyAnnotations,
+    annotations: { ...keyAnnotations, ...stream.annotations },
     logger: log,
   });
   const pullSecrets = new ProjectedPullSecrets({
@@ -363,6 +366,7 @@ async function main(): Promise<void> {
     await sandboxes.stop();
     await heartbeat.stop();
     await events.flush();
+    await stream.server.close();
     server.close();
     process.exit(code);
   }

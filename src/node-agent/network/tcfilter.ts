@@ -126,6 +126,16 @@ export function netnsLaunchPrefix(nsPath: string): string[] {
   return ['nsenter', `--net=${nsPath}`, '--'];
 }
 
+/** A tap per interface, in order, with the interface's MAC and MTU. Pure. */
+export function endpointsFor(ifaces: readonly NetnsInterface[]): TapEndpoint[] {
+  return ifaces.map((i, n) => ({
+    ifName: i.name,
+    tap: tapName(n),
+    mac: i.hwAddr.toLowerCase(),
+    mtu: i.mtu,
+  }));
+}
+
 /** The NICs for buildQemuArgs: one per endpoint, with the interface's MAC. */
 export function nicsFor(endpoints: readonly TapEndpoint[]): NicConfig[] {
   return endpoints.map((e) => ({ tap: e.tap, mac: e.mac }));
@@ -150,12 +160,7 @@ export async function attach(
 ): Promise<TapEndpoint[]> {
   const run = opts.run ?? runCommand;
   const o = { timeoutMs: opts.timeoutMs ?? 10_000 };
-  const endpoints = ifaces.map((i, n) => ({
-    ifName: i.name,
-    tap: tapName(n),
-    mac: i.hwAddr.toLowerCase(),
-    mtu: i.mtu,
-  }));
+  const endpoints = endpointsFor(ifaces);
   await detach(nsPath, endpoints, opts);
   try {
     for (const e of endpoints) {
@@ -215,12 +220,7 @@ export async function attachMoved(
 ): Promise<TapEndpoint[]> {
   const run = opts.run ?? runCommand;
   const o = { timeoutMs: opts.timeoutMs ?? 10_000 };
-  const endpoints = ifaces.map((i, n) => ({
-    ifName: i.name,
-    tap: tapName(n),
-    mac: i.hwAddr.toLowerCase(),
-    mtu: i.mtu,
-  }));
+  const endpoints = endpointsFor(ifaces);
   const dropInQemuNs = async (): Promise<void> => {
     for (const e of endpoints) {
       await run('nsenter', [`--net=${qemuNs}`, '--', 'ip', 'link', 'del', 'dev', e.tap], o).catch(

@@ -1,8 +1,35 @@
 // Taking over a VM a previous node agent started: the same QEMU (pid and start time) still runs,
 // answers QMP, and its agent answers Health.Check through a fresh serial bridge.
-import { AgentConnection } from '../../agent/agent-connection.js';
+import { AgentConnection, type RpcObserver } from '../../agent/agent-connection.js';
+import type { QemuState } from '../state-store.js';
 import { QmpClient } from '../hypervisor/qmp-client.js';
 import type { SandboxContext } from './sandbox-context.js';
+
+/**
+ * A fresh agent connection to a VM a previous node agent started: QMP answers, then the agent
+ * answers Health.Check through a new serial bridge. Throws (nothing left open) otherwise.
+ */
+export async function reconnectAgent(
+  saved: QemuState,
+  onCall?: RpcObserver,
+): Promise<AgentConnection> {
+  const qmp = await QmpClient.connect(saved.info.qmpSocket, { timeoutMs: 3_000 });
+  try {
+    await qmp.queryStatus({ timeoutMs: 3_000 });
+  } finally {
+    qmp.close();
+  }
+  const agent = await AgentConnection.open(saved, onCall);
+  try {
+    if (!(await agent.client.check({ waitForReady: true, timeoutMs: 20_000 }))) {
+      throw new Error('agent is not serving');
+    }
+  } catch (err) {
+    await agent.close().catch(() => {});
+    throw err;
+  }
+  return agent;
+}
 
 /** True when adopted; false when it is gone or cannot be adopted (ctx.vm set: stop it). */
 export async function adoptVm(ctx: SandboxContext): Promise<boolean> {
@@ -11,18 +38,10 @@ export async function adoptVm(ctx: SandboxContext): Promise<boolean> {
   const q = ctx.host.adoptVm(saved.info, ctx.log);
   if (!q) return false;
   try {
-    const qmp = await QmpClient.connect(saved.info.qmpSocket, { timeoutMs: 3_000 });
-    try {
-      await qmp.queryStatus({ timeoutMs: 3_000 });
-    } finally {
-      qmp.close();
-    }
     ctx.vm = q;
-    ctx.agent = await AgentConnection.open(saved, (rpc, code, s) =>
+    ctx.agent = await reconnectAgent(saved, (rpc, code, s) =>
       ctx.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
     );
-    const ok = await ctx.agent.client.check({ waitForReady: true, timeoutMs: 20_000 });
-    if (!ok) throw new Error('agent is not serving');
   } catch (err) {
     ctx.log.warn({ err, pid: saved.info.pid }, 'QEMU runs but cannot be adopted; stopping it');
     ctx.vm = q;

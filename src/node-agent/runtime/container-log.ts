@@ -1,6 +1,7 @@
 // A container's output file, <logDir>/<ns>_<name>_<uid>/<container>.log: appended in order,
 // rotated at a size cap (<file>.1 the newest rotated, up to maxFiles kept), with the last lines
-// kept in memory for status messages.
+// kept in memory for status messages. A restart keeps the ended run's file as
+// <container>.previous.log (what `log?previous=true` serves, as kubelet keeps the last one).
 import { appendFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -9,6 +10,11 @@ export function sandboxLogDir(
   meta: { namespace: string; name: string; uid: string },
 ): string {
   return path.join(logDir, `${meta.namespace}_${meta.name}_${meta.uid}`);
+}
+
+/** Where the previous run's output of a container is kept. Pure. */
+export function previousLogFile(file: string): string {
+  return file.replace(/\.log$/, '') + '.previous.log';
 }
 
 /** The renames that rotate `file`, oldest first so none overwrites a file still needed. Pure. */
@@ -78,6 +84,28 @@ export class ContainerLog {
     } catch {
       return [];
     }
+  }
+
+  /**
+   * A new run of the container starts: its file becomes the previous run's (replacing the one
+   * before), the ended run's rotated files go, and the new run writes a fresh file.
+   */
+  newRun(): Promise<void> {
+    const next = this.chain.then(async () => {
+      await rename(this.opts.file, previousLogFile(this.opts.file)).catch(
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        },
+      );
+      for (let i = 1; i <= this.opts.maxFiles; i++) {
+        await rm(`${this.opts.file}.${i}`, { force: true });
+      }
+      this.size = 0;
+      this.recent = [];
+      this.partial = '';
+    });
+    this.chain = next.catch(() => {});
+    return next;
   }
 
   private remember(text: string): void {

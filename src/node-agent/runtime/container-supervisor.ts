@@ -212,6 +212,11 @@ export class ContainerSupervisor {
       host.log.warn({ err, container: name }, 'RemoveContainer before restart failed');
     }
     const count = st.restartCount + 1;
+    await this.logOf(name)
+      .newRun()
+      .catch((err: unknown) =>
+        host.log.warn({ err, container: name }, 'keeping the previous log failed'),
+      );
     host.state.containers[name] = { ...st, restartCount: count };
     try {
       await this.run(name, host.signal);

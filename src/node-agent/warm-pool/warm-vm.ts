@@ -2,9 +2,9 @@
 // and cgroup, named by its own uid; no container, no network, no user data), adopted by a
 // restarted node agent, or destroyed with everything it had. Once a sandbox takes it, the
 // sandbox's runtime owns all of that (teardown.ts).
-import { AgentConnection } from '../../agent/agent-connection.js';
+import type { AgentConnection } from '../../agent/agent-connection.js';
 import type { VmSpec } from '../../crds/index.js';
-import { QmpClient } from '../hypervisor/qmp-client.js';
+import { reconnectAgent } from '../runtime/adoption.js';
 import { NETNS_RUN_DIR, sandboxNetnsName } from '../network/cni.js';
 import { sandboxDirs } from '../runtime/sandbox-dirs.js';
 import type { RunningVm } from '../hypervisor/qemu-process.js';
@@ -95,22 +95,10 @@ export async function adoptWarmVm(
   if (!saved) return undefined;
   const vm = deps.host.adoptVm(saved.info, deps.log);
   if (!vm) return undefined;
-  let agent: AgentConnection | undefined;
   try {
-    const qmp = await QmpClient.connect(saved.info.qmpSocket, { timeoutMs: 3_000 });
-    try {
-      await qmp.queryStatus({ timeoutMs: 3_000 });
-    } finally {
-      qmp.close();
-    }
-    agent = await AgentConnection.open(saved);
-    if (!(await agent.client.check({ waitForReady: true, timeoutMs: 20_000 }))) {
-      throw new Error('agent is not serving');
-    }
-    return { record: rec, vm, agent };
+    return { record: rec, vm, agent: await reconnectAgent(saved) };
   } catch (err) {
     deps.log.warn({ err, vmUid: rec.vmUid }, 'warm VM runs but cannot be adopted; stopping it');
-    await agent?.close().catch(() => {});
     await destroyWarmVm(deps, rec, vm);
     return undefined;
   }

@@ -146,6 +146,7 @@ describe('Dockerfile', () => {
   it('bundles each component from a main.ts that exists, and links the entrypoints', () => {
     const loop = /for entry in ([^;]+);/.exec(DOCKERFILE)?.[1]?.trim().split(/\s+/) ?? [];
     expect(loop.map((e) => e.split(':')[1]).sort()).toEqual([
+      'kata-api',
       'kata-controller',
       'kata-leak-audit',
       'kata-node-agent',
@@ -174,6 +175,7 @@ describe('Dockerfile', () => {
         ['kata-controller', 'kata-controller: schedules'],
         ['kata-node-agent', 'kata-node-agent: runs'],
         ['kata-leak-audit', 'kata-leak-audit: lists'],
+        ['kata-api', 'kata-api: serves'],
       ] as const) {
         const help = execFileSync(path.join(out, 'bin', `${bin}.mjs`), ['--help'], {
           cwd: out,

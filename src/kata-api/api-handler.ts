@@ -1,0 +1,194 @@
+// One request to kata-api: the front proxy's certificate and headers say who calls, a
+// SubjectAccessReview says whether they may, then the sandbox's node agent serves it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { ResourceAttributes } from '../kube/access-reviews.js';
+import type { AccessReviewResult, UserInfo } from '../observability/metrics-auth.js';
+import type { Logger } from '../observability/logger.js';
+import {
+  SUBRESOURCE_GROUP,
+  SUBRESOURCE_VERB,
+  nodeStreamPath,
+  type Subresource,
+} from '../subresources/contract.js';
+import { logOptionsQuery, parseLogOptions } from '../subresources/log-options.js';
+import { writeStatus } from './api-status.js';
+import { apiResourceList } from './discovery.js';
+import {
+  proxyCertificateProblem,
+  userFromHeaders,
+  type RequestHeaderConfig,
+} from './front-proxy.js';
+import { NodeStreams, StreamError } from './node-streams.js';
+import { parseApiPath } from './request-path.js';
+
+export interface ApiHandlerDeps {
+  requestHeader: () => RequestHeaderConfig;
+  review: (user: UserInfo, attrs: ResourceAttributes) => Promise<AccessReviewResult>;
+  streams: NodeStreams;
+  logger: Logger;
+}
+
+/** kube-apiserver's wording for a refused request, so users see what RBAC lacks. Pure. */
+export function forbiddenMessage(
+  user: string,
+  verb: string,
+  sub: Subresource,
+  namespace: string,
+  name: string,
+): string {
+  return (
+    `katasandboxes.${SUBRESOURCE_GROUP} "${name}" is forbidden: User "${user}" cannot ${verb} ` +
+    `resource "katasandboxes/${sub}" in API group "${SUBRESOURCE_GROUP}" in the namespace "${namespace}"`
+  );
+}
+
+/** Which container: the one named, or the only one. Pure. */
+export function chooseContainer(
+  names: string[],
+  requested: string | undefined,
+  sandbox: string,
+): { ok: true; name: string } | { ok: false; message: string } {
+  if (requested) {
+    return names.includes(requested)
+      ? { ok: true, name: requested }
+      : { ok: false, message: `container ${requested} is not valid for katasandbox ${sandbox}` };
+  }
+  if (names.length === 1 && names[0]) return { ok: true, name: names[0] };
+  return {
+    ok: false,
+    message: `a container name must be specified for katasandbox ${sandbox}, choose one of: [${names.join(' ')}]`,
+  };
+}
+
+export function apiHandler(deps: ApiHandlerDeps) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'https://kata-api');
+    if (url.pathname === '/healthz' || url.pathname === '/readyz') {
+      res.writeHead(200).end('ok\n');
+      return;
+    }
+    const cfg = deps.requestHeader();
+    const socket = req.socket as TLSSocket;
+    const cn = socket.getPeerCertificate()?.subject?.CN;
+    const problem = proxyCertificateProblem(
+      { authorized: socket.authorized, ...(typeof cn === 'string' && { commonName: cn }) },
+      cfg,
+    );
+    if (problem) {
+      deps.logger.warn({ why: problem, remote: socket.remoteAddress }, 'request refused');
+      return writeStatus(res, 401, `Unauthorized: ${problem}`);
+    }
+    const path = parseApiPath(url.pathname);
+    if (path.kind === 'discovery') {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(apiResourceList()));
+      return;
+    }
+    if (path.kind === 'unknown')
+      return writeStatus(res, 404, 'the server could not find the requested resource');
+    const user = userFromHeaders(req.headers, cfg);
+    if (!user) return writeStatus(res, 401, 'Unauthorized: the front proxy named no user');
+    const { namespace, name, subresource } = path;
+    const verb = SUBRESOURCE_VERB[subresource];
+    const review = await deps.review(user, {
+      namespace,
+      verb,
+      group: SUBRESOURCE_GROUP,
+      resource: 'katasandboxes',
+      subresource,
+      name,
+    });
+    if (!review.allowed) {
+      deps.logger.info({ user: user.username, namespace, name, subresource }, 'forbidden');
+      return writeStatus(
+        res,
+        403,
+        forbiddenMessage(user.username, verb, subresource, namespace, name),
+        {
+          name,
+          kind: `katasandboxes/${subresource}`,
+        },
+      );
+    }
+    // console is read-only for now: its output, as `log` serves a container's.
+    if (subresource !== 'log' && subresource !== 'console') {
+      return writeStatus(res, 501, `katasandboxes/${subresource} is not implemented yet`);
+    }
+    if (req.method !== 'GET') return writeStatus(res, 405, `${subresource} is read with GET`);
+    await serveRead(deps, url.searchParams, { namespace, name, subresource }, res);
+  };
+}
+
+/** `log` or `console`: a GET the node agent answers with a stream of text. */
+async function serveRead(
+  deps: ApiHandlerDeps,
+  q: URLSearchParams,
+  target: { namespace: string; name: string; subresource: 'log' | 'console' },
+  res: ServerResponse,
+): Promise<void> {
+  const { namespace, name, subresource } = target;
+  const parsed = parseLogOptions(q);
+  if (!parsed.ok) return writeStatus(res, 400, parsed.message);
+  if (subresource === 'console' && (parsed.value.container || parsed.value.previous)) {
+    return writeStatus(res, 400, 'console takes no container and no previous');
+  }
+  try {
+    const sb = await deps.streams.sandbox(namespace, name);
+    let options = parsed.value;
+    if (subresource === 'log') {
+      const container = chooseContainer(
+        (sb.spec?.containers ?? []).map((c) => c.name),
+        parsed.value.container,
+        name,
+      );
+      if (!container.ok) return writeStatus(res, 400, container.message);
+      options = { ...options, container: container.name };
+    }
+    const node = NodeStreams.nodeOf(sb);
+    if (!node) return writeStatus(res, 400, `katasandbox ${name} is not on a node yet`);
+    const ep = await deps.streams.endpoint(node);
+    const abort = new AbortController();
+    res.once('close', () => abort.abort(new Error('client went away')));
+    const query = logOptionsQuery(options);
+    const upstream = await deps.streams.get(
+      ep,
+      `${nodeStreamPath(namespace, name, subresource)}?${query}`,
+      abort.signal,
+    );
+    if (upstream.statusCode !== 200) {
+      const text = await readAll(upstream);
+      // The user's mistakes pass through; the node agent's own refusals are a bad gateway.
+      const code =
+        upstream.statusCode === 400 || upstream.statusCode === 404 ? upstream.statusCode : 502;
+      return writeStatus(
+        res,
+        code,
+        code === 502 ? `node agent of ${node}: ${text.trim()}` : text.trim(),
+      );
+    }
+    res.writeHead(200, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Cache-Control': 'no-cache',
+    });
+    res.flushHeaders();
+    upstream.pipe(res);
+    upstream.once('error', () => res.destroy());
+    res.once('close', () => upstream.destroy());
+  } catch (err) {
+    if (err instanceof StreamError) return writeStatus(res, err.code, err.message);
+    deps.logger.warn({ err, namespace, name, subresource }, 'read failed');
+    return writeStatus(res, 500, `${subresource} failed: ${String((err as Error).message ?? err)}`);
+  }
+}
+
+async function readAll(stream: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > 64 * 1024) break;
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
