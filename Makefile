@@ -143,6 +143,16 @@ bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: gu
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/kata-api-logs.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/kata-api-logs.mjs 50 3
 
+.PHONY: soak
+SOAK_OUT := node_modules/.cache/soak
+SOAK_ROUNDS ?= 300
+SOAK_SEED ?=
+soak: deps guest controlplane host-fs ## randomized soak with fault injection on the real stack (SOAK_ROUNDS, SOAK_SEED; SOAK_FAULTS a comma list); ends with one `soak-result {json}` line
+	@mkdir -p $(SOAK_OUT)
+	@npx esbuild test/soak/main.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(SOAK_OUT)/soak.mjs
+	SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_SEED=$(SOAK_SEED) KATA_REPO_ROOT=$(CURDIR) node $(SOAK_OUT)/soak.mjs
+
 .PHONY: bench-warm
 bench-warm: deps guest controlplane host-fs ## create → Running from a warm pool beside a cold create (ends with a bench-result line)
 	@mkdir -p $(BENCH_OUT)

@@ -32,6 +32,14 @@ export default {
       globalSetup: '<rootDir>/test/integration/global-setup.mjs',
       globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
     },
+    // The soak's short form (test/soak/, `make soak` is the long one): the e2e stack, with faults.
+    {
+      ...common,
+      displayName: 'soak',
+      testMatch: ['<rootDir>/test/soak/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/integration/global-setup.mjs',
+      globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
+    },
     // Real QEMU VMs driven by peer programs (test/peers/<peer>/, Go); no control plane.
     { ...common, displayName: 'peers', testMatch: ['<rootDir>/test/peers/**/*.test.ts'] },
     // Its own cluster (hack/cluster.sh up/down inside the file), no shared plane.

@@ -27,7 +27,7 @@ fi
 required=()
 if [ $# -eq 0 ]; then
   # shellcheck disable=SC2206
-  required=(${TEST_LAYERS:-unit integration e2e peers cluster})
+  required=(${TEST_LAYERS:-unit integration e2e soak peers cluster})
 fi
 node hack/test-summary.mjs "$out/jest.json" "${required[@]}"
 summary=$?

@@ -224,7 +224,9 @@ export class SandboxRuntime {
     if (ctx.ended || ctx.stopping) return;
     ctx.state.end = { ...end, at: new Date().toISOString() };
     if (failure) ctx.state.failure = failure;
-    if (ctx.persisted) await ctx.save();
+    // A state disk that refuses the write (full) must not keep the end from the status and the
+    // host from its release: the save logged its error; recovery reports a VM without its end.
+    if (ctx.persisted) await ctx.save().catch(() => undefined);
     this.log.info({ reason: end.reason }, 'sandbox ended');
     ctx.changed();
     await this.release().catch((err: unknown) =>
@@ -235,13 +237,22 @@ export class SandboxRuntime {
 
   /** Stops the VM and removes mounts and run dir; the state (with the end) stays. Idempotent. */
   release(): Promise<void> {
-    this.releasing ??= releaseSandbox(this.ctx, this.task);
+    // A release that failed (a full state disk) is tried again by the next call, not remembered.
+    this.releasing ??= releaseSandbox(this.ctx, this.task).catch((err: unknown) => {
+      this.releasing = undefined;
+      throw err;
+    });
     return this.releasing;
   }
 
   /** Deletion: containers stopped gracefully, then everything on the host goes. Idempotent. */
   destroy(): Promise<void> {
-    this.destroying ??= destroySandbox(this.ctx, this.containers, this.task, () => this.release());
+    this.destroying ??= destroySandbox(this.ctx, this.containers, this.task, () =>
+      this.release(),
+    ).catch((err: unknown) => {
+      this.destroying = undefined;
+      throw err;
+    });
     return this.destroying;
   }
 

@@ -62,6 +62,10 @@ class World {
   /** Each container's init: exits when told (or on SIGTERM/SIGKILL, with 128+N). */
   private readonly exits = new Map<string, (code: number) => void>();
   bootFails = false;
+  /** The state disk is full: every save fails. */
+  saveFails = false;
+  /** How often the runtime said its facts changed (each one is a status write). */
+  changes = 0;
   vmRunning = false;
   private endVm: ((s: ExitStatus) => void) | undefined;
 
@@ -223,6 +227,7 @@ class World {
         config,
         store: {
           save: async (st: SandboxState) => {
+            if (this.saveFails) throw new Error('ENOSPC: no space left on device, write');
             this.saved.push(structuredClone(st));
           },
           remove: async () => {
@@ -236,7 +241,7 @@ class World {
         accelerator: this.host.accelerator,
         createSlots: new PQueue({ concurrency: 1 }),
         host: this.host,
-        onChange: () => {},
+        onChange: () => (this.changes += 1),
         event: (type, reason) => this.events.push(`${type} ${reason}`),
       },
       sb,
@@ -371,6 +376,34 @@ describe('SandboxRuntime (against a fake host and agent)', () => {
     ]);
     expect(rt.facts().failure).toMatchObject({ condition: 'VMReady', reason: 'BootFailed' });
     expect(w.events).toContain('Warning BootFailed');
+  });
+
+  // Found by the soak (issue 24): a full state disk at creation left the sandbox Creating for good.
+  it('a state disk that refuses every save: the sandbox still fails with its reason, its status says so, the host is released', async () => {
+    const w = new World();
+    w.saveFails = true;
+    const rt = w.runtime();
+    rt.start();
+    await until('the release', () => w.journal.includes(`removeTree ${RUN}`));
+    expect(rt.facts().end?.message).toContain('ENOSPC');
+    expect(w.events.filter((e) => e.startsWith('Warning'))).toHaveLength(1);
+    expect(w.changes).toBeGreaterThan(0);
+    expect(w.saved).toEqual([]);
+  });
+
+  // Found by the soak (issue 24): a release that failed once (its state save, disk full) was
+  // remembered, so every later delete met the same error and the finalizer stayed for good.
+  it('a destroy that failed while the state disk was full succeeds once it has room again', async () => {
+    const w = new World();
+    w.saveFails = true;
+    const rt = w.runtime();
+    rt.start();
+    await until('the release', () => w.journal.includes(`removeTree ${RUN}`));
+    await expect(rt.destroy()).rejects.toThrow('ENOSPC');
+    w.saveFails = false;
+    await rt.destroy();
+    expect(w.removedState).toBe(true);
+    expect(rt.gone).toBe(true);
   });
 
   it('a refused host path fails before anything is made on the host', async () => {
