@@ -33,10 +33,13 @@ export function kata1AgentBinary(): string {
   return wanted;
 }
 
-/** Builds (or finds cached) the variant image around `agent`; returns its directory. */
-export function kata1GuestImage(agent: string): string {
-  const out = execFileSync('bash', [path.join(REPO, 'guest/build.sh')], {
-    cwd: REPO,
+/**
+ * Builds (or finds cached) the variant image around `agent`; returns its directory. `repo`: the
+ * checkout whose guest/build.sh to run (a bundled bench passes its working directory).
+ */
+export function kata1GuestImage(agent: string, repo = REPO): string {
+  const out = execFileSync('bash', [path.join(repo, 'guest/build.sh')], {
+    cwd: repo,
     env: { ...process.env, GUEST_EXEC_AGENT: agent },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
