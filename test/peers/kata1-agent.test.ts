@@ -211,6 +211,20 @@ describe('our node agent with the real Kata 1.x agent in the guest', () => {
     }
   });
 
+  it('StatsContainer: the 1.x agent’s cgroup v1 figures decode (its "no limit" clamped)', async () => {
+    const client = channelOf(mainSb);
+    try {
+      const stats = await client.statsContainer('main', CALL);
+      const mem = stats.cgroupStats?.memoryStats?.usage;
+      expect(mem?.usage).toBeGreaterThan(0);
+      // 1.x reports v1's "no limit", 2^63 - 4096: wider than a JS number holds exactly.
+      expect(mem?.limit).toBe(Number.MAX_SAFE_INTEGER);
+      expect(stats.cgroupStats?.pidsStats?.current).toBeGreaterThan(0);
+    } finally {
+      client.close();
+    }
+  });
+
   it('a signal to an exec’d process reaches its trap, and its exit code comes back', async () => {
     const client = channelOf(mainSb);
     try {
