@@ -283,13 +283,14 @@ async function main(): Promise<void> {
   say(`    kubectl --kubeconfig ${kubeconfig} -n ${NAMESPACE} get ksb`);
 
   await step('CRD and RBAC from deploy/ (namespace, crds/, rbac/)', async () => {
-    for (const f of ['namespace.yaml', 'crds/kata.sandbox.io_katasandboxes.yaml']) {
+    for (const f of ['namespace.yaml', 'crds/']) {
       await kubectl(['apply', '--server-side', '-f', path.join(REPO, 'deploy', f)]);
     }
     await kubectl(
       [
         ...['wait', '--for=condition=Established', '--timeout=60s'],
         'crd/katasandboxes.kata.sandbox.io',
+        'crd/katawarmpools.kata.sandbox.io',
       ],
       70_000,
     );

@@ -10,6 +10,8 @@ export interface NodeView {
     leaseDurationSeconds?: number;
     capacitySandboxes?: number;
     capacityMemoryMiB?: number;
+    /** Ready warm VMs by shape key, as the node agent advertises them. */
+    warmReady?: Record<string, number>;
   };
   node?: { labels: Record<string, string>; unschedulable: boolean };
 }
@@ -23,6 +25,8 @@ export interface SchedulingRequest {
   nodeName?: string;
   nodeSelector?: Record<string, string>;
   memoryMiB: number;
+  /** The sandbox's VM shape key: a node with a ready warm VM of it is preferred. */
+  warmShape?: string;
 }
 
 export type SchedulingResult = { node: string } | { unschedulable: string };
@@ -68,8 +72,9 @@ function rejection(
 }
 
 /**
- * Picks the least-loaded node that can take the sandbox (fewest sandboxes, then most free memory,
- * then name, so the choice is deterministic), or says why none can, as the scheduler does.
+ * Picks a node that can take the sandbox: one with a ready warm VM of its shape first (a claim
+ * beats a boot), then the least loaded (fewest sandboxes, then most free memory, then name, so
+ * the choice is deterministic); or says why none can, as the scheduler does.
  */
 export function chooseNode(
   req: SchedulingRequest,
@@ -78,7 +83,7 @@ export function chooseNode(
   now: Date,
 ): SchedulingResult {
   const reasons = new Map<Rejection, number>();
-  const fits: { name: string; load: NodeLoad; freeMemory: number }[] = [];
+  const fits: { name: string; load: NodeLoad; freeMemory: number; warm: number }[] = [];
   for (const view of nodes) {
     const load = loadOf(view.name);
     const why = rejection(view, req, load, now);
@@ -88,10 +93,12 @@ export function chooseNode(
         name: view.name,
         load,
         freeMemory: (view.lease?.capacityMemoryMiB ?? 0) - load.memoryMiB,
+        warm: req.warmShape ? (view.lease?.warmReady?.[req.warmShape] ?? 0) : 0,
       });
   }
   fits.sort(
     (a, b) =>
+      Number(b.warm > 0) - Number(a.warm > 0) ||
       a.load.sandboxes - b.load.sandboxes ||
       b.freeMemory - a.freeMemory ||
       a.name.localeCompare(b.name),

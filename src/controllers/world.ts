@@ -1,5 +1,5 @@
 import type { V1Lease, V1Node } from '@kubernetes/client-node';
-import { leaseCapacity, nodeOfLease } from '../kube/lease.js';
+import { leaseCapacity, leaseWarmReady, nodeOfLease } from '../kube/lease.js';
 import type { LeaseJudgement } from './lease-observations.js';
 import type { NodeLoad, NodeView } from './node-candidates.js';
 import type { World } from './sandbox-plan.js';
@@ -31,6 +31,7 @@ export function nodeViews(
         leaseDurationSeconds: durationSeconds,
         capacitySandboxes: cap?.sandboxes,
         capacityMemoryMiB: cap?.memoryMiB,
+        warmReady: leaseWarmReady(lease),
       },
       node: node && {
         labels: node.metadata?.labels ?? {},

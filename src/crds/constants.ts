@@ -11,6 +11,14 @@ export const SHORT_NAMES = ['ksb'] as const;
 export const CATEGORIES = ['all', 'kata'] as const;
 export const CRD_NAME = `${PLURAL}.${CRD_GROUP}`;
 
+/** The cluster-scoped KataWarmPool resource (docs/warm-pools.md). */
+export const WARM_POOL_KIND = 'KataWarmPool';
+export const WARM_POOL_LIST_KIND = 'KataWarmPoolList';
+export const WARM_POOL_PLURAL = 'katawarmpools';
+export const WARM_POOL_SINGULAR = 'katawarmpool';
+export const WARM_POOL_SHORT_NAMES = ['kwp'] as const;
+export const WARM_POOL_CRD_NAME = `${WARM_POOL_PLURAL}.${CRD_GROUP}`;
+
 /** Namespace of the controller, the node agents and their Leases. */
 export const SYSTEM_NAMESPACE = 'kata-system';
 
@@ -25,6 +33,11 @@ export const CAPACITY_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/capacity-memory-m
 export const ALLOCATED_SANDBOXES_ANNOTATION = 'kata.sandbox.io/allocated-sandboxes';
 export const ALLOCATED_MEMORY_MIB_ANNOTATION = 'kata.sandbox.io/allocated-memory-mib';
 export const ALLOCATED_VCPUS_ANNOTATION = 'kata.sandbox.io/allocated-vcpus';
+/**
+ * Node agent Lease annotation: the node's ready warm VMs per VM shape (JSON object, shape key →
+ * count), so the controller prefers a node where a sandbox can take one.
+ */
+export const WARM_READY_ANNOTATION = 'kata.sandbox.io/warm-ready';
 
 /** Name of the node agent's Lease for a node (in SYSTEM_NAMESPACE). */
 export function nodeLeaseName(nodeName: string): string {

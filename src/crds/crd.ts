@@ -1,4 +1,5 @@
-// The CustomResourceDefinition object, built from the schema in katasandbox.ts.
+// The CustomResourceDefinition objects, built from the schemas in katasandbox.ts and
+// katawarmpool.ts.
 import {
   CATEGORIES,
   CRD_GROUP,
@@ -9,18 +10,25 @@ import {
   PLURAL,
   SHORT_NAMES,
   SINGULAR,
+  WARM_POOL_CRD_NAME,
+  WARM_POOL_KIND,
+  WARM_POOL_LIST_KIND,
+  WARM_POOL_PLURAL,
+  WARM_POOL_SHORT_NAMES,
+  WARM_POOL_SINGULAR,
 } from './constants.js';
 import { specSchema, statusSchema } from './katasandbox.js';
+import { warmPoolSpecSchema, warmPoolStatusSchema } from './katawarmpool.js';
 import type { JSONSchemaProps } from './schema.js';
 
-/** The full openAPIV3Schema of the KataSandbox resource. */
-export function openApiSchema(): JSONSchemaProps {
+function resourceSchema(
+  description: string,
+  spec: JSONSchemaProps,
+  status: JSONSchemaProps,
+): JSONSchemaProps {
   return {
     type: 'object',
-    description:
-      'KataSandbox runs containers inside a dedicated QEMU virtual machine on one node: the ' +
-      'controller schedules it, the node agent boots the VM and the guest agent starts the ' +
-      'containers.',
+    description,
     required: ['spec'],
     properties: {
       apiVersion: {
@@ -34,8 +42,77 @@ export function openApiSchema(): JSONSchemaProps {
       },
       // Only `type` (plus name/generateName): the apiserver refuses anything else on metadata, even a description.
       metadata: { type: 'object' },
-      spec: specSchema.json,
-      status: statusSchema.json,
+      spec,
+      status,
+    },
+  };
+}
+
+/** The full openAPIV3Schema of the KataSandbox resource. */
+export function openApiSchema(): JSONSchemaProps {
+  return resourceSchema(
+    'KataSandbox runs containers inside a dedicated QEMU virtual machine on one node: the ' +
+      'controller schedules it, the node agent boots the VM and the guest agent starts the ' +
+      'containers.',
+    specSchema.json,
+    statusSchema.json,
+  );
+}
+
+/** The full openAPIV3Schema of the KataWarmPool resource. */
+export function warmPoolOpenApiSchema(): JSONSchemaProps {
+  return resourceSchema(
+    'KataWarmPool keeps VMs of one shape booted and idle on matching nodes; a KataSandbox of ' +
+      'that shape scheduled there takes one instead of booting (docs/warm-pools.md).',
+    warmPoolSpecSchema.json,
+    warmPoolStatusSchema.json,
+  );
+}
+
+export function buildWarmPoolCrd() {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: WARM_POOL_CRD_NAME },
+    spec: {
+      group: CRD_GROUP,
+      names: {
+        kind: WARM_POOL_KIND,
+        listKind: WARM_POOL_LIST_KIND,
+        plural: WARM_POOL_PLURAL,
+        singular: WARM_POOL_SINGULAR,
+        shortNames: [...WARM_POOL_SHORT_NAMES],
+        categories: ['kata'],
+      },
+      scope: 'Cluster',
+      versions: [
+        {
+          name: CRD_VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Per-Node', type: 'integer', jsonPath: '.spec.replicasPerNode' },
+            { name: 'vCPUs', type: 'integer', jsonPath: '.spec.vm.vcpus' },
+            { name: 'Memory(MiB)', type: 'integer', jsonPath: '.spec.vm.memoryMiB' },
+            {
+              name: 'Ready',
+              type: 'string',
+              description: 'Ready warm VMs of each reporting node, in status.nodes order.',
+              jsonPath: '.status.nodes[*].ready',
+            },
+            {
+              name: 'Claimed',
+              type: 'string',
+              priority: 1,
+              jsonPath: '.status.nodes[*].claimed',
+            },
+            { name: 'Nodes', type: 'string', priority: 1, jsonPath: '.status.nodes[*].node' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: { openAPIV3Schema: warmPoolOpenApiSchema() },
+        },
+      ],
     },
   };
 }

@@ -407,6 +407,20 @@ export const localObjectReferenceSchema = obj(
   { description: 'A reference to a Secret in the same namespace.', required: ['name'] },
 );
 
+/** Labels a node must have (matched against its Node object). */
+export const nodeSelectorSchema = record(
+  str({
+    description: 'A label value.',
+    maxLength: 63,
+    pattern: '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$',
+  }),
+  {
+    description:
+      'Labels the node must have; matched against Node objects (a Node object must exist).',
+    maxProperties: 32,
+  },
+);
+
 export const specSchema = obj(
   {
     nodeName: str({
@@ -416,18 +430,7 @@ export const specSchema = obj(
       maxLength: 253,
       pattern: DNS_SUBDOMAIN,
     }),
-    nodeSelector: record(
-      str({
-        description: 'A label value.',
-        maxLength: 63,
-        pattern: '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$',
-      }),
-      {
-        description:
-          'Labels the node must have; matched against Node objects (a Node object must exist).',
-        maxProperties: 32,
-      },
-    ),
+    nodeSelector: nodeSelectorSchema,
     hostname: str({
       description:
         'Hostname of the guest, a DNS label of at most 63 characters. Default (computed by the ' +
@@ -534,6 +537,25 @@ export const vmStatusSchema = obj(
       format: 'int64',
     }),
     startedAt: time('When QEMU was started.'),
+    warm: bool({
+      description:
+        'True when the sandbox took a VM a KataWarmPool had booted before it was created (no ' +
+        'boot in its path); claimMillis then says how long taking it took.',
+    }),
+    warmPool: str({ description: 'The KataWarmPool the VM came from.', maxLength: 253 }),
+    claimMillis: int({
+      description:
+        'Milliseconds to take the warm VM: its share, network and devices attached without a ' +
+        'reboot.',
+      minimum: 0,
+      format: 'int64',
+    }),
+    warmMiss: str({
+      description:
+        'Why a VM was booted although a KataWarmPool on the node could have served the sandbox ' +
+        '(e.g. no ready VM of its shape, or devices a warm VM cannot take).',
+      maxLength: 1024,
+    }),
   },
   { description: 'The running VM, as seen by the node agent.' },
 );

@@ -6,6 +6,7 @@ import {
   ALLOCATED_MEMORY_MIB_ANNOTATION,
   ALLOCATED_SANDBOXES_ANNOTATION,
   ALLOCATED_VCPUS_ANNOTATION,
+  WARM_READY_ANNOTATION,
   CAPACITY_MEMORY_MIB_ANNOTATION,
   CAPACITY_SANDBOXES_ANNOTATION,
   nodeLeaseName,
@@ -90,14 +91,39 @@ export function leaseCapacity(lease: V1Lease): NodeCapacity | undefined {
 /** What a node's sandboxes that have not ended hold: their VMs' guest memory and vCPUs. */
 export interface NodeAllocation extends NodeCapacity {
   vcpus: number;
+  /** Ready warm VMs by shape key (crds/warm-shape.ts), not counted above. */
+  warmReady?: Record<string, number>;
 }
 
 export function allocationAnnotations(a: NodeAllocation): Record<string, string> {
+  const warm = Object.fromEntries(
+    Object.entries(a.warmReady ?? {})
+      .filter(([, n]) => n > 0)
+      .sort(([x], [y]) => x.localeCompare(y)),
+  );
   return {
     [ALLOCATED_SANDBOXES_ANNOTATION]: String(a.sandboxes),
     [ALLOCATED_MEMORY_MIB_ANNOTATION]: String(a.memoryMiB),
     [ALLOCATED_VCPUS_ANNOTATION]: String(a.vcpus),
+    [WARM_READY_ANNOTATION]: JSON.stringify(warm),
   };
+}
+
+/** The ready warm VMs a Lease advertises, by shape key; {} when none or unreadable. */
+export function leaseWarmReady(lease: V1Lease): Record<string, number> {
+  const raw = lease.metadata?.annotations?.[WARM_READY_ANNOTATION];
+  if (!raw || raw.length > 4096) return {};
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
+    return Object.fromEntries(
+      Object.entries(parsed).filter(
+        (e): e is [string, number] => Number.isInteger(e[1]) && (e[1] as number) > 0,
+      ),
+    );
+  } catch {
+    return {};
+  }
 }
 
 export function capacityAnnotations(c: NodeCapacity): Record<string, string> {

@@ -122,7 +122,8 @@ export class NodeHeartbeatThread {
     if (
       a?.sandboxes === allocated.sandboxes &&
       a.memoryMiB === allocated.memoryMiB &&
-      a.vcpus === allocated.vcpus
+      a.vcpus === allocated.vcpus &&
+      JSON.stringify(a.warmReady) === JSON.stringify(allocated.warmReady)
     )
       return;
     this.allocated = allocated;

@@ -12,7 +12,9 @@ import {
   PLURAL,
   vmMemoryMiB,
   vmVcpus,
+  WARM_POOL_PLURAL,
   type KataSandbox,
+  type KataWarmPool,
 } from '../crds/index.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
@@ -42,6 +44,9 @@ import { SandboxNetwork, storedNetnsClaims } from './network/sandbox-network.js'
 import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 import { processShutdown } from '../common/process-shutdown.js';
+import { nodeSandboxHost } from './runtime/sandbox-host.js';
+import { WarmPools } from './warm-pool/warm-pools.js';
+import { WarmVmStore } from './warm-pool/warm-vm-store.js';
 
 const log = createLogger('kata-node-agent');
 /** Deadline of each guest call of the periodic sampling: a busy guest is skipped, not waited for. */
@@ -84,14 +89,14 @@ async function main(): Promise<void> {
   // before they exist (the probe server starts after both).
   const runtimes = (): SandboxRuntime[] => [...rec.runtimes.values()];
   // What the node's sandboxes that have not ended hold: a metric and the Lease say it.
-  const allocation = (): NodeAllocation => {
-    const live = runtimes().filter((r) => !r.state.end);
-    return {
-      sandboxes: live.length,
-      memoryMiB: live.reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
-      vcpus: live.reduce((n, r) => n + vmVcpus(r.spec), 0),
-    };
-  };
+  const live = (): SandboxRuntime[] => runtimes().filter((r) => !r.state.end);
+  let warmReady: Record<string, number> = {};
+  const allocation = (): NodeAllocation => ({
+    sandboxes: live().length,
+    memoryMiB: live().reduce((n, r) => n + vmMemoryMiB(r.spec), 0),
+    vcpus: live().reduce((n, r) => n + vmVcpus(r.spec), 0),
+    warmReady,
+  });
   const metrics = nodeAgentMetrics({
     phases: () => {
       const counts = new Map<string, number>();
@@ -117,6 +122,7 @@ async function main(): Promise<void> {
     }),
     capacity: { sandboxes: cfg.maxSandboxes, memoryMiB: cfg.memoryMiB },
     allocated: () => allocation(),
+    warmVms: () => warmPools.vmCounts(),
   });
   const events = new EventRecorder({
     clients,
@@ -196,6 +202,49 @@ async function main(): Promise<void> {
     logger: log,
     paused: true,
   });
+  const guestImage = () =>
+    resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) });
+  const accelerator = (requested: 'auto' | 'kvm' | 'tcg') => chooseAccelerator(requested, kvmProbe);
+  // Warm pools (docs/warm-pools.md): VMs booted before any sandbox asks, on free capacity only.
+  const warmPoolInformer = new Informer<KataWarmPool>(kc, {
+    path: `/apis/${CRD_GROUP}/${CRD_VERSION}/${WARM_POOL_PLURAL}`,
+    logger: log.child({ informer: 'katawarmpools' }),
+  });
+  const warmLog = log.child({ subsystem: 'warm-pools' });
+  const warmPools = new WarmPools({
+    deps: {
+      host: nodeSandboxHost({
+        config: cfg,
+        guestImage,
+        accelerator,
+        ...(vmCgroups && { vmCgroups }),
+        logger: warmLog,
+      }),
+      config: cfg,
+      metrics,
+      log: warmLog,
+      store: new WarmVmStore(cfg.stateDir),
+    },
+    nodeName: cfg.nodeName,
+    pools: warmPoolInformer,
+    clients,
+    freeForWarm: () => {
+      const a = allocation();
+      return { memoryMiB: cfg.memoryMiB - a.memoryMiB, slots: cfg.maxSandboxes - a.sandboxes };
+    },
+    claimedByPool: () => {
+      const m = new Map<string, number>();
+      for (const r of live()) {
+        const pool = r.state.warm?.pool;
+        if (pool) m.set(pool, (m.get(pool) ?? 0) + 1);
+      }
+      return m;
+    },
+    onReady: (ready) => {
+      warmReady = ready;
+      heartbeat.setAllocated(allocation());
+    },
+  });
   const rec = new NodeReconciler({
     clients,
     sandboxes,
@@ -207,9 +256,9 @@ async function main(): Promise<void> {
       store,
       metrics,
       logger: log,
-      guestImage: () =>
-        resolveGuestImage({ ...(cfg.guestImageDir && { imageDir: cfg.guestImageDir }) }),
-      accelerator: (requested) => chooseAccelerator(requested, kvmProbe),
+      guestImage,
+      accelerator,
+      warmPools,
       createSlots: new PQueue({ concurrency: cfg.concurrency }),
       ...(vmCgroups && { vmCgroups }),
       images,
@@ -248,6 +297,12 @@ async function main(): Promise<void> {
   await sandboxes.waitForSync(120_000);
   const outcomes = await rec.recover(sandboxes.list(), { store, ...(vmCgroups && { vmCgroups }) });
   log.info({ recovered: Object.fromEntries(outcomes) }, 'recovered state of previous runs');
+  const warmOutcomes = await warmPools.recover(
+    new Set([...rec.runtimes.values()].flatMap((r) => (r.state.warm ? [r.state.warm.vmUid] : []))),
+  );
+  log.info({ recovered: warmOutcomes }, 'recovered warm VMs of previous runs');
+  warmPoolInformer.start(stop.signal);
+  warmPools.start(stop.signal);
   // Views and cache leases of sandboxes that ended or vanished while no agent was running.
   const alive = new Set([...rec.runtimes.values()].filter((r) => !r.ended).map((r) => r.uid));
   const freed = await images.releaseAllExcept(alive);
@@ -296,6 +351,8 @@ async function main(): Promise<void> {
     clearInterval(guestStats);
     clearInterval(allocationSync);
     await queue.shutdown(10_000);
+    await warmPools.stop();
+    await warmPoolInformer.stop();
     await sandboxes.stop();
     await heartbeat.stop();
     await events.flush();

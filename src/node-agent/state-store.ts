@@ -1,7 +1,8 @@
 // Per-sandbox state on disk (<stateDir>/sandboxes/<uid>/state.json), written atomically (tmp +
 // fsync + rename + fsync of the directory) so a restarted node agent finds exactly the steps a
 // previous one finished, and resumes or cleans up.
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { writeJsonAtomic } from '../common/atomic-json.js';
 import path from 'node:path';
 import type { QemuProcessInfo } from './hypervisor/qemu-process.js';
 import type { NetworkStatus } from '../crds/index.js';
@@ -70,6 +71,19 @@ export interface SandboxState {
   };
   /** When every container first ran (the Ready event and create → Running were recorded). */
   readyAt?: string;
+  /** The warm VM this sandbox took instead of booting one (it is the sandbox's for life). */
+  warm?: WarmClaim;
+  /** Why no warm VM served this sandbox although a pool of the node might have. */
+  warmMiss?: string;
+}
+
+export interface WarmClaim {
+  /** The uid the VM's host objects are named by (cgroup, QEMU's scope, its own netns). */
+  vmUid: string;
+  pool: string;
+  /** QEMU's network namespace (the warm VM's own), removed with the sandbox. */
+  netnsName: string;
+  claimMillis: number;
 }
 
 export function newSandboxState(
@@ -109,29 +123,7 @@ export class StateStore {
 
   /** Writes the whole state atomically: readers see the old file or the new one, never a mix. */
   async save(state: SandboxState): Promise<void> {
-    const dir = this.dirOf(state.uid);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const file = this.fileOf(state.uid);
-    const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(state, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, file);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
-    const d = await open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await writeJsonAtomic(this.fileOf(state.uid), state);
   }
 
   /** The state of a sandbox; undefined when it has none (or an unreadable one, which is logged by the caller). */

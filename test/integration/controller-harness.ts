@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { adminKubeConfigPath, REPO_ROOT, serviceAccountKubeConfigPath } from './cluster.js';
 
 const execFileAsync = promisify(execFile);
-const CRD_FILE = path.join(REPO_ROOT, 'deploy/crds/kata.sandbox.io_katasandboxes.yaml');
+const CRD_DIR = path.join(REPO_ROOT, 'deploy/crds');
 
 export async function kubectl(args: string[], input?: string, timeoutMs = 60_000): Promise<string> {
   const kubeconfig = await adminKubeConfigPath();
@@ -22,14 +22,15 @@ export async function kubectl(args: string[], input?: string, timeoutMs = 60_000
   return (await child).stdout;
 }
 
-/** The CRD, namespace kata-system and the controller's RBAC, as an admin would install them. */
+/** The CRDs, namespace kata-system and the controller's RBAC, as an admin would install them. */
 export async function installControllerPrereqs(): Promise<void> {
-  await kubectl(['apply', '--server-side', '-f', CRD_FILE]);
+  await kubectl(['apply', '--server-side', '-f', CRD_DIR]);
   await kubectl([
     'wait',
     '--for=condition=Established',
     '--timeout=60s',
     'crd/katasandboxes.kata.sandbox.io',
+    'crd/katawarmpools.kata.sandbox.io',
   ]);
   await kubectl(['create', 'namespace', 'kata-system']).catch(() => '');
   await kubectl([

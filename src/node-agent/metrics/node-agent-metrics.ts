@@ -1,3 +1,4 @@
+import { warmPoolMetrics, type WarmVmCount } from './warm-pool-metrics.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NodeAllocation, NodeCapacity } from '../../kube/lease.js';
 import { collectProcessMetrics } from '../../observability/process-metrics.js';
@@ -47,6 +48,8 @@ export function nodeAgentMetrics(collect: {
   /** The Lease heartbeat: last renewal (epoch ms, 0 before the first) and worker starts. */
   heartbeat?: () => { lastRenewed: number; starts: number };
   proc?: ProcessReader;
+  /** The node's warm VMs by pool and state. */
+  warmVms?: () => WarmVmCount[];
 }) {
   const node = collect.node ?? '';
   const proc = collect.proc ?? PROC;
@@ -266,6 +269,7 @@ export function nodeAgentMetrics(collect: {
       "What this node's sandboxes that have not ended hold (also on its Lease): resource sandboxes, memory_mib or vcpus.",
       () => collect.allocated?.(),
     ),
+    warm: warmPoolMetrics(registry, () => collect.warmVms?.()),
   };
   // Every known failure series exists at 0 from the start, so increase() sees the first one.
   for (const reason of [...USER_FAILURE_REASONS, ...SYSTEM_FAILURE_REASONS])

@@ -18,6 +18,12 @@ export interface NetworkPlan {
   record: Record<string, unknown>;
 }
 
+/** How a running VM takes a tap: made in QEMU's namespace, handed to QEMU by name, then moved. */
+export interface TapHotplug {
+  qemuNetnsPath: string;
+  plug(tap: string, index: number): Promise<void>;
+}
+
 export interface NetworkStep {
   /** Refuses a bad network spec before anything is made on the host (throws). */
   validate(spec: KataSandboxSpec): void;
@@ -26,6 +32,8 @@ export interface NetworkStep {
     spec: KataSandboxSpec;
     runDir: string;
     signal: AbortSignal;
+    /** The VM already runs (a warm VM) in this namespace: its taps are plugged into it live. */
+    hotplug?: TapHotplug;
   }): Promise<NetworkPlan>;
   /** The plan of an already prepared network (a resumed or adopted sandbox), from its record. */
   restore(record: Record<string, unknown>): NetworkPlan | undefined;

@@ -26,8 +26,8 @@ import { guestNetworkConfig, type GuestNetworkConfig } from './guest-network-con
 import { checkNetnsPath } from './netns-path.js';
 import { readNetns } from './netns-reader.js';
 import { observeWiring, wiringHealth, type NetworkHealth } from './tap-health.js';
-import { attach, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './tcfilter.js';
-import { NO_NETWORK, type NetworkPlan, type NetworkStep } from './network-step.js';
+import { attach, attachMoved, detach, nicsFor, TAP_SUFFIX, type TapEndpoint } from './tcfilter.js';
+import { NO_NETWORK, type NetworkPlan, type NetworkStep, type TapHotplug } from './network-step.js';
 import type { StateStore } from '../state-store.js';
 import type { StepCondition } from '../../crds/index.js';
 
@@ -150,6 +150,7 @@ export class SandboxNetwork implements NetworkStep {
     uid: string;
     spec: KataSandboxSpec;
     signal: AbortSignal;
+    hotplug?: TapHotplug;
   }): Promise<NetworkPlan> {
     const mode = ctx.spec.network?.mode ?? 'none';
     if (mode === 'none') return NO_NETWORK.prepare({ ...ctx, runDir: '' });
@@ -167,7 +168,7 @@ export class SandboxNetwork implements NetworkStep {
             `network namespace ${nsPath}: ${(err as Error).message}`,
           );
         }
-        return this.wire(ctx.uid, 'netns', nsPath, undefined, ctx.signal);
+        return this.wire(ctx.uid, 'netns', nsPath, undefined, ctx.signal, ctx.hotplug);
       });
     }
     // A leftover of an interrupted attempt (same container id) is deleted first: ADD again on
@@ -189,7 +190,7 @@ export class SandboxNetwork implements NetworkStep {
         `spec.network.mode "cni": ${(err as Error).message}`,
       );
     }
-    return this.wire(ctx.uid, 'cni', att.netnsPath, att, ctx.signal);
+    return this.wire(ctx.uid, 'cni', att.netnsPath, att, ctx.signal, ctx.hotplug);
   }
 
   /** Reads the namespace and wires a tap per interface; a cni attachment is undone on failure. */
@@ -199,6 +200,7 @@ export class SandboxNetwork implements NetworkStep {
     nsPath: string,
     att: CniAttachment | undefined,
     signal: AbortSignal,
+    hotplug?: TapHotplug,
   ): Promise<NetworkPlan> {
     try {
       signal.throwIfAborted();
@@ -206,11 +208,12 @@ export class SandboxNetwork implements NetworkStep {
       // A tap of this sandbox's own interrupted attempt is not an interface of the namespace.
       const links = desc.links.filter((l) => !(l.name.endsWith(TAP_SUFFIX) && l.type === 'tun'));
       const guest = guestNetworkConfig({ ...desc, links });
-      const endpoints = await attach(
-        nsPath,
-        guest.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu })),
-        uid,
-      );
+      const ifaces = guest.interfaces.map((i) => ({ name: i.name, hwAddr: i.hwAddr, mtu: i.mtu }));
+      const endpoints = hotplug
+        ? await attachMoved(nsPath, hotplug.qemuNetnsPath, ifaces, uid, (tap, n) =>
+            hotplug.plug(tap, n),
+          )
+        : await attach(nsPath, ifaces, uid);
       const rec: NetworkRecord = { mode, nsPath, endpoints, guest, ...(att && { cni: att }) };
       return planOf(rec);
     } catch (err) {

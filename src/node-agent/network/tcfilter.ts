@@ -81,21 +81,34 @@ export function redirectArgv(from: string, to: string): string[][] {
   ];
 }
 
+/** The commands that make a tap owned by sandbox `owner` (its mark first, before any use). */
+export function createTapArgv(tap: string, owner: string): string[][] {
+  checkName('tap', tap);
+  return [
+    ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
+    ['ip', 'link', 'set', 'dev', tap, 'alias', tapOwnerAlias(owner)],
+  ];
+}
+
+/** The commands (inside the namespace) that wire `ifName` to an existing tap both ways. */
+export function wireTapArgv(ifName: string, tap: string, mtu: number): string[][] {
+  checkName('interface', ifName);
+  checkName('tap', tap);
+  return [
+    ...(mtu > 0 ? [['ip', 'link', 'set', 'dev', tap, 'mtu', String(mtu)]] : []),
+    ...redirectArgv(ifName, tap),
+    ...redirectArgv(tap, ifName),
+    ['ip', 'link', 'set', 'dev', tap, 'up'],
+  ];
+}
+
 /**
  * The commands (run inside the namespace) that wire `ifName` to a new tap, in order; the tap's
  * owner mark comes right after it exists, before any traffic is redirected to it.
  */
 export function attachArgv(ifName: string, tap: string, mtu: number, owner: string): string[][] {
   checkName('interface', ifName);
-  checkName('tap', tap);
-  return [
-    ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
-    ['ip', 'link', 'set', 'dev', tap, 'alias', tapOwnerAlias(owner)],
-    ...(mtu > 0 ? [['ip', 'link', 'set', 'dev', tap, 'mtu', String(mtu)]] : []),
-    ...redirectArgv(ifName, tap),
-    ...redirectArgv(tap, ifName),
-    ['ip', 'link', 'set', 'dev', tap, 'up'],
-  ];
+  return [...createTapArgv(tap, owner), ...wireTapArgv(ifName, tap, mtu)];
 }
 
 /** Undoes attachArgv: the interface's ingress qdisc (its filter goes with it) and the tap. */
@@ -184,4 +197,52 @@ export async function detach(
     }
   }
   return errors;
+}
+
+/**
+ * As attach, for a VM that already runs in namespace `qemuNs` (a warm VM): each tap is made
+ * there, handed to QEMU by name (`plug`: QEMU opens it in its own namespace), then moved into
+ * nsPath and wired there; the descriptor QEMU holds follows the device. On failure, the taps
+ * are removed from both namespaces before it throws.
+ */
+export async function attachMoved(
+  nsPath: string,
+  qemuNs: string,
+  ifaces: readonly NetnsInterface[],
+  owner: string,
+  plug: (tap: string, index: number) => Promise<void>,
+  opts: TcFilterOptions = {},
+): Promise<TapEndpoint[]> {
+  const run = opts.run ?? runCommand;
+  const o = { timeoutMs: opts.timeoutMs ?? 10_000 };
+  const endpoints = ifaces.map((i, n) => ({
+    ifName: i.name,
+    tap: tapName(n),
+    mac: i.hwAddr.toLowerCase(),
+    mtu: i.mtu,
+  }));
+  const dropInQemuNs = async (): Promise<void> => {
+    for (const e of endpoints) {
+      await run('nsenter', [`--net=${qemuNs}`, '--', 'ip', 'link', 'del', 'dev', e.tap], o).catch(
+        () => undefined,
+      );
+    }
+  };
+  await detach(nsPath, endpoints, opts);
+  await dropInQemuNs();
+  try {
+    for (const [n, e] of endpoints.entries()) {
+      for (const argv of createTapArgv(e.tap, owner)) await runOk(run, inNetns(qemuNs, argv), o);
+      await plug(e.tap, n);
+      await runOk(run, inNetns(qemuNs, ['ip', 'link', 'set', 'dev', e.tap, 'netns', nsPath]), o);
+      for (const argv of wireTapArgv(e.ifName, e.tap, e.mtu)) {
+        await runOk(run, inNetns(nsPath, argv), o);
+      }
+    }
+  } catch (err) {
+    await detach(nsPath, endpoints, opts);
+    await dropInQemuNs();
+    throw err;
+  }
+  return endpoints;
 }

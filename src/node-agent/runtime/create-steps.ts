@@ -1,7 +1,8 @@
 // The create steps of one sandbox, in order, each idempotent and recorded in its state file:
-// refusals that need no host work → host paths opened → run dir → share and its bind mounts →
-// image pulls (in the background, alongside the boot) → the VM and its agent → the guest's network
-// → CreateSandbox; then each container in spec order once its image is ready.
+// refusals that need no host work → host paths opened → a warm VM taken, if one fits → run dir →
+// share and its bind mounts → image pulls (in the background, alongside the boot) → the VM and its
+// agent (booted, or the warm VM's network plugged in) → the guest's network → CreateSandbox; then
+// each container in spec order once its image is ready.
 import { sharedDirStorage } from '../../agent/storage.js';
 import { invalidImage } from '../images/container-images.js';
 import { sandboxDns } from '../network/guest-dns.js';
@@ -14,6 +15,8 @@ import { configureGuestNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { alreadyDone, step, StepError } from './step-failure.js';
 import { startVm } from './vm-start.js';
+import { attachWarmNetwork, claimWarmVm } from './warm-claim.js';
+import { shapeOf } from '../../crds/warm-shape.js';
 
 export interface CreateHooks {
   /** The VM runs and its agent answers: watch for its exit from now on. */
@@ -42,7 +45,14 @@ export async function createSandbox(ctx: SandboxContext, hooks: CreateHooks): Pr
   );
   signal.throwIfAborted();
 
-  const { runDir, shareDir } = sandboxDirs(ctx.config.runDir, ctx.uid);
+  // A warm VM of the sandbox's shape, if the node keeps one ready: no boot below.
+  if (!ctx.state.runDir && !ctx.vm && (await claimWarmVm(ctx))) {
+    hooks.vmStarted();
+    ctx.changed();
+  }
+  const dirs = sandboxDirs(ctx.config.runDir, ctx.uid);
+  const runDir = ctx.state.runDir ?? dirs.runDir;
+  const shareDir = ctx.state.shareDir ?? dirs.shareDir;
   ctx.state.runDir = runDir;
   await ctx.save();
   await host.makeDir(runDir, 0o700);
@@ -69,9 +79,13 @@ export async function createSandbox(ctx: SandboxContext, hooks: CreateHooks): Pr
   startImagePulls(ctx, shareDir, signal);
 
   if (!ctx.vm) {
+    // Warm VMs give way: a cold boot never overcommits the node.
+    await host.warmPools?.makeRoom(shapeOf(spec.vm));
     await startVm(ctx, runDir, shareDir, signal);
     hooks.vmStarted();
     ctx.changed();
+  } else if (ctx.state.warm) {
+    await attachWarmNetwork(ctx, signal);
   }
 
   const client = ctx.client();

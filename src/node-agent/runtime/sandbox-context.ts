@@ -55,6 +55,11 @@ export class SandboxContext {
     return this.state.uid;
   }
 
+  /** What the VM's host objects are named by: the sandbox's uid, or the warm VM's it took. */
+  get vmUid(): string {
+    return this.state.warm?.vmUid ?? this.state.uid;
+  }
+
   /** The CRD makes spec immutable: updates of the object never change it. */
   get spec(): KataSandboxSpec {
     return this.sandbox.spec;

@@ -21,6 +21,11 @@ import { bindIntoShare, teardownShare } from '../storage/shared-dir.js';
 import type { VmCgroups } from '../cgroups/vm-cgroups.js';
 import { bootSandboxVm, type BootedVm } from '../hypervisor/sandbox-vm.js';
 import { killOrphanQemu } from './orphan-qemu.js';
+import { addNic, addTapBackend } from '../hypervisor/nic-hotplug.js';
+import { NETNS_RUN_DIR } from '../network/cni.js';
+import { runCommand, runOk } from '../network/exec.js';
+import type { WarmPoolClaims } from '../warm-pool/warm-claims.js';
+import { existsSync } from 'node:fs';
 
 /** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */
 export type RunningVm = Pick<
@@ -64,6 +69,16 @@ export interface SandboxHost {
   /** The QEMU a state file names, if that very process still runs. */
   adoptVm(info: QemuProcessInfo, log: Logger): RunningVm | undefined;
   killOrphanQemu(runDir: string, log: Logger): Promise<void>;
+  /** A named network namespace (/run/netns/<name>): a warm VM's QEMU runs in its own. */
+  addNetns(name: string): Promise<void>;
+  /** Removes it; one already gone is fine. */
+  removeNetns(name: string): Promise<void>;
+  /** Hands tap `tap` to the running VM as backend net<index> (QEMU opens it in its namespace). */
+  hotplugTap(qmpSocket: string, index: number, tap: string, signal: AbortSignal): Promise<void>;
+  /** Adds virtio-net NIC nic<index> on backend net<index> to the running VM. */
+  hotplugNic(qmpSocket: string, index: number, mac: string, signal: AbortSignal): Promise<void>;
+  /** The node's warm pools, when it keeps any: a sandbox may take a VM from them. */
+  readonly warmPools?: WarmPoolClaims | undefined;
 }
 
 export interface NodeSandboxHostOptions {
@@ -75,6 +90,7 @@ export interface NodeSandboxHostOptions {
   pullSecrets?: ((req: PullSecretsRequest) => Promise<PullSecretsRead>) | undefined;
   views?: RootfsViews | undefined;
   vmCgroups?: VmCgroups | undefined;
+  warmPools?: WarmPoolClaims | undefined;
   logger?: Logger;
 }
 
@@ -114,6 +130,16 @@ export function nodeSandboxHost(o: NodeSandboxHostOptions): SandboxHost {
     bootVm: bootSandboxVm,
     adoptVm: (info, log) => QemuProcess.adopt(info, log),
     killOrphanQemu,
+    addNetns: async (name) => {
+      await runOk(runCommand, ['ip', 'netns', 'add', name], { timeoutMs: 10_000 });
+    },
+    removeNetns: async (name) => {
+      if (!existsSync(path.join(NETNS_RUN_DIR, name))) return;
+      await runOk(runCommand, ['ip', 'netns', 'del', name], { timeoutMs: 10_000 });
+    },
+    hotplugTap: addTapBackend,
+    hotplugNic: addNic,
+    warmPools: o.warmPools,
   };
 }
 

@@ -16,7 +16,7 @@ import { ContainerSupervisor } from './container-supervisor.js';
 import { createSandbox, startContainers } from './create-steps.js';
 import { SandboxContext, type SandboxContextDeps } from './sandbox-context.js';
 import { nodeSandboxHost, type NodeSandboxHostOptions } from './sandbox-host.js';
-import type { RuntimeFacts, StepFailure } from './sandbox-status.js';
+import { vmStatusOf, type RuntimeFacts, type StepFailure } from './sandbox-status.js';
 import { classify } from './step-failure.js';
 import { sampleGuest, type GuestSample } from './guest-stats.js';
 import { destroySandbox, releaseSandbox } from './teardown.js';
@@ -124,21 +124,14 @@ export class SandboxRuntime {
 
   facts(): RuntimeFacts {
     const { state, spec, sandbox } = this.ctx;
-    const q = state.qemu;
+    const vm = vmStatusOf(state);
     return {
       ...(sandbox.metadata.generation !== undefined && {
         generation: sandbox.metadata.generation,
       }),
       containerNames: spec.containers.map((c) => c.name),
       containers: state.containers,
-      ...(q && {
-        vm: {
-          pid: q.info.pid,
-          accelerator: q.accelerator,
-          bootMillis: q.bootMillis,
-          startedAt: q.startedAt,
-        },
-      }),
+      ...(vm && { vm }),
       vmRunning: this.ctx.vmRunning && !this.ended,
       agentConnected: state.agentReady,
       networkReady:

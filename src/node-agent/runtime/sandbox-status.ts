@@ -12,7 +12,7 @@ import {
   type VmStatus,
 } from '../../crds/index.js';
 import type { Interface, Route } from '../../generated/types.js';
-import type { ContainerRunState } from '../state-store.js';
+import type { ContainerRunState, SandboxState } from '../state-store.js';
 
 /** A failed step: the condition it fails and why. */
 export interface StepFailure {
@@ -43,6 +43,26 @@ export type NodeAgentStatus = Pick<
   KataSandboxStatus,
   'conditions' | 'vm' | 'network' | 'containers'
 >;
+
+/** status.vm from the state file: the VM, and whether it was taken warm or why not. Pure. */
+export function vmStatusOf(state: SandboxState): VmStatus | undefined {
+  const q = state.qemu;
+  if (!q && !state.warmMiss) return undefined;
+  return {
+    ...(q && {
+      pid: q.info.pid,
+      accelerator: q.accelerator,
+      bootMillis: q.bootMillis,
+      startedAt: q.startedAt,
+    }),
+    ...(state.warm && {
+      warm: true,
+      warmPool: state.warm.pool,
+      claimMillis: state.warm.claimMillis,
+    }),
+    ...(state.warmMiss && { warmMiss: state.warmMiss }),
+  };
+}
 
 type Cond = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
 

@@ -21,7 +21,13 @@ export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>):
   await stopVm(ctx);
   await ctx.agent?.close().catch(() => {});
   ctx.agent = undefined;
-  await host.removeVmCgroups(ctx.uid);
+  await host.removeVmCgroups(ctx.vmUid);
+  // A warm VM's QEMU ran in a namespace of its own.
+  if (state.warm) {
+    await host.removeNetns(state.warm.netnsName).catch((err: unknown) => {
+      reportFailure(ctx, err, 'removing the VM network namespace failed', 'NetworkReleaseFailed');
+    });
+  }
   await host.network.release(state.network ?? {}).catch((err: unknown) => {
     reportFailure(ctx, err, 'releasing the network failed', 'NetworkReleaseFailed');
   });

@@ -39,7 +39,7 @@ export async function vmExitFailure(
 async function vmExitCause(ctx: SandboxContext, q: RunningVm, how: string): Promise<StepFailure> {
   const tail = await q.consoleTail(20).catch(() => [] as string[]);
   const consoleText = `console (last ${tail.length} lines):\n${tail.join('\n')}`;
-  const oomKills = await ctx.host.vmOomKills(ctx.uid).catch(() => undefined);
+  const oomKills = await ctx.host.vmOomKills(ctx.vmUid).catch(() => undefined);
   if (oomKills) {
     const guest = vmMemoryMiB(ctx.spec);
     const overhead = ctx.config.vmMemoryOverheadMiB;

@@ -27,6 +27,32 @@ describe('nodeLeaseIsFresh', () => {
 });
 
 describe('chooseNode', () => {
+  it('prefers a node with a ready warm VM of the shape over a less loaded one', () => {
+    const load: Record<string, { sandboxes: number; memoryMiB: number }> = {
+      a: { sandboxes: 3, memoryMiB: 1536 },
+      b: { sandboxes: 0, memoryMiB: 0 },
+    };
+    const nodes = [
+      { name: 'a', lease: fresh({ warmReady: { '1c512m-default-auto': 1 } }) },
+      { name: 'b', lease: fresh({ warmReady: { '2c1024m-default-auto': 3 } }) },
+    ];
+    const req = { memoryMiB: 512, warmShape: '1c512m-default-auto' };
+    expect(chooseNode(req, nodes, (n) => load[n]!, now)).toEqual({ node: 'a' });
+    // Another shape: the warm VMs do not count, the least loaded wins.
+    const other = { memoryMiB: 512, warmShape: '1c768m-default-auto' };
+    expect(chooseNode(other, nodes, (n) => load[n]!, now)).toEqual({ node: 'b' });
+    // A warm node that cannot fit the sandbox is still refused.
+    const full = [
+      {
+        name: 'a',
+        lease: fresh({ capacitySandboxes: 3, warmReady: { '1c512m-default-auto': 1 } }),
+      },
+    ];
+    expect(chooseNode(req, full, (n) => load[n]!, now)).toEqual({
+      unschedulable: '0/1 nodes are available: 1 sandbox capacity full',
+    });
+  });
+
   it('picks the least loaded node', () => {
     const load: Record<string, { sandboxes: number; memoryMiB: number }> = {
       a: { sandboxes: 3, memoryMiB: 1536 },

@@ -196,6 +196,10 @@ class World {
     },
     adoptVm: () => undefined,
     killOrphanQemu: async (dir) => this.note(`killOrphanQemu ${dir}`),
+    addNetns: async (name) => this.note(`addNetns ${name}`),
+    removeNetns: async (name) => this.note(`removeNetns ${name}`),
+    hotplugTap: async (_s, n, tap) => this.note(`hotplugTap ${n} ${tap}`),
+    hotplugNic: async (_s, n, mac) => this.note(`hotplugNic ${n} ${mac}`),
   };
 
   runtime(spec: Partial<KataSandboxSpec> = {}): SandboxRuntime {

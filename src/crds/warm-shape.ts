@@ -1,0 +1,46 @@
+// Which sandboxes a warm VM can serve, and which pools a node keeps: pure functions of the specs.
+// A warm VM serves a sandbox only if the VM is exactly what a cold boot would have given it (same
+// vCPUs, memory, kernel, accelerator) and nothing the sandbox needs must exist at boot.
+import { vmMemoryMiB, vmVcpus, type VmSpec } from './index.js';
+
+export interface WarmShape {
+  vcpus: number;
+  memoryMiB: number;
+  kernel: string;
+  accelerator: 'auto' | 'kvm' | 'tcg';
+}
+
+/** The shape of a VM spec, defaults filled in as the schema's. */
+export function shapeOf(vm: VmSpec | undefined): WarmShape {
+  return {
+    vcpus: vmVcpus({ vm }),
+    memoryMiB: vmMemoryMiB({ vm }),
+    kernel: vm?.kernel ?? 'default',
+    accelerator: vm?.accelerator ?? 'auto',
+  };
+}
+
+/** A stable key of a shape (Lease annotation, metrics label): `<vcpus>c<memory>m-<kernel>-<accel>`. */
+export function shapeKey(s: WarmShape): string {
+  return `${s.vcpus}c${s.memoryMiB}m-${s.kernel}-${s.accelerator}`;
+}
+
+/** Whether the pool's nodeSelector admits a node with these labels (none: every node). */
+export function selectsNode(
+  selector: Record<string, string> | undefined,
+  labels: Record<string, string>,
+): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/**
+ * Why a sandbox cannot take a warm VM although one of its shape may be ready, or undefined when
+ * it can. Drives (block rootfs, block devices) are given to QEMU at boot as inherited
+ * descriptors opened beneath an allowed root; a running VM cannot get one that way.
+ */
+export function warmIneligibility(drives: number): string | undefined {
+  if (drives > 0) {
+    return `its ${drives} block device(s) (spec.containers[].rootfs.block, spec.containers[].devices) are attached at boot only`;
+  }
+  return undefined;
+}

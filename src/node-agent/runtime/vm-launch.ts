@@ -1,0 +1,137 @@
+// Booting a VM for a sandbox or a warm pool alike: the refusals that need no host work (guest
+// image, kernel, memory below what the image needs), then the accelerator, the VM's cgroups and
+// QEMU booted until its agent answers. Failures are StepErrors with the reason status shows.
+import type { VmSpec } from '../../crds/index.js';
+import { vmMemoryMiB } from '../../crds/index.js';
+import type { Logger } from '../../observability/logger.js';
+import type { NodeAgentConfig } from '../config.js';
+import { memoryShortfall } from '../hypervisor/guest-memory.js';
+import type { GuestImagePaths } from '../hypervisor/guest-image.js';
+import type { DriveConfig, NicConfig } from '../hypervisor/qemu-args.js';
+import { chooseLaunchStrategy, type LaunchOptions } from '../hypervisor/qemu-process.js';
+import { sandboxVmConfig, vmFiles, type BootedVm } from '../hypervisor/sandbox-vm.js';
+import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
+import { netnsLaunchPrefix } from '../network/tcfilter.js';
+import type { QemuState } from '../state-store.js';
+import type { SandboxHost } from './sandbox-host.js';
+import { step, StepError } from './step-failure.js';
+
+/** The guest image for this VM spec, or the refusal (KernelNotFound, MemoryTooSmall). */
+export async function checkVmSpec(
+  host: SandboxHost,
+  vm: VmSpec | undefined,
+): Promise<GuestImagePaths> {
+  const image = await step('VMReady', 'GuestImageMissing', () =>
+    Promise.resolve(host.guestImage()),
+  );
+  const kernelName = vm?.kernel ?? 'default';
+  if (kernelName !== 'default') {
+    throw new StepError({
+      condition: 'VMReady',
+      reason: 'KernelNotFound',
+      message: `spec.vm.kernel: ${JSON.stringify(kernelName)} is not a kernel this node has (only "default")`,
+    });
+  }
+  // Below what the image needs the guest dies half-booted (out of memory unpacking or running
+  // its agent): refuse it with the reason instead, before any host work for the VM.
+  const shortfall = memoryShortfall(
+    vmMemoryMiB({ vm }),
+    await step('VMReady', 'GuestImageMissing', () => host.fileSize(image.initrd)),
+  );
+  if (shortfall) {
+    throw new StepError({ condition: 'VMReady', reason: 'MemoryTooSmall', message: shortfall });
+  }
+  return image;
+}
+
+export interface VmLaunch {
+  /** What the VM's host objects are named by: the sandbox's uid, or a warm VM's own. */
+  vmUid: string;
+  vm: VmSpec | undefined;
+  image: GuestImagePaths;
+  runDir: string;
+  shareDir: string;
+  nics?: readonly NicConfig[];
+  drives?: readonly DriveConfig[];
+  opens?: NonNullable<LaunchOptions['fds']>['opens'];
+  /** QEMU runs inside this network namespace. */
+  netnsPath?: string;
+  /** A boot failure the caller can name better (a drive's field), else undefined. */
+  explainBootFailure?: (err: unknown) => Error | undefined;
+  signal: AbortSignal;
+}
+
+export interface VmLaunchDeps {
+  host: SandboxHost;
+  config: NodeAgentConfig;
+  metrics: NodeAgentMetrics;
+  log: Logger;
+}
+
+/** Boots the VM until its agent answers; what the state file records of it comes back too. */
+export async function launchVm(
+  deps: VmLaunchDeps,
+  l: VmLaunch,
+): Promise<{ booted: BootedVm; qemu: QemuState }> {
+  const { host, config } = deps;
+  const requested = l.vm?.accelerator ?? 'auto';
+  const choice = await host.accelerator(
+    requested === 'auto' ? config.defaultAccelerator : requested,
+  );
+  const files = vmFiles(l.runDir);
+  const vmConfig = sandboxVmConfig({
+    uid: l.vmUid,
+    vm: l.vm,
+    accelerator: choice.accelerator,
+    kernel: l.image.kernel,
+    initrd: l.image.initrd,
+    runDir: l.runDir,
+    shareDir: l.shareDir,
+    nics: l.nics ?? [],
+    drives: l.drives ?? [],
+  });
+  // The guest's memory plus QEMU's own.
+  const limitBytes = (vmMemoryMiB({ vm: l.vm }) + config.vmMemoryOverheadMiB) * 1024 * 1024;
+  const cgroups = await step('VMReady', 'VMCgroupFailed', () =>
+    host.createVmCgroups(l.vmUid, limitBytes),
+  );
+  const startedAt = new Date().toISOString();
+  const booted = await step('VMReady', 'BootFailed', () =>
+    bootOnce({
+      config: vmConfig,
+      qemuLog: files.qemuLog,
+      grpcSocket: files.grpcSocket,
+      qemuBinary: config.qemuBinary,
+      deadlineMs: config.bootTimeoutMs,
+      ...(l.netnsPath && { launchPrefix: netnsLaunchPrefix(l.netnsPath) }),
+      fds: { hostFs: { binary: config.hostFsBinary }, opens: l.opens ?? [], cgroups },
+      strategy: chooseLaunchStrategy({
+        systemdScopeEnabled: config.qemuLaunch === 'systemd-scope',
+      }),
+      unit: `kata-${l.vmUid}`,
+      onCall: (rpc, code, s) =>
+        deps.metrics.agentRpcSeconds.observe({ method: rpc, code: String(code) }, s),
+      signal: l.signal,
+      logger: deps.log,
+    }),
+  );
+  async function bootOnce(req: Parameters<SandboxHost['bootVm']>[0]): Promise<BootedVm> {
+    try {
+      return await host.bootVm(req);
+    } catch (err) {
+      throw l.explainBootFailure?.(err) ?? err;
+    }
+  }
+  deps.metrics.bootSeconds.observe({ accelerator: choice.accelerator }, booted.bootMillis / 1000);
+  return {
+    booted,
+    qemu: {
+      info: booted.qemu.info,
+      accelerator: choice.accelerator,
+      bootMillis: booted.bootMillis,
+      startedAt,
+      agentChannelSocket: files.agentChannelSocket,
+      grpcSocket: files.grpcSocket,
+    },
+  };
+}
