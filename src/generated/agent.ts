@@ -366,6 +366,14 @@ export interface SetGuestDateTimeRequest {
 }
 
 /**
+ * MemHotplugByProbe: each address (of memory the host hot-added) written to the guest kernel's
+ * memory probe file, for kernels that cannot find hot-added memory by themselves.
+ */
+export interface MemHotplugByProbeRequest {
+  memHotplugProbeAddr: number[];
+}
+
+/**
  * CopyFile: a file written in parts (offset, data) into a temporary file, moved to `path` once it
  * has `file_size` bytes.
  */
@@ -6104,6 +6112,91 @@ export const SetGuestDateTimeRequest: MessageFns<SetGuestDateTimeRequest> = {
   },
 };
 
+function createBaseMemHotplugByProbeRequest(): MemHotplugByProbeRequest {
+  return { memHotplugProbeAddr: [] };
+}
+
+export const MemHotplugByProbeRequest: MessageFns<MemHotplugByProbeRequest> = {
+  encode(message: MemHotplugByProbeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memHotplugProbeAddr.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.memHotplugProbeAddr) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemHotplugByProbeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemHotplugByProbeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.memHotplugProbeAddr.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.memHotplugProbeAddr.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemHotplugByProbeRequest {
+    return {
+      memHotplugProbeAddr: globalThis.Array.isArray(object?.memHotplugProbeAddr)
+        ? object.memHotplugProbeAddr.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MemHotplugByProbeRequest): unknown {
+    const obj: any = {};
+    if (message.memHotplugProbeAddr?.length) {
+      obj.memHotplugProbeAddr = message.memHotplugProbeAddr.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemHotplugByProbeRequest>, I>>(base?: I): MemHotplugByProbeRequest {
+    return MemHotplugByProbeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemHotplugByProbeRequest>, I>>(object: I): MemHotplugByProbeRequest {
+    const message = createBaseMemHotplugByProbeRequest();
+    message.memHotplugProbeAddr = object.memHotplugProbeAddr?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseCopyFileRequest(): CopyFileRequest {
   return { path: "", fileSize: 0, fileMode: 0, dirMode: 0, uid: 0, gid: 0, offset: 0, data: Buffer.alloc(0) };
 }
@@ -6573,6 +6666,16 @@ export const AgentServiceService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  memHotplugByProbe: {
+    path: "/grpc.AgentService/MemHotplugByProbe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MemHotplugByProbeRequest): Buffer =>
+      Buffer.from(MemHotplugByProbeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MemHotplugByProbeRequest => MemHotplugByProbeRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -6610,6 +6713,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   reseedRandomDev: handleUnaryCall<ReseedRandomDevRequest, Empty>;
   setGuestDateTime: handleUnaryCall<SetGuestDateTimeRequest, Empty>;
   copyFile: handleUnaryCall<CopyFileRequest, Empty>;
+  memHotplugByProbe: handleUnaryCall<MemHotplugByProbeRequest, Empty>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -7032,6 +7136,21 @@ export interface AgentServiceClient extends Client {
   ): ClientUnaryCall;
   copyFile(
     request: CopyFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,

@@ -197,6 +197,10 @@ export function agentService(parts: AgentParts): AgentServiceServer {
       await copyFile(req, parts.copyFileRoot);
       return empty;
     }),
+    memHotplugByProbe: u('MemHotplugByProbe', async (req) => {
+      await system.probeMemory(req.memHotplugProbeAddr);
+      return empty;
+    }),
   };
 }
 
