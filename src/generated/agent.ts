@@ -374,6 +374,17 @@ export interface MemHotplugByProbeRequest {
 }
 
 /**
+ * GetOOMEvent: answers once the kernel's OOM killer killed a process in one of the sandbox's
+ * containers, with that container's id; each kill is answered once, in order.
+ */
+export interface GetOOMEventRequest {
+}
+
+export interface OOMEvent {
+  containerId: string;
+}
+
+/**
  * CopyFile: a file written in parts (offset, data) into a temporary file, moved to `path` once it
  * has `file_size` bytes.
  */
@@ -6197,6 +6208,131 @@ export const MemHotplugByProbeRequest: MessageFns<MemHotplugByProbeRequest> = {
   },
 };
 
+function createBaseGetOOMEventRequest(): GetOOMEventRequest {
+  return {};
+}
+
+export const GetOOMEventRequest: MessageFns<GetOOMEventRequest> = {
+  encode(_: GetOOMEventRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetOOMEventRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetOOMEventRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetOOMEventRequest {
+    return {};
+  },
+
+  toJSON(_: GetOOMEventRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetOOMEventRequest>, I>>(base?: I): GetOOMEventRequest {
+    return GetOOMEventRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetOOMEventRequest>, I>>(_: I): GetOOMEventRequest {
+    const message = createBaseGetOOMEventRequest();
+    return message;
+  },
+};
+
+function createBaseOOMEvent(): OOMEvent {
+  return { containerId: "" };
+}
+
+export const OOMEvent: MessageFns<OOMEvent> = {
+  encode(message: OOMEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OOMEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOOMEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OOMEvent {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+    };
+  },
+
+  toJSON(message: OOMEvent): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OOMEvent>, I>>(base?: I): OOMEvent {
+    return OOMEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OOMEvent>, I>>(object: I): OOMEvent {
+    const message = createBaseOOMEvent();
+    message.containerId = object.containerId ?? "";
+    return message;
+  },
+};
+
 function createBaseCopyFileRequest(): CopyFileRequest {
   return { path: "", fileSize: 0, fileMode: 0, dirMode: 0, uid: 0, gid: 0, offset: 0, data: Buffer.alloc(0) };
 }
@@ -6676,6 +6812,15 @@ export const AgentServiceService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  getOomEvent: {
+    path: "/grpc.AgentService/GetOOMEvent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetOOMEventRequest): Buffer => Buffer.from(GetOOMEventRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetOOMEventRequest => GetOOMEventRequest.decode(value),
+    responseSerialize: (value: OOMEvent): Buffer => Buffer.from(OOMEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OOMEvent => OOMEvent.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -6714,6 +6859,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   setGuestDateTime: handleUnaryCall<SetGuestDateTimeRequest, Empty>;
   copyFile: handleUnaryCall<CopyFileRequest, Empty>;
   memHotplugByProbe: handleUnaryCall<MemHotplugByProbeRequest, Empty>;
+  getOomEvent: handleUnaryCall<GetOOMEventRequest, OOMEvent>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -7154,6 +7300,21 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
   ): ClientUnaryCall;
 }
 
