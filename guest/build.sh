@@ -25,7 +25,8 @@
 #                             older ones are removed after each run, never the one `current` names
 #   GUEST_CACHE_ROOT          where the <hash> dirs and `current` go (default
 #                             ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest)
-#   GUEST_DEB_CACHE           where downloaded kernel .debs are kept (default the default image root's debs/);
+#   GUEST_DEB_CACHE           where downloaded kernel .debs are kept (default $GUEST_CACHE_ROOT/debs, for a
+#                             GUEST_EXEC_AGENT variant the default image root's debs/);
 #                             lets a build into another root reuse the download
 #   XDG_CACHE_HOME            cache root
 # Prints the image directory on stdout (last line).
@@ -44,7 +45,10 @@ else
 fi
 INIT_FILE=$GUEST_DIR/init
 if [ -n "$EXEC_AGENT" ]; then INIT_FILE=$GUEST_DIR/init-exec; fi
-DEB_CACHE=${GUEST_DEB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest/debs}
+# A variant shares the default image's kernel download.
+DEB_ROOT=$CACHE_ROOT
+if [ -n "$EXEC_AGENT" ]; then DEB_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest; fi
+DEB_CACHE=${GUEST_DEB_CACHE:-$DEB_ROOT/debs}
 KEEP_IMAGES=${GUEST_KEEP_IMAGES:-3}
 COMPRESSION=${GUEST_INITRD_COMPRESSION:-none}
 NODE_OPTIONS_GUEST=${GUEST_NODE_OPTIONS:-}
