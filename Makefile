@@ -128,6 +128,7 @@ bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: gu
 	@npx esbuild bench/sandbox-create.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/sandbox-create.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/sandbox-create.mjs 5 10
+	$(MAKE) --no-print-directory bench-warm
 	@npx esbuild bench/image-pull.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/image-pull.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/image-pull.mjs 3
@@ -139,8 +140,17 @@ bench: deps guest controlplane host-fs peers ## benchmarks on the real stack: gu
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/host-fs.mjs
 	node $(BENCH_OUT)/host-fs.mjs 200
 
+.PHONY: bench-warm
+bench-warm: deps guest controlplane host-fs ## create → Running from a warm pool beside a cold create (ends with a bench-result line)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/warm-pool.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/warm-pool.mjs
+	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/warm-pool.mjs $(WARM_RUNS) $(COLD_RUNS)
+
 .PHONY: bench-controller
 BENCH_CONTROLLER_SIZES ?= 2000x50 10000x500
+WARM_RUNS ?= 10
+COLD_RUNS ?= 3
 bench-controller: deps controlplane ## controller scale only: sandboxes bound over simulated nodes, each size on a fresh private plane (BENCH_CONTROLLER_SIZES)
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/controller-scale.ts --bundle --platform=node --format=esm --target=node20 \

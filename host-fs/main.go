@@ -11,7 +11,8 @@ const usage = `usage: kata-host-fs check --path P --root TYPE=ROOT [--root ...]
        kata-host-fs exec --open FD=TYPE:MODE:ROOT:PATH [--open ...] -- ARGV...
        kata-host-fs bind --source-root ROOT --source PATH --type dir|file --target-root TROOT --target REL [--ro]
        kata-host-fs umount --target-root TROOT --target REL [--detach]
-       kata-host-fs probe`
+       kata-host-fs probe
+       kata-host-fs qmp-fds --socket S [--timeout-ms N] --fdset FD:SET... --command JSON...`
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -37,6 +38,8 @@ func run(args []string) int {
 		result, err = runUmount(args[1:])
 	case "probe":
 		result, err = runProbe(args[1:])
+	case "qmp-fds":
+		result, err = runQmpFds(args[1:])
 	default:
 		err = failf(codeUsage, "", "unknown subcommand %q\n%s", args[0], usage)
 	}

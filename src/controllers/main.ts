@@ -7,8 +7,11 @@ import {
   NODE_LABEL,
   PLURAL,
   SYSTEM_NAMESPACE,
+  WARM_POOL_PLURAL,
   type KataSandbox,
+  type KataWarmPool,
 } from '../crds/index.js';
+import { warmPoolConditionsReconciler } from './warm-pool-conditions.js';
 import { CONTROLLER_REPORTER, EventRecorder } from '../kube/events.js';
 import { Informer } from '../kube/informer.js';
 import { loadKubeConfig, makeClients } from '../kube/kube-client.js';
@@ -62,6 +65,10 @@ async function main(): Promise<void> {
     path: '/api/v1/nodes',
     logger: log.child({ informer: 'nodes' }),
   });
+  const warmPools = new Informer<KataWarmPool>(kc, {
+    path: `/apis/${CRD_GROUP}/${CRD_VERSION}/${WARM_POOL_PLURAL}`,
+    logger: log.child({ informer: 'katawarmpools' }),
+  });
   // The pull-secret projections it wrote (only those: by label), in its own namespace.
   const projections = new Informer<V1Secret>(kc, {
     path: `/api/v1/namespaces/${PROJECTION_NAMESPACE}/secrets`,
@@ -91,6 +98,7 @@ async function main(): Promise<void> {
     pullSecrets: { projections, projector },
   });
   let queue: WorkQueue | undefined;
+  let poolQueue: WorkQueue | undefined;
 
   const enqueue = (sb: KataSandbox): void => queue?.add(objectKey(sb));
   // A Lease or Node change can make pending sandboxes schedulable or a node's sandboxes lost.
@@ -156,7 +164,7 @@ async function main(): Promise<void> {
     onUpdate: (_o, n) => enqueueOwner(n),
     onDelete: enqueueOwner,
   });
-  for (const inf of [sandboxes, leases, nodes, projections]) inf.start(stop.signal);
+  for (const inf of [sandboxes, leases, nodes, projections, warmPools]) inf.start(stop.signal);
 
   // Projections whose sandbox vanished while no controller led (or a delete was missed).
   const collectProjections = async (): Promise<void> => {
@@ -204,6 +212,7 @@ async function main(): Promise<void> {
       leases.waitForSync(),
       nodes.waitForSync(),
       projections.waitForSync(),
+      warmPools.waitForSync(),
     ]);
     metrics.leader.set(1);
     queue = new WorkQueue({
@@ -228,6 +237,15 @@ async function main(): Promise<void> {
     collect();
     collector = setInterval(collect, PROJECTION_GC_MS);
     collector.unref();
+    // Warm pools: their Ready condition follows the entries node agents write.
+    poolQueue = new WorkQueue({
+      reconcile: warmPoolConditionsReconciler(warmPools, clients),
+      concurrency: 1,
+      logger: log,
+    });
+    const enqueuePool = (p: KataWarmPool): void => poolQueue?.add(p.metadata.name ?? '');
+    warmPools.addHandlers({ onAdd: enqueuePool, onUpdate: (_o, n) => enqueuePool(n) });
+    for (const p of warmPools.list()) enqueuePool(p);
   };
 
   const elector = cfg.leaderElect
@@ -257,6 +275,7 @@ async function main(): Promise<void> {
     log.info('shutting down: draining the work queue');
     clearInterval(collector);
     await queue?.shutdown(20_000);
+    await poolQueue?.shutdown(5_000);
     await elector?.stop();
     stop.abort();
     await Promise.all([sandboxes.stop(), leases.stop(), nodes.stop(), projections.stop()]);

@@ -33,14 +33,16 @@ export function selectsNode(
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
 }
 
+/** PCI slots a warm VM (machine pc, nothing plugged at boot) has free for hot-plugged devices. */
+export const WARM_HOTPLUG_SLOTS = 24;
+
 /**
  * Why a sandbox cannot take a warm VM although one of its shape may be ready, or undefined when
- * it can. Drives (block rootfs, block devices) are given to QEMU at boot as inherited
- * descriptors opened beneath an allowed root; a running VM cannot get one that way.
+ * it can: its drives and NICs are hot-plugged, one PCI slot each, and a warm VM has only so many.
  */
-export function warmIneligibility(drives: number): string | undefined {
-  if (drives > 0) {
-    return `its ${drives} block device(s) (spec.containers[].rootfs.block, spec.containers[].devices) are attached at boot only`;
+export function warmIneligibility(devices: number): string | undefined {
+  if (devices > WARM_HOTPLUG_SLOTS) {
+    return `it needs ${devices} block devices and NICs, more than the ${WARM_HOTPLUG_SLOTS} a running VM can take (PCI hot-plug slots)`;
   }
   return undefined;
 }

@@ -51,6 +51,8 @@ import { WarmVmStore } from './warm-pool/warm-vm-store.js';
 const log = createLogger('kata-node-agent');
 /** Deadline of each guest call of the periodic sampling: a busy guest is skipped, not waited for. */
 const GUEST_STATS_TIMEOUT_MS = 5_000;
+/** How long a sandbox being created holds warm refills back at most. */
+const REFILL_HOLD_MS = 60_000;
 
 async function main(): Promise<void> {
   const cfg = nodeAgentConfig(process.argv.slice(2), process.env);
@@ -240,6 +242,11 @@ async function main(): Promise<void> {
       }
       return m;
     },
+    // Sandboxes created within the last minute and not yet running hold refills back.
+    holdRefills: () =>
+      live().some(
+        (r) => !r.state.readyAt && Date.now() - Date.parse(r.state.createdAt) < REFILL_HOLD_MS,
+      ),
     onReady: (ready) => {
       warmReady = ready;
       heartbeat.setAllocated(allocation());

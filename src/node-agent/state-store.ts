@@ -84,6 +84,8 @@ export interface WarmClaim {
   /** QEMU's network namespace (the warm VM's own), removed with the sandbox. */
   netnsName: string;
   claimMillis: number;
+  /** The sandbox's block drives were hot-plugged into it. */
+  drivesPlugged?: boolean;
 }
 
 export function newSandboxState(

@@ -2,7 +2,9 @@
 // node, as the DaemonSet's), real QEMU. A KataWarmPool of 2 on the node; two sandboxes created at
 // once both take warm VMs (no boot), one with a 9p volume and one with a netns network reached
 // from the test's own namespaces; the pool refills; kill -9 of the node agent adopts warm and
-// claimed VMs alike; a claimed VM dies with its sandbox; deleting the pool stops its warm VMs only.
+// claimed VMs alike; a claimed VM dies with its sandbox; a block rootfs is hot-plugged and a CNI
+// network attached to a taken VM; a sandbox finding no ready VM boots cold at once, saying why;
+// deleting the pool stops its warm VMs only.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
@@ -44,6 +46,8 @@ const NODE = `e2e-warm-${process.pid}`;
 const POOL = `e2e-warm-${TAG}`;
 const POD_NS = `kwp-pod-${TAG}`;
 const OUT_NS = `kwp-out-${TAG}`;
+const NODE_NS = `kwp-node-${TAG}`;
+const BRIDGE = `kwb${TAG}`;
 const GROUP = { group: 'kata.sandbox.io', version: 'v1alpha1', plural: 'katawarmpools' };
 const madeNetns: string[] = [];
 
@@ -114,7 +118,11 @@ async function startAgent(): Promise<RunningNodeAgent> {
     NODE,
     dirs,
     path.join(base, 'node-agent.log'),
-    ['--max-sandboxes', '8', '--memory-mib', '8192'],
+    [
+      ...['--max-sandboxes', '8', '--memory-mib', '8192'],
+      ...['--cni-conf-dir', path.join(base, 'net.d'), '--cni-bin-dirs', '/usr/lib/cni'],
+      ...['--cni-node-netns', `/run/netns/${NODE_NS}`],
+    ],
     identity,
   );
   await waitForFile(a.logFile, /serving \/metrics/);
@@ -139,6 +147,39 @@ beforeAll(async () => {
   writeFileSync(path.join(roots, 'busybox/www/index.html'), 'hello-from-a-warm-vm\n');
   mkdirSync(path.join(roots, 'vol'));
   writeFileSync(path.join(roots, 'vol/data.txt'), 'VOLUME-MARKER\n');
+  // A block rootfs: an ext4 image holding rootfs/ (busybox, /www).
+  const tree = path.join(base, 'blk-tree');
+  makeBusyboxRootfs(path.join(tree, 'rootfs'), ['www']);
+  writeFileSync(path.join(tree, 'rootfs/www/index.html'), 'hello-from-a-plugged-disk\n');
+  sh(['truncate', '-s', '48M', path.join(roots, 'blk.img')]);
+  sh(['mkfs.ext4', '-q', '-F', '-d', tree, path.join(roots, 'blk.img')]);
+  // CNI: Debian's bridge + host-local, the bridge in a "node" namespace of the test's own.
+  mkdirSync(path.join(base, 'net.d'));
+  writeFileSync(
+    path.join(base, 'net.d', '10-warmnet.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'warmnet',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: BRIDGE,
+          isGateway: true,
+          ipMasq: false,
+          ipam: {
+            type: 'host-local',
+            ranges: [[{ subnet: '10.207.0.0/24' }]],
+            routes: [{ dst: '0.0.0.0/0' }],
+            dataDir: path.join(base, 'ipam'),
+          },
+        },
+        { type: 'loopback' },
+      ],
+    }),
+  );
+  sh(['ip', 'netns', 'add', NODE_NS]);
+  madeNetns.push(NODE_NS);
+  ipIn(NODE_NS, 'link', 'set', 'lo', 'up');
   dirs = {
     stateDir: path.join(base, 'state'),
     runDir: path.join(base, 'run'),
@@ -186,6 +227,15 @@ describe('warm pools (real control plane, real QEMU)', () => {
 
   it('the node agent boots the pool to 2 ready VMs and says so in the pool status', async () => {
     await waitForPool('2 ready', (e) => e.ready === 2);
+    // The controller's Ready condition follows the node's entry.
+    const deadline = Date.now() + 60_000;
+    let ready: string | undefined;
+    while (ready !== 'True' && Date.now() < deadline) {
+      const p = (await pools.getClusterCustomObject({ ...GROUP, name: POOL })) as KataWarmPool;
+      ready = p.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+      if (ready !== 'True') await sleep(500);
+    }
+    expect(ready).toBe('True');
     const vms = warmRecords();
     expect(vms).toHaveLength(2);
     for (const vm of vms) {
@@ -275,10 +325,20 @@ describe('warm pools (real control plane, real QEMU)', () => {
   it('kill -9 of the node agent: warm and claimed VMs adopted, none booted again', async () => {
     const warmBefore = warmRecords().sort();
     const warmPids = warmBefore.map((vm) => qemuPidsOf(vm)[0]);
+    const recoveries = (): number =>
+      (readFileSync(agent!.logFile, 'utf8').match(/recovered warm VMs of previous runs/g) ?? [])
+        .length;
+    const before = recoveries();
     await agent!.stop('SIGKILL');
     agent = await startAgent();
-    await waitForFile(agent.logFile, /recovered warm VMs of previous runs/);
-    await sleep(3_000);
+    const deadline = Date.now() + 120_000;
+    while (recoveries() === before && Date.now() < deadline) await sleep(300);
+    const line = readFileSync(agent.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('recovered warm VMs of previous runs'))
+      .at(-1);
+    // Each warm VM of the previous agent was adopted, none destroyed.
+    for (const vm of warmBefore) expect(line).toContain(`"${vm}":"adopted"`);
     expect(warmRecords().sort()).toEqual(warmBefore);
     expect(warmBefore.map((vm) => qemuPidsOf(vm)[0])).toEqual(warmPids);
     expect(taken.map((vm) => qemuPidsOf(vm)[0])).toEqual(claimedPids);
@@ -299,6 +359,79 @@ describe('warm pools (real control plane, real QEMU)', () => {
     expect(warmRecords().sort()).toEqual(warmBefore);
     expect(warmRecords()).not.toContain(taken[1]);
     expect(existsSync(`/run/netns/kata-${taken[1]}`)).toBe(false);
+  });
+
+  it('a block rootfs is hot-plugged and a CNI network attached to a taken VM; no ready VM → cold at once', async () => {
+    await waitForPool('2 ready again', (e) => e.ready === 2, 300_000);
+    const ready = warmRecords();
+    const roots = dirs.roots[0]!;
+    await sandboxes.create('blk', {
+      vm: { memoryMiB: 512 },
+      network: { mode: 'cni' },
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'web',
+          rootfs: { block: { path: path.join(roots, 'blk.img'), fsType: 'ext4' } },
+          command: ['httpd', '-f', '-p', '8080', '-h', '/www'],
+        },
+      ],
+    });
+    await sandboxes.create('other', {
+      vm: { memoryMiB: 512 },
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'c',
+          rootfs: { hostPath: { path: path.join(roots, 'busybox') } },
+          command: ['sleep', '3600'],
+        },
+      ],
+    });
+    const blk = (await sandboxes.waitFor('blk', 'Running', phase('Running')))!;
+    const other = (await sandboxes.waitFor('other', 'Running', phase('Running')))!;
+    for (const sb of [blk, other]) {
+      expect(sb.status?.vm?.warm).toBe(true);
+      const vmUid = stateOf(sb.metadata.uid!).warm!.vmUid;
+      expect(ready).toContain(vmUid);
+      taken.push(vmUid);
+    }
+    // Both warm VMs are taken and a refill takes far longer than this: this one boots cold at
+    // once, and says why.
+    await sandboxes.create('cold', {
+      vm: { memoryMiB: 512 },
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'c',
+          rootfs: { hostPath: { path: path.join(roots, 'busybox') } },
+          command: ['sleep', '3600'],
+        },
+      ],
+    });
+    const ip = blk.status!.network!.interfaces![0]!.addresses![0]!.split('/')[0]!;
+    expect(ip).toMatch(/^10\.207\.0\.\d+$/);
+    expect(await fetchIn(NODE_NS, `http://${ip}:8080/index.html`)).toBe(
+      'hello-from-a-plugged-disk\n',
+    );
+
+    const cold = (await sandboxes.waitFor('cold', 'Running', phase('Running')))!;
+    expect(cold.status?.vm?.warm).toBeUndefined();
+    expect(cold.status?.vm?.warmMiss).toMatch(/no warm VM of shape 1c512m-default-auto was ready/);
+    expect(cold.status?.vm?.bootMillis).toBeGreaterThan(0);
+    expect(qemuPidsOf(cold.metadata.uid!)).toHaveLength(1);
+    for (const name of ['blk', 'other', 'cold']) await sandboxes.delete(name);
+    for (const name of ['blk', 'other', 'cold']) {
+      await sandboxes.waitFor(name, 'deleted', (sb) => sb === undefined, 120_000);
+    }
+    for (const vm of taken.slice(2)) {
+      expect(qemuPidsOf(vm)).toEqual([]);
+      expect(existsSync(`/run/netns/kata-${vm}`)).toBe(false);
+    }
+    expect(existsSync(path.join(base, 'ipam', 'warmnet'))).toBe(true);
+    expect(readdirSync(path.join(base, 'ipam', 'warmnet')).filter((f) => /^\d+\./.test(f))).toEqual(
+      [],
+    );
   });
 
   it('deleting the pool stops its warm VMs; the claimed one keeps running', async () => {

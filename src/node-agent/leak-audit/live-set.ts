@@ -5,6 +5,7 @@
 import { CRD_GROUP, CRD_VERSION, NODE_LABEL, PLURAL } from '../../crds/index.js';
 import type { KubeClients } from '../../kube/kube-client.js';
 import { StateStore } from '../state-store.js';
+import { WarmVmStore } from '../warm-pool/warm-vm-store.js';
 import type { LiveSet } from './classify.js';
 
 /** `--live-uids a,b` (empty: no sandbox is live). Pure. */
@@ -52,4 +53,29 @@ export async function liveFromApi(clients: KubeClients, nodeName: string): Promi
     next = page.metadata?.continue || undefined;
   } while (next);
   return { source: `KataSandboxes of node ${nodeName} in the API (${uids.size})`, uids };
+}
+
+/**
+ * The live set plus the VMs warm pools own: every warm VM with a record (the pool's until a
+ * sandbox takes it), and the VM each live sandbox took from a pool (its host objects are named by
+ * the VM's uid, not the sandbox's: docs/warm-pools.md).
+ */
+export async function withWarmVms(live: LiveSet, stateDir: string): Promise<LiveSet> {
+  const uids = new Set(live.uids);
+  const { records } = await new WarmVmStore(stateDir).list();
+  for (const r of records) uids.add(r.vmUid);
+  const store = new StateStore(stateDir);
+  let taken = 0;
+  for (const uid of live.uids) {
+    const vmUid = (await store.load(uid).catch(() => undefined))?.warm?.vmUid;
+    if (vmUid) {
+      uids.add(vmUid);
+      taken++;
+    }
+  }
+  if (records.length === 0 && taken === 0) return live;
+  return {
+    source: `${live.source}, plus ${records.length} warm VM(s) and ${taken} VM(s) taken from warm pools`,
+    uids,
+  };
 }

@@ -4,7 +4,7 @@
 import { loadKubeConfigStrict, makeClients } from '../../kube/kube-client.js';
 import { auditExitCode, classify, type LiveSet } from './classify.js';
 import { explainText, LEAK_AUDIT_HELP, parseAuditArgs, reportText, type AuditArgs } from './cli.js';
-import { liveFromApi, liveFromList, liveFromStateFiles } from './live-set.js';
+import { liveFromApi, liveFromList, liveFromStateFiles, withWarmVms } from './live-set.js';
 import { observeHost } from './observe.js';
 
 const API_TIMEOUT_MS = 30_000;
@@ -22,6 +22,10 @@ async function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<
 }
 
 async function liveSet(args: AuditArgs, env: NodeJS.ProcessEnv): Promise<LiveSet> {
+  return withWarmVms(await sandboxesLive(args, env), args.config.stateDir);
+}
+
+async function sandboxesLive(args: AuditArgs, env: NodeJS.ProcessEnv): Promise<LiveSet> {
   const { config } = args;
   if (args.live.from === 'list') return liveFromList(args.live.uids);
   const apiAtHand =

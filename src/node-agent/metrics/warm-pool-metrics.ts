@@ -19,7 +19,7 @@ export function warmPoolMetrics(registry: Registry, vms: () => WarmVmCount[] | u
       name: 'kata_node_warm_pool_misses_total',
       help:
         'Sandboxes of a shape a pool of the node keeps that booted cold, by reason (NoneReady, ' +
-        'NeedsBootDevices).',
+        'TooManyDevices).',
       labelNames: ['reason'],
       registers: [registry],
     }),

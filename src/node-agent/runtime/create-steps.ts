@@ -15,7 +15,7 @@ import { configureGuestNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { alreadyDone, step, StepError } from './step-failure.js';
 import { startVm } from './vm-start.js';
-import { attachWarmNetwork, claimWarmVm } from './warm-claim.js';
+import { attachWarmNetwork, claimWarmVm, plugWarmDrives } from './warm-claim.js';
 import { shapeOf } from '../../crds/warm-shape.js';
 
 export interface CreateHooks {
@@ -85,6 +85,7 @@ export async function createSandbox(ctx: SandboxContext, hooks: CreateHooks): Pr
     hooks.vmStarted();
     ctx.changed();
   } else if (ctx.state.warm) {
+    await plugWarmDrives(ctx, signal);
     await attachWarmNetwork(ctx, signal);
   }
 

@@ -22,6 +22,7 @@ export const USER_FAILURE_REASONS = [
 /** Failure reasons of the platform, named so their series exist at 0 before the first one. */
 export const SYSTEM_FAILURE_REASONS = [
   'AgentLost',
+  'BlockHotplugFailed',
   'BootFailed',
   'CNIFailed',
   'GuestImageMissing',

@@ -26,6 +26,14 @@ import { NETNS_RUN_DIR } from '../network/cni.js';
 import { runCommand, runOk } from '../network/exec.js';
 import type { WarmPoolClaims } from '../warm-pool/warm-claims.js';
 import { existsSync } from 'node:fs';
+import type { BlockDrivePlan } from '../storage/block-drives.js';
+import { qmpFdsArgs } from '../hypervisor/drive-hotplug.js';
+import { execWithFdsArgv } from '../host-fs/argv.js';
+import { runHostFs } from '../host-fs/run.js';
+import { HostFsError } from '../host-fs/errors.js';
+
+/** The whole hot-plug of a sandbox's drives (one QMP session). */
+const DRIVE_HOTPLUG_TIMEOUT_MS = 20_000;
 
 /** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */
 export type RunningVm = Pick<
@@ -77,6 +85,8 @@ export interface SandboxHost {
   hotplugTap(qmpSocket: string, index: number, tap: string, signal: AbortSignal): Promise<void>;
   /** Adds virtio-net NIC nic<index> on backend net<index> to the running VM. */
   hotplugNic(qmpSocket: string, index: number, mac: string, signal: AbortSignal): Promise<void>;
+  /** Adds the plan's drives to the running VM, each opened beneath its root by the helper. */
+  hotplugDrives(qmpSocket: string, plan: BlockDrivePlan, signal: AbortSignal): Promise<void>;
   /** The node's warm pools, when it keeps any: a sandbox may take a VM from them. */
   readonly warmPools?: WarmPoolClaims | undefined;
 }
@@ -139,6 +149,18 @@ export function nodeSandboxHost(o: NodeSandboxHostOptions): SandboxHost {
     },
     hotplugTap: addTapBackend,
     hotplugNic: addNic,
+    hotplugDrives: async (qmpSocket, plan, signal) => {
+      const argv = execWithFdsArgv(hostFs, plan.opens, [
+        hostFs.binary,
+        ...qmpFdsArgs(qmpSocket, plan.drives, DRIVE_HOTPLUG_TIMEOUT_MS),
+      ]);
+      const out = await runHostFs(
+        { ...hostFs, timeoutMs: DRIVE_HOTPLUG_TIMEOUT_MS + 5_000 },
+        argv.slice(1),
+        signal,
+      );
+      if (!out.ok) throw new HostFsError(out.failure.code, out.failure.message, out.failure.path);
+    },
     warmPools: o.warmPools,
   };
 }

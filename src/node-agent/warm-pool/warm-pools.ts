@@ -44,6 +44,11 @@ export interface WarmPoolsOptions {
   claimedByPool: () => Map<string, number>;
   /** Ready VMs per shape key changed (the Lease annotation follows). */
   onReady?: (ready: Record<string, number>) => void;
+  /**
+   * A sandbox of the node is being created right now: refills wait (under TCG a boot takes the
+   * CPU the claimed sandbox's first steps need).
+   */
+  holdRefills?: () => boolean;
   /** How often the loop looks again without an event (ms). */
   resyncMs?: number;
 }
@@ -95,7 +100,7 @@ export class WarmPools implements WarmPoolClaims {
   }
 
   start(signal: AbortSignal): void {
-    const resync = this.o.resyncMs ?? 5_000;
+    const resync = this.o.resyncMs ?? 2_000;
     this.o.pools.addHandlers({
       onAdd: () => this.kick(),
       onUpdate: () => this.kick(),
@@ -202,7 +207,7 @@ export class WarmPools implements WarmPoolClaims {
     await this.report(pools, plan.entries, signal);
     const next = plan.boot[0];
     const pool = next === undefined ? undefined : pools.find((p) => p.name === next);
-    if (pool) await this.bootOne(pool, signal);
+    if (pool && !this.o.holdRefills?.()) await this.bootOne(pool, signal);
   }
 
   private async bootOne(pool: PlannedPool, signal: AbortSignal): Promise<void> {
@@ -283,7 +288,9 @@ export class WarmPools implements WarmPoolClaims {
         );
         this.written.set(pool.name, fingerprint);
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        // Status is a report: failing to write it never stops the pool being kept.
+        if (!isNotFound(err))
+          this.log.warn({ err, pool: pool.name }, 'writing the pool entry failed');
       }
     }
   }

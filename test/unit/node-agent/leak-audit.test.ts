@@ -19,7 +19,10 @@ import {
   tapObjects,
 } from '../../../src/node-agent/leak-audit/host-objects.js';
 import { LEAK_KINDS } from '../../../src/node-agent/leak-audit/kinds.js';
-import { liveFromList } from '../../../src/node-agent/leak-audit/live-set.js';
+import { liveFromList, withWarmVms } from '../../../src/node-agent/leak-audit/live-set.js';
+import { newSandboxState, StateStore } from '../../../src/node-agent/state-store.js';
+import { WarmVmStore } from '../../../src/node-agent/warm-pool/warm-vm-store.js';
+import { shapeOf } from '../../../src/crds/index.js';
 import { observeHost, type AuditRoots } from '../../../src/node-agent/leak-audit/observe.js';
 import { parseLinks } from '../../../src/node-agent/network/netns-claim.js';
 import type { Runner } from '../../../src/node-agent/network/exec.js';
@@ -280,6 +283,38 @@ describe('leak audit: observing a host laid out in a temp dir', () => {
       ]);
     } finally {
       rmSync(t, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('leak audit: warm VMs count as owned', () => {
+  it('adds warm records and the VMs live sandboxes took to the live set', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'audit-warm-'));
+    try {
+      const store = new StateStore(dir);
+      const taking = newSandboxState({ uid: 'sb-1', namespace: 'n', name: 'a' }, new Date());
+      taking.warm = { vmUid: 'vm-taken', pool: 'p', netnsName: 'kata-vm-taken', claimMillis: 5 };
+      await store.save(taking);
+      const gone = newSandboxState({ uid: 'sb-gone', namespace: 'n', name: 'b' }, new Date());
+      gone.warm = { vmUid: 'vm-of-gone', pool: 'p', netnsName: 'kata-vm-of-gone', claimMillis: 5 };
+      await store.save(gone);
+      await new WarmVmStore(dir).save({
+        vmUid: 'vm-idle',
+        pool: 'p',
+        poolUid: 'u',
+        shape: shapeOf(undefined),
+        createdAt: new Date().toISOString(),
+        runDir: '/r',
+        shareDir: '/s',
+        netnsName: 'kata-vm-idle',
+      });
+      const live = await withWarmVms(liveFromList('sb-1'), dir);
+      expect([...live.uids].sort()).toEqual(['sb-1', 'vm-idle', 'vm-taken']);
+      expect(live.source).toContain('1 warm VM(s) and 1 VM(s) taken from warm pools');
+      const none = await withWarmVms(liveFromList(''), mkdtempSync(path.join(tmpdir(), 'aw-')));
+      expect([...none.uids]).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -200,6 +200,7 @@ class World {
     removeNetns: async (name) => this.note(`removeNetns ${name}`),
     hotplugTap: async (_s, n, tap) => this.note(`hotplugTap ${n} ${tap}`),
     hotplugNic: async (_s, n, mac) => this.note(`hotplugNic ${n} ${mac}`),
+    hotplugDrives: async (_s, plan) => this.note(`hotplugDrives ${plan.drives.length}`),
   };
 
   runtime(spec: Partial<KataSandboxSpec> = {}): SandboxRuntime {

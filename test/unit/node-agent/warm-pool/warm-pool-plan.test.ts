@@ -49,9 +49,10 @@ describe('shapes', () => {
     expect(selectsNode({ zone: 'a' }, {})).toBe(false);
   });
 
-  it('a sandbox with drives cannot take a warm VM, and says which fields', () => {
+  it('a sandbox needing more hot-plugged devices than a warm VM has slots for boots cold', () => {
     expect(warmIneligibility(0)).toBeUndefined();
-    expect(warmIneligibility(2)).toMatch(/2 block device\(s\).*rootfs\.block/);
+    expect(warmIneligibility(24)).toBeUndefined();
+    expect(warmIneligibility(25)).toMatch(/25 block devices and NICs, more than the 24/);
   });
 });
 
