@@ -22,6 +22,7 @@ export function nodeViews(
     const name = nodeOfLease(lease);
     if (!name) continue;
     const cap = leaseCapacity(lease);
+    const warm = leaseWarmReady(lease);
     const { renewedAt, durationSeconds } = judge(lease);
     const node = nodeByName.get(name);
     views.push({
@@ -31,7 +32,7 @@ export function nodeViews(
         leaseDurationSeconds: durationSeconds,
         capacitySandboxes: cap?.sandboxes,
         capacityMemoryMiB: cap?.memoryMiB,
-        warmReady: leaseWarmReady(lease),
+        ...(Object.keys(warm).length > 0 && { warmReady: warm }),
       },
       node: node && {
         labels: node.metadata?.labels ?? {},

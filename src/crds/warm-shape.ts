@@ -1,7 +1,8 @@
 // Which sandboxes a warm VM can serve, and which pools a node keeps: pure functions of the specs.
 // A warm VM serves a sandbox only if the VM is exactly what a cold boot would have given it (same
 // vCPUs, memory, kernel, accelerator) and nothing the sandbox needs must exist at boot.
-import { vmMemoryMiB, vmVcpus, type VmSpec } from './index.js';
+import type { VmSpec } from './katasandbox.js';
+import { vmMemoryMiB, vmVcpus } from './sandbox-facts.js';
 
 export interface WarmShape {
   vcpus: number;

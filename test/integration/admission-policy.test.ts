@@ -29,6 +29,10 @@ import { addFinalizer, patchFinalizers, removeFinalizer } from '../../src/kube/f
 import { makeClients, type KubeClients } from '../../src/kube/kube-client.js';
 import { NodeHeartbeat } from '../../src/kube/node-heartbeat.js';
 import { applyStatus } from '../../src/kube/status-patch.js';
+import type { KataWarmPool } from '../../src/crds/index.js';
+import type { Informer } from '../../src/kube/informer.js';
+import { applyWarmPoolEntry } from '../../src/node-agent/warm-pool/warm-pool-status.js';
+import { warmPoolConditionsReconciler } from '../../src/controllers/warm-pool-conditions.js';
 import {
   applyDeploy,
   CONTROLLER_USER,
@@ -965,5 +969,118 @@ describe('network mode netns only where cluster admins allow it', () => {
     await plane.kubectl(['label', 'namespace', NETNS_NS, 'kata.sandbox.io/allow-netns=true']);
     await soon(() => create(dave, 'daves', undefined, NETNS_NS, netns));
     expect((await get('daves', NETNS_NS)).spec['network']).toMatchObject(netns.network);
+  });
+});
+
+describe('warm pools: each node agent writes only its own entry', () => {
+  const POLICY_WARM = "ValidatingAdmissionPolicy 'kata-node-agent-warm-pools'";
+  const pools = { group: GROUP, version: VERSION, plural: 'katawarmpools' };
+  const entry = (node: string, ready: number) => ({ node, desired: 2, ready, booting: 0 });
+  const pool = async () =>
+    (await admin.custom.getClusterCustomObject({ ...pools, name: 'wp' })) as KataWarmPool;
+
+  beforeAll(async () => {
+    await admin.custom.createClusterCustomObject({
+      ...pools,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'KataWarmPool',
+        metadata: { name: 'wp' },
+        spec: { vm: { memoryMiB: 512 }, replicasPerNode: 2 },
+      },
+    });
+  });
+
+  it('the schema refuses a pool holding too much memory per node, naming the field', async () => {
+    const r = await refusal(
+      admin.custom.createClusterCustomObject({
+        ...pools,
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: 'KataWarmPool',
+          metadata: { name: 'huge' },
+          spec: { vm: { memoryMiB: 65536 }, replicasPerNode: 16 },
+        },
+      }),
+    );
+    expect(r.code).toBe(422);
+    expect(r.message).toContain('spec.replicasPerNode');
+    expect(r.message).toContain('at most 262144 MiB');
+  });
+
+  it('node agents a and b each apply their own entry; both stay', async () => {
+    await applyWarmPoolEntry(agentA, 'a', 'wp', entry('a', 1));
+    await applyWarmPoolEntry(agentB, 'b', 'wp', entry('b', 2));
+    await applyWarmPoolEntry(agentA, 'a', 'wp', entry('a', 2));
+    const nodes = (await pool()).status?.nodes ?? [];
+    expect(nodes.map((e) => [e.node, e.ready])).toEqual([
+      ['a', 2],
+      ['b', 2],
+    ]);
+  });
+
+  it("node agent a may not write node b's entry, the conditions, or the spec", async () => {
+    const other = await refusal(applyWarmPoolEntry(agentA, 'b', 'wp', entry('b', 0)));
+    expect(other.code).toBe(403);
+    expect(other.message).toContain(POLICY_WARM);
+    expect(other.message).toContain('node agent of a may write only the status.nodes entry of its');
+    const conditions = await refusal(
+      agentA.custom.patchClusterCustomObjectStatus(
+        {
+          ...pools,
+          name: 'wp',
+          body: {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'KataWarmPool',
+            metadata: { name: 'wp' },
+            status: {
+              conditions: [
+                {
+                  type: 'Ready',
+                  status: 'True',
+                  reason: 'Forged',
+                  message: '',
+                  lastTransitionTime: new Date().toISOString(),
+                },
+              ],
+            },
+          },
+          fieldManager: 'kata-node-agent-a',
+          force: true,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      ),
+    );
+    expect(conditions.code).toBe(403);
+    expect(conditions.message).toContain('status.conditions of a KataWarmPool are the controller');
+    const spec = await refusal(
+      agentA.custom.patchClusterCustomObject(
+        {
+          ...pools,
+          name: 'wp',
+          body: [{ op: 'replace', path: '/spec/replicasPerNode', value: 9 }],
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      ),
+    );
+    expect(spec.code).toBe(403);
+    expect((await pool()).status?.nodes?.find((e) => e.node === 'b')?.ready).toBe(2);
+  });
+
+  it('a node agent without a node identity writes no entry; the controller writes Ready', async () => {
+    const r = await refusal(applyWarmPoolEntry(agentNoNode, 'a', 'wp', entry('a', 0)));
+    expect(r.code).toBe(403);
+    expect(r.message).toContain('carry no node name');
+    await warmPoolConditionsReconciler(
+      { get: () => undefined } as unknown as Informer<KataWarmPool>,
+      controller,
+    )('wp');
+    const seen = await pool();
+    const informer = { get: () => seen } as unknown as Informer<KataWarmPool>;
+    await warmPoolConditionsReconciler(informer, controller)('wp');
+    expect((await pool()).status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'Ready',
+    });
   });
 });

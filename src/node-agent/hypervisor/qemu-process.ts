@@ -370,3 +370,9 @@ export class QemuProcess {
     return outcome;
   }
 }
+
+/** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */
+export type RunningVm = Pick<
+  QemuProcess,
+  'pid' | 'running' | 'exited' | 'info' | 'stop' | 'consoleTail'
+>;

@@ -10,7 +10,8 @@ import type { PreparedImage } from '../images/container-images.js';
 import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import type { SandboxState, StateStore } from '../state-store.js';
 import type { BlockDrivePlan } from '../storage/block-drives.js';
-import type { RunningVm, SandboxHost } from './sandbox-host.js';
+import type { RunningVm } from '../hypervisor/qemu-process.js';
+import type { SandboxHost } from './sandbox-host.js';
 import { StepError } from './step-failure.js';
 
 export type EventType = 'Normal' | 'Warning';

@@ -9,7 +9,7 @@ import type { NodeAgentConfig } from '../config.js';
 import type { HostFs } from '../host-fs/types.js';
 import type { AcceleratorChoice } from '../hypervisor/accelerator.js';
 import type { GuestImagePaths } from '../hypervisor/guest-image.js';
-import { QemuProcess, type QemuProcessInfo } from '../hypervisor/qemu-process.js';
+import { QemuProcess, type QemuProcessInfo, type RunningVm } from '../hypervisor/qemu-process.js';
 
 import type { ContainerImages } from '../images/container-images.js';
 import { RootfsViews } from '../images/rootfs-view.js';
@@ -34,12 +34,6 @@ import { HostFsError } from '../host-fs/errors.js';
 
 /** The whole hot-plug of a sandbox's drives (one QMP session). */
 const DRIVE_HOTPLUG_TIMEOUT_MS = 20_000;
-
-/** The part of a QEMU process the runtime uses (QemuProcess; a fake in unit tests). */
-export type RunningVm = Pick<
-  QemuProcess,
-  'pid' | 'running' | 'exited' | 'info' | 'stop' | 'consoleTail'
->;
 
 export type VmBootRequest = Parameters<typeof bootSandboxVm>[0];
 

@@ -3,7 +3,7 @@
 import { vmMemoryMiB } from '../../crds/index.js';
 import type { ExitStatus } from '../hypervisor/qemu-process.js';
 import type { SandboxContext } from './sandbox-context.js';
-import type { RunningVm } from './sandbox-host.js';
+import type { RunningVm } from '../hypervisor/qemu-process.js';
 import type { StepFailure } from './sandbox-status.js';
 import { VM_END_REASONS } from './step-failure.js';
 

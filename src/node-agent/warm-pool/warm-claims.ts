@@ -1,6 +1,6 @@
 // What a sandbox's runtime may ask of the node's warm pools (warm-pools.ts implements it).
 import type { AgentConnection } from '../../agent/agent-connection.js';
-import type { RunningVm } from '../runtime/sandbox-host.js';
+import type { RunningVm } from '../hypervisor/qemu-process.js';
 import type { WarmVmRecord } from './warm-vm-store.js';
 import type { WarmShape } from '../../crds/warm-shape.js';
 

@@ -198,6 +198,12 @@ export class WarmPools implements WarmPoolClaims {
   }
 
   async reconcileOnce(signal: AbortSignal): Promise<void> {
+    // A warm VM whose QEMU ended while idle (a crash, an OOM kill) is cleaned up and replaced.
+    for (const v of [...this.vms.values()]) {
+      if (v.state === 'ready' && v.running && !v.running.vm.running) {
+        await this.destroy(v.record.vmUid, 'its QEMU exited while idle');
+      }
+    }
     const pools = await this.plannedPools();
     this.selected = new Set(
       pools.filter((p) => p.selected && p.replicasPerNode > 0).map((p) => shapeKey(p.shape)),

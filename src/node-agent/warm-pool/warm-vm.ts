@@ -7,7 +7,7 @@ import type { VmSpec } from '../../crds/index.js';
 import { QmpClient } from '../hypervisor/qmp-client.js';
 import { NETNS_RUN_DIR, sandboxNetnsName } from '../network/cni.js';
 import { sandboxDirs } from '../runtime/sandbox-dirs.js';
-import type { RunningVm } from '../runtime/sandbox-host.js';
+import type { RunningVm } from '../hypervisor/qemu-process.js';
 import { checkVmSpec, launchVm, type VmLaunchDeps } from '../runtime/vm-launch.js';
 import type { WarmVmRecord, WarmVmStore } from './warm-vm-store.js';
 import type { WarmShape } from '../../crds/warm-shape.js';

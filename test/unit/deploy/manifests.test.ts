@@ -247,7 +247,7 @@ describe('RBAC', () => {
       ),
     );
 
-  it('the node agent reads sandboxes, patches them and their status, writes Events and Leases, nothing else cluster-wide', () => {
+  it('the node agent reads sandboxes, patches them and their status, reads warm pools and its Node, writes its pool entries, Events and Leases, nothing else cluster-wide', () => {
     expect(grants(rules('ClusterRole', 'kata-node-agent')).sort()).toEqual(
       [
         'kata.sandbox.io/katasandboxes:get',
@@ -255,6 +255,11 @@ describe('RBAC', () => {
         'kata.sandbox.io/katasandboxes:watch',
         'kata.sandbox.io/katasandboxes:patch',
         'kata.sandbox.io/katasandboxes/status:patch',
+        'kata.sandbox.io/katawarmpools:get',
+        'kata.sandbox.io/katawarmpools:list',
+        'kata.sandbox.io/katawarmpools:watch',
+        'kata.sandbox.io/katawarmpools/status:patch',
+        'core/nodes:get',
         'events.k8s.io/events:create',
         'events.k8s.io/events:patch',
         'authentication.k8s.io/tokenreviews:create',
@@ -277,6 +282,10 @@ describe('RBAC', () => {
         'kata.sandbox.io/katasandboxes:watch',
         'kata.sandbox.io/katasandboxes:patch',
         'kata.sandbox.io/katasandboxes/status:patch',
+        'kata.sandbox.io/katawarmpools:get',
+        'kata.sandbox.io/katawarmpools:list',
+        'kata.sandbox.io/katawarmpools:watch',
+        'kata.sandbox.io/katawarmpools/status:patch',
         'core/nodes:get',
         'core/nodes:list',
         'core/nodes:watch',
@@ -370,6 +379,7 @@ describe('admission policies', () => {
       'kata-node-agent-event-sandbox',
       'kata-node-agent-events',
       'kata-node-agent-restriction',
+      'kata-node-agent-warm-pools',
       'kata-node-pull-secret-key',
       'kata-pull-secret-projections',
       'kata-sandbox-netns',
