@@ -66,7 +66,7 @@ host-fs-check: ## go vet and the Go unit tests of host-fs/
 peers: ## build the peer programs of test/peers/ (Kata 1.x client, from its source) into $(CACHE_DIR)/peers/bin/ when their inputs changed
 	@CACHE_DIR=$(CACHE_DIR) hack/peers.sh >/dev/null
 
-test-peers: deps peers guest host-fs ## only the peer layer: our guest agent driven by the real Kata 1.x client in a real VM
+test-peers: deps peers guest host-fs controlplane ## only the peer layer: our guest agent driven by the real Kata 1.x client, our node agent with the real Kata 1.x agent (real VMs, real control plane)
 	TEST_LAYERS=peers hack/run-tests.sh
 
 .PHONY: guest

@@ -40,8 +40,15 @@ export default {
       globalSetup: '<rootDir>/test/integration/global-setup.mjs',
       globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
     },
-    // Real QEMU VMs driven by peer programs (test/peers/<peer>/, Go); no control plane.
-    { ...common, displayName: 'peers', testMatch: ['<rootDir>/test/peers/**/*.test.ts'] },
+    // Real QEMU VMs and the real Kata 1.x peers (client and agent); the node agent's files run
+    // the controller and node agent against the shared plane, as e2e does.
+    {
+      ...common,
+      displayName: 'peers',
+      testMatch: ['<rootDir>/test/peers/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/integration/global-setup.mjs',
+      globalTeardown: '<rootDir>/test/integration/global-teardown.mjs',
+    },
     // Its own cluster (hack/cluster.sh up/down inside the file), no shared plane.
     { ...common, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.test.ts'] },
   ],

@@ -13,13 +13,20 @@
 #                             while that does not exist
 #   GUEST_INITRD_COMPRESSION  none (default, fastest to unpack under TCG) | lz4 | zstd | gzip
 #   GUEST_NODE_OPTIONS        extra node flags for the agent (written to the image)
+#   GUEST_EXEC_AGENT          a VARIANT image: this static executable is the guest's agent instead
+#                             of ours (e.g. Kata 1.x's kata-agent, for the peer tests); guest/init-exec
+#                             loads the drivers and execs it as PID 1, which mounts and sets up the
+#                             rest itself. No node, crun or iproute2 in it. Its images go to
+#                             GUEST_CACHE_ROOT, default .../kata-sandbox-operator/guest-exec-agent, so
+#                             the Node agent's `current` is never touched.
 #   GUEST_KERNEL_PACKAGE      override the kernel package (default: what linux-image-amd64 depends on)
 #   GUEST_FORCE=1             rebuild even when the cached image exists
 #   GUEST_KEEP_IMAGES         how many <hash> image dirs to keep (default 3, newest used first);
 #                             older ones are removed after each run, never the one `current` names
 #   GUEST_CACHE_ROOT          where the <hash> dirs and `current` go (default
 #                             ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest)
-#   GUEST_DEB_CACHE           where downloaded kernel .debs are kept (default $GUEST_CACHE_ROOT/debs);
+#   GUEST_DEB_CACHE           where downloaded kernel .debs are kept (default $GUEST_CACHE_ROOT/debs, for a
+#                             GUEST_EXEC_AGENT variant the default image root's debs/);
 #                             lets a build into another root reuse the download
 #   XDG_CACHE_HOME            cache root
 # Prints the image directory on stdout (last line).
@@ -28,8 +35,20 @@ export LC_ALL=C
 
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$GUEST_DIR")
-CACHE_ROOT=${GUEST_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest}
-DEB_CACHE=${GUEST_DEB_CACHE:-$CACHE_ROOT/debs}
+EXEC_AGENT=${GUEST_EXEC_AGENT:-}
+if [ -n "$EXEC_AGENT" ]; then
+  [ -f "$EXEC_AGENT" ] && [ -x "$EXEC_AGENT" ] || { echo "guest/build: GUEST_EXEC_AGENT=$EXEC_AGENT is not an executable file" >&2; exit 1; }
+  EXEC_AGENT=$(readlink -f "$EXEC_AGENT")
+  CACHE_ROOT=${GUEST_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest-exec-agent}
+else
+  CACHE_ROOT=${GUEST_CACHE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest}
+fi
+INIT_FILE=$GUEST_DIR/init
+if [ -n "$EXEC_AGENT" ]; then INIT_FILE=$GUEST_DIR/init-exec; fi
+# A variant shares the default image's kernel download.
+DEB_ROOT=$CACHE_ROOT
+if [ -n "$EXEC_AGENT" ]; then DEB_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest; fi
+DEB_CACHE=${GUEST_DEB_CACHE:-$DEB_ROOT/debs}
 KEEP_IMAGES=${GUEST_KEEP_IMAGES:-3}
 COMPRESSION=${GUEST_INITRD_COMPRESSION:-none}
 NODE_OPTIONS_GUEST=${GUEST_NODE_OPTIONS:-}
@@ -66,7 +85,10 @@ WORK=$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 # --- agent bundle ---------------------------------------------------------------------------
-if [ -n "${GUEST_AGENT_BUNDLE:-}" ]; then
+if [ -n "$EXEC_AGENT" ]; then
+  AGENT_BUNDLE=$EXEC_AGENT
+  AGENT_SOURCE=$EXEC_AGENT
+elif [ -n "${GUEST_AGENT_BUNDLE:-}" ]; then
   [ -f "$GUEST_AGENT_BUNDLE" ] || die "GUEST_AGENT_BUNDLE=$GUEST_AGENT_BUNDLE does not exist"
   AGENT_BUNDLE=$GUEST_AGENT_BUNDLE
   AGENT_SOURCE=$GUEST_AGENT_BUNDLE
@@ -103,7 +125,13 @@ IP_BIN=$(readlink -f /usr/bin/ip 2>/dev/null || readlink -f /sbin/ip)
 libs_of() {
   ldd "$1" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}'
 }
-mapfile -t LIBS < <(for b in "$CRUN_BIN" "$NODE_BIN" "$IP_BIN"; do libs_of "$b"; done | sort -u)
+LIBS=()
+if [ -z "$EXEC_AGENT" ]; then
+  mapfile -t LIBS < <(for b in "$CRUN_BIN" "$NODE_BIN" "$IP_BIN"; do libs_of "$b"; done | sort -u)
+else
+  # A static agent: nothing to link. (ldd prints "not a dynamic executable" and fails.)
+  ! ldd "$EXEC_AGENT" >/dev/null 2>&1 || die "GUEST_EXEC_AGENT=$EXEC_AGENT is not static"
+fi
 
 # The Debian package (and version) owning a file; the file's sha256 when no package does.
 owner_of() {
@@ -122,10 +150,14 @@ owner_of() {
 
 {
   echo "builder sha256=$(sha "$GUEST_DIR/build.sh")"
-  echo "init sha256=$(sha "$GUEST_DIR/init")"
+  echo "init $(basename "$INIT_FILE") sha256=$(sha "$INIT_FILE")"
   echo "agent $AGENT_SOURCE sha256=$(sha "$AGENT_BUNDLE")"
-  echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
-  echo "node-options $NODE_OPTIONS_GUEST"
+  if [ -z "$EXEC_AGENT" ]; then
+    echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
+    echo "node-options $NODE_OPTIONS_GUEST"
+  else
+    echo "exec-agent"
+  fi
   echo "kernel $KERNEL_PKG=$KERNEL_DEB_VERSION"
   echo "busybox-static=$(pkg_version busybox-static)"
   echo "crun=$(pkg_version crun)"
@@ -264,9 +296,11 @@ install_bin() { # src dest-in-image
   cp -L "$1" "$R$2"
   chmod 0755 "$R$2"
 }
-install_bin "$NODE_BIN" /usr/bin/node
-install_bin "$CRUN_BIN" /usr/bin/crun
-install_bin "$IP_BIN" /sbin/ip # iproute2's ip (JSON output); busybox's stays as "busybox ip"
+if [ -z "$EXEC_AGENT" ]; then
+  install_bin "$NODE_BIN" /usr/bin/node
+  install_bin "$CRUN_BIN" /usr/bin/crun
+  install_bin "$IP_BIN" /sbin/ip # iproute2's ip (JSON output); busybox's stays as "busybox ip"
+fi
 for l in "${LIBS[@]}"; do
   mkdir -p "$R$(dirname "$l")"
   cp -L "$l" "$R$l"
@@ -312,10 +346,17 @@ echo localhost >"$R/etc/hostname"
 printf '%s\n' "$NODE_OPTIONS_GUEST" >"$R/etc/kata-guest-agent.node-options"
 echo "$HASH" >"$R/etc/kata-guest-image"
 
-cp "$GUEST_DIR/init" "$R/init"
+cp "$INIT_FILE" "$R/init"
 chmod 0755 "$R/init"
-cp "$AGENT_BUNDLE" "$R/usr/bin/kata-guest-agent.js"
-chmod 0644 "$R/usr/bin/kata-guest-agent.js"
+if [ -n "$EXEC_AGENT" ]; then
+  AGENT_PATH=/usr/bin/kata-agent
+  install_bin "$EXEC_AGENT" "$AGENT_PATH"
+  echo "$AGENT_PATH" >"$R/etc/kata-exec-agent"
+else
+  AGENT_PATH=/usr/bin/kata-guest-agent.js
+  cp "$AGENT_BUNDLE" "$R$AGENT_PATH"
+  chmod 0644 "$R$AGENT_PATH"
+fi
 
 # The kernel opens /dev/console for PID 1 before the init mounts devtmpfs.
 if [ "$(id -u)" = 0 ]; then
@@ -360,7 +401,7 @@ cp "$WORK/inputs.txt" "$STAGE/inputs.txt"
 rootfs_bytes=$(du -sb --apparent-size "$R" | cut -f1)
 
 HASH=$HASH KVER=$KVER KPKG="$KERNEL_PKG=$KERNEL_DEB_VERSION" COMPRESSION=$COMPRESSION \
-  ROOTFS_BYTES=$rootfs_bytes AGENT_SOURCE=$AGENT_SOURCE MODS="${ORDER[*]}" BOOT_MODS="${BOOT_ORDER[*]}" NODE_OPTS="$NODE_OPTIONS_GUEST" \
+  ROOTFS_BYTES=$rootfs_bytes AGENT_SOURCE=$AGENT_SOURCE AGENT_PATH=$AGENT_PATH MODS="${ORDER[*]}" BOOT_MODS="${BOOT_ORDER[*]}" NODE_OPTS="$NODE_OPTIONS_GUEST" \
   "$NODE_BIN" -e '
 const fs = require("fs");
 const d = process.argv[1];
@@ -370,9 +411,9 @@ const m = {
   hash: e.HASH,
   kernelVersion: e.KVER,
   kernelPackage: e.KPKG,
-  nodeVersion: process.version,
+  nodeVersion: e.AGENT_PATH.endsWith(".js") ? process.version : "",
   agentSource: e.AGENT_SOURCE,
-  agentPath: "/usr/bin/kata-guest-agent.js",
+  agentPath: e.AGENT_PATH,
   agentNodeOptions: e.NODE_OPTS,
   initrdCompression: e.COMPRESSION,
   modules: e.MODS.split(" "),

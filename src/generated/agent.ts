@@ -366,6 +366,25 @@ export interface SetGuestDateTimeRequest {
 }
 
 /**
+ * MemHotplugByProbe: each address (of memory the host hot-added) written to the guest kernel's
+ * memory probe file, for kernels that cannot find hot-added memory by themselves.
+ */
+export interface MemHotplugByProbeRequest {
+  memHotplugProbeAddr: number[];
+}
+
+/**
+ * GetOOMEvent: answers once the kernel's OOM killer killed a process in one of the sandbox's
+ * containers, with that container's id; each kill is answered once, in order.
+ */
+export interface GetOOMEventRequest {
+}
+
+export interface OOMEvent {
+  containerId: string;
+}
+
+/**
  * CopyFile: a file written in parts (offset, data) into a temporary file, moved to `path` once it
  * has `file_size` bytes.
  */
@@ -6104,6 +6123,216 @@ export const SetGuestDateTimeRequest: MessageFns<SetGuestDateTimeRequest> = {
   },
 };
 
+function createBaseMemHotplugByProbeRequest(): MemHotplugByProbeRequest {
+  return { memHotplugProbeAddr: [] };
+}
+
+export const MemHotplugByProbeRequest: MessageFns<MemHotplugByProbeRequest> = {
+  encode(message: MemHotplugByProbeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memHotplugProbeAddr.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.memHotplugProbeAddr) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemHotplugByProbeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemHotplugByProbeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.memHotplugProbeAddr.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.memHotplugProbeAddr.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemHotplugByProbeRequest {
+    return {
+      memHotplugProbeAddr: globalThis.Array.isArray(object?.memHotplugProbeAddr)
+        ? object.memHotplugProbeAddr.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MemHotplugByProbeRequest): unknown {
+    const obj: any = {};
+    if (message.memHotplugProbeAddr?.length) {
+      obj.memHotplugProbeAddr = message.memHotplugProbeAddr.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemHotplugByProbeRequest>, I>>(base?: I): MemHotplugByProbeRequest {
+    return MemHotplugByProbeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemHotplugByProbeRequest>, I>>(object: I): MemHotplugByProbeRequest {
+    const message = createBaseMemHotplugByProbeRequest();
+    message.memHotplugProbeAddr = object.memHotplugProbeAddr?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetOOMEventRequest(): GetOOMEventRequest {
+  return {};
+}
+
+export const GetOOMEventRequest: MessageFns<GetOOMEventRequest> = {
+  encode(_: GetOOMEventRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetOOMEventRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetOOMEventRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetOOMEventRequest {
+    return {};
+  },
+
+  toJSON(_: GetOOMEventRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetOOMEventRequest>, I>>(base?: I): GetOOMEventRequest {
+    return GetOOMEventRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetOOMEventRequest>, I>>(_: I): GetOOMEventRequest {
+    const message = createBaseGetOOMEventRequest();
+    return message;
+  },
+};
+
+function createBaseOOMEvent(): OOMEvent {
+  return { containerId: "" };
+}
+
+export const OOMEvent: MessageFns<OOMEvent> = {
+  encode(message: OOMEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.containerId !== "") {
+      writer.uint32(10).string(message.containerId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OOMEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOOMEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OOMEvent {
+    return {
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+    };
+  },
+
+  toJSON(message: OOMEvent): unknown {
+    const obj: any = {};
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OOMEvent>, I>>(base?: I): OOMEvent {
+    return OOMEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OOMEvent>, I>>(object: I): OOMEvent {
+    const message = createBaseOOMEvent();
+    message.containerId = object.containerId ?? "";
+    return message;
+  },
+};
+
 function createBaseCopyFileRequest(): CopyFileRequest {
   return { path: "", fileSize: 0, fileMode: 0, dirMode: 0, uid: 0, gid: 0, offset: 0, data: Buffer.alloc(0) };
 }
@@ -6573,6 +6802,25 @@ export const AgentServiceService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  memHotplugByProbe: {
+    path: "/grpc.AgentService/MemHotplugByProbe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MemHotplugByProbeRequest): Buffer =>
+      Buffer.from(MemHotplugByProbeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MemHotplugByProbeRequest => MemHotplugByProbeRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  getOomEvent: {
+    path: "/grpc.AgentService/GetOOMEvent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetOOMEventRequest): Buffer => Buffer.from(GetOOMEventRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetOOMEventRequest => GetOOMEventRequest.decode(value),
+    responseSerialize: (value: OOMEvent): Buffer => Buffer.from(OOMEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OOMEvent => OOMEvent.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -6610,6 +6858,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   reseedRandomDev: handleUnaryCall<ReseedRandomDevRequest, Empty>;
   setGuestDateTime: handleUnaryCall<SetGuestDateTimeRequest, Empty>;
   copyFile: handleUnaryCall<CopyFileRequest, Empty>;
+  memHotplugByProbe: handleUnaryCall<MemHotplugByProbeRequest, Empty>;
+  getOomEvent: handleUnaryCall<GetOOMEventRequest, OOMEvent>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -7035,6 +7285,36 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  memHotplugByProbe(
+    request: MemHotplugByProbeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
+  ): ClientUnaryCall;
+  getOomEvent(
+    request: GetOOMEventRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OOMEvent) => void,
   ): ClientUnaryCall;
 }
 

@@ -170,6 +170,19 @@ describe('our guest agent driven by the Kata 1.x client (gRPC over yamux on the 
     expect(step('UpdateContainer').code).toBe(OK);
   });
 
+  it('GetOOMEvent names the container whose 128 MiB limit killed a process; MemHotplugByProbe without a probe file is refused', () => {
+    // tail, holding a line that never ends, is killed (SIGKILL: 137) under the limit set by UpdateContainer.
+    expect(step('OOM(hog)')).toMatchObject({ code: OK, result: { data: 'tail-status 137\n' } });
+    expect(step('GetOOMEvent')).toMatchObject({
+      code: OK,
+      result: { container_id: `${CID}-long` },
+    });
+    expect(step('MemHotplugByProbe')).toMatchObject({
+      code: FAILED_PRECONDITION,
+      message: 'this guest kernel has no memory probe file (/sys/devices/system/memory/probe)',
+    });
+  });
+
   it('CopyFile in two parts lands in the container; a path outside /run/kata-containers/ is refused', () => {
     expect(step('CopyFile(0)').code).toBe(OK);
     expect(step('CopyFile(1)').code).toBe(OK);

@@ -47,6 +47,12 @@ export class ContainerStats {
     };
   }
 
+  /** The cgroup directory of a container whose init runs. */
+  async containerCgroupDir(containerId: string): Promise<string | undefined> {
+    const pid = await this.opts.initPid(containerId);
+    return pid === undefined ? undefined : this.cgroupDir(pid);
+  }
+
   private async cgroupDir(pid: number): Promise<string | undefined> {
     const text = await readOrUndefined(path.join(this.procRoot, String(pid), 'cgroup'));
     const rel = text === undefined ? undefined : unifiedCgroupPath(text);

@@ -1,7 +1,8 @@
 // The guest-wide RPCs of Kata 1.x: OnlineCPUMem (hot-added CPUs and memory brought online through
-// sysfs), SetGuestDateTime (the clock, with busybox date) and ReseedRandomDev (bytes mixed into
-// the kernel's pool through /dev/random).
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+// sysfs), MemHotplugByProbe (hot-added memory announced through the memory probe file),
+// SetGuestDateTime (the clock, with busybox date) and ReseedRandomDev (bytes mixed into the
+// kernel's pool through /dev/random).
+import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runCommandOk, type CommandRunner } from '../../common/run-command.js';
 import type { OnlineCPUMemRequest } from '../../generated/agent.js';
@@ -68,6 +69,23 @@ export class GuestSystem {
       n++;
     }
     return n;
+  }
+
+  /**
+   * Announces hot-added memory at each physical address to the kernel, as 1.x does: one write of
+   * `0x<hex>` per address to the memory probe file, in order, stopping at the first that fails.
+   * Kernels built without CONFIG_ARCH_MEMORY_PROBE (Debian's) have no such file.
+   */
+  async probeMemory(addrs: readonly number[]): Promise<void> {
+    const probe = path.join(this.memoryDir, 'probe');
+    if (addrs.length === 0) return;
+    await access(probe).catch(() => {
+      throw failedPrecondition(`this guest kernel has no memory probe file (${probe})`);
+    });
+    for (const addr of addrs) {
+      // sysfs takes each write whole, wherever the offset is.
+      await writeFile(probe, `0x${addr.toString(16)}`, { flag: 'a' });
+    }
   }
 
   /** Sets the clock to `sec` seconds (and `usec`) since the epoch. */

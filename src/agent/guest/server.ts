@@ -9,6 +9,7 @@ import type { Logger } from '../../observability/logger.js';
 import { BlockDevices } from './block-devices.js';
 import { ContainerManager } from './container-manager.js';
 import { ContainerStats } from './container-stats.js';
+import { OomEvents } from './oom-events.js';
 import { GuestSystem } from './guest-system.js';
 import { GuestNetwork } from './network.js';
 import { Sandbox } from './sandbox.js';
@@ -72,6 +73,10 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     cgroupRoot: opts.cgroupRoot,
     procRoot: opts.procRoot,
   });
+  const oom = new OomEvents({
+    ids: () => containers.ids(),
+    cgroupDir: (id) => stats.containerCgroupDir(id),
+  });
   const system = new GuestSystem({
     run: opts.run,
     cpuDir: opts.cpuDir,
@@ -88,6 +93,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       network,
       stats,
       system,
+      oom,
       logger,
       memoryBlockSizeFile: opts.memoryBlockSizeFile,
       meminfoFile: opts.meminfoFile,

@@ -22,7 +22,6 @@ export function containerFailedMessage(name: string, exitCode: number, lines: st
 }
 
 const READ_CHUNK = 64 * 1024;
-const DRAIN_AFTER_EXIT_MS = 5_000;
 
 /**
  * Copies one stream to the log until its end: the agent's end-of-stream status (Kata 1.x's
@@ -37,8 +36,11 @@ async function pump(read: (len: number) => Promise<Buffer>, log: ContainerLog): 
 }
 
 /**
- * Waits for the container's init process (exec id = container id) to exit while copying its
- * stdout and stderr to `log`; resolves to its exit status (128+N when killed by signal N).
+ * Copies the container's init process's (exec id = container id) stdout and stderr to `log` until
+ * both end, then resolves to its exit status (128+N when killed by signal N). Output first:
+ * Kata 1.x's agent closes a process's pipes when WaitProcess returns, so whatever was still
+ * unread then is lost, and its runtime read both streams to their end before waiting. The end
+ * comes with the init's exit: the container's pid namespace, and every writer in it, dies too.
  */
 export async function watchContainerRun(
   client: AgentClient,
@@ -49,13 +51,9 @@ export async function watchContainerRun(
   const opts = { signal };
   const out = pump((len) => client.readStdout(id, id, len, opts), log).catch(() => {});
   const err = pump((len) => client.readStderr(id, id, len, opts), log).catch(() => {});
+  await Promise.all([out, err]);
+  signal.throwIfAborted();
   const status = await client.waitProcess(id, id, opts);
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.all([out, err]),
-    new Promise((r) => (timer = setTimeout(r, DRAIN_AFTER_EXIT_MS))),
-  ]);
-  clearTimeout(timer);
   await log.flush();
   return status;
 }

@@ -292,6 +292,31 @@ func extraRPCs(ctx context.Context, c *client.AgentClient, exited, long string) 
 	})
 	report("UpdateContainer", err, nil)
 
+	// An OOM kill in the long container (now limited to 128 MiB): tail keeps a line that never
+	// ends. GetOOMEvent, asked before, as the 1.x runtime's watcher asks, answers with its id.
+	oom := make(chan map[string]interface{}, 1)
+	go func() {
+		octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		ev, err := c.GetOOMEvent(octx, &pb.GetOOMEventRequest{})
+		r := map[string]interface{}{"err": err}
+		if err == nil {
+			r["container_id"] = ev.ContainerId
+		}
+		oom <- r
+	}()
+	out, st, err := run(ctx, c, long, "hog", "head -c 300m /dev/zero | tail >/dev/null; echo tail-status $?")
+	report("OOM(hog)", err, map[string]interface{}{"data": out, "status": st})
+	r := <-oom
+	if e, _ := r["err"].(error); e != nil {
+		report("GetOOMEvent", e, nil)
+	} else {
+		report("GetOOMEvent", nil, map[string]interface{}{"container_id": r["container_id"]})
+	}
+	// The Debian kernel has no memory probe file: refused, naming it.
+	_, err = c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: []uint64{0x100000000}})
+	report("MemHotplugByProbe", err, nil)
+
 	// A file in two parts into the container's rootfs, read back from inside it.
 	dest := guestSharedDir + long + "/rootfs/etc/copied"
 	for i, part := range []string{"copied-", "by-kata1\n"} {
@@ -300,7 +325,7 @@ func extraRPCs(ctx context.Context, c *client.AgentClient, exited, long string) 
 		})
 		report(fmt.Sprintf("CopyFile(%d)", i), err, nil)
 	}
-	out, st, err := run(ctx, c, long, "readcopy", "cat /etc/copied")
+	out, st, err = run(ctx, c, long, "readcopy", "cat /etc/copied")
 	report("CopyFile(read)", err, map[string]interface{}{"data": out, "status": st})
 	_, err = c.CopyFile(ctx, &pb.CopyFileRequest{Path: "/etc/passwd", FileSize: 1, Data: []byte("x")})
 	report("CopyFile(outside)", err, nil)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { constrainSpec } from '../../../src/agent/oci-constraints.js';
-import { Spec } from '../../../src/generated/oci.js';
+import { LinuxResources, Spec } from '../../../src/generated/oci.js';
 
 const spec = (): Spec =>
   Spec.fromPartial({
@@ -23,11 +23,12 @@ const spec = (): Spec =>
   });
 
 describe('constrainSpec', () => {
-  it('removes hooks, seccomp and resources', () => {
+  it('removes hooks and seccomp, and empties resources (present: Kata 1.x needs the message)', () => {
     const out = constrainSpec(spec());
     expect(out.Hooks).toBeUndefined();
     expect(out.Linux?.Seccomp).toBeUndefined();
-    expect(out.Linux?.Resources).toBeUndefined();
+    expect(out.Linux?.Resources).toEqual(LinuxResources.fromPartial({}));
+    expect(out.Linux?.Resources?.Memory).toBeUndefined();
   });
 
   it('drops the network namespace and empties the others’ paths', () => {

@@ -1,6 +1,6 @@
 // The Kata 1.x RPCs beyond a container's lifecycle, as pure rules and against temp dirs:
 // ListProcesses' ps filtering, AddARPNeighbors' ip argv, CopyFile's parts, OnlineCPUMem's sysfs
-// writes, SetGuestDateTime's date argv, ReseedRandomDev's write.
+// writes, MemHotplugByProbe's probe writes, SetGuestDateTime's date argv, ReseedRandomDev's write.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import {
@@ -172,6 +172,24 @@ describe('OnlineCPUMem, SetGuestDateTime, ReseedRandomDev', () => {
       code: status.FAILED_PRECONDITION,
       message: 'only 2 of 3 CPUs could be brought online',
     });
+  });
+
+  it('writes each hot-added address to the memory probe file as 0x<hex>, in order', async () => {
+    const dirs = sysfs();
+    const probe = path.join(dirs.memoryDir, 'probe');
+    writeFileSync(probe, '');
+    await new GuestSystem(dirs).probeMemory([0x8000_0000, 0x1_0000_0000]);
+    expect(readFileSync(probe, 'utf8')).toBe('0x80000000' + '0x100000000');
+  });
+
+  it('refuses MemHotplugByProbe on a kernel without the probe file, naming it', async () => {
+    const dirs = sysfs();
+    await expect(new GuestSystem(dirs).probeMemory([0x8000_0000])).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      message: `this guest kernel has no memory probe file (${path.join(dirs.memoryDir, 'probe')})`,
+    });
+    // Nothing to announce: nothing to refuse (1.x loops over none).
+    await expect(new GuestSystem(dirs).probeMemory([])).resolves.toBeUndefined();
   });
 
   it('sets the clock with date to the nearest second, and writes the seed to the random device', async () => {
