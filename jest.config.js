@@ -1,6 +1,6 @@
 // Five layers, each a Jest project: unit (pure logic, fakes allowed), integration (a real
 // kube-apiserver + etcd), e2e (real QEMU VMs), peers (our agents against the real Kata 1.x client
-// and agent, built from their source by hack/peers.sh), cluster (the installed product on a real
+// and agent, built by hand outside the repository: test/peers/peer-binaries.ts), cluster (the installed product on a real
 // single-node cluster, hack/cluster.sh). `make test` runs them all; TEST_LAYERS narrows it.
 const common = {
   extensionsToTreatAsEsm: ['.ts'],

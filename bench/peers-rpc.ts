@@ -1,6 +1,6 @@
 // Benchmark: agent RPC round trip (sequential Health.Check) on one VM running our guest agent,
 // first from the unmodified Kata 1.x client (grpc-go 1.11 + hashicorp/yamux, test/peers/
-// kata1-client, built by hack/peers.sh), then from ours (grpc-js + our yamux, SerialBridge +
+// kata1-client, built by hand: test/peers/peer-binaries.ts), then from ours (grpc-js + our yamux, SerialBridge +
 // AgentClient) on the same chardev, so the two figures come from the same guest in one run; then
 // ours against the real Kata 1.x agent (a second VM, the variant guest image whose PID 1 is
 // kata-agent: test/peers/kata1-agent-image.ts).
@@ -13,7 +13,8 @@ import path from 'node:path';
 import { AgentConnection } from '../src/agent/agent-connection.js';
 import { bootVm } from '../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
-import { kata1AgentBinary, kata1GuestImage } from '../test/peers/kata1-agent-image.js';
+import { kata1GuestImage } from '../test/peers/kata1-agent-image.js';
+import { kata1Agent, kata1Client } from '../test/peers/peer-binaries.js';
 import { cpuSeconds } from './proc-stats.js';
 
 const CHECKS = Number(process.argv[2] ?? 500);
@@ -66,7 +67,12 @@ function vmIn(dir: string, name: string, image: string): VmConfig {
 
 /** Our client against the real Kata 1.x agent, in a VM of the variant image. */
 async function againstKata1Agent(): Promise<void> {
-  const image = kata1GuestImage(kata1AgentBinary(), REPO);
+  const agent = kata1Agent();
+  if (!('path' in agent)) {
+    console.log(`our client -> Kata 1.x agent: skipped: ${agent.missing}`);
+    return;
+  }
+  const image = kata1GuestImage(agent.path, REPO);
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-peers-rpc-kata1-'));
   const vm = vmIn(dir, 'bench-peers-rpc-kata1', image);
   const grpcSocket = path.join(dir, 'agent.sock');
@@ -93,10 +99,7 @@ async function againstKata1Agent(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const bin = execFileSync('bash', [path.join(REPO, 'hack/peers.sh')], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .pop()!;
+  const client = kata1Client();
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-peers-rpc-'));
   const vm = vmIn(dir, 'bench-peers-rpc', IMAGE);
   console.log(
@@ -113,16 +116,24 @@ async function main(): Promise<void> {
   const pid = res.process.pid;
   try {
     const cpu0 = cpuSeconds(pid);
-    const out = execFileSync(
-      path.join(bin, 'kata1-client'),
-      ['-sock', vm.agentChannelSocket as string, '-bench', String(CHECKS), '-bench-only'],
-      { encoding: 'utf8', timeout: 600_000 },
-    );
-    const line = out.split('\n').find((l) => l.includes('"CheckRoundTrip"'));
-    const kata1 = line
-      ? (JSON.parse(line) as { code: number; result: { meanMs: number } })
-      : undefined;
-    if (!kata1 || kata1.code !== 0) throw new Error(`kata1-client: ${out}`);
+    if ('path' in client) {
+      const out = execFileSync(
+        client.path,
+        ['-sock', vm.agentChannelSocket as string, '-bench', String(CHECKS), '-bench-only'],
+        { encoding: 'utf8', timeout: 600_000 },
+      );
+      const line = out.split('\n').find((l) => l.includes('"CheckRoundTrip"'));
+      const kata1 = line
+        ? (JSON.parse(line) as { code: number; result: { meanMs: number } })
+        : undefined;
+      if (!kata1 || kata1.code !== 0) throw new Error(`kata1-client: ${out}`);
+      console.log(
+        `Health.Check x${CHECKS}, Kata 1.x client (grpc-go 1.11 + hashicorp/yamux) -> our guest: ` +
+          `mean ${kata1.result.meanMs.toFixed(2)} ms; QEMU CPU ${(cpuSeconds(pid) - cpu0).toFixed(2)} s`,
+      );
+    } else {
+      console.log(`Kata 1.x client -> our guest: skipped: ${client.missing}`);
+    }
     const cpu1 = cpuSeconds(pid);
 
     const conn = await AgentConnection.open({
@@ -136,10 +147,6 @@ async function main(): Promise<void> {
       await conn.close();
     }
     const cpu2 = cpuSeconds(pid);
-    console.log(
-      `Health.Check x${CHECKS}, Kata 1.x client (grpc-go 1.11 + hashicorp/yamux) -> our guest: ` +
-        `mean ${kata1.result.meanMs.toFixed(2)} ms; QEMU CPU ${(cpu1 - cpu0).toFixed(2)} s`,
-    );
     console.log(
       `Health.Check x${CHECKS}, our client (grpc-js + our yamux) -> our guest: ${summary(rtts)}; ` +
         `QEMU CPU ${(cpu2 - cpu1).toFixed(2)} s (20 warm-up calls included)`,

@@ -4,7 +4,8 @@
 // object per step on stdout for the peer test to assert on. It never stops at a failed step
 // unless a later step cannot make sense without it.
 //
-// Built in GOPATH mode against the 1.x source tree and its vendor/ (see hack/peers.sh).
+// Built by hand, in GOPATH mode against the 1.x source tree and its vendor/; this repository
+// commits no build of fetched code (test/peers/peer-binaries.ts).
 package main
 
 import (
