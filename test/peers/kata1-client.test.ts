@@ -70,7 +70,7 @@ beforeAll(async () => {
   console.log(`guest booted to its ready line in ${res.bootMillis} ms`);
 
   const run = await promisify(execFile)(
-    path.join(bin, 'kata1-client'),
+    bin,
     [
       '-sock',
       vm.agentChannelSocket as string,
