@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cgroupHierarchies } from '../../src/node-agent/cgroups/cgroup-hierarchies.js';
 import { readMountInfo } from '../../src/node-agent/storage/mountinfo.js';
-import { adminKubeConfig, freshNamespace } from '../integration/cluster.js';
+import { adminKubeConfig, freshNamespace, KUBECONFIG_ENV } from '../integration/cluster.js';
 import {
   grantElectionLease,
   installControllerPrereqs,
@@ -45,6 +45,8 @@ export class SoakStack {
   private agentRuns = 0;
   private controllerRuns = 0;
   private closing = false;
+  /** This stack holds the shared plane itself (the standalone `make soak`, not inside Jest). */
+  private holdsPlane = false;
   private readonly madeNetns = new Set<string>();
   private readonly killed = new WeakSet<RunningProcess>();
   /** Exits nobody asked for, by component. */
@@ -66,7 +68,12 @@ export class SoakStack {
   }
 
   async start(): Promise<void> {
-    await globalSetup();
+    // Inside Jest the soak project's global setup already holds the shared plane for the whole
+    // run (and runs in band, in this very process): only the standalone `make soak` holds it here.
+    if (!process.env[KUBECONFIG_ENV]) {
+      await globalSetup();
+      this.holdsPlane = true;
+    }
     await installControllerPrereqs();
     await installNodeAgentRbac();
     await grantElectionLease(this.electionId);
@@ -252,6 +259,6 @@ export class SoakStack {
         }
       }
     });
-    await step('release the plane', () => globalTeardown());
+    if (this.holdsPlane) await step('release the plane', () => globalTeardown());
   }
 }
