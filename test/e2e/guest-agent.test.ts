@@ -550,6 +550,39 @@ describe('guest agent in a real VM', () => {
   );
 
   it(
+    'prints what a terminal costs: an exec of `true` with and without one (wall, QEMU CPU)',
+    async () => {
+      const pid = qemu?.pid ?? 0;
+      const N = 10;
+      for (const terminal of [false, true]) {
+        const { process: p, stringUser } = buildProcess({
+          args: ['true'],
+          env: [{ name: 'PATH', value: '/bin' }],
+          cwd: '/',
+          terminal,
+        });
+        const cpu0 = processCpuSeconds(pid) ?? 0;
+        const walls: number[] = [];
+        for (let i = 0; i < N; i++) {
+          const t0 = process.hrtime.bigint();
+          const execId = await client.execProcess('sleeper', p, stringUser, CALL);
+          await readAll('sleeper', execId);
+          expect(await client.waitProcess('sleeper', execId, CALL)).toBe(0);
+          walls.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        const qemuCpu = ((processCpuSeconds(pid) ?? 0) - cpu0) / N;
+        walls.sort((x, y) => x - y);
+        console.log(
+          `exec of true ${terminal ? 'with' : 'without'} a terminal (${accel.accelerator}): ` +
+            `wall p50 ${walls[N / 2]?.toFixed(0)} ms, max ${walls[N - 1]?.toFixed(0)} ms; ` +
+            `QEMU CPU ${(qemuCpu * 1000).toFixed(0)} ms per exec`,
+        );
+      }
+    },
+    T,
+  );
+
+  it(
     'CloseStdin on a terminal exec is its end of file: `cat` ends with 0',
     async () => {
       const { process: p, stringUser } = buildProcess({
