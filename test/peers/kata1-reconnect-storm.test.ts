@@ -7,6 +7,7 @@
 // session's start: its SYN for stream 1 is all the guest has. Every host's first RPCs must work
 // with no silent redial, and every answer must be to that host's own request: each host leaves a
 // call in flight as it goes, whose answer the guest writes for a host that is gone.
+// KEEP_SCRATCH=1 keeps the VM's directory (its console log) for a look after a failure.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -56,7 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await qemu?.stop({ powerdownGraceMs: 0, quitGraceMs: 3_000, qmpTimeoutMs: 2_000 });
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  if (scratch && !process.env.KEEP_SCRATCH) rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
 (RUNS ? describe : describe.skip)(
