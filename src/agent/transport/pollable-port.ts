@@ -6,7 +6,13 @@
 // The port's "no host" state reads as end of file again and again. A libuv stream stops at the
 // first EOF, so each EOF closes this fd and the next read opens the device afresh; bytes a session
 // had queued when its host left die with that fd instead of reaching the next host.
-import { close as closeFd, constants as fsConstants, fstat, open as openFd } from 'node:fs';
+import {
+  close as closeFd,
+  constants as fsConstants,
+  fstat,
+  open as openFd,
+  readSync,
+} from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import net from 'node:net';
 import { promisify } from 'node:util';
@@ -48,6 +54,25 @@ export async function openPollablePort(path: string): Promise<PortIo> {
 const openAsync = promisify(openFd);
 const fstatAsync = promisify(fstat);
 
+/**
+ * What the port holds right now, without waiting: reads until EAGAIN (a host is there, nothing
+ * more yet) or 0 (no host). Synchronous on purpose: nothing may run between it and the close.
+ */
+function drainNow(fd: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (;;) {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch {
+      return chunks; // EAGAIN, or the port already gone
+    }
+    if (n === 0) return chunks;
+    chunks.push(buf.subarray(0, n));
+  }
+}
+
 /** The sysfs subsystem of the character device open at `fd` ("virtio-ports" for a port). */
 async function deviceSubsystem(fd: number): Promise<string> {
   const st = await fstatAsync(fd, { bigint: true });
@@ -70,6 +95,8 @@ class PollablePort implements PortIo {
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
+  /** Bytes of the next host, read just before the fd of the last one was closed. */
+  private carry: Buffer[] = [];
 
   constructor(
     private readonly path: string,
@@ -113,6 +140,10 @@ class PollablePort implements PortIo {
     socket.on('end', () => {
       if (!current()) return;
       this.ended = true;
+      // Closing the port makes the guest kernel discard what it holds for us, and a new host may
+      // already have written there: take it now, in the same tick as the close.
+      this.carry = drainNow(fd);
+      this.drop();
       this.notify();
     });
     socket.on('error', (err) => {
@@ -140,13 +171,16 @@ class PollablePort implements PortIo {
         this.drop();
         throw err;
       }
+      if (this.ended) {
+        // The end of the last host first; then whatever the next one had already sent.
+        this.drop();
+        this.ended = false;
+        this.queue.push(...this.carry.splice(0));
+        return 0;
+      }
       if (!this.socket) {
         await this.connect();
         continue;
-      }
-      if (this.ended) {
-        this.drop();
-        return 0;
       }
       const woken = new Promise<void>((resolve) => (this.wake = resolve));
       this.socket.resume();
@@ -181,7 +215,6 @@ class PollablePort implements PortIo {
   private drop(): void {
     this.socket?.destroy();
     this.socket = undefined;
-    this.ended = false;
   }
 
   private notify(): void {
