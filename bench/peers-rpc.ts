@@ -42,6 +42,11 @@ async function checks(conn: AgentConnection, n: number): Promise<number[]> {
   return rtts;
 }
 
+/** The host's 1-minute load average as the phase ends (other VMs on the machine skew every figure). */
+function load(): string {
+  return `load ${(loadavg()[0] ?? NaN).toFixed(2)}`;
+}
+
 function summary(rtts: number[]): string {
   const r = [...rtts].sort((x, y) => x - y);
   const mean = rtts.reduce((a, b) => a + b, 0) / rtts.length;
@@ -89,7 +94,7 @@ async function againstKata1Agent(): Promise<void> {
     const cpu1 = cpuSeconds(res.process.pid);
     console.log(
       `Health.Check x${CHECKS}, our client (grpc-js + our yamux) -> Kata 1.x agent (grpc-go 1.11 + hashicorp/yamux): ` +
-        `${summary(rtts)}; QEMU CPU ${(cpu1 - cpu0).toFixed(2)} s (20 warm-up calls included)`,
+        `${summary(rtts)}; QEMU CPU ${(cpu1 - cpu0).toFixed(2)} s (20 warm-up calls included); ${load()}`,
     );
   } finally {
     await conn.close();
@@ -129,7 +134,7 @@ async function main(): Promise<void> {
       if (!kata1 || kata1.code !== 0) throw new Error(`kata1-client: ${out}`);
       console.log(
         `Health.Check x${CHECKS}, Kata 1.x client (grpc-go 1.11 + hashicorp/yamux) -> our guest: ` +
-          `mean ${kata1.result.meanMs.toFixed(2)} ms; QEMU CPU ${(cpuSeconds(pid) - cpu0).toFixed(2)} s`,
+          `mean ${kata1.result.meanMs.toFixed(2)} ms; QEMU CPU ${(cpuSeconds(pid) - cpu0).toFixed(2)} s; ${load()}`,
       );
     } else {
       console.log(`Kata 1.x client -> our guest: skipped: ${client.missing}`);
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
     const cpu2 = cpuSeconds(pid);
     console.log(
       `Health.Check x${CHECKS}, our client (grpc-js + our yamux) -> our guest: ${summary(rtts)}; ` +
-        `QEMU CPU ${(cpu2 - cpu1).toFixed(2)} s (20 warm-up calls included)`,
+        `QEMU CPU ${(cpu2 - cpu1).toFixed(2)} s (20 warm-up calls included); ${load()}`,
     );
   } finally {
     await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient } from '../../src/agent/agent-client.js';
 import { SerialBridge } from '../../src/agent/transport/serial-bridge.js';
 import { processCpuSeconds } from '../../src/node-agent/metrics/process-usage.js';
+import { reconnectGaps } from './reconnect-gaps.js';
 import { bootTestVm, ensureImage, vmConfig, type TestVm } from './sandbox-vm.js';
 
 // The environment overrides are for measuring (e.g. 10 hosts with no gap), not for make test.
@@ -20,24 +21,6 @@ const HOSTS = Number(process.env.RECONNECT_STORM_HOSTS ?? 100);
 const MAX_GAP_MS = Number(process.env.RECONNECT_STORM_MAX_GAP_MS ?? 250);
 const CALL = { timeoutMs: Number(process.env.RECONNECT_STORM_CALL_MS ?? 15_000) };
 const T = 600_000;
-
-/** mulberry32: a small seeded PRNG, so a failing storm can be replayed gap for gap. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Gaps in ms: one in five exactly 0, the rest spread over 0..MAX_GAP_MS. */
-function gaps(seed: number, n: number): number[] {
-  const rnd = seededRandom(seed);
-  return Array.from({ length: n }, () => (rnd() < 0.2 ? 0 : Math.floor(rnd() * (MAX_GAP_MS + 1))));
-}
 
 let dir: string;
 let vm: TestVm | undefined;
@@ -117,7 +100,7 @@ describe('reconnect storm', () => {
     `${HOSTS} hosts in a row, gaps 0..${MAX_GAP_MS} ms: every first RPC works, every answer is the host's own`,
     async () => {
       const seed = Number(process.env.RECONNECT_STORM_SEED ?? Math.floor(Math.random() * 2 ** 31));
-      const pauses = gaps(seed, HOSTS);
+      const pauses = reconnectGaps(seed, HOSTS, MAX_GAP_MS);
       const pid = (vm as TestVm).process.pid;
       const cpuBefore = processCpuSeconds(pid) ?? 0;
       const started = performance.now();

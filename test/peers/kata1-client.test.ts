@@ -25,6 +25,7 @@ const CID = 'kata1-ctr';
 const OK = 0;
 const UNKNOWN = 2;
 const INVALID_ARGUMENT = 3;
+const NOT_FOUND = 5;
 const FAILED_PRECONDITION = 9;
 
 interface Step {
@@ -178,6 +179,20 @@ afterAll(async () => {
         code: FAILED_PRECONDITION,
         message: 'this guest kernel has no memory probe file (/sys/devices/system/memory/probe)',
       });
+    });
+
+    it('StatsContainer: the limits UpdateContainer set, the CPU the hog burned, the limit it hit; an unknown id is NOT_FOUND', () => {
+      const stats = step('StatsContainer');
+      expect(stats).toMatchObject({
+        code: OK,
+        result: { memoryLimit: 128 * 1024 * 1024, pidsLimit: 64 },
+      });
+      expect(stats.result?.['cpuTotalNs']).toBeGreaterThan(0);
+      expect(stats.result?.['memoryUsage']).toBeGreaterThan(0);
+      expect(stats.result?.['memoryFailcnt']).toBeGreaterThan(0);
+      expect(stats.result?.['pidsCurrent']).toBeGreaterThanOrEqual(1);
+      expect(stats.result?.['networks']).toContain('lo');
+      expect(step('StatsContainer(unknown)').code).toBe(NOT_FOUND);
     });
 
     it('CopyFile in two parts lands in the container; a path outside /run/kata-containers/ is refused', () => {

@@ -2,7 +2,8 @@
 // (github.com/kata-containers/agent/protocols/client: gRPC over yamux on the agent's serial
 // port, as the 1.x runtime and shim did) through one sandbox lifecycle, and prints one JSON
 // object per step on stdout for the peer test to assert on. It never stops at a failed step
-// unless a later step cannot make sense without it.
+// unless a later step cannot make sense without it. With -storm-gaps it runs a reconnect storm
+// instead (storm.go).
 //
 // Built by hand, in GOPATH mode against the 1.x source tree and its vendor/; this repository
 // commits no build of fetched code (test/peers/peer-binaries.ts).
@@ -14,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,6 +107,8 @@ func main() {
 	timeout := flag.Duration("timeout", 4*time.Minute, "the whole run")
 	bench := flag.Int("bench", 0, "after Check, time this many sequential Health.Check round trips")
 	benchOnly := flag.Bool("bench-only", false, "stop after the round trips (no sandbox)")
+	stormGaps := flag.String("storm-gaps", "", "instead of a sandbox: a reconnect storm, one more host than gaps (comma-separated ms)")
+	callTimeout := flag.Duration("call-timeout", 15*time.Second, "each RPC of a storm host")
 	flag.Parse()
 	if *sock == "" {
 		fmt.Fprintln(os.Stderr, "kata1-client: -sock is required")
@@ -112,6 +116,20 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+
+	if *stormGaps != "" {
+		var gaps []int
+		for _, g := range strings.Split(*stormGaps, ",") {
+			ms, err := strconv.Atoi(g)
+			if err != nil || ms < 0 {
+				fmt.Fprintf(os.Stderr, "kata1-client: -storm-gaps: %q is not a number of ms\n", g)
+				os.Exit(2)
+			}
+			gaps = append(gaps, ms)
+		}
+		storm(ctx, *sock, gaps, *callTimeout)
+		return
+	}
 
 	c, err := client.NewAgentClient(ctx, "unix://"+*sock, true)
 	if !report("Dial", err, nil) {
@@ -314,6 +332,31 @@ func extraRPCs(ctx context.Context, c *client.AgentClient, exited, long string) 
 	} else {
 		report("GetOOMEvent", nil, map[string]interface{}{"container_id": r["container_id"]})
 	}
+	// The long container's cgroup as the 1.x runtime's stats call sees it: the limits
+	// UpdateContainer set, the CPU the hog burned, the OOM kill counted.
+	sc, err := c.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: long})
+	if err == nil && sc.CgroupStats != nil && sc.CgroupStats.CpuStats != nil && sc.CgroupStats.MemoryStats != nil && sc.CgroupStats.PidsStats != nil {
+		cg := sc.CgroupStats
+		var nets []string
+		for _, n := range sc.NetworkStats {
+			nets = append(nets, n.Name)
+		}
+		r := map[string]interface{}{
+			"cpuTotalNs": cg.CpuStats.CpuUsage.GetTotalUsage(), "pidsCurrent": cg.PidsStats.Current,
+			"pidsLimit": cg.PidsStats.Limit, "networks": nets,
+		}
+		if u := cg.MemoryStats.Usage; u != nil {
+			r["memoryUsage"], r["memoryLimit"], r["memoryFailcnt"] = u.Usage, u.Limit, u.Failcnt
+		}
+		report("StatsContainer", nil, r)
+	} else if err == nil {
+		report("StatsContainer", fmt.Errorf("an answer without cpu, memory or pids stats: %v", sc), nil)
+	} else {
+		report("StatsContainer", err, nil)
+	}
+	_, err = c.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: "no-such"})
+	report("StatsContainer(unknown)", err, nil)
+
 	// The Debian kernel has no memory probe file: refused, naming it.
 	_, err = c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: []uint64{0x100000000}})
 	report("MemHotplugByProbe", err, nil)
