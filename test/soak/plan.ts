@@ -3,6 +3,9 @@
 import type { Prng } from './prng.js';
 
 export type ContainerKind = 'run' | 'exit0' | 'exit1';
+/** dir: a busybox directory over 9p; image: from the soak's loopback registry; block: an ext4 image. */
+export type RootfsKind = 'dir' | 'image' | 'block';
+export type NetworkKind = 'none' | 'netns' | 'cni';
 export type RestartPolicy = 'Never' | 'OnFailure' | 'Always';
 /** When a sandbox is deleted: during its boot, once it settled, at the end of its round, or in the next round. */
 export type DeleteWhen = 'mid-boot' | 'after-settle' | 'round-end' | 'next-round';
@@ -15,18 +18,26 @@ export const FAULT_KINDS = [
   'apiserver-restart',
   'etcd-restart',
   'state-disk-full',
+  'guest-agent-kill',
+  'cni-fail',
+  'cni-hang',
+  'registry-stop',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface ContainerPlan {
   name: string;
   kind: ContainerKind;
+  rootfs: RootfsKind;
 }
 
 export interface SandboxPlan {
   name: string;
-  /** none: loopback only; netns: a namespace the soak made, with a veth in it, bridged into the VM. */
-  network: 'none' | 'netns';
+  /**
+   * none: loopback only; netns: a namespace the soak made, with a veth in it, bridged into the VM;
+   * cni: the node agent makes the namespace and runs the soak's CNI config (bridge + host-local).
+   */
+  network: NetworkKind;
   containers: ContainerPlan[];
   restartPolicy: RestartPolicy;
   grace: number;
@@ -41,7 +52,10 @@ export interface FaultPlan {
   kind: FaultKind;
   /** ms after the round starts. */
   atMs: number;
-  /** ms the killed process stays down (a full disk stays full five times as long). */
+  /**
+   * ms the killed process stays down; a full disk, a failing or hanging CNI plugin and a stopped
+   * registry last faultSpanMs(this).
+   */
   downMs: number;
   /** Which of the candidate targets (a QEMU), as a fraction of their count. */
   target: number;
@@ -67,6 +81,18 @@ export function runsOnce(kind: ContainerKind, policy: RestartPolicy): boolean {
   return false;
 }
 
+const EARLY_FAULTS: ReadonlySet<FaultKind> = new Set([
+  'state-disk-full',
+  'cni-fail',
+  'cni-hang',
+  'registry-stop',
+]);
+
+/** How long a fault that is a state rather than a kill lasts: 3–15 s. */
+export function faultSpanMs(f: Pick<FaultPlan, 'downMs'>): number {
+  return 3000 + f.downMs * 4;
+}
+
 export function planRound(rng: Prng, round: number, kept: number, limits: PlanLimits): RoundPlan {
   const count = Math.max(0, rng.int(1, limits.maxLive) - kept);
   const sandboxes: SandboxPlan[] = [];
@@ -74,6 +100,7 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
     const containers = Array.from({ length: rng.int(1, 2) }, (_, c) => ({
       name: `c${c}`,
       kind: rng.weighted<ContainerKind>({ run: 3, exit0: 1, exit1: 1 }),
+      rootfs: rng.weighted<RootfsKind>({ dir: 3, image: 2, block: 1 }),
     }));
     const deleteWhen = rng.weighted<DeleteWhen>({
       'mid-boot': 2,
@@ -83,7 +110,7 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
     });
     sandboxes.push({
       name: `r${round}-s${i}`,
-      network: rng.weighted({ none: 2, netns: 1 }),
+      network: rng.weighted<NetworkKind>({ none: 2, netns: 1, cni: 1 }),
       containers,
       restartPolicy: rng.pick<RestartPolicy>(['Never', 'OnFailure', 'Always']),
       grace: rng.int(0, 3),
@@ -101,8 +128,9 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
     sandboxes,
     fault: {
       kind,
-      // A full disk matters while the node agent writes a sandbox's state: around its creation.
-      atMs: kind === 'state-disk-full' ? atMs % 8000 : atMs,
+      // A full disk, a CNI plugin and the registry matter around a sandbox's creation (its state
+      // writes, its CNI ADD, its image pulls while the VM boots).
+      atMs: EARLY_FAULTS.has(kind) ? atMs % 8000 : atMs,
       downMs: rng.int(0, 3000),
       target: rng.next(),
     },

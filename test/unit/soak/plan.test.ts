@@ -1,7 +1,14 @@
 // The soak's plans: one seed gives one run (the replay a failure needs), and every plan stays in
 // the bounds the machine can hold and the shapes the API accepts.
 import { describe, expect, it } from '@jest/globals';
-import { containerCommand, planRound, runsOnce, type PlanLimits } from '../../soak/plan.js';
+import {
+  containerCommand,
+  FAULT_KINDS,
+  faultSpanMs,
+  planRound,
+  runsOnce,
+  type PlanLimits,
+} from '../../soak/plan.js';
 import { Prng } from '../../soak/prng.js';
 
 const LIMITS: PlanLimits = { maxLive: 2, faults: { 'node-agent-kill': 1, 'qemu-kill': 1 } };
@@ -50,6 +57,30 @@ describe('soak plans', () => {
     expect(quiet.fault.kind).toBe('none');
   });
 
+  it('every shape comes up: each rootfs kind and network mode', () => {
+    const sbs = plans(3, 200).flatMap((p) => p.sandboxes);
+    expect([...new Set(sbs.map((s) => s.network))].sort()).toEqual(['cni', 'netns', 'none']);
+    const rootfs = new Set(sbs.flatMap((s) => s.containers.map((c) => c.rootfs)));
+    expect([...rootfs].sort()).toEqual(['block', 'dir', 'image']);
+  });
+
+  it('every fault kind can be drawn; those around a creation come in its first 8 s and last 3–15 s', () => {
+    const all = Object.fromEntries(FAULT_KINDS.filter((k) => k !== 'none').map((k) => [k, 1]));
+    const rng = new Prng(11);
+    const drawn = Array.from({ length: 500 }, (_, i) =>
+      planRound(rng, i + 1, 0, { maxLive: 2, faults: all }),
+    ).map((p) => p.fault);
+    expect(new Set(drawn.map((f) => f.kind)).size).toBe(FAULT_KINDS.length - 1);
+    for (const f of drawn) {
+      expect(f.atMs).toBeLessThanOrEqual(25_000);
+      if (['state-disk-full', 'cni-fail', 'cni-hang', 'registry-stop'].includes(f.kind)) {
+        expect(f.atMs).toBeLessThan(8000);
+      }
+      expect(faultSpanMs(f)).toBeGreaterThanOrEqual(3000);
+      expect(faultSpanMs(f)).toBeLessThanOrEqual(15_000);
+    }
+  });
+
   it('a container runs once under Never, and under OnFailure unless it fails', () => {
     expect(runsOnce('exit1', 'Never')).toBe(true);
     expect(runsOnce('exit0', 'OnFailure')).toBe(true);
@@ -58,7 +89,7 @@ describe('soak plans', () => {
   });
 
   it("a container's command counts its runs in its own file, then does its kind", () => {
-    expect(containerCommand({ name: 'c1', kind: 'exit1' })).toEqual([
+    expect(containerCommand({ name: 'c1', kind: 'exit1', rootfs: 'dir' })).toEqual([
       '/bin/sh',
       '-c',
       'echo run >> /runs/c1; sleep 1; exit 1',
