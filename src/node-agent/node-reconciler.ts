@@ -174,10 +174,11 @@ export class NodeReconciler {
       this.register(key, rt);
       switch (action) {
         case 'keep-ended':
-          // A release that fails here (its network) is tried again when the sandbox is deleted.
-          await rt
-            .release()
-            .catch((err: unknown) => rt.log.warn({ err }, 'releasing an ended sandbox failed'));
+          // A release that fails here (its network) is tried again later.
+          await rt.release().catch((err: unknown) => {
+            rt.log.warn({ err }, 'releasing an ended sandbox failed; trying again');
+            rt.releaseLater();
+          });
           out.set(uid, 'ended');
           break;
         case 'deleting':

@@ -301,12 +301,13 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
    * The CNI network's bridge ports and host-local addresses, one each per mode-cni sandbox whose
    * VM runs (an ended sandbox has released its network): more is a leak (host-wide objects the
    * audit cannot tie to a uid: a port whose namespace outlived its name), fewer a violation.
-   * Sandboxes that were not part of the converged set may be ending right now: a bounded wait.
+   * Sandboxes that were not part of the converged set may be ending right now, and an ended one
+   * retries a release that failed (a CNI DEL) with back-off: a bounded wait of 60 s.
    */
   const checkCniAttachments = async (what: string): Promise<void> => {
     let counts = '';
     let more = false;
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 60; i++) {
       let expected = 0;
       for (const t of tracked.filter((x) => !x.deleted && x.plan.network === 'cni')) {
         const sb = await retry(`get ${t.plan.name}`, () => stack.api.get(t.plan.name));
