@@ -123,18 +123,34 @@ export function planRound(rng: Prng, round: number, kept: number, limits: PlanLi
   const kind =
     Object.keys(weights).length > 0 ? rng.weighted(weights as Record<FaultKind, number>) : 'none';
   const atMs = rng.int(0, 25_000);
-  return {
-    round,
-    sandboxes,
-    fault: {
-      kind,
-      // A full disk, a CNI plugin and the registry matter around a sandbox's creation (its state
-      // writes, its CNI ADD, its image pulls while the VM boots).
-      atMs: EARLY_FAULTS.has(kind) ? atMs % 8000 : atMs,
-      downMs: rng.int(0, 3000),
-      target: rng.next(),
-    },
+  const fault: FaultPlan = {
+    kind,
+    atMs: EARLY_FAULTS.has(kind) ? atMs % 8000 : atMs,
+    downMs: rng.int(0, 3000),
+    target: rng.next(),
   };
+  aimAtFirstSandbox(fault, sandboxes[0]);
+  return { round, sandboxes, fault };
+}
+
+/**
+ * A CNI or registry fault at a random moment mostly meets no CNI call or pull (the first soak runs
+ * showed it: an ADD takes well under a second). So, when the round has a sandbox, the first one
+ * gets what the fault needs (mode cni; an image container) and the fault its moment: just
+ * before the creation, for the CNI ADD; just before a mid-boot deletion, for the DEL (when
+ * `target` says so); a second and a half after the creation for the registry, mid-pull (the
+ * gate makes a pull last seconds). No draw: the plan stays a function of the seed.
+ */
+function aimAtFirstSandbox(fault: FaultPlan, sb: SandboxPlan | undefined): void {
+  if (!sb) return;
+  if (fault.kind === 'cni-fail' || fault.kind === 'cni-hang') {
+    sb.network = 'cni';
+    const atDelete = sb.deleteWhen === 'mid-boot' && fault.target >= 0.5;
+    fault.atMs = Math.max(0, sb.createAfterMs + (atDelete ? sb.deleteAfterMs : 0) - 500);
+  } else if (fault.kind === 'registry-stop') {
+    sb.containers[0]!.rootfs = 'image';
+    fault.atMs = sb.createAfterMs + 1500;
+  }
 }
 
 /** The container's command: counts its runs in the volume, then runs, exits 0 or exits 1. */

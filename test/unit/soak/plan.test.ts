@@ -64,21 +64,48 @@ describe('soak plans', () => {
     expect([...rootfs].sort()).toEqual(['block', 'dir', 'image']);
   });
 
-  it('every fault kind can be drawn; those around a creation come in its first 8 s and last 3–15 s', () => {
+  it('every fault kind can be drawn, each state fault lasting 3–15 s', () => {
     const all = Object.fromEntries(FAULT_KINDS.filter((k) => k !== 'none').map((k) => [k, 1]));
     const rng = new Prng(11);
     const drawn = Array.from({ length: 500 }, (_, i) =>
       planRound(rng, i + 1, 0, { maxLive: 2, faults: all }),
-    ).map((p) => p.fault);
-    expect(new Set(drawn.map((f) => f.kind)).size).toBe(FAULT_KINDS.length - 1);
-    for (const f of drawn) {
-      expect(f.atMs).toBeLessThanOrEqual(25_000);
-      if (['state-disk-full', 'cni-fail', 'cni-hang', 'registry-stop'].includes(f.kind)) {
-        expect(f.atMs).toBeLessThan(8000);
-      }
-      expect(faultSpanMs(f)).toBeGreaterThanOrEqual(3000);
-      expect(faultSpanMs(f)).toBeLessThanOrEqual(15_000);
+    );
+    expect(new Set(drawn.map((p) => p.fault.kind)).size).toBe(FAULT_KINDS.length - 1);
+    for (const { fault, sandboxes } of drawn) {
+      expect(fault.atMs).toBeLessThanOrEqual(25_000);
+      // Around a creation; a CNI or registry fault with a sandbox to aim at: see the next test.
+      const early =
+        fault.kind === 'state-disk-full' ||
+        (sandboxes.length === 0 && /^(cni-|registry)/.test(fault.kind));
+      if (early) expect(fault.atMs).toBeLessThan(8000);
+      expect(faultSpanMs(fault)).toBeGreaterThanOrEqual(3000);
+      expect(faultSpanMs(fault)).toBeLessThanOrEqual(15_000);
     }
+  });
+
+  it('a CNI fault meets a mode-cni sandbox at its ADD or its mid-boot DEL; a registry stop, its pull', () => {
+    const rng = new Prng(12);
+    const faults = { 'cni-fail': 1, 'cni-hang': 1, 'registry-stop': 1 };
+    const drawn = Array.from({ length: 300 }, (_, i) =>
+      planRound(rng, i + 1, 0, { maxLive: 2, faults }),
+    );
+    const atDelete = new Set<boolean>();
+    for (const { fault, sandboxes } of drawn) {
+      const first = sandboxes[0];
+      if (!first) continue;
+      if (fault.kind === 'registry-stop') {
+        expect(first.containers[0]!.rootfs).toBe('image');
+        expect(fault.atMs).toBe(first.createAfterMs + 1500);
+        continue;
+      }
+      expect(first.network).toBe('cni');
+      const add = Math.max(0, first.createAfterMs - 500);
+      const del = Math.max(0, first.createAfterMs + first.deleteAfterMs - 500);
+      expect([add, del]).toContain(fault.atMs);
+      if (first.deleteWhen === 'mid-boot' && first.deleteAfterMs > 0)
+        atDelete.add(fault.atMs === del);
+    }
+    expect([...atDelete].sort()).toEqual([false, true]);
   });
 
   it('a container runs once under Never, and under OnFailure unless it fails', () => {
