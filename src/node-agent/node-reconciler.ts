@@ -160,14 +160,25 @@ export class NodeReconciler {
       const rt = SandboxRuntime.restore(this.runtimeDeps(obj, key), obj, state);
       rt.log.info({ action }, 'recovering sandbox state');
       if (action === 'clean') {
-        await rt.destroy();
+        try {
+          await rt.destroy();
+        } catch (err) {
+          // Its key's reconcile destroys it again, with back-off (a CNI DEL that keeps failing).
+          rt.log.warn({ err }, 'cleaning a sandbox that is gone failed; retrying');
+          this.register(key, rt);
+          this.deps.enqueue(key);
+        }
         out.set(uid, 'orphan-cleaned');
         continue;
       }
       this.register(key, rt);
       switch (action) {
         case 'keep-ended':
-          await rt.release();
+          // A release that fails here (its network) is tried again later.
+          await rt.release().catch((err: unknown) => {
+            rt.log.warn({ err }, 'releasing an ended sandbox failed; trying again');
+            rt.releaseLater();
+          });
           out.set(uid, 'ended');
           break;
         case 'deleting':

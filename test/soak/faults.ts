@@ -5,7 +5,8 @@ import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { KUBECONFIG_ENV } from '../integration/cluster.js';
 import { eventually, kubectl } from '../integration/controller-harness.js';
-import type { FaultPlan } from './plan.js';
+import { killGuestAgent } from './guest-agent-kill.js';
+import { faultSpanMs, type FaultPlan } from './plan.js';
 import type { SoakStack } from './stack.js';
 import { qemuPidsByUid } from './host.js';
 
@@ -53,11 +54,69 @@ async function restartPlaneDaemon(name: 'apiserver' | 'etcd', downMs: number): P
   return `${name} ${pid} killed, ${child.pid} started after ${downMs} ms`;
 }
 
+/** A sandbox of the round the fault may hit. */
+export interface FaultTarget {
+  uid: string;
+  name: string;
+}
+
+/**
+ * A sandbox whose guest agent answers and one of whose containers runs (its rootfs is in the
+ * guest: the killer runs on it), chosen by `target`; waits up to a minute for one.
+ */
+async function sandboxWithAgent(
+  stack: SoakStack,
+  live: () => FaultTarget[],
+  target: number,
+): Promise<{ t: FaultTarget; on: string } | undefined> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const up: { t: FaultTarget; on: string }[] = [];
+    for (const t of live()) {
+      const sb = await stack.api.get(t.name).catch(() => undefined);
+      const agent = sb?.status?.conditions?.find((c) => c.type === 'AgentConnected');
+      const ended = sb?.status?.phase === 'Succeeded' || sb?.status?.phase === 'Failed';
+      const running = sb?.status?.containers?.find((c) => c.state === 'Running');
+      if (agent?.status === 'True' && !ended && !sb?.metadata.deletionTimestamp && running) {
+        up.push({ t, on: running.name });
+      }
+    }
+    if (up.length > 0) return up[Math.min(up.length - 1, Math.floor(target * up.length))];
+    await sleep(1000);
+  }
+  return undefined;
+}
+
+async function guestAgentKill(
+  stack: SoakStack,
+  fault: FaultPlan,
+  live: () => FaultTarget[],
+): Promise<FaultOutcome> {
+  const found = await sandboxWithAgent(stack, live, fault.target);
+  if (!found) return { what: 'no sandbox with a running container within 60 s', skipped: true };
+  const { t, on } = found;
+  const before = qemuPidsByUid([t.uid]).get(t.uid) ?? [];
+  const how = await killGuestAgent(stack.dirs.runDir, t.uid, on).catch(
+    (err: unknown) => `not started: ${String(err).slice(0, 200)}`,
+  );
+  // The guest's init powers the VM off once its agent is gone.
+  let gone = false;
+  for (let i = 0; i < 60 && !gone; i++) {
+    gone = (qemuPidsByUid([t.uid]).get(t.uid) ?? []).every((p) => !before.includes(p));
+    if (!gone) await sleep(1000);
+  }
+  return {
+    what: `guest agent of ${t.name} (${t.uid}) killed from a container on ${on}'s rootfs (${how}); QEMU ${before} ${gone ? 'gone' : 'STILL RUNNING after 60 s'}`,
+    skipped: how.startsWith('not started'),
+  };
+}
+
 export async function injectFault(
   stack: SoakStack,
   fault: FaultPlan,
-  liveUids: () => string[],
+  live: () => FaultTarget[],
 ): Promise<FaultOutcome> {
+  const liveUids = (): string[] => live().map((t) => t.uid);
   switch (fault.kind) {
     case 'none':
       return { what: 'no fault', skipped: false };
@@ -99,11 +158,37 @@ export async function injectFault(
     case 'state-disk-full': {
       stack.fillState();
       try {
-        await sleep(fault.downMs * 5);
+        await sleep(faultSpanMs(fault));
       } finally {
         stack.emptyState();
       }
-      return { what: `state filesystem full for ${fault.downMs * 5} ms`, skipped: false };
+      return { what: `state filesystem full for ${faultSpanMs(fault)} ms`, skipped: false };
+    }
+    case 'guest-agent-kill':
+      return guestAgentKill(stack, fault, live);
+    case 'cni-fail':
+    case 'cni-hang': {
+      const mode = fault.kind === 'cni-fail' ? 'fail' : 'hang';
+      stack.cni.setMode(mode);
+      try {
+        await sleep(faultSpanMs(fault));
+      } finally {
+        stack.cni.setMode('ok');
+      }
+      return { what: `CNI plugin set to ${mode} for ${faultSpanMs(fault)} ms`, skipped: false };
+    }
+    case 'registry-stop': {
+      const cut = stack.registry.gate.stop();
+      let refused = 0;
+      try {
+        await sleep(faultSpanMs(fault));
+      } finally {
+        refused = stack.registry.gate.resume();
+      }
+      return {
+        what: `registry stopped for ${faultSpanMs(fault)} ms (${cut} open connections cut, ${refused} refused)`,
+        skipped: false,
+      };
     }
   }
 }

@@ -1,6 +1,6 @@
 // What the soak reads of the host: the live QEMU processes of its sandboxes (one /proc scan), and
 // kata-leak-audit's verdict with the live uids, run as operators run it (hack/leak-audit).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AuditReport } from '../../src/node-agent/leak-audit/classify.js';
@@ -45,10 +45,13 @@ export function leakAudit(
   dirs: NodeAgentDirs,
   cgroupParent: string,
   liveUids: readonly string[],
+  /** The node agent's CNI flags (so host-local's allocations of its network are audited too). */
+  cniArgs: readonly string[] = [],
 ): Promise<AuditVerdict> {
   const args = [
     ...['--state-dir', dirs.stateDir, '--run-dir', dirs.runDir, '--log-dir', dirs.logDir],
     ...['--vm-cgroup-parent', cgroupParent, '--output', 'json'],
+    ...cniArgs,
     // Other sessions' node agents share the machine's /run/netns: judge what our roots know.
     ...['--host-wide', 'known'],
     ...['--live-uids', liveUids.join(',')],
@@ -75,4 +78,28 @@ export function leakAudit(
       },
     );
   });
+}
+
+/**
+ * What the node agent may have left in a namespace the soak made for a mode-netns sandbox, once
+ * that sandbox is gone: an ingress qdisc (its tc redirects) on eth0, or a link other than the
+ * soak's own veth pair and loopback (a tap).
+ */
+export function netnsLeftovers(netns: string): string[] {
+  const run = (...args: string[]): string =>
+    execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 10_000, stdio: 'pipe' });
+  const out: string[] = [];
+  const qdiscs = JSON.parse(
+    run('tc', '-n', netns, '-j', 'qdisc', 'show', 'dev', 'eth0') || '[]',
+  ) as {
+    kind: string;
+  }[];
+  for (const q of qdiscs) if (q.kind === 'ingress') out.push(`ingress qdisc on eth0 in ${netns}`);
+  const links = JSON.parse(run('ip', '-n', netns, '-j', 'link', 'show') || '[]') as {
+    ifname: string;
+  }[];
+  for (const l of links) {
+    if (!['lo', 'eth0', 'peer0'].includes(l.ifname)) out.push(`link ${l.ifname} in ${netns}`);
+  }
+  return out;
 }

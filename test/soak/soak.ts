@@ -8,10 +8,11 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { KataSandbox } from '../../src/crds/index.js';
-import { injectFault } from './faults.js';
-import { leakAudit, qemuPidsByUid, type LeakFinding } from './host.js';
+import { injectFault, type FaultTarget } from './faults.js';
+import { leakAudit, netnsLeftovers, qemuPidsByUid, type LeakFinding } from './host.js';
 import {
   containerCommand,
+  type ContainerPlan,
   planRound,
   runsOnce,
   type FaultKind,
@@ -170,7 +171,20 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
     const vol = stack.volumeDir(sp.name);
     mkdirSync(vol, { recursive: true });
     const network =
-      sp.network === 'netns' ? { mode: 'netns', netnsPath: stack.makeNetns(sp.name) } : undefined;
+      sp.network === 'netns'
+        ? { mode: 'netns', netnsPath: stack.makeNetns(sp.name) }
+        : sp.network === 'cni'
+          ? { mode: 'cni' }
+          : undefined;
+    const rootfsOf = (c: ContainerPlan): object => {
+      if (c.rootfs === 'image') return { image: stack.registry.image };
+      if (c.rootfs === 'block') {
+        return {
+          rootfs: { block: { path: stack.makeBlockRootfs(sp.name, c.name), fsType: 'ext4' } },
+        };
+      }
+      return { rootfs: { hostPath: { path: stack.rootfs } } };
+    };
     const spec = {
       ...(network ? { network } : {}),
       restartPolicy: sp.restartPolicy,
@@ -178,7 +192,7 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
       volumes: [{ name: 'runs', hostPath: { path: vol } }],
       containers: sp.containers.map((c) => ({
         name: c.name,
-        rootfs: { hostPath: { path: stack.rootfs } },
+        ...rootfsOf(c),
         command: containerCommand(c),
         volumeMounts: [{ name: 'runs', mountPath: '/runs' }],
       })),
@@ -265,24 +279,66 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
       result.invariant_checks += 1; // never two QEMUs (the sampler says otherwise)
     }
     const live = tracked.filter((t) => !t.deleted && t.uid).map((t) => t.uid!);
-    const audit = await leakAudit(stack.dirs, stack.cgroupParent, live);
+    const audit = await leakAudit(stack.dirs, stack.cgroupParent, live, stack.cni.agentArgs());
     result.invariant_checks += 1;
-    for (const l of audit.leftovers) {
-      const known = result.leak_details.some(
-        (x) => x.kind === l.kind && x.uid === l.uid && x.where === l.where,
-      );
-      if (known) continue;
-      result.leak_details.push(l);
-      result.leaks = result.leak_details.length;
-      const name = tracked.find((t) => t.uid === l.uid)?.plan.name ?? '?';
-      log(`LEAK ${l.kind} of ${name} (${l.uid}) at ${l.where}`);
-    }
+    for (const l of audit.leftovers) leak(l);
+    await checkCniAttachments(what);
     log(`${what}: audit with ${live.length} live: ${audit.leftovers.length} leftovers`);
+  };
+
+  const leak = (l: LeakFinding): void => {
+    const known = result.leak_details.some(
+      (x) => x.kind === l.kind && x.uid === l.uid && x.where === l.where,
+    );
+    if (known) return;
+    result.leak_details.push(l);
+    result.leaks = result.leak_details.length;
+    const name = tracked.find((t) => t.uid === l.uid)?.plan.name ?? '?';
+    log(`LEAK ${l.kind} of ${name} (${l.uid}) at ${l.where}`);
+  };
+
+  /**
+   * The CNI network's bridge ports and host-local addresses, one each per mode-cni sandbox whose
+   * VM runs (an ended sandbox has released its network): more is a leak (host-wide objects the
+   * audit cannot tie to a uid: a port whose namespace outlived its name), fewer a violation.
+   * Sandboxes that were not part of the converged set may be ending right now, and an ended one
+   * retries a release that failed (a CNI DEL) with back-off: a bounded wait of 60 s.
+   */
+  const checkCniAttachments = async (what: string): Promise<void> => {
+    let counts = '';
+    let more = false;
+    for (let i = 0; i < 60; i++) {
+      let expected = 0;
+      for (const t of tracked.filter((x) => !x.deleted && x.plan.network === 'cni')) {
+        const sb = await retry(`get ${t.plan.name}`, () => stack.api.get(t.plan.name));
+        const phase = sb?.status?.phase;
+        if (phase !== 'Succeeded' && phase !== 'Failed') expected += 1;
+      }
+      const ports = stack.cni.bridgePorts();
+      const addrs = stack.cni.allocations();
+      counts = `${ports.length} bridge ports [${ports}], ${addrs.length} addresses [${addrs}], ${expected} attached sandboxes`;
+      if (ports.length === expected && addrs.length === expected) {
+        result.invariant_checks += 1;
+        return;
+      }
+      more = ports.length > expected || addrs.length > expected;
+      await sleep(1000);
+    }
+    result.invariant_checks += 1;
+    if (more) leak({ kind: 'cni-attachment', uid: '-', where: `${what}: ${counts}` });
+    else violation(`${what}: mode-cni sandboxes without their network: ${counts}`);
   };
 
   const forget = (ts: Tracked[]): void => {
     for (const t of ts) {
       rmSync(stack.volumeDir(t.plan.name), { recursive: true, force: true });
+      for (const c of t.plan.containers) stack.removeBlockRootfs(t.plan.name, c.name);
+      if (t.plan.network === 'netns' && t.deleted) {
+        result.invariant_checks += 1;
+        for (const where of netnsLeftovers(stack.netnsName(t.plan.name))) {
+          leak({ kind: 'netns-wiring', uid: t.uid ?? '-', where });
+        }
+      }
       stack.removeNetns(t.plan.name);
       tracked.splice(tracked.indexOf(t), 1);
     }
@@ -310,7 +366,10 @@ export async function runSoak(stack: SoakStack, opts: SoakOptions): Promise<Soak
       });
       const fault = (async () => {
         await sleep(Math.max(0, plan.fault.atMs - (Date.now() - start)));
-        const live = (): string[] => tracked.filter((t) => t.uid && !t.deleted).map((t) => t.uid!);
+        const live = (): FaultTarget[] =>
+          tracked
+            .filter((t) => t.uid && !t.deleted)
+            .map((t) => ({ uid: t.uid!, name: t.plan.name }));
         log(`fault ${plan.fault.kind} ...`);
         const out = await injectFault(stack, plan.fault, live);
         if (out.skipped) result.faults_skipped += 1;

@@ -28,6 +28,8 @@ import {
   type RunningNodeAgent,
 } from '../e2e/node-agent-harness.js';
 import { removeScratch, SandboxApi } from '../e2e/sandbox-api.js';
+import { SoakCni } from './cni.js';
+import { SoakRegistry } from './registry.js';
 
 export class SoakStack {
   readonly node = `soak-${process.pid}`;
@@ -38,6 +40,10 @@ export class SoakStack {
   readonly roots: string;
   readonly rootfs: string;
   readonly dirs: NodeAgentDirs;
+  /** Mode cni: the soak's node namespace, bridge and CNI config (its plugin a fault can break). */
+  readonly cni: SoakCni;
+  /** Image rootfs: the loopback registry behind the soak's gate (which a fault can stop). */
+  registry!: SoakRegistry;
   api!: SandboxApi;
   ns = '';
   agent: RunningNodeAgent | undefined;
@@ -65,6 +71,7 @@ export class SoakStack {
       logDir: path.join(this.base, 'logs'),
       roots: [this.roots],
     };
+    this.cni = new SoakCni(this.base, String(process.pid));
   }
 
   async start(): Promise<void> {
@@ -82,6 +89,10 @@ export class SoakStack {
     makeBusyboxRootfs(this.rootfs);
     if (this.stateOnLoop) this.mountStateFs();
     mkdirSync(path.join(this.roots, 'volumes'), { recursive: true });
+    mkdirSync(path.join(this.roots, 'blocks'), { recursive: true });
+    this.makeBlockTemplate();
+    this.cni.setup();
+    this.registry = await SoakRegistry.start(this.base);
     await this.startController();
     await this.startAgent();
   }
@@ -92,7 +103,11 @@ export class SoakStack {
       this.node,
       this.dirs,
       path.join(this.base, `node-agent-${this.agentRuns}.log`),
-      ['--vm-cgroup-parent', this.cgroupParent],
+      [
+        ...['--vm-cgroup-parent', this.cgroupParent],
+        ...this.cni.agentArgs(),
+        ...this.registry.agentArgs(),
+      ],
     );
     this.agent = agent;
     this.supervise(
@@ -211,8 +226,32 @@ export class SoakStack {
     }
   }
 
-  private netnsName(name: string): string {
+  netnsName(name: string): string {
     return `soak-${process.pid}-${name}`;
+  }
+
+  private get blockTemplate(): string {
+    return path.join(this.base, 'block-template.ext4');
+  }
+
+  /** An ext4 image holding rootfs/ (busybox): each block container gets a copy of its own. */
+  private makeBlockTemplate(): void {
+    const tree = path.join(this.base, 'block-tree');
+    makeBusyboxRootfs(path.join(tree, 'rootfs'), ['runs']);
+    execFileSync('truncate', ['-s', '24M', this.blockTemplate], { timeout: 10_000 });
+    execFileSync('mkfs.ext4', ['-q', '-F', '-d', tree, this.blockTemplate], { timeout: 60_000 });
+    rmSync(tree, { recursive: true, force: true });
+  }
+
+  /** A fresh copy of the block rootfs for container `c` of sandbox `name` (sparse, fast). */
+  makeBlockRootfs(name: string, c: string): string {
+    const file = path.join(this.roots, 'blocks', `${name}-${c}.ext4`);
+    execFileSync('cp', ['--sparse=always', this.blockTemplate, file], { timeout: 30_000 });
+    return file;
+  }
+
+  removeBlockRootfs(name: string, c: string): void {
+    rmSync(path.join(this.roots, 'blocks', `${name}-${c}.ext4`), { force: true });
   }
 
   /** Where sandbox `name`'s volume lives on the host (its containers count their runs there). */
@@ -248,6 +287,8 @@ export class SoakStack {
       ]),
     );
     for (const name of [...this.madeNetns]) this.removeNetns(name);
+    await step('stop the registry', async () => this.registry?.stop());
+    await step('remove the CNI node namespace', async () => this.cni.teardown());
     if (!keepScratch) await step('remove the scratch dir', () => removeScratch(this.base));
     // The VM cgroup parent the agent made, empty once its VMs are gone.
     await step('remove the cgroup parent', async () => {

@@ -229,10 +229,26 @@ export class SandboxRuntime {
     if (ctx.persisted) await ctx.save().catch(() => undefined);
     this.log.info({ reason: end.reason }, 'sandbox ended');
     ctx.changed();
-    await this.release().catch((err: unknown) =>
-      this.log.error({ err }, 'releasing the host failed'),
-    );
+    await this.release().catch((err: unknown) => {
+      this.log.error({ err }, 'releasing the host failed; trying again');
+      this.releaseLater();
+    });
     ctx.changed();
+  }
+
+  /**
+   * An ended sandbox's release that failed (a CNI DEL: its address and port are still held) is
+   * tried again, 1 s doubling to a minute, until it succeeds or a destroy takes over.
+   */
+  releaseLater(delayMs = 1000): void {
+    const timer = setTimeout(() => {
+      if (this.destroying || this.ctx.removed) return;
+      this.release().catch((err: unknown) => {
+        this.log.warn({ err, delayMs }, 'releasing the host failed again');
+        this.releaseLater(Math.min(delayMs * 2, 60_000));
+      });
+    }, delayMs);
+    timer.unref();
   }
 
   /** Stops the VM and removes mounts and run dir; the state (with the end) stays. Idempotent. */

@@ -28,7 +28,11 @@ export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>):
       reportFailure(ctx, err, 'removing the VM network namespace failed', 'NetworkReleaseFailed');
     });
   }
+  // A network whose release failed (a CNI DEL that failed still holds its address and port)
+  // stays recorded, and the release fails after the other steps: the next one tries it again.
+  let networkFailure: { err: unknown } | undefined;
   await host.network.release(state.network ?? {}).catch((err: unknown) => {
+    networkFailure = { err };
     reportFailure(ctx, err, 'releasing the network failed', 'NetworkReleaseFailed');
   });
   if (state.shareDir) await host.teardownShare(state.shareDir, state.bindMounts, ctx.log);
@@ -43,9 +47,10 @@ export async function releaseSandbox(ctx: SandboxContext, task?: Promise<void>):
   if (state.runDir) await host.removeTree(state.runDir);
   Object.assign(state, { bindMounts: [], agentReady: false });
   delete state.shareDir;
-  delete state.network;
+  if (!networkFailure) delete state.network;
   delete state.guestNetwork;
   if (ctx.persisted) await ctx.save();
+  if (networkFailure) throw networkFailure.err;
 }
 
 /** The VM this runtime runs, else the one its state file names, else any QEMU of its run dir. */

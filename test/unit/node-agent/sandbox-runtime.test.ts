@@ -406,6 +406,58 @@ describe('SandboxRuntime (against a fake host and agent)', () => {
     expect(rt.gone).toBe(true);
   });
 
+  // Found adding the soak's cni-fail fault (issue 24): a CNI DEL that failed at deletion was only
+  // reported; the network record went with the state, so host-local kept the sandbox's address
+  // for good and nothing ever ran DEL again.
+  it('a network release that fails keeps the network recorded and fails the destroy; the next destroy releases it', async () => {
+    const w = new World();
+    let delFails = true;
+    w.network.release = async (record) => {
+      w.journal.push(`network.release ${JSON.stringify(record)}`);
+      if (delFails) throw new Error('CNI plugin soak-bridge DEL failed (code 11): on purpose');
+    };
+    const rt = w.runtime();
+    rt.start();
+    await until('both containers started', () => w.journal.includes('agent.startContainer b'));
+    await expect(rt.destroy()).rejects.toThrow('DEL failed');
+    expect(w.events).toContain('Warning NetworkReleaseFailed');
+    expect(w.removedState).toBe(false);
+    expect(w.saved.at(-1)?.network).toEqual({ tap: 'tap0' });
+    expect(rt.gone).toBe(false);
+    delFails = false;
+    await rt.destroy();
+    expect(w.journal.filter((j) => j.startsWith('network.release'))).toEqual([
+      'network.release {"tap":"tap0"}',
+      'network.release {"tap":"tap0"}',
+    ]);
+    expect(w.removedState).toBe(true);
+    expect(rt.gone).toBe(true);
+  });
+
+  it('an ended sandbox whose network release failed keeps it recorded and releases it again by itself', async () => {
+    const w = new World();
+    let delFails = true;
+    w.network.release = async (record) => {
+      w.journal.push(`network.release ${JSON.stringify(record)}`);
+      if (delFails) throw new Error('CNI plugin soak-bridge DEL failed (code 11): on purpose');
+    };
+    const rt = w.runtime();
+    rt.start();
+    await until('both containers started', () => w.journal.includes('agent.startContainer b'));
+    w.exit('a', 0);
+    w.exit('b', 0);
+    await until('the release', () => w.journal.includes(`removeTree ${RUN}`));
+    await until('the end saved', () => w.saved.some((st) => st.end !== undefined));
+    expect(w.saved.at(-1)?.network).toEqual({ tap: 'tap0' });
+    delFails = false;
+    const released = () => w.journal.filter((j) => j.startsWith('network.release')).length;
+    await until('released again (1 s later)', () => released() === 2 && !w.saved.at(-1)?.network);
+    expect(w.saved.at(-1)?.end).toBeDefined();
+    await rt.destroy();
+    expect(released()).toBe(2);
+    expect(w.removedState).toBe(true);
+  });
+
   it('a refused host path fails before anything is made on the host', async () => {
     const w = new World();
     w.host.checkHostPaths = async () => {
