@@ -58,6 +58,9 @@ export async function startStreamEndpoint(
           container: (c) => rt.state.containers[c],
           ...(st.qemu?.info.consoleLog && { consoleFile: st.qemu.info.consoleLog }),
           ended: () => rt.ended,
+          agent: () => rt.agentClient,
+          execProcess: (c, command, tty) => rt.execProcess(c, command, tty),
+          output: (c) => rt.outputOf(c),
         };
       }
       return undefined;

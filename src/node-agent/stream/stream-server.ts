@@ -4,8 +4,10 @@
 // kata-api has already authorized the user; this endpoint trusts kata-api's word, nobody else's.
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../observability/logger.js';
 import { bearerToken } from '../../observability/metrics-auth.js';
 import { KATA_API_USERNAME, STREAM_TOKEN_AUDIENCE } from '../../subresources/contract.js';
@@ -13,6 +15,15 @@ import { parseLogOptions } from '../../subresources/log-options.js';
 import type { ContainerRunState } from '../state-store.js';
 import { readLog, type LogReadOptions } from './log-reader.js';
 import { previousLogFile } from '../runtime/container-log.js';
+import type { BuiltProcess } from '../../agent/process-spec.js';
+import type { OutputTap } from '../runtime/output-tap.js';
+import {
+  chooseProtocol,
+  errorStatus,
+  parseStreamOptions,
+  type StreamOptions,
+} from '../../subresources/stream-protocol.js';
+import { runAttach, runExec, sendStatusAndClose, type ProcessAgent } from './process-session.js';
 
 /** What the endpoint needs of a sandbox this node agent runs. */
 export interface StreamSandbox {
@@ -24,6 +35,12 @@ export interface StreamSandbox {
   consoleFile?: string;
   /** The sandbox has ended (its VM is gone or going). */
   ended(): boolean;
+  /** The guest agent of the running VM (exec, attach); undefined while there is none. */
+  agent?(): ProcessAgent | undefined;
+  /** exec's process in a container: `command` with the container's env, working dir, user. */
+  execProcess?(container: string, command: string[], tty: boolean): BuiltProcess;
+  /** A container's output as it is written (attach). */
+  output?(container: string): OutputTap;
 }
 
 export interface StreamServerOptions {
@@ -49,6 +66,17 @@ function reply(res: ServerResponse, code: number, message: string): void {
   }
   res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8' });
   res.end(`${message}\n`);
+}
+
+/** An HTTP answer on a socket whose upgrade is refused, then closed. */
+function refuseUpgrade(socket: Duplex, code: number, message: string): void {
+  if (socket.destroyed) return;
+  const body = `${message}\n`;
+  socket.end(
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? 'Error'}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Remembers accepted tokens briefly (by hash) so a follow per keystroke is not a TokenReview each. */
@@ -84,6 +112,11 @@ export class StreamServer {
   private server?: Server;
   private readonly tokens = new TokenCache();
   private readonly open = new Set<AbortController>();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 4 << 20,
+    handleProtocols: (offered) => chooseProtocol(offered) ?? false,
+  });
 
   constructor(private readonly opts: StreamServerOptions) {}
 
@@ -95,6 +128,12 @@ export class StreamServer {
       });
     });
     this.server = server;
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgrade(req, socket, head).catch((err: unknown) => {
+        this.opts.logger.warn({ err }, 'stream upgrade failed');
+        refuseUpgrade(socket, 500, 'internal error');
+      });
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => resolve());
@@ -110,6 +149,7 @@ export class StreamServer {
 
   async close(): Promise<void> {
     for (const a of this.open) a.abort(new Error('stream server closing'));
+    for (const ws of this.wss.clients) ws.terminate();
     const server = this.server;
     if (!server) return;
     server.closeAllConnections();
@@ -152,6 +192,94 @@ export class StreamServer {
     if (sub === 'log') return this.serveLog(url.searchParams, sandbox, req, res);
     if (sub === 'console') return this.serveConsole(url.searchParams, sandbox, req, res);
     reply(res, 501, `${sub}: not implemented by this node agent`);
+  }
+
+  /** exec and attach: WebSocket streams (v5.channel.k8s.io), refused before the upgrade if bad. */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const refused = await this.authenticated(req);
+    if (refused) {
+      this.opts.logger.warn({ why: refused, remote: req.socket.remoteAddress }, 'stream refused');
+      return refuseUpgrade(socket, refused === 'no bearer token' ? 401 : 403, refused);
+    }
+    const url = new URL(req.url ?? '/', 'https://node-agent');
+    const m = ROUTE.exec(url.pathname);
+    const sub = m?.[3];
+    if (!m || req.method !== 'GET' || (sub !== 'exec' && sub !== 'attach')) {
+      return refuseUpgrade(socket, 404, 'not found');
+    }
+    const [, namespace = '', name = ''] = m;
+    const sandbox = this.opts.sandbox(namespace, name);
+    if (!sandbox) {
+      return refuseUpgrade(
+        socket,
+        404,
+        `katasandbox ${namespace}/${name} does not run on this node`,
+      );
+    }
+    const parsed = parseStreamOptions(url.searchParams, sub);
+    if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
+    const o = parsed.value;
+    const container =
+      o.container ?? (sandbox.containerNames.length === 1 ? sandbox.containerNames[0] : undefined);
+    if (!container || !sandbox.containerNames.includes(container)) {
+      return refuseUpgrade(
+        socket,
+        400,
+        `container: ${o.container ?? '(none)'} is not one of ${sandbox.containerNames.join(', ')}`,
+      );
+    }
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
+    if (!chooseProtocol(offered)) {
+      return refuseUpgrade(socket, 400, 'Sec-WebSocket-Protocol: offer v5.channel.k8s.io');
+    }
+    const abort = new AbortController();
+    this.open.add(abort);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      abort.signal.addEventListener('abort', () => ws.terminate(), { once: true });
+      this.session(ws, sub, sandbox, container, o)
+        .catch((err: unknown) => {
+          this.opts.logger.warn({ err, namespace, name, sub }, 'stream session failed');
+          ws.terminate();
+        })
+        .finally(() => this.open.delete(abort));
+    });
+  }
+
+  private async session(
+    ws: WebSocket,
+    sub: 'exec' | 'attach',
+    sandbox: StreamSandbox,
+    container: string,
+    o: StreamOptions,
+  ): Promise<void> {
+    const agent = sandbox.agent?.();
+    const run = sandbox.container(container);
+    if (!agent || sandbox.ended()) {
+      return sendStatusAndClose(ws, errorStatus('the sandbox has no running VM'));
+    }
+    if (run?.state !== 'Running') {
+      return sendStatusAndClose(
+        ws,
+        errorStatus(`container ${container} is not running (${run?.state ?? 'not created'})`),
+      );
+    }
+    const target = { agent, containerId: container, options: o, logger: this.opts.logger };
+    if (sub === 'exec') {
+      if (!sandbox.execProcess) return sendStatusAndClose(ws, errorStatus('exec not available'));
+      let built: BuiltProcess;
+      try {
+        built = sandbox.execProcess(container, o.command, o.tty);
+      } catch (err) {
+        return sendStatusAndClose(ws, errorStatus((err as Error).message));
+      }
+      return runExec(ws, target, built);
+    }
+    const tap = sandbox.output?.(container);
+    if (!tap) return sendStatusAndClose(ws, errorStatus('attach not available'));
+    return runAttach(ws, target, tap, () =>
+      agent.waitProcess(container, container, { timeoutMs: 5_000 }).catch(() => undefined),
+    );
   }
 
   /** The console's output so far (read only), followed while the sandbox lives. */
