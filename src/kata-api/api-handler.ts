@@ -212,6 +212,10 @@ async function serveRead(
   if (subresource === 'console' && (parsed.value.container || parsed.value.previous)) {
     return writeStatus(res, 400, 'console takes no container and no previous');
   }
+  const v = parsed.value;
+  if (subresource === 'console' && (v.timestamps || v.sinceSeconds || v.sinceTime)) {
+    return writeStatus(res, 400, 'console takes no timestamps, sinceSeconds or sinceTime');
+  }
   try {
     const sb = await deps.streams.sandbox(namespace, name);
     let options = parsed.value;

@@ -45,6 +45,7 @@ import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 import { processShutdown } from '../common/process-shutdown.js';
 import { startStreamEndpoint } from './stream/stream-endpoint.js';
+import { Gauge } from 'prom-client';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
 import { WarmPools } from './warm-pool/warm-pools.js';
 import { WarmVmStore } from './warm-pool/warm-vm-store.js';
@@ -153,6 +154,14 @@ async function main(): Promise<void> {
   }
   // kata-api reads logs through this endpoint, found and trusted by what the Lease says.
   const stream = await startStreamEndpoint(cfg, kc, runtimes, log.child({ subsystem: 'stream' }));
+  new Gauge({
+    name: 'kata_node_open_streams',
+    help: "Streams open on the node agent's stream endpoint (log, console, exec, attach).",
+    registers: [metrics.registry],
+    collect() {
+      this.set(stream.server.openStreams);
+    },
+  });
   // The worker loads the kubeconfig from the same source (its own client, its own token reads).
   const heartbeat = new NodeHeartbeatThread({
     script: new URL(import.meta.url),

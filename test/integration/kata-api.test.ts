@@ -43,6 +43,9 @@ import { adminKubeConfig } from './cluster.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { STREAM_TOKEN_AUDIENCE } from '../../src/subresources/contract.js';
 import type { ContainerRunState } from '../../src/node-agent/state-store.js';
+import { buildProcess } from '../../src/agent/process-spec.js';
+import { LocalProcessAgent } from '../fixtures/local-process-agent.js';
+import { encodeChunk } from '../../src/node-agent/runtime/log-format.js';
 
 jest.setTimeout(240_000);
 
@@ -102,6 +105,9 @@ function run(name: string, containers: Record<string, string>): void {
     containers: Object.fromEntries(Object.keys(containers).map((c) => [c, running()])),
   });
 }
+
+/** The "guest" of the node agent here: this machine's processes (the stream path is the point). */
+const processes = new LocalProcessAgent();
 
 const kata = (user: keyof typeof kc, args: string[]) =>
   runProgram(KUBECTL_KATA, ['--kubeconfig', kc[user], ...args]);
@@ -173,6 +179,14 @@ beforeAll(async () => {
         container: (c) => r.containers[c],
         ...(r.consoleFile && { consoleFile: r.consoleFile }),
         ended: () => r.ended ?? false,
+        agent: () => processes,
+        execProcess: (_c, command, tty) =>
+          buildProcess({
+            args: command,
+            env: [{ name: 'PATH', value: process.env['PATH'] ?? '/usr/bin:/bin' }],
+            cwd: '/',
+            terminal: tty,
+          }),
       };
     },
     logger: createLogger('test-node-agent', 'warn'),
@@ -232,16 +246,27 @@ describe('who may do what', () => {
       stdout: 'line 1\nline 2\nline 3\n',
       stderr: '',
     });
-    const exec = await raw('viewer', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
+    const exec = await kata('viewer', ['exec', 'ksb/one', '--', 'echo', 'hi']);
     expect(exec.code).toBe(1);
-    expect(exec.stderr).toMatch(/Forbidden.*katasandboxes\/exec/);
+    expect(exec.stdout).toBe('');
+    expect(exec.stderr).toMatch(/Error from server \(Forbidden\).*katasandboxes\/exec/);
+    expect((await kata('viewer', ['attach', 'ksb/one'])).stderr).toMatch(
+      /Forbidden.*katasandboxes\/attach/,
+    );
   });
 
-  it('a user with edit is authorized for exec (which answers that it is not implemented yet)', async () => {
-    const exec = await raw('editor', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
-    expect(exec.code).toBe(1);
-    expect(exec.stderr).not.toMatch(/Forbidden/);
-    expect(exec.stderr).toMatch(/not implemented/);
+  it("a user with edit execs through the aggregator, kata-api and the node agent, with the command's exit code", async () => {
+    const r = await kata('editor', ['exec', 'ksb/one', '--', 'sh', '-c', 'echo $((6*7)); exit 3']);
+    expect(r).toEqual({ code: 3, stdout: '42\n', stderr: 'command terminated with exit code 3\n' });
+    const stdin = await runProgram('sh', [
+      '-c',
+      `printf 'a\\nb\\n' | ${KUBECTL_KATA} --kubeconfig ${kc.editor} exec -i one -- wc -l`,
+    ]);
+    expect(stdin).toMatchObject({ code: 0, stdout: '2\n' });
+    // Without the upgrade, exec says how it is served.
+    const plain = await raw('editor', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/upgrade to a WebSocket/);
     expect((await kata('editor', ['logs', 'one'])).stdout).toBe('line 1\nline 2\nline 3\n');
   });
 
@@ -250,6 +275,9 @@ describe('who may do what', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Error from server \(Forbidden\)/);
     expect(r.stdout).toBe('');
+    const exec = await kata('outsider', ['exec', 'ksb/one', '--', 'true']);
+    expect(exec.code).toBe(1);
+    expect(exec.stderr).toMatch(/Error from server \(Forbidden\).*katasandboxes\/exec/);
   });
 
   it('kata-api makes its own SubjectAccessReview: the front proxy vouching for a viewer does not get exec', async () => {
@@ -355,13 +383,43 @@ describe('kubectl kata logs options', () => {
     });
   });
 
-  it('--timestamps and --since are refused, naming the option', async () => {
-    const ts = await kata('viewer', ['logs', 'ksb/one', '--timestamps']);
-    expect(ts.code).toBe(1);
-    expect(ts.stderr).toMatch(/timestamps: not supported/);
-    expect((await kata('viewer', ['logs', 'ksb/one', '--since=5m'])).stderr).toMatch(
-      /sinceSeconds: not supported/,
+  it('--timestamps, --since and --since-time read the times the node agent wrote', async () => {
+    run('stamped', {});
+    await sandbox('stamped', NODE, ['main']);
+    const r = runs.get('stamped');
+    if (!r) throw new Error('no run');
+    const old = new Date(Date.now() - 2 * 3600_000).toISOString();
+    const recent = new Date().toISOString();
+    writeFileSync(
+      path.join(r.logDir, 'main.log'),
+      Buffer.concat([
+        encodeChunk(Buffer.from('old line\n'), 'stdout', old),
+        encodeChunk(Buffer.from('new line\n'), 'stderr', recent),
+      ]),
     );
+    r.containers['main'] = running();
+    expect((await kata('viewer', ['logs', 'ksb/stamped'])).stdout).toBe('old line\nnew line\n');
+    expect((await kata('viewer', ['logs', 'ksb/stamped', '--timestamps'])).stdout).toBe(
+      `${old} old line\n${recent} new line\n`,
+    );
+    expect((await kata('viewer', ['logs', 'ksb/stamped', '--since=1h'])).stdout).toBe('new line\n');
+    const sinceTime = new Date(Date.now() - 3 * 3600_000).toISOString();
+    expect(
+      (await kata('viewer', ['logs', 'ksb/stamped', `--since-time=${sinceTime}`])).stdout,
+    ).toBe('old line\nnew line\n');
+    const both = await kata('viewer', [
+      'logs',
+      'ksb/stamped',
+      '--since=1h',
+      `--since-time=${sinceTime}`,
+    ]);
+    expect(both.code).toBe(2);
+    const bad = await raw(
+      'viewer',
+      `${SUB}/namespaces/${ns}/katasandboxes/stamped/log?sinceTime=soon`,
+    );
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/sinceTime: "soon" is not an RFC 3339 time/);
   });
 
   it('usage errors exit 2 without asking the server', async () => {

@@ -31,12 +31,13 @@ const READ_CHUNK = 64 * 1024;
 async function pump(
   read: (len: number) => Promise<Buffer>,
   log: ContainerLog,
-  tap: ((chunk: Buffer) => Promise<void>) | undefined,
+  stream: OutputStream,
+  tap: OutputTap | undefined,
 ): Promise<void> {
   for (;;) {
     const data = await read(READ_CHUNK);
     if (data.length === 0) return;
-    await Promise.all([log.write(data), tap?.(data)]);
+    await Promise.all([log.write(data, stream), tap?.publish(stream, data)]);
   }
 }
 
@@ -55,11 +56,10 @@ export async function watchContainerRun(
   tap?: OutputTap,
 ): Promise<number> {
   const opts = { signal };
-  const to = (s: OutputStream) => tap && ((c: Buffer) => tap.publish(s, c));
-  const out = pump((len) => client.readStdout(id, id, len, opts), log, to('stdout')).catch(
+  const out = pump((len) => client.readStdout(id, id, len, opts), log, 'stdout', tap).catch(
     () => {},
   );
-  const err = pump((len) => client.readStderr(id, id, len, opts), log, to('stderr')).catch(
+  const err = pump((len) => client.readStderr(id, id, len, opts), log, 'stderr', tap).catch(
     () => {},
   );
   await Promise.all([out, err]);

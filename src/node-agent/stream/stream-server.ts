@@ -11,7 +11,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../observability/logger.js';
 import { bearerToken } from '../../observability/metrics-auth.js';
 import { KATA_API_USERNAME, STREAM_TOKEN_AUDIENCE } from '../../subresources/contract.js';
-import { parseLogOptions } from '../../subresources/log-options.js';
+import { parseLogOptions, sinceMs } from '../../subresources/log-options.js';
+import { LogRenderer } from '../runtime/log-format.js';
 import type { ContainerRunState } from '../state-store.js';
 import { readLog, type LogReadOptions } from './log-reader.js';
 import { previousLogFile } from '../runtime/container-log.js';
@@ -293,6 +294,13 @@ export class StreamServer {
     if (!parsed.ok) return reply(res, 400, parsed.message);
     const o = parsed.value;
     if (o.container || o.previous) return reply(res, 400, 'console: no container, no previous');
+    if (o.timestamps || o.sinceSeconds !== undefined || o.sinceTime !== undefined) {
+      return reply(
+        res,
+        400,
+        'console: no timestamps, sinceSeconds or sinceTime (QEMU keeps no times)',
+      );
+    }
     if (!sandbox.consoleFile) return reply(res, 404, 'the sandbox has no VM console yet');
     await this.stream(res, req, {
       file: sandbox.consoleFile,
@@ -332,13 +340,22 @@ export class StreamServer {
       const now = sandbox.container(name);
       return !now || now.state === 'Exited' || now.restartCount !== startedCount;
     };
-    await this.stream(res, req, {
-      file: o.previous ? previousLogFile(current) : current,
-      follow: o.follow && !o.previous,
-      ended,
-      ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
-      ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
-    });
+    const since = sinceMs(o, Date.now());
+    await this.stream(
+      res,
+      req,
+      {
+        file: o.previous ? previousLogFile(current) : current,
+        follow: o.follow && !o.previous,
+        ended,
+        ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
+      },
+      new LogRenderer({
+        timestamps: o.timestamps,
+        ...(since !== undefined && { sinceMs: since }),
+        ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
+      }),
+    );
   }
 
   /** Writes a file's content (and what is appended, if followed) with backpressure. */
@@ -346,6 +363,8 @@ export class StreamServer {
     res: ServerResponse,
     req: IncomingMessage,
     read: Omit<LogReadOptions, 'signal'>,
+    /** A container log's records turned back into output; none: the file as it is (console). */
+    render?: LogRenderer,
   ): Promise<void> {
     const abort = new AbortController();
     this.open.add(abort);
@@ -355,9 +374,13 @@ export class StreamServer {
     try {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.flushHeaders();
-      for await (const chunk of readLog({ ...read, signal: abort.signal })) {
-        if (!res.write(chunk)) await drained(res, abort.signal);
+      for await (const raw of readLog({ ...read, signal: abort.signal })) {
+        const chunk = render ? render.push(raw) : raw;
+        if (chunk.length > 0 && !res.write(chunk)) await drained(res, abort.signal);
+        if (render?.full) break;
       }
+      const last = render?.flush();
+      if (last && last.length > 0) res.write(last);
       res.end();
     } catch (err) {
       if (!abort.signal.aborted) throw err;
