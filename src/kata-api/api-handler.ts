@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { ResourceAttributes } from '../kube/access-reviews.js';
 import type { AccessReviewResult, UserInfo } from '../observability/metrics-auth.js';
 import type { Logger } from '../observability/logger.js';
+import type { KataSandbox } from '../crds/index.js';
 import {
   SUBRESOURCE_GROUP,
   SUBRESOURCE_VERB,
@@ -17,6 +18,8 @@ import { writeStatus, type StatusDetails } from './api-status.js';
 import { proxyUpgrade, refuseUpgrade } from './stream-proxy.js';
 import {
   STREAM_PROTOCOL_V5,
+  consoleOptionsQuery,
+  parseConsoleOptions,
   parseStreamOptions,
   streamOptionsQuery,
 } from '../subresources/stream-protocol.js';
@@ -158,45 +161,67 @@ export function upgradeHandler(deps: ApiHandlerDeps) {
     const url = new URL(req.url ?? '/', 'https://kata-api');
     const a = await authorize(deps, req, url);
     if (!a.ok) return refuseUpgrade(socket, a.code === 200 ? 400 : a.code, a.message, a.details);
-    const { namespace, name, subresource } = a;
-    if (subresource !== 'exec' && subresource !== 'attach') {
-      return refuseUpgrade(socket, 400, `${subresource} is not a stream`);
+    const { name, subresource } = a;
+    const client = { req, socket, head };
+    if (subresource === 'log') return refuseUpgrade(socket, 400, 'log is read with a GET');
+    if (subresource === 'console') {
+      const o = parseConsoleOptions(url.searchParams);
+      if (!o.ok) return refuseUpgrade(socket, 400, o.message);
+      return carry(deps, a, consoleOptionsQuery(o.value), client);
     }
     const parsed = parseStreamOptions(url.searchParams, subresource);
     if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
-    try {
-      const sb = await deps.streams.sandbox(namespace, name);
+    return carry(deps, a, '', client, (sb) => {
       const container = chooseContainer(
         (sb.spec?.containers ?? []).map((c) => c.name),
         parsed.value.container,
         name,
       );
-      if (!container.ok) return refuseUpgrade(socket, 400, container.message);
-      const node = NodeStreams.nodeOf(sb);
-      if (!node) return refuseUpgrade(socket, 400, `katasandbox ${name} is not on a node yet`);
-      const endpoint = await deps.streams.endpoint(node);
-      const query = streamOptionsQuery({ ...parsed.value, container: container.name });
-      deps.logger.info(
-        { namespace, name, subresource, container: container.name },
-        'stream opened',
-      );
-      await proxyUpgrade({
-        endpoint,
-        pathAndQuery: `${nodeStreamPath(namespace, name, subresource)}?${query}`,
-        token: await deps.streams.token(),
-        client: { req, socket, head },
-        onClose: () => deps.logger.info({ namespace, name, subresource }, 'stream closed'),
-      });
-    } catch (err) {
-      if (err instanceof StreamError) return refuseUpgrade(socket, err.code, err.message);
-      deps.logger.warn({ err, namespace, name, subresource }, 'stream failed');
-      return refuseUpgrade(
-        socket,
-        500,
-        `${subresource} failed: ${String((err as Error).message ?? err)}`,
-      );
-    }
+      if (!container.ok) return { ok: false, message: container.message };
+      return {
+        ok: true,
+        query: streamOptionsQuery({ ...parsed.value, container: container.name }),
+      };
+    });
   };
+}
+
+type QueryFor = (sb: KataSandbox) => { ok: true; query: string } | { ok: false; message: string };
+
+/** The authorized upgrade, carried to the node agent of the sandbox's node. */
+async function carry(
+  deps: ApiHandlerDeps,
+  target: { namespace: string; name: string; subresource: Subresource },
+  query: string,
+  client: { req: IncomingMessage; socket: Duplex; head: Buffer },
+  queryFor?: QueryFor,
+): Promise<void> {
+  const { namespace, name, subresource } = target;
+  try {
+    const sb = await deps.streams.sandbox(namespace, name);
+    let q = query;
+    if (queryFor) {
+      const r = queryFor(sb);
+      if (!r.ok) return refuseUpgrade(client.socket, 400, r.message);
+      q = r.query;
+    }
+    const node = NodeStreams.nodeOf(sb);
+    if (!node) return refuseUpgrade(client.socket, 400, `katasandbox ${name} is not on a node yet`);
+    const endpoint = await deps.streams.endpoint(node);
+    deps.logger.info({ namespace, name, subresource }, 'stream opened');
+    await proxyUpgrade({
+      endpoint,
+      pathAndQuery: `${nodeStreamPath(namespace, name, subresource)}?${q}`,
+      token: await deps.streams.token(),
+      client,
+      onClose: () => deps.logger.info({ namespace, name, subresource }, 'stream closed'),
+    });
+  } catch (err) {
+    if (err instanceof StreamError) return refuseUpgrade(client.socket, err.code, err.message);
+    deps.logger.warn({ err, namespace, name, subresource }, 'stream failed');
+    const message = `${subresource} failed: ${String((err as Error).message ?? err)}`;
+    return refuseUpgrade(client.socket, 500, message);
+  }
 }
 
 /** `log` or `console`: a GET the node agent answers with a stream of text. */

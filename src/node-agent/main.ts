@@ -46,6 +46,8 @@ import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.
 import { processShutdown } from '../common/process-shutdown.js';
 import { startStreamEndpoint } from './stream/stream-endpoint.js';
 import { Gauge } from 'prom-client';
+import { CONSOLE_CHECK_MS, capConsoleLog } from './runtime/console-cap.js';
+import { vmFiles } from './hypervisor/sandbox-vm.js';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
 import { WarmPools } from './warm-pool/warm-pools.js';
 import { WarmVmStore } from './warm-pool/warm-vm-store.js';
@@ -355,6 +357,21 @@ async function main(): Promise<void> {
       : undefined;
   guestStats?.unref();
 
+  // Each VM's console log stays under its cap (console-cap.ts).
+  let capping: Promise<void> | undefined;
+  const consoleCap = setInterval(() => {
+    capping ??= (async () => {
+      for (const rt of runtimes()) {
+        const file = rt.state.qemu?.info.consoleLog;
+        if (!file) continue;
+        await capConsoleLog(file, vmFiles(path.dirname(file)).consoleSocket).catch((err: unknown) =>
+          rt.log.warn({ err }, 'capping the console log failed'),
+        );
+      }
+    })().finally(() => (capping = undefined));
+  }, CONSOLE_CHECK_MS);
+  consoleCap.unref();
+
   // Level-triggered: the Lease's allocation annotations follow the runtimes within a few seconds.
   const allocationSync = setInterval(() => heartbeat.setAllocated(allocation()), 3_000);
   allocationSync.unref();
@@ -369,6 +386,7 @@ async function main(): Promise<void> {
     clearInterval(networkCheck);
     clearInterval(guestStats);
     clearInterval(allocationSync);
+    clearInterval(consoleCap);
     await queue.shutdown(10_000);
     await warmPools.stop();
     await warmPoolInformer.stop();

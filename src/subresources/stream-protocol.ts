@@ -175,3 +175,42 @@ export function streamOptionsQuery(o: StreamOptions): string {
   for (const key of ['stdin', 'stdout', 'stderr', 'tty'] as const) if (o[key]) q.set(key, 'true');
   return q.toString();
 }
+
+export interface ConsoleOptions {
+  /** Input goes to the console. */
+  stdin: boolean;
+  /** Start with the last lines of the output so far (default: all of it). */
+  tailLines?: number;
+}
+
+/** console's options over a WebSocket. Pure. */
+export function parseConsoleOptions(q: URLSearchParams): Parsed<ConsoleOptions> {
+  const stdin = flag(q, 'stdin');
+  if (typeof stdin === 'string') return { ok: false, message: stdin };
+  const raw = q.get('tailLines');
+  if (raw !== null && raw !== '' && !/^[0-9]{1,9}$/.test(raw)) {
+    return { ok: false, message: `tailLines: ${JSON.stringify(raw)} must be an integer >= 0` };
+  }
+  for (const key of [
+    'container',
+    'command',
+    'previous',
+    'timestamps',
+    'sinceSeconds',
+    'sinceTime',
+  ]) {
+    if (q.has(key)) return { ok: false, message: `${key}: console does not take it` };
+  }
+  return {
+    ok: true,
+    value: { stdin, ...(raw !== null && raw !== '' && { tailLines: Number(raw) }) },
+  };
+}
+
+/** The query string that carries `o` (to the node agent). Pure. */
+export function consoleOptionsQuery(o: ConsoleOptions): string {
+  const q = new URLSearchParams();
+  if (o.stdin) q.set('stdin', 'true');
+  if (o.tailLines !== undefined) q.set('tailLines', String(o.tailLines));
+  return q.toString();
+}

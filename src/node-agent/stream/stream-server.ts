@@ -21,10 +21,12 @@ import type { OutputTap } from '../runtime/output-tap.js';
 import {
   chooseProtocol,
   errorStatus,
+  parseConsoleOptions,
   parseStreamOptions,
   type StreamOptions,
 } from '../../subresources/stream-protocol.js';
 import { runAttach, runExec, sendStatusAndClose, type ProcessAgent } from './process-session.js';
+import { runConsole } from './console-session.js';
 
 /** What the endpoint needs of a sandbox this node agent runs. */
 export interface StreamSandbox {
@@ -34,6 +36,8 @@ export interface StreamSandbox {
   container(name: string): ContainerRunState | undefined;
   /** The VM's serial console output, once QEMU was started. */
   consoleFile?: string;
+  /** QEMU's console socket (input), for VMs started with one. */
+  consoleSocket?: string;
   /** The sandbox has ended (its VM is gone or going). */
   ended(): boolean;
   /** The guest agent of the running VM (exec, attach); undefined while there is none. */
@@ -206,7 +210,7 @@ export class StreamServer {
     const url = new URL(req.url ?? '/', 'https://node-agent');
     const m = ROUTE.exec(url.pathname);
     const sub = m?.[3];
-    if (!m || req.method !== 'GET' || (sub !== 'exec' && sub !== 'attach')) {
+    if (!m || req.method !== 'GET' || (sub !== 'exec' && sub !== 'attach' && sub !== 'console')) {
       return refuseUpgrade(socket, 404, 'not found');
     }
     const [, namespace = '', name = ''] = m;
@@ -218,6 +222,7 @@ export class StreamServer {
         `katasandbox ${namespace}/${name} does not run on this node`,
       );
     }
+    if (sub === 'console') return this.upgradeConsole(url.searchParams, sandbox, req, socket, head);
     const parsed = parseStreamOptions(url.searchParams, sub);
     if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
     const o = parsed.value;
@@ -243,6 +248,39 @@ export class StreamServer {
           this.opts.logger.warn({ err, namespace, name, sub }, 'stream session failed');
           ws.terminate();
         })
+        .finally(() => this.open.delete(abort));
+    });
+  }
+
+  /** console: the VM's serial console, output followed and (with stdin=true) input. */
+  private upgradeConsole(
+    q: URLSearchParams,
+    sandbox: StreamSandbox,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const parsed = parseConsoleOptions(q);
+    if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
+    const logFile = sandbox.consoleFile;
+    if (!logFile) return refuseUpgrade(socket, 404, 'the sandbox has no VM console yet');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
+    if (!chooseProtocol(offered)) {
+      return refuseUpgrade(socket, 400, 'Sec-WebSocket-Protocol: offer v5.channel.k8s.io');
+    }
+    const abort = new AbortController();
+    this.open.add(abort);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      abort.signal.addEventListener('abort', () => ws.terminate(), { once: true });
+      runConsole(ws, {
+        logFile,
+        ...(sandbox.consoleSocket && { socket: sandbox.consoleSocket }),
+        stdin: parsed.value.stdin,
+        ...(parsed.value.tailLines !== undefined && { tailLines: parsed.value.tailLines }),
+        ended: () => sandbox.ended(),
+        logger: this.opts.logger,
+      })
+        .catch((err: unknown) => this.opts.logger.warn({ err }, 'console session failed'))
         .finally(() => this.open.delete(abort));
     });
   }
