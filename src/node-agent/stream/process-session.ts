@@ -4,7 +4,9 @@
 // while too much waits for WriteStdin. The client going away ends everything: reads are
 // cancelled, stdin is closed and an exec's process is killed (SIGKILL), so nothing it started
 // stays in the guest.
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { WebSocket } from 'ws';
+import { AgentRpcError } from '../../agent/errors.js';
 import type { AgentClient } from '../../agent/agent-client.js';
 import type { BuiltProcess } from '../../agent/process-spec.js';
 import type { Logger } from '../../observability/logger.js';
@@ -158,6 +160,21 @@ class Session {
   }
 }
 
+/**
+ * A blocking call (a read, a wait) re-issued when only its deadline passed: an interactive session
+ * may be quiet for longer than the RPC's deadline (rpc-timeouts.ts: "the caller re-issues").
+ */
+async function patiently<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  for (;;) {
+    try {
+      return await call();
+    } catch (err) {
+      const expired = err instanceof AgentRpcError && err.code === GrpcStatus.DEADLINE_EXCEEDED;
+      if (!expired || signal.aborted) throw err;
+    }
+  }
+}
+
 /** Reads one of the process's outputs to its end, sending it on `channel` (or dropping it). */
 async function pumpOutput(
   s: Session,
@@ -165,7 +182,7 @@ async function pumpOutput(
   channel: number | undefined,
 ): Promise<void> {
   for (;;) {
-    const data = await read(READ_CHUNK, { signal: s.signal });
+    const data = await patiently(() => read(READ_CHUNK, { signal: s.signal }), s.signal);
     if (data.length === 0) return;
     if (channel !== undefined) await send(s.ws, frame(channel, data));
   }
@@ -204,7 +221,10 @@ export async function runExec(ws: WebSocket, t: SessionTarget, built: BuiltProce
         o.stderr ? CHANNEL.stderr : undefined,
       ),
     ]);
-    const code = await agent.waitProcess(cid, execId, { signal: s.signal });
+    const code = await patiently(
+      () => agent.waitProcess(cid, execId, { signal: s.signal }),
+      s.signal,
+    );
     s.finish();
     await stdin;
     logger.info({ container: cid, execId, exitCode: code }, 'exec ended');
