@@ -3,6 +3,10 @@
 // The TokenReview is faked; the stream path, the protocol and the processes are real.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { WebSocket } from 'ws';
 import { StreamServer } from '../../../src/node-agent/stream/stream-server.js';
 import { selfSignedCertificate } from '../../../src/observability/self-signed-cert.js';
@@ -31,6 +35,10 @@ const agent = new LocalProcessAgent();
 const tap = new OutputTap();
 let server: StreamServer;
 let base: string;
+const work = mkdtempSync(path.join(tmpdir(), 'stream-exec-'));
+const consoleFile = path.join(work, 'console.log');
+const consoleSocket = path.join(work, 'console.sock');
+let ended = false;
 
 beforeAll(async () => {
   server = new StreamServer({
@@ -46,7 +54,9 @@ beforeAll(async () => {
             logDir: '/nonexistent',
             containerNames: ['main'],
             container: () => ({ created: true, started: true, state: 'Running', restartCount: 0 }),
-            ended: () => false,
+            ended: () => ended,
+            consoleFile,
+            consoleSocket,
             agent: () => agent,
             execProcess: (_c, command, tty) =>
               buildProcess({
@@ -66,6 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.close();
+  rmSync(work, { recursive: true, force: true });
 });
 
 interface Result {
@@ -170,5 +181,46 @@ describe('attach over the stream endpoint', () => {
     expect(r.stdout.toString()).toBe('out\n');
     expect(r.stderr.toString()).toBe('err\n');
     expect(server.openStreams).toBe(0);
+  });
+});
+
+describe('the console over the stream endpoint', () => {
+  it("follows the console log and writes input to QEMU's console socket; ends with the sandbox", async () => {
+    writeFileSync(consoleFile, 'boot line 1\nboot line 2\n');
+    let typed = '';
+    const qemu = createServer((c) => c.on('data', (d: Buffer) => (typed += d.toString())));
+    await new Promise<void>((resolve) => qemu.listen(consoleSocket, resolve));
+    try {
+      const ws = open('console', 'stdin=true&tailLines=1');
+      const done = collect(ws);
+      let out = '';
+      ws.on('message', (m: Buffer) => {
+        if (m[0] === CHANNEL.stdout) out += m.subarray(1).toString();
+      });
+      await eventually(
+        'the tail',
+        async () => (out === 'boot line 2\n' ? true : undefined),
+        10_000,
+      );
+      ws.send(frame(CHANNEL.stdin, 'ls\r'));
+      await eventually(
+        'input at the socket',
+        async () => (typed === 'ls\r' ? true : undefined),
+        10_000,
+      );
+      appendFileSync(consoleFile, 'after\n');
+      await eventually(
+        'followed',
+        async () => (out.endsWith('after\n') ? true : undefined),
+        10_000,
+      );
+      ended = true;
+      const r = await done;
+      expect(exitCodeOf(r.status)).toEqual({ code: 0 });
+      expect(server.openStreams).toBe(0);
+    } finally {
+      ended = false;
+      qemu.close();
+    }
   });
 });
