@@ -45,7 +45,7 @@ import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 import { processShutdown } from '../common/process-shutdown.js';
 import { startStreamEndpoint } from './stream/stream-endpoint.js';
-import { Gauge } from 'prom-client';
+import type { StreamServer } from './stream/stream-server.js';
 import { CONSOLE_CHECK_MS, capConsoleLog } from './runtime/console-cap.js';
 import { vmFiles } from './hypervisor/sandbox-vm.js';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
@@ -103,7 +103,9 @@ async function main(): Promise<void> {
     vcpus: live().reduce((n, r) => n + vmVcpus(r.spec), 0),
     warmReady,
   });
+  const endpoint: { server?: StreamServer } = {};
   const metrics = nodeAgentMetrics({
+    openStreams: () => endpoint.server?.openStreams ?? 0,
     phases: () => {
       const counts = new Map<string, number>();
       for (const sb of sandboxes.list()) {
@@ -156,14 +158,7 @@ async function main(): Promise<void> {
   }
   // kata-api reads logs through this endpoint, found and trusted by what the Lease says.
   const stream = await startStreamEndpoint(cfg, kc, runtimes, log.child({ subsystem: 'stream' }));
-  new Gauge({
-    name: 'kata_node_open_streams',
-    help: "Streams open on the node agent's stream endpoint (log, console, exec, attach).",
-    registers: [metrics.registry],
-    collect() {
-      this.set(stream.server.openStreams);
-    },
-  });
+  endpoint.server = stream.server;
   // The worker loads the kubeconfig from the same source (its own client, its own token reads).
   const heartbeat = new NodeHeartbeatThread({
     script: new URL(import.meta.url),
