@@ -16,6 +16,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, freshNamespace } from './cluster.js';
@@ -74,6 +75,7 @@ const runs = new Map<
     logDir: string;
     containers: Record<string, ContainerRunState>;
     consoleFile?: string;
+    consoleSocket?: string;
     ended?: boolean;
   }
 >();
@@ -178,6 +180,7 @@ beforeAll(async () => {
         containerNames: Object.keys(r.containers),
         container: (c) => r.containers[c],
         ...(r.consoleFile && { consoleFile: r.consoleFile }),
+        ...(r.consoleSocket && { consoleSocket: r.consoleSocket }),
         ended: () => r.ended ?? false,
         agent: () => processes,
         execProcess: (_c, command, tty) =>
@@ -454,6 +457,49 @@ describe('kubectl kata console (read only)', () => {
     const none = await kata('editor', ['console', 'ksb/one']);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no VM console yet/);
+  });
+});
+
+describe('kubectl kata console -i (WebSocket through the aggregator)', () => {
+  it("follows the console and sends what is typed to the VM's console socket, until the sandbox ends", async () => {
+    const r = runs.get('two');
+    if (!r?.consoleFile) throw new Error('no console (the read-only test runs first)');
+    r.consoleSocket = path.join(work, 'console-two.sock');
+    let typed = '';
+    const qemu = createServer((c) => c.on('data', (d: Buffer) => (typed += d.toString())));
+    await new Promise<void>((resolve) => qemu.listen(r.consoleSocket, resolve));
+    try {
+      const child = spawn(KUBECTL_KATA, ['--kubeconfig', kc.editor, 'console', '-i', 'ksb/two']);
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      await eventually(
+        'the console so far',
+        async () => (out.includes('kata-guest-init: two\n') ? true : undefined),
+        60_000,
+      );
+      child.stdin.write('hello console\n');
+      await eventually(
+        'input at the console socket',
+        async () => (typed === 'hello console\n' ? true : undefined),
+        60_000,
+      );
+      appendFileSync(r.consoleFile, 'kata-guest-init: three\n');
+      await eventually(
+        'followed',
+        async () => (out.includes('kata-guest-init: three\n') ? true : undefined),
+        60_000,
+      );
+      expect(node.openStreams).toBe(1);
+      r.ended = true;
+      expect(await exited).toBe(0);
+      const viewer = await kata('viewer', ['console', '-f', 'ksb/two']);
+      expect(viewer.code).toBe(1);
+      expect(viewer.stderr).toMatch(/Forbidden.*katasandboxes\/console/);
+    } finally {
+      r.ended = false;
+      qemu.close();
+    }
   });
 });
 
