@@ -149,7 +149,7 @@ afterAll(async () => {
   await agent?.stop('SIGKILL');
   await controller?.stop();
   await revokeElectionLease(ELECTION_ID).catch(() => '');
-  if (base) await removeScratch(base);
+  if (base && process.env['KATA_KEEP_LOGS'] !== '1') await removeScratch(base);
 }, 300_000);
 
 describe('kubectl kata exec on a real VM', () => {
@@ -183,7 +183,7 @@ describe('kubectl kata exec on a real VM', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect({ code, err }).toEqual({ code: 0, err: '' });
     expect(out.split(/\s+/)[0]).toBe(createHash('sha256').update(data).digest('hex'));
-  });
+  }, 300_000);
 
   it('a client killed mid-stream leaves no process in the guest and no open stream on the node', async () => {
     expect(await openStreams()).toBe(0);

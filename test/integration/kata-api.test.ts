@@ -17,6 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, freshNamespace } from './cluster.js';
@@ -271,6 +272,18 @@ describe('who may do what', () => {
     expect(plain.code).toBe(1);
     expect(plain.stderr).toMatch(/upgrade to a WebSocket/);
     expect((await kata('editor', ['logs', 'one'])).stdout).toBe('line 1\nline 2\nline 3\n');
+  });
+
+  it('-i carries 10 MiB of stdin through the whole chain, the hash unchanged', async () => {
+    const data = randomBytes(10 << 20);
+    const file = path.join(work, 'stdin.bin');
+    writeFileSync(file, data);
+    const r = await runProgram('sh', [
+      '-c',
+      `${KUBECTL_KATA} --kubeconfig ${kc.editor} exec -i ksb/one -- sha256sum < ${file}`,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split(/\s+/)[0]).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
   it("a user of another namespace gets 403 and kubectl's exit code 1", async () => {

@@ -38,6 +38,8 @@ const READ_CHUNK = 64 * 1024;
 /** Stdin waiting for WriteStdin above which the socket is paused, and below which resumed. */
 const STDIN_HIGH = 1 << 20;
 const STDIN_LOW = 256 * 1024;
+/** The most one WriteStdin carries (as Kata's shim copies stdin: 32 KiB at a time). */
+const STDIN_WRITE_MAX = 32 * 1024;
 /** An attached client that has not taken a chunk in this long is dropped (attach only). */
 const ATTACH_SEND_TIMEOUT_MS = 10_000;
 const SIGKILL = 9;
@@ -70,10 +72,17 @@ class Session {
   private paused = false;
   private finished = false;
 
+  /** The resize asked for before the process existed, applied once it does. */
+  private pendingResize?: { width: number; height: number };
+
+  /**
+   * Listens at once: what the client sends while the process is being started (ExecProcess can
+   * take a while) is queued, not lost. `execId` is set by `started` (attach: known from the start).
+   */
   constructor(
     readonly ws: WebSocket,
     private readonly t: SessionTarget,
-    private readonly execId: string,
+    private execId = '',
   ) {
     ws.on('close', () => this.abort.abort(new Error('the client went away')));
     ws.on('error', () => this.abort.abort(new Error('the connection failed')));
@@ -84,7 +93,7 @@ class Session {
     return this.abort.signal;
   }
 
-  private incoming(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  incoming(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (!isBinary) return;
     const msg = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.from(raw as Buffer);
     const m = parseIncoming(msg);
@@ -102,11 +111,28 @@ class Session {
       this.stdinEnded = true;
       this.wake?.();
     } else if (m.kind === 'resize' && options.tty) {
+      if (!this.execId) {
+        this.pendingResize = { width: m.width, height: m.height };
+        return;
+      }
       agent
         .ttyWinResize(containerId, this.execId, m.height, m.width, { signal: this.signal })
         .catch((err: unknown) => logger.debug({ err }, 'resize refused'));
     } else if (m.kind === 'invalid') {
       logger.debug({ why: m.message }, 'bad client message');
+    }
+  }
+
+  /** The process exists: a resize asked for meanwhile is applied. */
+  started(execId: string): void {
+    this.execId = execId;
+    const r = this.pendingResize;
+    if (r) {
+      this.pendingResize = undefined;
+      this.incoming(
+        frame(CHANNEL.resize, JSON.stringify({ Width: r.width, Height: r.height })),
+        true,
+      );
     }
   }
 
@@ -120,8 +146,9 @@ class Session {
         this.queued -= chunk.length;
         let off = 0;
         while (off < chunk.length) {
-          const n = await agent.writeStdin(containerId, this.execId, chunk.subarray(off), opts);
-          off += n > 0 ? n : chunk.length;
+          const part = chunk.subarray(off, off + STDIN_WRITE_MAX);
+          const n = await agent.writeStdin(containerId, this.execId, part, opts);
+          off += n > 0 ? n : part.length;
         }
         if (this.paused && this.queued < STDIN_LOW) {
           this.paused = false;
@@ -143,6 +170,10 @@ class Session {
     if (closeAtEof && this.stdinEnded && !this.signal.aborted) {
       await agent.closeStdin(containerId, this.execId, opts);
     }
+  }
+
+  get done(): boolean {
+    return this.finished;
   }
 
   /** The process ended: stdin that still comes has nowhere to go. */
@@ -191,6 +222,7 @@ async function pumpOutput(
 /** `exec`: starts `process` in the container and carries its stdio until it exits. */
 export async function runExec(ws: WebSocket, t: SessionTarget, built: BuiltProcess): Promise<void> {
   const { agent, containerId: cid, options: o, logger } = t;
+  const s = new Session(ws, t);
   let execId: string;
   try {
     execId = await agent.execProcess(cid, built.process, built.stringUser);
@@ -199,13 +231,18 @@ export async function runExec(ws: WebSocket, t: SessionTarget, built: BuiltProce
     await sendStatusAndClose(ws, errorStatus(`exec in container ${cid}: ${message}`));
     return;
   }
-  const s = new Session(ws, t, execId);
+  s.started(execId);
   logger.info({ container: cid, execId, tty: o.tty }, 'exec started');
   const v5 = ws.protocol === STREAM_PROTOCOL_V5;
   if (!o.stdin) await agent.closeStdin(cid, execId).catch(() => {});
   const stdin = o.stdin
     ? s.stdinLoop(v5).catch((err: unknown) => {
-        if (!s.signal.aborted) logger.debug({ err, execId }, 'stdin ended');
+        // Input that cannot be delivered ends the exec (the process would wait for it forever).
+        if (!s.signal.aborted && !s.done) {
+          logger.warn({ err, execId }, 'stdin failed: ending the exec');
+          s.end(errorStatus(`stdin: ${(err as Error).message ?? String(err)}`)).catch(() => {});
+          s.abort.abort(err);
+        }
       })
     : Promise.resolve();
   try {
@@ -297,7 +334,7 @@ export async function runAttach(
   logger.info({ container: cid }, 'attached');
   const stdin = o.stdin
     ? s.stdinLoop(false).catch((err: unknown) => {
-        if (!s.signal.aborted) logger.debug({ err }, 'attach stdin ended');
+        if (!s.signal.aborted) logger.warn({ err }, 'attach stdin failed');
       })
     : Promise.resolve();
   await ended;

@@ -121,6 +121,22 @@ describe('exec over the stream endpoint', () => {
     expect(exitCodeOf(r.status)).toEqual({ code: 3 });
   });
 
+  it('keeps what the client sends while ExecProcess is still starting the process (a slow guest)', async () => {
+    agent.execDelayMs = 500;
+    try {
+      const ws = open('exec', `${cmd('wc', '-c')}&stdin=1&stdout=1`);
+      const done = collect(ws);
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send(frame(CHANNEL.stdin, Buffer.alloc(200_000, 0x61)));
+      ws.send(frame(CHANNEL.close, Buffer.from([CHANNEL.stdin])));
+      const r = await done;
+      expect(r.stdout.toString().trim()).toBe('200000');
+      expect(exitCodeOf(r.status)).toEqual({ code: 0 });
+    } finally {
+      agent.execDelayMs = 0;
+    }
+  });
+
   it('streams 10 MiB of stdin through sha256sum; the stdin EOF is the close channel', async () => {
     const data = Buffer.alloc(10 << 20);
     for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
