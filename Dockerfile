@@ -3,9 +3,10 @@
 #   kata-controller   the cluster controller (Deployment; runs as the image's non-root user)
 #   kata-node-agent   the node agent (privileged DaemonSet, root; launches QEMU)
 #   kata-api          the aggregated API subresources.kata.sandbox.io (Deployment, non-root)
-# Stages: build (TypeScript → one bundled file per component), guest (the VM's kernel + initramfs
-# from Debian packages, with guest/build.sh, the same builder `make guest` uses), host-fs (the
-# kata-host-fs helper from host-fs/, Go, static; the node agent opens host paths through it),
+# Stages: build (TypeScript → one bundled file per component), host-fs (the kata-host-fs helper
+# from host-fs/, Go, static; the node agent opens host paths through it), guest (the VM's kernel +
+# initramfs from Debian packages, with guest/build.sh, the same builder `make guest` uses; its
+# terminal relay is built with the host-fs stage's Go),
 # runtime (slim Debian with Node.js 20, QEMU and the host tools the node agent runs).
 #
 # Build: make image   (or: docker build -t kata-sandbox-operator:latest .)
@@ -33,8 +34,25 @@ RUN npx tsc -p tsconfig.build.json --noEmit \
     done \
  && chmod 755 /out/bin/*.mjs
 
-# --- guest: kernel + initramfs (busybox, crun, node, the guest agent) ------------------------
+# --- host-fs: the kata-host-fs helper, static (CGO_ENABLED=0) -------------------------------
+FROM ${GO_IMAGE} AS host-fs
+WORKDIR /src/host-fs
+COPY host-fs/go.mod host-fs/go.sum ./
+RUN go mod download
+# The guest's terminal relay (guest/tty-relay) is built in the guest stage with this toolchain and
+# these modules, offline.
+COPY guest/tty-relay/go.mod guest/tty-relay/go.sum /src/tty-relay/
+RUN cd /src/tty-relay && go mod download
+COPY host-fs/ ./
+RUN CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s -w' -o /out/kata-host-fs .
+
+# --- guest: kernel + initramfs (busybox, crun, node, the guest agent, the terminal relay) -----
 FROM build AS guest
+# guest/build.sh builds the terminal relay (guest/tty-relay, Go, static): the toolchain and the
+# module downloads of the host-fs stage.
+COPY --from=host-fs /usr/local/go /usr/local/go
+COPY --from=host-fs /go/pkg/mod /go/pkg/mod
+ENV PATH=/usr/local/go/bin:$PATH GOPATH=/go GOTOOLCHAIN=local GOPROXY=off
 COPY hack/setup.sh hack/setup.sh
 COPY guest/ guest/
 # guest/build.sh installs what it needs (busybox-static, crun, kmod, ...) through hack/setup.sh,
@@ -43,14 +61,6 @@ RUN apt-get update -qq \
  && GUEST_CACHE_ROOT=/tmp/guest-cache guest/build.sh >/tmp/guest-dir \
  && mkdir -p /out \
  && cp -rL "$(tail -n1 /tmp/guest-dir)" /out/guest
-
-# --- host-fs: the kata-host-fs helper, static (CGO_ENABLED=0) -------------------------------
-FROM ${GO_IMAGE} AS host-fs
-WORKDIR /src/host-fs
-COPY host-fs/go.mod host-fs/go.sum ./
-RUN go mod download
-COPY host-fs/ ./
-RUN CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s -w' -o /out/kata-host-fs .
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}

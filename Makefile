@@ -59,8 +59,9 @@ host-fs: ## build the kata-host-fs helper (Go, static) into $(CACHE_DIR)/bin/ wh
 	@CACHE_DIR=$(CACHE_DIR) hack/host-fs.sh >/dev/null
 
 .PHONY: host-fs-check
-host-fs-check: ## go vet and the Go unit tests of host-fs/
+host-fs-check: ## go vet and the Go unit tests of host-fs/ and of the guest's terminal relay (guest/tty-relay/)
 	cd host-fs && go vet ./... && go test ./...
+	cd guest/tty-relay && go vet ./... && go test ./...
 
 .PHONY: test-peers
 # The Kata 1.x peers (client and agent) are built by hand outside this repository: code fetched

@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   const boots: number[] = [];
   const uptimes: number[] = [];
   let rtts: number[] = [];
+  let rpcCpuMs = NaN;
   try {
     for (let i = 0; i < BOOTS; i++) {
       const dir = path.join(scratch, `vm${i}`);
@@ -90,11 +91,14 @@ async function main(): Promise<void> {
           const c = res.agent.client;
           for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
           rtts = [];
+          const cpuBefore = cpuSeconds(res.process.pid);
           for (let k = 0; k < CHECKS; k++) {
             const t0 = performance.now();
             await c.check({ timeoutMs: 10_000 });
             rtts.push(performance.now() - t0);
           }
+          // Per call, the guest's CPU (host-side QEMU time) is what TCG multiplies; stabler than wall.
+          rpcCpuMs = ((cpuSeconds(res.process.pid) - cpuBefore) * 1000) / CHECKS;
         }
       } finally {
         await res.agent?.close();
@@ -120,7 +124,8 @@ async function main(): Promise<void> {
   const r = [...rtts].sort((x, y) => x - y);
   console.log(
     `agent RPC round trip over serial+mux (Health.Check x${r.length}): p50 ${quantile(r, 0.5).toFixed(2)} ms, ` +
-      `p99 ${quantile(r, 0.99).toFixed(2)} ms, max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms`,
+      `p99 ${quantile(r, 0.99).toFixed(2)} ms, max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms; ` +
+      `QEMU CPU per call ${rpcCpuMs.toFixed(2)} ms; load ${(loadavg()[0] ?? NaN).toFixed(2)}`,
   );
 }
 

@@ -3,7 +3,8 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest/<hash>/
 # and points .../guest/current at it. <hash> covers every input (exact Debian package versions of
 # the kernel, busybox-static, crun, iproute2 and every library they and node link, the node
-# binary's sha256, the init, this script, the agent bundle's sha256, the initrd compression), so
+# binary's sha256, the init, this script, the agent bundle's sha256, the terminal relay's Go sources
+# and toolchain, the initrd compression), so
 # the image is rebuilt only when an input changes, and the same inputs give the same hash and the
 # same bytes (sorted cpio, fixed mtimes, owner root).
 #
@@ -107,6 +108,22 @@ fi
 
 # --- inputs ---------------------------------------------------------------------------------
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# The terminal relay (guest/tty-relay: Go, static, ours): what it is made from is the toolchain,
+# go.mod/go.sum and its non-test .go files. It is built only when the image is.
+TTY_RELAY_DIR=$GUEST_DIR/tty-relay
+tty_relay_sources() {
+  go version
+  (cd "$TTY_RELAY_DIR" && for f in go.mod go.sum $(ls -- *.go | grep -v '_test\.go$' | sort); do
+    printf '%s\n' "$f"
+    cat -- "$f"
+  done)
+}
+if [ -z "$EXEC_AGENT" ]; then
+  command -v go >/dev/null || die "go is not installed (the terminal relay guest/tty-relay is Go)"
+  export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+  TTY_RELAY_HASH=$(tty_relay_sources | sha256sum | cut -d' ' -f1)
+fi
 pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 
 KERNEL_PKG=${GUEST_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null |
@@ -155,6 +172,7 @@ owner_of() {
   if [ -z "$EXEC_AGENT" ]; then
     echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
     echo "node-options $NODE_OPTIONS_GUEST"
+    echo "tty-relay sources sha256=$TTY_RELAY_HASH"
   else
     echo "exec-agent"
   fi
@@ -297,6 +315,12 @@ install_bin() { # src dest-in-image
   chmod 0755 "$R$2"
 }
 if [ -z "$EXEC_AGENT" ]; then
+  # Reproducible: no paths, no build id, no VCS stamp; the same sources and toolchain give the same
+  # bytes.
+  log "building the terminal relay (guest/tty-relay)"
+  (cd "$TTY_RELAY_DIR" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags='-s -w -buildid=' \
+    -o "$WORK/kata-tty-relay" .) >&2 || die "go build of guest/tty-relay failed"
+  install_bin "$WORK/kata-tty-relay" /usr/bin/kata-tty-relay
   install_bin "$NODE_BIN" /usr/bin/node
   install_bin "$CRUN_BIN" /usr/bin/crun
   install_bin "$IP_BIN" /sbin/ip # iproute2's ip (JSON output); busybox's stays as "busybox ip"

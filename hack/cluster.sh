@@ -141,7 +141,8 @@ record_host() { # what down restores
       find "$h/$VM_CGROUP_PARENT" -mindepth 1 -maxdepth 1 -type d | sed 's/^/cgroup /'
     done
     kube_chains | sed 's/^/chain /'
-    ls /run/netns 2>/dev/null | sed 's/^/netns /'
+    # A freshly booted host has no /run/netns until a namespace is made: not an error.
+    if [ -d /run/netns ]; then ls /run/netns | sed 's/^/netns /'; fi
   } >"$STATE/host-before.tmp"
   mv "$STATE/host-before.tmp" "$STATE/host-before"
 }

@@ -360,8 +360,10 @@ export const containerSpecSchema = obj(
     }),
     tty: bool({
       description:
-        'Reserved: must be false. The guest agent does not allocate terminals yet, so the API ' +
-        'server refuses true.',
+        "Run the container's process on a terminal in the guest: its stdin, stdout and stderr are " +
+        'the terminal, whose one output (with carriage returns) is the container log. Nothing ' +
+        'writes to its input: this spec has no stdin field, and, as for Pods, whose API accepts ' +
+        'tty without stdin, none is required.',
       default: false,
     }),
     volumeMounts: mapList(volumeMountSchema, ['mountPath'], {
@@ -385,11 +387,6 @@ export const containerSpecSchema = obj(
         rule: '!has(self.imagePullPolicy) || has(self.image)',
         message: 'imagePullPolicy is allowed only with image',
         fieldPath: '.imagePullPolicy',
-      },
-      {
-        rule: '!has(self.tty) || !self.tty',
-        message: 'terminals are not supported yet: tty must be false',
-        fieldPath: '.tty',
       },
     ],
   },

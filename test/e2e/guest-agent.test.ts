@@ -518,6 +518,110 @@ describe('guest agent in a real VM', () => {
   );
 
   it(
+    'exec with a terminal: TtyWinResize 40x120 is what `stty size` sees; exit 7; one output stream',
+    async () => {
+      const { process: p, stringUser } = buildProcess({
+        args: ['sh'],
+        env: [{ name: 'PATH', value: '/bin' }],
+        cwd: '/',
+        terminal: true,
+      });
+      const execId = await client.execProcess('sleeper', p, stringUser, CALL);
+      await client.ttyWinResize('sleeper', execId, 40, 120, CALL);
+      // A terminal has one output: stderr ends at once, as Kata's agent reads a terminal once.
+      expect(await readAll('sleeper', execId, 'stderr')).toBe('');
+      await client.writeStdin('sleeper', execId, Buffer.from('stty size; tty; exit 7\n'), CALL);
+      const out = await readAll('sleeper', execId);
+      expect(out).toContain('40 120\r\n');
+      expect(out).toMatch(/\/dev\/pts\/[0-9]+\r\n/);
+      await expect(client.waitProcess('sleeper', execId, CALL)).resolves.toBe(7);
+      // The terminal went with its process.
+      const gone = await rpcError(client.ttyWinResize('sleeper', execId, 24, 80, CALL));
+      expect(gone.code).toBe(GrpcStatus.FAILED_PRECONDITION);
+      // A process without a terminal has no size to set.
+      const plain = execCommand(['sleep', '1000']);
+      const plainId = await client.execProcess('sleeper', plain.process, plain.stringUser, CALL);
+      const noTty = await rpcError(client.ttyWinResize('sleeper', plainId, 24, 80, CALL));
+      expect(noTty.code).toBe(GrpcStatus.FAILED_PRECONDITION);
+      await client.signalProcess('sleeper', plainId, SIGKILL, CALL);
+      await expect(client.waitProcess('sleeper', plainId, CALL)).resolves.toBe(137);
+    },
+    T,
+  );
+
+  it(
+    'prints what a terminal costs: an exec of `true` with and without one (wall, QEMU CPU)',
+    async () => {
+      const pid = qemu?.pid ?? 0;
+      const N = 10;
+      for (const terminal of [false, true]) {
+        const { process: p, stringUser } = buildProcess({
+          args: ['true'],
+          env: [{ name: 'PATH', value: '/bin' }],
+          cwd: '/',
+          terminal,
+        });
+        const cpu0 = processCpuSeconds(pid) ?? 0;
+        const walls: number[] = [];
+        for (let i = 0; i < N; i++) {
+          const t0 = process.hrtime.bigint();
+          const execId = await client.execProcess('sleeper', p, stringUser, CALL);
+          await readAll('sleeper', execId);
+          expect(await client.waitProcess('sleeper', execId, CALL)).toBe(0);
+          walls.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        const qemuCpu = ((processCpuSeconds(pid) ?? 0) - cpu0) / N;
+        walls.sort((x, y) => x - y);
+        console.log(
+          `exec of true ${terminal ? 'with' : 'without'} a terminal (${accel.accelerator}): ` +
+            `wall p50 ${walls[N / 2]?.toFixed(0)} ms, max ${walls[N - 1]?.toFixed(0)} ms; ` +
+            `QEMU CPU ${(qemuCpu * 1000).toFixed(0)} ms per exec`,
+        );
+      }
+    },
+    T,
+  );
+
+  it(
+    'CloseStdin on a terminal exec is its end of file: `cat` ends with 0',
+    async () => {
+      const { process: p, stringUser } = buildProcess({
+        args: ['cat'],
+        env: [{ name: 'PATH', value: '/bin' }],
+        cwd: '/',
+        terminal: true,
+      });
+      const execId = await client.execProcess('sleeper', p, stringUser, CALL);
+      await client.writeStdin('sleeper', execId, Buffer.from('over the terminal\n'), CALL);
+      // The terminal echoes the line, then cat writes it back.
+      await readUntil('sleeper', execId, 'over the terminal\r\nover the terminal\r\n');
+      await client.closeStdin('sleeper', execId, CALL);
+      await expect(client.waitProcess('sleeper', execId, CALL)).resolves.toBe(0);
+      await readAll('sleeper', execId);
+    },
+    T,
+  );
+
+  it(
+    'a container with tty: true runs on a terminal: `tty` names /dev/pts, output in one stream',
+    async () => {
+      await shareRootfs('term');
+      const spec = containerSpec({
+        name: 'term',
+        command: ['sh', '-c', 'tty; echo hi; echo err >&2'],
+        tty: true,
+      });
+      await client.createContainer(createRequest('term', spec), CALL);
+      await client.startContainer('term', CALL);
+      const res = await outcome('term', 'term');
+      expect(res).toEqual({ stdout: expect.any(String), stderr: '', status: 0 });
+      expect(res.stdout).toMatch(/^\/dev\/pts\/[0-9]+\r\nhi\r\nerr\r\n$/);
+      await client.removeContainer('term', 10, CALL);
+    },
+    T,
+  );
+
+  it(
     'SignalProcess(SIGKILL) ends a container whose init is `sleep 1000`: 137',
     async () => {
       await client.signalProcess('sleeper', 'sleeper', SIGKILL, CALL);

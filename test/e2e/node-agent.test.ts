@@ -184,6 +184,8 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
         // The sleeps let both containers be seen running (the Ready Event) before they end.
         container('ok', 'echo fine; sleep 10; exit 0'),
         container('bad', 'echo line-one; echo line-two; echo last-words >&2; sleep 10; exit 2'),
+        // On a terminal: its output, carriage returns included, is the log.
+        container('term', 'tty; echo on-a-terminal; sleep 10', { tty: true }),
       ],
     });
     await create('restarts', {
@@ -278,6 +280,10 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       state: 'Exited',
       exitCode: 0,
     });
+    // A container with tty: true ran on a terminal, and its output reached its log.
+    expect(await waitForFile(logFileOf(sb as KataSandbox, 'term'), /on-a-terminal/)).toMatch(
+      /^\/dev\/pts\/[0-9]+\r\non-a-terminal\r\n/,
+    );
     // The end frees the host: no VM, no mounts, but the state (with the end) stays until deletion.
     // QEMU is stopped after the status is written, so wait for it to go rather than for a fixed time.
     await eventually('QEMU of ends-failed gone', async () =>

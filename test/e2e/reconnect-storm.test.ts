@@ -159,6 +159,9 @@ describe('reconnect storm', () => {
           failures.map((f) => `  ${f}\n`).join(''),
       );
       expect(failures).toEqual([]);
+      // The port is driven by the event loop (pollable-port.ts): a write queued for a host that
+      // left dies with that host's fd instead of reaching the next one.
+      expect(guestLog).toMatch(/"kind":"event-loop".*"msg":"agent port I\/O"/);
     },
     T,
   );

@@ -136,6 +136,14 @@ describe('KataSandbox admission', () => {
     });
     await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'defaults' });
   });
+
+  it('accepts a container with a terminal (tty: true), without stdin as Pods do', async () => {
+    const sb = sandbox('terminal');
+    sb.spec.containers[0]!.tty = true;
+    await create(sb);
+    expect((await get('terminal')).spec.containers[0]!.tty).toBe(true);
+    await custom.deleteNamespacedCustomObject({ ...G, namespace: ns, name: 'terminal' });
+  });
 });
 
 describe('kata-controller', () => {

@@ -1,7 +1,10 @@
 // Containers and their processes. Each container's init (`crun run`) and each exec (`crun exec`)
 // is the agent's own child in the foreground: Node.js can reap only its own children and cannot
-// take a console fd, so exit codes and stdio come from those children.
-import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/promises';
+// take a console fd, so exit codes and stdio come from those children. A process with a terminal
+// runs under the terminal relay (guest/tty-relay), which takes the terminal crun makes
+// (--console-socket) and relays it: the relay is then the child, and its status is crun's.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
@@ -19,12 +22,15 @@ import type { BlockDevices } from './block-devices.js';
 import { validateDevice, withDevices, type ResolvedDevice } from './device-nodes.js';
 import { ociProcess, ociResources, toOciConfig } from './oci-config.js';
 import { AGENT_DIR, guardPath, validateContainerId, validateId } from './path-guard.js';
-import { GuestProcess, ProcessTable } from './process-table.js';
+import { GuestProcess, ProcessTable, type TerminalOptions } from './process-table.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './status-error.js';
 import { validateStorage, type StorageMounter } from './storage-mounter.js';
 
-export const TTY_UNSUPPORTED = 'tty is not supported by this guest agent';
 const CRUN_TIMEOUT_MS = 30_000;
+/** Where the terminal relay is in the guest image (guest/build.sh). */
+export const TTY_RELAY_BIN = '/usr/bin/kata-tty-relay';
+/** Where the relays' console sockets go: a short path (a socket path holds 107 bytes). */
+export const CONSOLE_DIR = '/run/kata-tty';
 // After SIGKILL, how long to wait for crun to report the exit before going on with the removal.
 const KILL_WAIT_MS = 10_000;
 
@@ -53,6 +59,10 @@ export interface ContainerManagerOptions {
    */
   noPivot?: boolean;
   run?: CommandRunner;
+  /** The terminal relay (default TTY_RELAY_BIN). */
+  ttyRelayBin?: string;
+  /** Where console sockets go (default CONSOLE_DIR). */
+  consoleDir?: string;
 }
 
 /** Whether / is the kernel's initial rootfs (an initramfs), where pivot_root is refused. */
@@ -83,7 +93,6 @@ export function signalName(signal: number): string {
 function checkProcess(p: Process | undefined, field: string): Process {
   if (!p) throw invalidArgument(`${field} is missing`);
   if (p.Args.length === 0) throw invalidArgument(`${field}.args is empty`);
-  if (p.Terminal) throw invalidArgument(`${field}.terminal: ${TTY_UNSUPPORTED}`);
   return p;
 }
 
@@ -122,7 +131,7 @@ export class ContainerManager {
     }
     const spec = req.OCI;
     if (!spec) throw invalidArgument('OCI is missing');
-    checkProcess(spec.Process, 'OCI.process');
+    const initProcess = checkProcess(spec.Process, 'OCI.process');
     const rootPath = guardPath('OCI.root.path', spec.Root?.Path ?? '');
     spec.Mounts.forEach((m, i) => {
       if (isBind(m)) guardPath(`OCI.mounts[${i}].source`, m.source);
@@ -133,7 +142,8 @@ export class ContainerManager {
       throw alreadyExists(`container_id ${JSON.stringify(id)} already exists`);
 
     const bundle = path.join(this.bundleRoot, id);
-    const c: Container = { id, bundle, init: new GuestProcess(id, id), removing: false };
+    const init = new GuestProcess(id, id, initProcess.Terminal);
+    const c: Container = { id, bundle, init, removing: false };
     // Claimed before the first await, so a concurrent duplicate is refused too.
     this.containers.set(id, c);
     try {
@@ -155,16 +165,22 @@ export class ContainerManager {
   async start(id: string): Promise<void> {
     const c = this.get(id);
     if (c.init.started) throw failedPrecondition(`container ${JSON.stringify(id)} already started`);
-    await c.init.start(this.crun, [
-      ...this.globalArgs,
-      'run',
-      ...(this.noPivot ? ['--no-pivot'] : []),
-      '--bundle',
-      c.bundle,
-      '--pid-file',
-      path.join(c.bundle, 'init.pid'),
-      id,
-    ]);
+    const terminal = c.init.terminal ? await this.terminalFor(c.init) : undefined;
+    await c.init.start(
+      this.crun,
+      [
+        ...this.globalArgs,
+        'run',
+        ...(this.noPivot ? ['--no-pivot'] : []),
+        ...consoleArgs(terminal),
+        '--bundle',
+        c.bundle,
+        '--pid-file',
+        path.join(c.bundle, 'init.pid'),
+        id,
+      ],
+      { terminal },
+    );
     // crun writes the pid file once the container exists (its state follows at once): until then
     // an ExecProcess would meet "container does not exist". Bounded, in case crun fails early.
     await readPidFile(path.join(c.bundle, 'init.pid'), () => c.init.exited, 500);
@@ -191,18 +207,24 @@ export class ContainerManager {
     const processFile = path.join(c.bundle, `exec-${execId}.json`);
     const pidFile = path.join(c.bundle, `exec-${execId}.pid`);
     await writeFile(processFile, JSON.stringify(ociProcess(p)), { mode: 0o600 });
-    const proc = new GuestProcess(c.id, execId);
+    const proc = new GuestProcess(c.id, execId, p.Terminal);
     this.processes.add(proc);
     try {
-      await proc.start(this.crun, [
-        ...this.globalArgs,
-        'exec',
-        '--process',
-        processFile,
-        '--pid-file',
-        pidFile,
-        c.id,
-      ]);
+      const terminal = p.Terminal ? await this.terminalFor(proc) : undefined;
+      await proc.start(
+        this.crun,
+        [
+          ...this.globalArgs,
+          'exec',
+          ...consoleArgs(terminal),
+          '--process',
+          processFile,
+          '--pid-file',
+          pidFile,
+          c.id,
+        ],
+        { terminal },
+      );
     } catch (err) {
       this.opts.logger.warn({ containerId: c.id, execId, err }, 'exec failed to start');
       throw err;
@@ -385,6 +407,23 @@ export class ContainerManager {
     return c;
   }
 
+  /** The relay of a process with a terminal: a fresh console socket, removed after the process. */
+  private async terminalFor(p: GuestProcess): Promise<TerminalOptions> {
+    const dir = this.opts.consoleDir ?? CONSOLE_DIR;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const consoleSocket = path.join(dir, `${randomBytes(8).toString('hex')}.sock`);
+    // The relay unlinks it once crun connected; this covers a relay that died first.
+    p.wait().then(
+      () => rm(consoleSocket, { force: true }),
+      () => rm(consoleSocket, { force: true }),
+    );
+    return {
+      relayBin: this.opts.ttyRelayBin ?? TTY_RELAY_BIN,
+      consoleSocket,
+      readyTimeoutMs: CRUN_TIMEOUT_MS,
+    };
+  }
+
   private get crun(): string {
     return this.opts.crunBin ?? 'crun';
   }
@@ -417,6 +456,11 @@ export class ContainerManager {
     }
     return out;
   }
+}
+
+/** crun's flag that makes it hand the terminal to the relay. */
+function consoleArgs(t: TerminalOptions | undefined): string[] {
+  return t ? ['--console-socket', t.consoleSocket] : [];
 }
 
 async function waitAll(procs: GuestProcess[], timeoutMs: number | undefined): Promise<void> {

@@ -27,6 +27,7 @@ export async function serveAgentPort(
       logger.info({ device, err: err?.message }, 'host went away: mux session ended'),
     onSessionBoundary: (reason) =>
       logger.info({ device, reason }, 'mux session cut in the frames: old session ended'),
+    onPortIo: (kind, why) => logger.info({ device, kind, why }, 'agent port I/O'),
   });
 }
 

@@ -1,9 +1,12 @@
 // The processes the agent spawned (crun run / crun exec children): their stdio buffers, stdin and
-// exit status, looked up by (container id, exec id).
+// exit status, looked up by (container id, exec id). A process with a terminal runs under a
+// terminal relay (guest/tty-relay), which holds the terminal crun makes: its stdin and stdout are
+// the terminal's, its stderr ends at once (a terminal has one output, as in Kata).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import type { Readable } from 'node:stream';
-import { failedPrecondition, notFound, StatusError } from './status-error.js';
+import type { Duplex, Readable } from 'node:stream';
+import { deadlineExceeded, failedPrecondition, notFound, StatusError } from './status-error.js';
+import { sizeLine, TtyControl } from './tty-control.js';
 import { status } from '@grpc/grpc-js';
 
 /** Default read size when a ReadStdout/ReadStderr asks for 0 bytes. */
@@ -124,9 +127,23 @@ export class OutputBuffer {
   }
 }
 
+/** How long the terminal relay may take to answer a size (it is one ioctl). */
+export const RESIZE_TIMEOUT_MS = 5_000;
+
+export interface TerminalOptions {
+  /** The relay binary (kata-tty-relay). */
+  relayBin: string;
+  /** The unix socket the relay listens on and crun sends the terminal to (--console-socket). */
+  consoleSocket: string;
+  /** How long the command may take to hand the terminal over. */
+  readyTimeoutMs: number;
+}
+
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Run `file args` under the terminal relay (the process has a terminal). */
+  terminal?: TerminalOptions;
 }
 
 /**
@@ -142,13 +159,19 @@ export class GuestProcess {
   private failure?: StatusError;
   private readonly exitWaiters = new Set<() => void>();
   private stdinClosed = false;
+  private control?: TtyControl;
   /** The process's own pid when known (crun exec --pid-file), for signals crun cannot forward. */
   realPid?: number;
 
   constructor(
     readonly containerId: string,
     readonly execId: string,
-  ) {}
+    /** Whether the process runs with a terminal (OCI process.terminal). */
+    readonly terminal = false,
+  ) {
+    // A terminal merges the process's stderr into its one output.
+    if (terminal) this.stderr.end();
+  }
 
   get started(): boolean {
     return this.child !== undefined;
@@ -167,31 +190,69 @@ export class GuestProcess {
     return this.exited ? undefined : this.child?.pid;
   }
 
-  /** Spawns the child; resolves once it runs, rejects if it could not be started. */
-  start(file: string, args: readonly string[], opts: StartOptions = {}): Promise<void> {
-    if (this.child) return Promise.reject(failedPrecondition(`${this.label} already started`));
-    const child = spawn(file, [...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+  /**
+   * Spawns the child; resolves once it runs (with a terminal: once the relay holds it, or the
+   * command ended without making one), rejects if it could not be started.
+   */
+  async start(file: string, args: readonly string[], opts: StartOptions = {}): Promise<void> {
+    if (this.child) throw failedPrecondition(`${this.label} already started`);
+    const term = opts.terminal;
+    if (this.terminal !== (term !== undefined)) {
+      throw new Error(
+        `${this.label}: terminal ${this.terminal} but started with${term ? '' : 'out'} a relay`,
+      );
+    }
+    const [bin, argv] = term
+      ? [term.relayBin, ['--console-socket', term.consoleSocket, '--', file, ...args]]
+      : [file, [...args]];
+    const child = spawn(bin, argv, {
+      // The relay's own stderr is the agent's (its crashes reach the console); fd 3 its control.
+      stdio: term ? ['pipe', 'pipe', 'inherit', 'pipe'] : ['pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       cwd: opts.cwd,
     });
     this.child = child;
     this.stdout.attach(child.stdout!);
-    this.stderr.attach(child.stderr!);
+    if (!term) this.stderr.attach(child.stderr!);
+    else this.control = new TtyControl(child.stdio[3] as Duplex, this.label);
     // EPIPE on a process that stopped reading is reported by WriteStdin, not thrown here.
     child.stdin!.on('error', () => {});
     if (this.stdinClosed) child.stdin!.end();
-    return new Promise((resolve, reject) => {
+    const spawned = new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
       child.once('error', (err) => {
         if (this.exited) return;
-        const msg = `${this.label}: cannot start ${file}: ${err.message}`;
-        this.stderr.push(Buffer.from(`${msg}\n`));
+        const msg = `${this.label}: cannot start ${bin}: ${err.message}`;
+        (term ? this.stdout : this.stderr).push(Buffer.from(`${msg}\n`));
         this.finish(127);
         reject(new StatusError(status.INTERNAL, msg));
       });
       child.once('exit', (code, signal) => this.finish(exitStatus(code, signal)));
     });
+    await spawned;
+    if (term) await this.terminalReady(term.readyTimeoutMs);
+  }
+
+  /** Waits until the relay holds the terminal; a command that failed first is no error here. */
+  private async terminalReady(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>(
+      (r) => (timer = setTimeout(() => r('timeout'), timeoutMs)),
+    );
+    const outcome = await Promise.race([this.control!.ready, timedOut]);
+    clearTimeout(timer);
+    if (outcome !== 'timeout') return;
+    this.kill('SIGKILL');
+    throw deadlineExceeded(`${this.label}: no terminal within ${timeoutMs} ms`);
+  }
+
+  /** Sets the size of the process's terminal (TtyWinResize); resolves once it is applied. */
+  async resize(row: number, column: number, timeoutMs = RESIZE_TIMEOUT_MS): Promise<void> {
+    sizeLine(row, column);
+    if (!this.terminal) throw failedPrecondition(`${this.label} has no terminal`);
+    if (!this.control) throw failedPrecondition(`${this.label} has not started`);
+    if (this.exited) throw failedPrecondition(`${this.label} has exited`);
+    await this.control.resize(row, column, timeoutMs);
   }
 
   /** Resolves with the exit status; works any number of times, before and after the exit. */

@@ -38,6 +38,8 @@ export interface AgentServerOptions {
   memoryDir?: string;
   randomDev?: string;
   copyFileRoot?: string;
+  ttyRelayBin?: string;
+  consoleDir?: string;
 }
 
 export interface AgentServer {
@@ -58,6 +60,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     crunBin: opts.crunBin,
     crunGlobalArgs: opts.crunGlobalArgs,
     run: opts.run,
+    ttyRelayBin: opts.ttyRelayBin,
+    consoleDir: opts.consoleDir,
   });
   const sandbox = new Sandbox({
     mounter,

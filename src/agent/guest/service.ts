@@ -6,7 +6,6 @@ import type { HealthServer } from '../../generated/health.js';
 import type { Logger } from '../../observability/logger.js';
 import type { ContainerManager } from './container-manager.js';
 import type { ContainerStats } from './container-stats.js';
-import { TTY_UNSUPPORTED } from './container-manager.js';
 import * as health from './health.js';
 import { copyFile } from './copy-file.js';
 import type { GuestSystem } from './guest-system.js';
@@ -22,6 +21,7 @@ import {
   toServiceError,
 } from './status-error.js';
 import { validateContainerId, validateId } from './path-guard.js';
+import { sizeLine } from './tty-control.js';
 
 export interface AgentParts {
   sandbox: Sandbox;
@@ -125,8 +125,9 @@ export function agentService(parts: AgentParts): AgentServiceServer {
     }),
     ttyWinResize: u('TtyWinResize', async (req) => {
       const { cid, eid } = ids(req);
-      cm.process(cid, eid);
-      throw failedPrecondition(TTY_UNSUPPORTED);
+      sizeLine(req.row, req.column);
+      await cm.process(cid, eid).resize(req.row, req.column);
+      return empty;
     }),
     updateInterface: u('UpdateInterface', (req) => network.updateInterface(req.interface!)),
     updateRoutes: u('UpdateRoutes', async (req) => ({

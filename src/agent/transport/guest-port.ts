@@ -5,21 +5,13 @@
 // starts a fresh server session (the new host numbers its streams from 1 again). A host that
 // comes back within milliseconds may show no EOF at all; the demux (host-session-demux.ts) then
 // finds the new session from its frames. Either way nothing the old session still writes goes out.
-import { open } from 'node:fs/promises';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HostSessionDemux } from './host-session-demux.js';
+import { openPollablePort } from './pollable-port.js';
+import { openBlockingPort, type PortIo } from './port-io.js';
 import { FrameType, GoAwayCode, YamuxProtocolError, encodeFrame } from './yamux-frame.js';
 import { YamuxSession, type YamuxSessionOptions, type YamuxStream } from './yamux-session.js';
-
-/** The port's byte I/O; injectable so the loop can be tested without a device. */
-export interface PortIo {
-  /** Fills `buf` from the start; 0 means end of file (no host connected). */
-  read(buf: Buffer): Promise<number>;
-  /** Writes all of `buf`. */
-  write(buf: Buffer): Promise<void>;
-  close(): Promise<void>;
-}
 
 export interface ServePortOptions {
   /** Sleep between reads that return EOF. Default 20 ms. */
@@ -31,20 +23,8 @@ export interface ServePortOptions {
   onSessionEnd?: (err: Error | undefined) => void;
   /** For logging: why the live session was cut (a new host session seen in the frames, garbage). */
   onSessionBoundary?: (reason: string) => void;
-}
-
-/** Opens the character device read/write. Blocking reads run on libuv's thread pool. */
-export async function openPort(path: string): Promise<PortIo> {
-  const fh = await open(path, 'r+');
-  return {
-    read: async (buf) => (await fh.read(buf, 0, buf.length, null)).bytesRead,
-    write: async (buf) => {
-      let off = 0;
-      while (off < buf.length)
-        off += (await fh.write(buf, off, buf.length - off, null)).bytesWritten;
-    },
-    close: () => fh.close(),
-  };
+  /** For logging: how the port is driven ('event-loop', or 'thread-pool' and why). */
+  onPortIo?: (kind: 'event-loop' | 'thread-pool', why?: string) => void;
 }
 
 /**
@@ -57,7 +37,14 @@ export async function servePort(
   signal: AbortSignal,
   options: ServePortOptions = {},
 ): Promise<void> {
-  const io = await openPort(path);
+  let io: PortIo;
+  try {
+    io = await openPollablePort(path);
+    options.onPortIo?.('event-loop');
+  } catch (err) {
+    io = await openBlockingPort(path);
+    options.onPortIo?.('thread-pool', (err as Error).message);
+  }
   try {
     await servePortIo(io, onStream, signal, options);
   } finally {

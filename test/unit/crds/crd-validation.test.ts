@@ -76,6 +76,10 @@ const valid: [string, KataSandbox][] = [
     }),
   ],
   [
+    'a container with a terminal and no stdin (as a Pod may)',
+    sandbox({ containers: [{ name: 'a', image: 'x', tty: true }] }),
+  ],
+  [
     'paths containing dots that are not .. segments',
     sandbox({
       volumes: [{ name: 'v', hostPath: { path: '/srv/..data/.x/...' } }],

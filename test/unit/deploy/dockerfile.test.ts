@@ -120,8 +120,9 @@ function hasElfInterpreter(elf: Buffer): boolean {
 }
 
 describe('Dockerfile', () => {
-  it('has the build, guest, host-fs and runtime stages, and --from names only earlier stages', () => {
-    expect(stages.slice(0, 3)).toEqual(['build', 'guest', 'host-fs']);
+  it('has the build, host-fs, guest and runtime stages, and --from names only earlier stages', () => {
+    // host-fs before guest: the guest's terminal relay is built with that stage's Go toolchain.
+    expect(stages.slice(0, 3)).toEqual(['build', 'host-fs', 'guest']);
     expect(stages).toHaveLength(4);
     for (const i of list) {
       const from = /--from=(\S+)/.exec(i.args)?.[1];

@@ -21,6 +21,7 @@ import { ran } from './ran.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FAKE_CRUN = path.join(HERE, 'fake-crun.mjs');
+const FAKE_TTY_RELAY = path.join(HERE, 'fake-tty-relay.mjs');
 const ROOT = (cid: string): string => `/run/kata-containers/shared/containers/${cid}/rootfs`;
 
 let dir: string;
@@ -94,6 +95,8 @@ beforeAll(async () => {
     cgroupRoot: path.join(dir, 'cgroup'),
     crunBin: FAKE_CRUN,
     crunGlobalArgs: ['--root', path.join(dir, 'crun')],
+    ttyRelayBin: FAKE_TTY_RELAY,
+    consoleDir: path.join(dir, 'tty'),
     makeDir: async () => {},
     run: recordingRunner,
   });
@@ -162,7 +165,6 @@ describe('refusals', () => {
       },
       /^devices\[0\]\.vm_path /,
     ],
-    ['a tty', (r) => (r.oci.Process!.Terminal = true), /tty is not supported by this guest agent/],
   ])('CreateContainer refuses %s with INVALID_ARGUMENT', async (_n, change, message) => {
     const req = containerRequest('bad', ['true']);
     if (typeof change === 'function') change(req);
@@ -277,15 +279,58 @@ describe('containers', () => {
     await client.signalProcess('c2', sleeper, 9);
     expect(await client.waitProcess('c2', sleeper)).toBe(137);
 
-    const tty = await rpcError(
-      client.execProcess('c2', Process.fromPartial({ Args: ['sh'], Terminal: true }), undefined),
-    );
-    expect(tty.code).toBe(status.INVALID_ARGUMENT);
     const resize = await rpcError(client.ttyWinResize('c2', 'c2', 24, 80));
     expect(resize.code).toBe(status.FAILED_PRECONDITION);
+    expect(resize.details).toMatch(/has no terminal/);
 
     await client.signalProcess('c2', 'c2', 15);
     expect(await client.waitProcess('c2', 'c2')).toBe(42);
+  });
+
+  it('terminal processes run under the terminal relay: one output, sizes through its channel, CloseStdin its end of input', async () => {
+    const crunCalls = (): string[][] =>
+      readFileSync(path.join(dir, 'crun', 'calls.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as string[]);
+    const req = containerRequest('t1', ['sh', '-c', 'echo out; echo err >&2; read x; exit 4']);
+    req.oci.Process!.Terminal = true;
+    await client.createContainer(req);
+    await client.startContainer('t1');
+    const run = crunCalls().find((c) => c[0] === 'run' && c.at(-1) === 't1')!;
+    const socket = run[run.indexOf('--console-socket') + 1]!;
+    expect(path.dirname(socket)).toBe(path.join(dir, 'tty'));
+    // stderr joins stdout on a terminal; ReadStderr ends at once, as Kata's does for a terminal.
+    expect((await client.readStderr('t1', 't1', 100)).length).toBe(0);
+    await client.ttyWinResize('t1', 't1', 40, 120);
+    expect(readFileSync(`${socket}.sizes`, 'utf8')).toBe('40 120\n');
+    await client.writeStdin('t1', 't1', Buffer.from('go\n'));
+    expect(await readAll((n) => client.readStdout('t1', 't1', n))).toMatch(
+      /out\n[^]*err\n|err\n[^]*out\n/,
+    );
+    expect(await client.waitProcess('t1', 't1')).toBe(4);
+    const gone = await rpcError(client.ttyWinResize('t1', 't1', 24, 80));
+    expect(gone.code).toBe(status.FAILED_PRECONDITION);
+
+    await client.createContainer(containerRequest('t2', ['sleep', '1000']));
+    await client.startContainer('t2');
+    const cat = await client.execProcess(
+      't2',
+      Process.fromPartial({ Args: ['cat'], Terminal: true }),
+      undefined,
+    );
+    const tooTall = await rpcError(client.ttyWinResize('t2', cat, 70_000, 80));
+    expect(tooTall.code).toBe(status.INVALID_ARGUMENT);
+    expect(tooTall.details).toMatch(/^row 70000 /);
+    await client.ttyWinResize('t2', cat, 24, 80);
+    await client.writeStdin('t2', cat, Buffer.from('ping\n'));
+    await client.closeStdin('t2', cat);
+    expect(await readAll((n) => client.readStdout('t2', cat, n))).toBe('ping\n');
+    expect(await client.waitProcess('t2', cat)).toBe(0);
+    const exec = crunCalls().find((c) => c[0] === 'exec' && c.includes('--console-socket'));
+    expect(exec).toBeDefined();
+    await client.removeContainer('t2', 1);
+    await client.removeContainer('t1', 1);
   });
 
   it('SIGKILL to every process of a container ends it with 137', async () => {

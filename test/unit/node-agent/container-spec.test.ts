@@ -42,6 +42,18 @@ describe('buildContainerSpec', () => {
     expect(built.stringUser).toEqual({ uid: '1000', gid: '2000', additionalGids: ['10', '20'] });
   });
 
+  it('gives a container with tty: true a terminal (process.terminal in its config.json)', () => {
+    const tty = buildContainerSpec({
+      field: 'spec.containers[0]',
+      hostname: 'web',
+      volumeGuestPaths: volumes,
+      container: { name: 'main', command: ['/bin/sh'], tty: true },
+    });
+    expect(tty.spec.Process?.Terminal).toBe(true);
+    const config = toOciConfig(constrainSpec(tty.spec), tty.spec.Root!.Path);
+    expect(config.process?.terminal).toBe(true);
+  });
+
   it('roots the container in its shared directory, with the sandbox hostname', () => {
     expect(built.spec.Root).toEqual({
       Path: '/run/kata-containers/shared/containers/main/rootfs',
