@@ -45,8 +45,6 @@ jest.setTimeout(900_000);
 const ELECTION_ID = `kata-controller-e2e-kexec-${process.pid}`;
 const NODE = `e2e-kexec-${process.pid}`;
 const KUBECTL_KATA = path.join(REPO_ROOT, 'bin/kubectl-kata');
-/** Why the -it test cannot run yet: the guest agent allocates no terminal before helper guesttty's work. */
-const GUEST_TTY = process.env['KATA_GUEST_TTY'] === '1';
 
 let base: string;
 let sandboxes: SandboxApi;
@@ -256,30 +254,27 @@ describe('kubectl kata exec on a real VM', () => {
     expect(bad.stderr).toMatch(/container nope is not valid/);
   });
 
-  (GUEST_TTY ? it : it.skip)(
-    '-it runs an interactive shell on a pseudo-terminal and stty size sees a resize (skipped: guest terminals (helper guesttty) not merged yet; KATA_GUEST_TTY=1 runs it)',
-    async () => {
-      // script(1) gives the plugin a pseudo-terminal; the shell inside writes its tty's path first.
-      const ttyFile = path.join(base, 'tty');
-      const cmd = `tty > ${ttyFile}; exec ${KUBECTL_KATA} --kubeconfig ${editor} exec -it ksb/shell -- sh`;
-      const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-      const pts = (await waitForFile(ttyFile, /^\/dev\/pts\/\d+/)).trim();
-      await runProgram('stty', ['-F', pts, 'rows', '24', 'cols', '80']);
-      child.stdin.write('stty size\r');
-      await eventually('24 80', async () => (out.includes('24 80') ? true : undefined), 60_000);
-      // The kernel sends SIGWINCH to the plugin; it sends the new size (channel 4).
-      await runProgram('stty', ['-F', pts, 'rows', '33', 'cols', '111']);
-      await new Promise((r) => setTimeout(r, 1_000));
-      child.stdin.write('stty size\r');
-      await eventually('33 111', async () => (out.includes('33 111') ? true : undefined), 60_000);
-      child.stdin.write('exit 5\r');
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      expect(code).toBe(5);
-      expect(readFileSync(ttyFile, 'utf8')).toMatch(/pts/);
-    },
-  );
+  it('-it runs an interactive shell on a pseudo-terminal and stty size sees a resize', async () => {
+    // script(1) gives the plugin a pseudo-terminal; the shell inside writes its tty's path first.
+    const ttyFile = path.join(base, 'tty');
+    const cmd = `tty > ${ttyFile}; exec ${KUBECTL_KATA} --kubeconfig ${editor} exec -it ksb/shell -- sh`;
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const pts = (await waitForFile(ttyFile, /^\/dev\/pts\/\d+/)).trim();
+    await runProgram('stty', ['-F', pts, 'rows', '24', 'cols', '80']);
+    child.stdin.write('stty size\r');
+    await eventually('24 80', async () => (out.includes('24 80') ? true : undefined), 60_000);
+    // The kernel sends SIGWINCH to the plugin; it sends the new size (channel 4).
+    await runProgram('stty', ['-F', pts, 'rows', '33', 'cols', '111']);
+    await new Promise((r) => setTimeout(r, 1_000));
+    child.stdin.write('stty size\r');
+    await eventually('33 111', async () => (out.includes('33 111') ? true : undefined), 60_000);
+    child.stdin.write('exit 5\r');
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(5);
+    expect(readFileSync(ttyFile, 'utf8')).toMatch(/pts/);
+  });
 });
