@@ -44,7 +44,7 @@ interface Exec {
   ws: WebSocket;
   opened: Promise<void>;
   /** Resolves with the exit code and the bytes of stdout once the stream ends. */
-  done: Promise<{ code: number; stdoutBytes: number }>;
+  done: Promise<{ code: number; stdoutBytes: number; message?: string }>;
   onStdout(fn: (b: Buffer) => void): void;
 }
 
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
         {
           name: 'main',
           rootfs: { hostPath: { path: rootfs } },
-          command: ['/bin/sh', '-c', 'echo up; exec sleep 1000000'],
+          command: ['/bin/sh', '-c', 'echo up; while true; do sleep 1; done'],
         },
       ],
     });
@@ -113,6 +113,13 @@ async function main(): Promise<void> {
           for (const l of listeners) l(m.subarray(1));
         } else if (m[0] === CHANNEL.error) status = JSON.parse(m.subarray(1).toString());
       });
+      ws.on('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () =>
+          ws.emit('error', new Error(`upgrade refused: ${res.statusCode} ${body}`)),
+        );
+      });
       return {
         ws,
         opened: new Promise((resolve, reject) => {
@@ -121,7 +128,11 @@ async function main(): Promise<void> {
         }),
         done: new Promise((resolve, reject) => {
           ws.once('error', reject);
-          ws.once('close', () => resolve({ code: exitCodeOf(status).code, stdoutBytes: bytes }));
+          ws.once('close', (code, reason) =>
+            status === undefined
+              ? reject(new Error(`closed without a status: ${code} ${reason.toString()}`))
+              : resolve({ ...exitCodeOf(status), stdoutBytes: bytes }),
+          );
         }),
         onStdout: (fn) => listeners.push(fn),
       };
@@ -134,7 +145,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < EXEC_RUNS; i++) {
       const t0 = performance.now();
       const r = await exec(['true']).done;
-      if (r.code !== 0) throw new Error(`true exited ${r.code}`);
+      if (r.code !== 0) {
+        const now = await stack.api.get('b');
+        throw new Error(
+          `true exited ${r.code} (${JSON.stringify(r)}); sandbox ${JSON.stringify(now?.status?.phase)} ${now?.status?.reason ?? ''} ${now?.status?.message ?? ''}`,
+        );
+      }
       rtt.push(performance.now() - t0);
     }
     const execCpu = cpuSeconds(qemuPid) - cpu0;
