@@ -13,8 +13,9 @@ import {
   open as openFd,
   readSync,
 } from 'node:fs';
-import { readlink } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import net from 'node:net';
+import { basename } from 'node:path';
 import { promisify } from 'node:util';
 import type { PortIo } from './port-io.js';
 
@@ -46,12 +47,28 @@ function pipeWrap(): PipeWrapBinding | undefined {
 export async function openPollablePort(path: string): Promise<PortIo> {
   const binding = pipeWrap();
   if (!binding) throw new Error('this Node.js has no pipe_wrap binding');
-  const port = new PollablePort(path, binding);
+  const port = new PollablePort(path, binding, () => hostConnected(path));
   await port.connect(); // proves the device can be polled, before anyone relies on it
   return port;
 }
 
 const openAsync = promisify(openFd);
+/** Bytes read ahead of the serving loop before reads stop (its own backpressure). */
+const QUEUE_LIMIT = 256 * 1024;
+
+/**
+ * The virtio console driver's own view of the port, from debugfs (mounted by the guest's init):
+ * "host_connected: 0|1". Undefined without debugfs; the port is then opened to find out.
+ */
+async function hostConnected(devicePath: string): Promise<boolean | undefined> {
+  try {
+    const text = await readFile(`/sys/kernel/debug/virtio-ports/${basename(devicePath)}`, 'utf8');
+    const m = /^host_connected: ([01])$/m.exec(text);
+    return m ? m[1] === '1' : undefined;
+  } catch {
+    return undefined;
+  }
+}
 const fstatAsync = promisify(fstat);
 
 /**
@@ -95,12 +112,15 @@ class PollablePort implements PortIo {
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
+  private queued = 0;
   /** Bytes of the next host, read just before the fd of the last one was closed. */
   private carry: Buffer[] = [];
 
   constructor(
     private readonly path: string,
     private readonly binding: PipeWrapBinding,
+    /** Whether a host is connected, read without opening the port; undefined when unknown. */
+    private readonly hostState: () => Promise<boolean | undefined>,
   ) {}
 
   async connect(): Promise<void> {
@@ -134,7 +154,9 @@ class PollablePort implements PortIo {
     socket.on('data', (chunk: Buffer) => {
       if (!current()) return;
       this.queue.push(chunk);
-      socket.pause();
+      this.queued += chunk.length;
+      // Stopping and restarting reads costs epoll_ctl calls, dear under TCG: only past a bound.
+      if (this.queued >= QUEUE_LIMIT) socket.pause();
       this.notify();
     });
     socket.on('end', () => {
@@ -175,15 +197,22 @@ class PollablePort implements PortIo {
         // The end of the last host first; then whatever the next one had already sent.
         this.drop();
         this.ended = false;
-        this.queue.push(...this.carry.splice(0));
+        for (const chunk of this.carry.splice(0)) {
+          this.queue.push(chunk);
+          this.queued += chunk.length;
+        }
         return 0;
       }
       if (!this.socket) {
+        // Opening and closing the port while no host is there would race a host arriving: data
+        // it sends lands in the guest's buffer just as the close discards it. So the port stays
+        // closed (QEMU keeps the host's bytes) until the kernel says a host is connected.
+        if ((await this.hostState()) === false) return 0;
         await this.connect();
         continue;
       }
       const woken = new Promise<void>((resolve) => (this.wake = resolve));
-      this.socket.resume();
+      if (this.socket.isPaused()) this.socket.resume();
       await woken;
     }
   }
@@ -208,6 +237,7 @@ class PollablePort implements PortIo {
     const n = head.copy(buf, 0, 0, Math.min(head.length, buf.length));
     if (n === head.length) this.queue.shift();
     else this.queue[0] = head.subarray(n);
+    this.queued -= n;
     return n;
   }
 
