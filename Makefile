@@ -143,6 +143,14 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 	@npx esbuild bench/kata-api-logs.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/kata-api-logs.mjs
 	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/kata-api-logs.mjs 50 3
+	$(MAKE) --no-print-directory bench-kata-api
+
+.PHONY: bench-kata-api
+bench-kata-api: deps guest controlplane host-fs ## exec round trip, stdin/stdout throughput and log follow latency through the aggregated API to a real VM (ends with a bench-result line)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/kata-api-exec.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/kata-api-exec.mjs
+	KATA_REPO_ROOT=$(CURDIR) node $(BENCH_OUT)/kata-api-exec.mjs 30 30
 
 .PHONY: soak
 SOAK_OUT := node_modules/.cache/soak

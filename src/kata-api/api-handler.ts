@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { ResourceAttributes } from '../kube/access-reviews.js';
 import type { AccessReviewResult, UserInfo } from '../observability/metrics-auth.js';
 import type { Logger } from '../observability/logger.js';
+import type { KataSandbox } from '../crds/index.js';
 import {
   SUBRESOURCE_GROUP,
   SUBRESOURCE_VERB,
@@ -12,7 +13,16 @@ import {
   type Subresource,
 } from '../subresources/contract.js';
 import { logOptionsQuery, parseLogOptions } from '../subresources/log-options.js';
-import { writeStatus } from './api-status.js';
+import type { Duplex } from 'node:stream';
+import { writeStatus, type StatusDetails } from './api-status.js';
+import { proxyUpgrade, refuseUpgrade } from './stream-proxy.js';
+import {
+  STREAM_PROTOCOL_V5,
+  consoleOptionsQuery,
+  parseConsoleOptions,
+  parseStreamOptions,
+  streamOptionsQuery,
+} from '../subresources/stream-protocol.js';
 import { apiResourceList } from './discovery.js';
 import {
   proxyCertificateProblem,
@@ -61,63 +71,157 @@ export function chooseContainer(
   };
 }
 
+type Authorized =
+  | { ok: true; namespace: string; name: string; subresource: Subresource }
+  | { ok: false; code: number; message: string; details?: StatusDetails; body?: object };
+
+/** Who calls (the front proxy's word, checked) and whether they may (a SubjectAccessReview). */
+async function authorize(
+  deps: ApiHandlerDeps,
+  req: IncomingMessage,
+  url: URL,
+): Promise<Authorized> {
+  const cfg = deps.requestHeader();
+  const socket = req.socket as TLSSocket;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  const problem = proxyCertificateProblem(
+    { authorized: socket.authorized, ...(typeof cn === 'string' && { commonName: cn }) },
+    cfg,
+  );
+  if (problem) {
+    deps.logger.warn({ why: problem, remote: socket.remoteAddress }, 'request refused');
+    return { ok: false, code: 401, message: `Unauthorized: ${problem}` };
+  }
+  const path = parseApiPath(url.pathname);
+  if (path.kind === 'discovery')
+    return { ok: false, code: 200, message: '', body: apiResourceList() };
+  if (path.kind === 'unknown') {
+    return { ok: false, code: 404, message: 'the server could not find the requested resource' };
+  }
+  const user = userFromHeaders(req.headers, cfg);
+  if (!user)
+    return { ok: false, code: 401, message: 'Unauthorized: the front proxy named no user' };
+  const { namespace, name, subresource } = path;
+  const verb = SUBRESOURCE_VERB[subresource];
+  const review = await deps.review(user, {
+    namespace,
+    verb,
+    group: SUBRESOURCE_GROUP,
+    resource: 'katasandboxes',
+    subresource,
+    name,
+  });
+  if (!review.allowed) {
+    deps.logger.info({ user: user.username, namespace, name, subresource }, 'forbidden');
+    return {
+      ok: false,
+      code: 403,
+      message: forbiddenMessage(user.username, verb, subresource, namespace, name),
+      details: { name, kind: `katasandboxes/${subresource}` },
+    };
+  }
+  return { ok: true, namespace, name, subresource };
+}
+
+const isHealth = (url: URL): boolean => url.pathname === '/healthz' || url.pathname === '/readyz';
+
 export function apiHandler(deps: ApiHandlerDeps) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'https://kata-api');
-    if (url.pathname === '/healthz' || url.pathname === '/readyz') {
+    if (isHealth(url)) {
       res.writeHead(200).end('ok\n');
       return;
     }
-    const cfg = deps.requestHeader();
-    const socket = req.socket as TLSSocket;
-    const cn = socket.getPeerCertificate()?.subject?.CN;
-    const problem = proxyCertificateProblem(
-      { authorized: socket.authorized, ...(typeof cn === 'string' && { commonName: cn }) },
-      cfg,
-    );
-    if (problem) {
-      deps.logger.warn({ why: problem, remote: socket.remoteAddress }, 'request refused');
-      return writeStatus(res, 401, `Unauthorized: ${problem}`);
+    const a = await authorize(deps, req, url);
+    if (!a.ok) {
+      if (a.body) {
+        res.writeHead(a.code, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(a.body));
+        return;
+      }
+      return writeStatus(res, a.code, a.message, a.details);
     }
-    const path = parseApiPath(url.pathname);
-    if (path.kind === 'discovery') {
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(apiResourceList()));
-      return;
-    }
-    if (path.kind === 'unknown')
-      return writeStatus(res, 404, 'the server could not find the requested resource');
-    const user = userFromHeaders(req.headers, cfg);
-    if (!user) return writeStatus(res, 401, 'Unauthorized: the front proxy named no user');
-    const { namespace, name, subresource } = path;
-    const verb = SUBRESOURCE_VERB[subresource];
-    const review = await deps.review(user, {
-      namespace,
-      verb,
-      group: SUBRESOURCE_GROUP,
-      resource: 'katasandboxes',
-      subresource,
-      name,
-    });
-    if (!review.allowed) {
-      deps.logger.info({ user: user.username, namespace, name, subresource }, 'forbidden');
+    const { namespace, name, subresource } = a;
+    if (subresource === 'exec' || subresource === 'attach') {
       return writeStatus(
         res,
-        403,
-        forbiddenMessage(user.username, verb, subresource, namespace, name),
-        {
-          name,
-          kind: `katasandboxes/${subresource}`,
-        },
+        400,
+        `${subresource} is a stream: upgrade to a WebSocket with subprotocol ${STREAM_PROTOCOL_V5}`,
       );
-    }
-    // console is read-only for now: its output, as `log` serves a container's.
-    if (subresource !== 'log' && subresource !== 'console') {
-      return writeStatus(res, 501, `katasandboxes/${subresource} is not implemented yet`);
     }
     if (req.method !== 'GET') return writeStatus(res, 405, `${subresource} is read with GET`);
     await serveRead(deps, url.searchParams, { namespace, name, subresource }, res);
   };
+}
+
+/** exec, attach (and console's input) as WebSocket upgrades, carried to the node agent. */
+export function upgradeHandler(deps: ApiHandlerDeps) {
+  return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    socket.on('error', () => {});
+    const url = new URL(req.url ?? '/', 'https://kata-api');
+    const a = await authorize(deps, req, url);
+    if (!a.ok) return refuseUpgrade(socket, a.code === 200 ? 400 : a.code, a.message, a.details);
+    const { name, subresource } = a;
+    const client = { req, socket, head };
+    if (subresource === 'log') return refuseUpgrade(socket, 400, 'log is read with a GET');
+    if (subresource === 'console') {
+      const o = parseConsoleOptions(url.searchParams);
+      if (!o.ok) return refuseUpgrade(socket, 400, o.message);
+      return carry(deps, a, consoleOptionsQuery(o.value), client);
+    }
+    const parsed = parseStreamOptions(url.searchParams, subresource);
+    if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
+    return carry(deps, a, '', client, (sb) => {
+      const container = chooseContainer(
+        (sb.spec?.containers ?? []).map((c) => c.name),
+        parsed.value.container,
+        name,
+      );
+      if (!container.ok) return { ok: false, message: container.message };
+      return {
+        ok: true,
+        query: streamOptionsQuery({ ...parsed.value, container: container.name }),
+      };
+    });
+  };
+}
+
+type QueryFor = (sb: KataSandbox) => { ok: true; query: string } | { ok: false; message: string };
+
+/** The authorized upgrade, carried to the node agent of the sandbox's node. */
+async function carry(
+  deps: ApiHandlerDeps,
+  target: { namespace: string; name: string; subresource: Subresource },
+  query: string,
+  client: { req: IncomingMessage; socket: Duplex; head: Buffer },
+  queryFor?: QueryFor,
+): Promise<void> {
+  const { namespace, name, subresource } = target;
+  try {
+    const sb = await deps.streams.sandbox(namespace, name);
+    let q = query;
+    if (queryFor) {
+      const r = queryFor(sb);
+      if (!r.ok) return refuseUpgrade(client.socket, 400, r.message);
+      q = r.query;
+    }
+    const node = NodeStreams.nodeOf(sb);
+    if (!node) return refuseUpgrade(client.socket, 400, `katasandbox ${name} is not on a node yet`);
+    const endpoint = await deps.streams.endpoint(node);
+    deps.logger.info({ namespace, name, subresource }, 'stream opened');
+    await proxyUpgrade({
+      endpoint,
+      pathAndQuery: `${nodeStreamPath(namespace, name, subresource)}?${q}`,
+      token: await deps.streams.token(),
+      client,
+      onClose: () => deps.logger.info({ namespace, name, subresource }, 'stream closed'),
+    });
+  } catch (err) {
+    if (err instanceof StreamError) return refuseUpgrade(client.socket, err.code, err.message);
+    deps.logger.warn({ err, namespace, name, subresource }, 'stream failed');
+    const message = `${subresource} failed: ${String((err as Error).message ?? err)}`;
+    return refuseUpgrade(client.socket, 500, message);
+  }
 }
 
 /** `log` or `console`: a GET the node agent answers with a stream of text. */
@@ -132,6 +236,10 @@ async function serveRead(
   if (!parsed.ok) return writeStatus(res, 400, parsed.message);
   if (subresource === 'console' && (parsed.value.container || parsed.value.previous)) {
     return writeStatus(res, 400, 'console takes no container and no previous');
+  }
+  const v = parsed.value;
+  if (subresource === 'console' && (v.timestamps || v.sinceSeconds || v.sinceTime)) {
+    return writeStatus(res, 400, 'console takes no timestamps, sinceSeconds or sinceTime');
   }
   try {
     const sb = await deps.streams.sandbox(namespace, name);

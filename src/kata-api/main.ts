@@ -3,6 +3,10 @@
 // authenticates users and proxies their requests here with its front-proxy certificate; each is
 // authorized with a SubjectAccessReview and served by the node agent of the sandbox's node.
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ResourceAttributes } from '../kube/access-reviews.js';
+import type { UserInfo } from '../observability/metrics-auth.js';
 import { createServer } from 'node:https';
 import { reviewResourceAccess } from '../kube/access-reviews.js';
 import { callApi, loadKubeConfig, makeClients, type KubeClients } from '../kube/kube-client.js';
@@ -10,7 +14,7 @@ import type { CertificatePair } from '../observability/self-signed-cert.js';
 import { ensureServingSecret, trustInApiService } from './serving-cert.js';
 import { createLogger } from '../observability/logger.js';
 import { processShutdown } from '../common/process-shutdown.js';
-import { apiHandler } from './api-handler.js';
+import { apiHandler, upgradeHandler } from './api-handler.js';
 import { writeStatus } from './api-status.js';
 import { KATA_API_HELP, kataApiConfig } from './config.js';
 import { requestHeaderConfigFromConfigMap, type RequestHeaderConfig } from './front-proxy.js';
@@ -68,11 +72,19 @@ async function main(): Promise<void> {
       });
     },
   );
-  const handle = apiHandler({
+  const deps = {
     requestHeader: () => requestHeader,
-    review: (user, attrs) => reviewResourceAccess(kc, user, attrs),
+    review: (user: UserInfo, attrs: ResourceAttributes) => reviewResourceAccess(kc, user, attrs),
     streams: new NodeStreams({ clients, tokenFile: cfg.streamTokenFile }),
     logger: log,
+  };
+  const handle = apiHandler(deps);
+  const handleUpgrade = upgradeHandler(deps);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(req, socket, head).catch((err: unknown) => {
+      log.warn({ err }, 'upgrade failed');
+      socket.destroy();
+    });
   });
   const refresh = setInterval(() => {
     readRequestHeader().then(

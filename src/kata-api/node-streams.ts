@@ -89,9 +89,14 @@ export class NodeStreams {
     return { url, caPem: Buffer.from(ca, 'base64').toString('utf8') };
   }
 
+  /** kata-api's bound token for node agents, re-read each time (kubelet rotates it). */
+  async token(): Promise<string> {
+    return (await readFile(this.opts.tokenFile, 'utf8')).trim();
+  }
+
   /** GET `path?query` on the node agent; the response is the caller's to consume or destroy. */
   async get(ep: NodeEndpoint, pathAndQuery: string, signal: AbortSignal): Promise<IncomingMessage> {
-    const token = (await readFile(this.opts.tokenFile, 'utf8')).trim();
+    const token = await this.token();
     const url = new URL(pathAndQuery, ep.url);
     return new Promise((resolve, reject) => {
       const req = request(url, {

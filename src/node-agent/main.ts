@@ -45,6 +45,9 @@ import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { NODE_LEASE_DURATION_SECONDS, type NodeAllocation } from '../kube/lease.js';
 import { processShutdown } from '../common/process-shutdown.js';
 import { startStreamEndpoint } from './stream/stream-endpoint.js';
+import type { StreamServer } from './stream/stream-server.js';
+import { CONSOLE_CHECK_MS, capConsoleLog } from './runtime/console-cap.js';
+import { vmFiles } from './hypervisor/sandbox-vm.js';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
 import { WarmPools } from './warm-pool/warm-pools.js';
 import { WarmVmStore } from './warm-pool/warm-vm-store.js';
@@ -100,7 +103,9 @@ async function main(): Promise<void> {
     vcpus: live().reduce((n, r) => n + vmVcpus(r.spec), 0),
     warmReady,
   });
+  const endpoint: { server?: StreamServer } = {};
   const metrics = nodeAgentMetrics({
+    openStreams: () => endpoint.server?.openStreams ?? 0,
     phases: () => {
       const counts = new Map<string, number>();
       for (const sb of sandboxes.list()) {
@@ -153,6 +158,7 @@ async function main(): Promise<void> {
   }
   // kata-api reads logs through this endpoint, found and trusted by what the Lease says.
   const stream = await startStreamEndpoint(cfg, kc, runtimes, log.child({ subsystem: 'stream' }));
+  endpoint.server = stream.server;
   // The worker loads the kubeconfig from the same source (its own client, its own token reads).
   const heartbeat = new NodeHeartbeatThread({
     script: new URL(import.meta.url),
@@ -346,6 +352,21 @@ async function main(): Promise<void> {
       : undefined;
   guestStats?.unref();
 
+  // Each VM's console log stays under its cap (console-cap.ts).
+  let capping: Promise<void> | undefined;
+  const consoleCap = setInterval(() => {
+    capping ??= (async () => {
+      for (const rt of runtimes()) {
+        const file = rt.state.qemu?.info.consoleLog;
+        if (!file) continue;
+        await capConsoleLog(file, vmFiles(path.dirname(file)).consoleSocket).catch((err: unknown) =>
+          rt.log.warn({ err }, 'capping the console log failed'),
+        );
+      }
+    })().finally(() => (capping = undefined));
+  }, CONSOLE_CHECK_MS);
+  consoleCap.unref();
+
   // Level-triggered: the Lease's allocation annotations follow the runtimes within a few seconds.
   const allocationSync = setInterval(() => heartbeat.setAllocated(allocation()), 3_000);
   allocationSync.unref();
@@ -360,6 +381,7 @@ async function main(): Promise<void> {
     clearInterval(networkCheck);
     clearInterval(guestStats);
     clearInterval(allocationSync);
+    clearInterval(consoleCap);
     await queue.shutdown(10_000);
     await warmPools.stop();
     await warmPoolInformer.stop();

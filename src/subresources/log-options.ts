@@ -6,6 +6,19 @@ export interface LogOptions {
   previous: boolean;
   tailLines?: number;
   limitBytes?: number;
+  timestamps: boolean;
+  /** At most one of sinceSeconds and sinceTime (RFC 3339), as Pods. */
+  sinceSeconds?: number;
+  sinceTime?: string;
+}
+
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+/** The earliest time (ms since the epoch) a line may have, if the options set one. Pure. */
+export function sinceMs(o: LogOptions, nowMs: number): number | undefined {
+  if (o.sinceSeconds !== undefined) return nowMs - o.sinceSeconds * 1000;
+  if (o.sinceTime !== undefined) return Date.parse(o.sinceTime);
+  return undefined;
 }
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
@@ -38,6 +51,21 @@ export function parseLogOptions(q: URLSearchParams): Parsed<LogOptions> {
   for (const v of [follow, previous, timestamps, tailLines, limitBytes]) {
     if (typeof v === 'string') return { ok: false, message: v };
   }
+  const sinceSeconds = positive(q, 'sinceSeconds', 1);
+  if (typeof sinceSeconds === 'string') return { ok: false, message: sinceSeconds };
+  const sinceTime = q.get('sinceTime') || undefined;
+  if (
+    sinceTime !== undefined &&
+    (!RFC3339.test(sinceTime) || !Number.isFinite(Date.parse(sinceTime)))
+  ) {
+    return {
+      ok: false,
+      message: `sinceTime: ${JSON.stringify(sinceTime)} is not an RFC 3339 time`,
+    };
+  }
+  if (sinceSeconds !== undefined && sinceTime !== undefined) {
+    return { ok: false, message: 'sinceSeconds, sinceTime: at most one of them may be set' };
+  }
   const container = q.get('container') ?? undefined;
   if (container !== undefined && (container.length > 63 || !DNS_LABEL.test(container))) {
     return {
@@ -45,21 +73,17 @@ export function parseLogOptions(q: URLSearchParams): Parsed<LogOptions> {
       message: `container: ${JSON.stringify(container)} is not a container name`,
     };
   }
-  // Container output is stored as written, without a time per line (docs/subresources.md).
-  for (const key of ['sinceTime', 'sinceSeconds'] as const) {
-    if (q.has(key)) return { ok: false, message: `${key}: not supported: log lines carry no time` };
-  }
-  if (timestamps === true) {
-    return { ok: false, message: 'timestamps: not supported: log lines carry no time' };
-  }
   return {
     ok: true,
     value: {
       ...(container && { container }),
       follow: follow === true,
       previous: previous === true,
+      timestamps: timestamps === true,
       ...(typeof tailLines === 'number' && { tailLines }),
       ...(typeof limitBytes === 'number' && { limitBytes }),
+      ...(sinceSeconds !== undefined && { sinceSeconds }),
+      ...(sinceTime !== undefined && { sinceTime }),
     },
   };
 }
@@ -72,5 +96,8 @@ export function logOptionsQuery(o: LogOptions): string {
   if (o.previous) q.set('previous', 'true');
   if (o.tailLines !== undefined) q.set('tailLines', String(o.tailLines));
   if (o.limitBytes !== undefined) q.set('limitBytes', String(o.limitBytes));
+  if (o.timestamps) q.set('timestamps', 'true');
+  if (o.sinceSeconds !== undefined) q.set('sinceSeconds', String(o.sinceSeconds));
+  if (o.sinceTime !== undefined) q.set('sinceTime', o.sinceTime);
   return q.toString();
 }

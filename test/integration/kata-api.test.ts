@@ -16,6 +16,8 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, freshNamespace } from './cluster.js';
@@ -43,6 +45,9 @@ import { adminKubeConfig } from './cluster.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { STREAM_TOKEN_AUDIENCE } from '../../src/subresources/contract.js';
 import type { ContainerRunState } from '../../src/node-agent/state-store.js';
+import { buildProcess } from '../../src/agent/process-spec.js';
+import { LocalProcessAgent } from '../fixtures/local-process-agent.js';
+import { encodeChunk } from '../../src/node-agent/runtime/log-format.js';
 
 jest.setTimeout(240_000);
 
@@ -71,6 +76,7 @@ const runs = new Map<
     logDir: string;
     containers: Record<string, ContainerRunState>;
     consoleFile?: string;
+    consoleSocket?: string;
     ended?: boolean;
   }
 >();
@@ -102,6 +108,9 @@ function run(name: string, containers: Record<string, string>): void {
     containers: Object.fromEntries(Object.keys(containers).map((c) => [c, running()])),
   });
 }
+
+/** The "guest" of the node agent here: this machine's processes (the stream path is the point). */
+const processes = new LocalProcessAgent();
 
 const kata = (user: keyof typeof kc, args: string[]) =>
   runProgram(KUBECTL_KATA, ['--kubeconfig', kc[user], ...args]);
@@ -172,7 +181,16 @@ beforeAll(async () => {
         containerNames: Object.keys(r.containers),
         container: (c) => r.containers[c],
         ...(r.consoleFile && { consoleFile: r.consoleFile }),
+        ...(r.consoleSocket && { consoleSocket: r.consoleSocket }),
         ended: () => r.ended ?? false,
+        agent: () => processes,
+        execProcess: (_c, command, tty) =>
+          buildProcess({
+            args: command,
+            env: [{ name: 'PATH', value: process.env['PATH'] ?? '/usr/bin:/bin' }],
+            cwd: '/',
+            terminal: tty,
+          }),
       };
     },
     logger: createLogger('test-node-agent', 'warn'),
@@ -232,17 +250,40 @@ describe('who may do what', () => {
       stdout: 'line 1\nline 2\nline 3\n',
       stderr: '',
     });
-    const exec = await raw('viewer', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
+    const exec = await kata('viewer', ['exec', 'ksb/one', '--', 'echo', 'hi']);
     expect(exec.code).toBe(1);
-    expect(exec.stderr).toMatch(/Forbidden.*katasandboxes\/exec/);
+    expect(exec.stdout).toBe('');
+    expect(exec.stderr).toMatch(/Error from server \(Forbidden\).*katasandboxes\/exec/);
+    expect((await kata('viewer', ['attach', 'ksb/one'])).stderr).toMatch(
+      /Forbidden.*katasandboxes\/attach/,
+    );
   });
 
-  it('a user with edit is authorized for exec (which answers that it is not implemented yet)', async () => {
-    const exec = await raw('editor', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
-    expect(exec.code).toBe(1);
-    expect(exec.stderr).not.toMatch(/Forbidden/);
-    expect(exec.stderr).toMatch(/not implemented/);
+  it("a user with edit execs through the aggregator, kata-api and the node agent, with the command's exit code", async () => {
+    const r = await kata('editor', ['exec', 'ksb/one', '--', 'sh', '-c', 'echo $((6*7)); exit 3']);
+    expect(r).toEqual({ code: 3, stdout: '42\n', stderr: 'command terminated with exit code 3\n' });
+    const stdin = await runProgram('sh', [
+      '-c',
+      `printf 'a\\nb\\n' | ${KUBECTL_KATA} --kubeconfig ${kc.editor} exec -i one -- wc -l`,
+    ]);
+    expect(stdin).toMatchObject({ code: 0, stdout: '2\n' });
+    // Without the upgrade, exec says how it is served.
+    const plain = await raw('editor', `${SUB}/namespaces/${ns}/katasandboxes/one/exec`);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/upgrade to a WebSocket/);
     expect((await kata('editor', ['logs', 'one'])).stdout).toBe('line 1\nline 2\nline 3\n');
+  });
+
+  it('-i carries 10 MiB of stdin through the whole chain, the hash unchanged', async () => {
+    const data = randomBytes(10 << 20);
+    const file = path.join(work, 'stdin.bin');
+    writeFileSync(file, data);
+    const r = await runProgram('sh', [
+      '-c',
+      `${KUBECTL_KATA} --kubeconfig ${kc.editor} exec -i ksb/one -- sha256sum < ${file}`,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split(/\s+/)[0]).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
   it("a user of another namespace gets 403 and kubectl's exit code 1", async () => {
@@ -250,6 +291,9 @@ describe('who may do what', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Error from server \(Forbidden\)/);
     expect(r.stdout).toBe('');
+    const exec = await kata('outsider', ['exec', 'ksb/one', '--', 'true']);
+    expect(exec.code).toBe(1);
+    expect(exec.stderr).toMatch(/Error from server \(Forbidden\).*katasandboxes\/exec/);
   });
 
   it('kata-api makes its own SubjectAccessReview: the front proxy vouching for a viewer does not get exec', async () => {
@@ -355,13 +399,43 @@ describe('kubectl kata logs options', () => {
     });
   });
 
-  it('--timestamps and --since are refused, naming the option', async () => {
-    const ts = await kata('viewer', ['logs', 'ksb/one', '--timestamps']);
-    expect(ts.code).toBe(1);
-    expect(ts.stderr).toMatch(/timestamps: not supported/);
-    expect((await kata('viewer', ['logs', 'ksb/one', '--since=5m'])).stderr).toMatch(
-      /sinceSeconds: not supported/,
+  it('--timestamps, --since and --since-time read the times the node agent wrote', async () => {
+    run('stamped', {});
+    await sandbox('stamped', NODE, ['main']);
+    const r = runs.get('stamped');
+    if (!r) throw new Error('no run');
+    const old = new Date(Date.now() - 2 * 3600_000).toISOString();
+    const recent = new Date().toISOString();
+    writeFileSync(
+      path.join(r.logDir, 'main.log'),
+      Buffer.concat([
+        encodeChunk(Buffer.from('old line\n'), 'stdout', old),
+        encodeChunk(Buffer.from('new line\n'), 'stderr', recent),
+      ]),
     );
+    r.containers['main'] = running();
+    expect((await kata('viewer', ['logs', 'ksb/stamped'])).stdout).toBe('old line\nnew line\n');
+    expect((await kata('viewer', ['logs', 'ksb/stamped', '--timestamps'])).stdout).toBe(
+      `${old} old line\n${recent} new line\n`,
+    );
+    expect((await kata('viewer', ['logs', 'ksb/stamped', '--since=1h'])).stdout).toBe('new line\n');
+    const sinceTime = new Date(Date.now() - 3 * 3600_000).toISOString();
+    expect(
+      (await kata('viewer', ['logs', 'ksb/stamped', `--since-time=${sinceTime}`])).stdout,
+    ).toBe('old line\nnew line\n');
+    const both = await kata('viewer', [
+      'logs',
+      'ksb/stamped',
+      '--since=1h',
+      `--since-time=${sinceTime}`,
+    ]);
+    expect(both.code).toBe(2);
+    const bad = await raw(
+      'viewer',
+      `${SUB}/namespaces/${ns}/katasandboxes/stamped/log?sinceTime=soon`,
+    );
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/sinceTime: "soon" is not an RFC 3339 time/);
   });
 
   it('usage errors exit 2 without asking the server', async () => {
@@ -396,6 +470,49 @@ describe('kubectl kata console (read only)', () => {
     const none = await kata('editor', ['console', 'ksb/one']);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no VM console yet/);
+  });
+});
+
+describe('kubectl kata console -i (WebSocket through the aggregator)', () => {
+  it("follows the console and sends what is typed to the VM's console socket, until the sandbox ends", async () => {
+    const r = runs.get('two');
+    if (!r?.consoleFile) throw new Error('no console (the read-only test runs first)');
+    r.consoleSocket = path.join(work, 'console-two.sock');
+    let typed = '';
+    const qemu = createServer((c) => c.on('data', (d: Buffer) => (typed += d.toString())));
+    await new Promise<void>((resolve) => qemu.listen(r.consoleSocket, resolve));
+    try {
+      const child = spawn(KUBECTL_KATA, ['--kubeconfig', kc.editor, 'console', '-i', 'ksb/two']);
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      await eventually(
+        'the console so far',
+        async () => (out.includes('kata-guest-init: two\n') ? true : undefined),
+        60_000,
+      );
+      child.stdin.write('hello console\n');
+      await eventually(
+        'input at the console socket',
+        async () => (typed === 'hello console\n' ? true : undefined),
+        60_000,
+      );
+      appendFileSync(r.consoleFile, 'kata-guest-init: three\n');
+      await eventually(
+        'followed',
+        async () => (out.includes('kata-guest-init: three\n') ? true : undefined),
+        60_000,
+      );
+      expect(node.openStreams).toBe(1);
+      r.ended = true;
+      expect(await exited).toBe(0);
+      const viewer = await kata('viewer', ['console', '-f', 'ksb/two']);
+      expect(viewer.code).toBe(1);
+      expect(viewer.stderr).toMatch(/Forbidden.*katasandboxes\/console/);
+    } finally {
+      r.ended = false;
+      qemu.close();
+    }
   });
 });
 

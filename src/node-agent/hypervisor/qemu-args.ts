@@ -70,7 +70,11 @@ export interface VmConfig {
   replaceDefaultKernelParams?: boolean;
   /** Firmware image; microvm defaults to QEMU's bios-microvm.bin. */
   bios?: string;
-  console: { logFile: string; kind?: 'serial' | 'virtconsole' };
+  /**
+   * The console's output goes to `logFile`; with `socket`, QEMU also listens there (a chardev
+   * socket whose `logfile` is `logFile`, appended to) so the console takes input.
+   */
+  console: { logFile: string; socket?: string; kind?: 'serial' | 'virtconsole' };
   qmpSocket: string;
   /** The virtio-serial agent channel's chardev socket (QEMU listens, the node agent connects). */
   agentChannelSocket?: string;
@@ -188,10 +192,16 @@ export function buildQemuArgs(config: VmConfig): string[] {
   if (config.initrd !== undefined) a.push('-initrd', checkPath('initrd', config.initrd));
   a.push('-append', kernelCommandLine(config));
 
-  // Console: a file, so it survives the node agent and its tail can explain a failed boot.
+  // Console: a file, so it survives the node agent and its tail can explain a failed boot; with a
+  // socket, the same file is the socket's log (appended to, so the node agent can cap it by
+  // truncation) and a client of the socket types into the console.
+  const consoleLog = optPath('console.logFile', config.console.logFile);
   a.push(
     '-chardev',
-    `file,id=${CONSOLE_CHARDEV_ID},path=${optPath('console.logFile', config.console.logFile)}`,
+    config.console.socket === undefined
+      ? `file,id=${CONSOLE_CHARDEV_ID},path=${consoleLog}`
+      : `socket,id=${CONSOLE_CHARDEV_ID},path=${optPath('console.socket', config.console.socket)},` +
+          `server=on,wait=off,logfile=${consoleLog},logappend=on`,
   );
   const virtconsole = config.console.kind === 'virtconsole';
   if (virtconsole) {

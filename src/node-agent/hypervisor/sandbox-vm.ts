@@ -16,6 +16,7 @@ export function vmFiles(runDir: string) {
     agentChannelSocket: path.join(runDir, 'agent-channel.sock'),
     grpcSocket: path.join(runDir, 'agent.sock'),
     consoleLog: path.join(runDir, 'console.log'),
+    consoleSocket: path.join(runDir, 'console.sock'),
     qemuLog: path.join(runDir, 'qemu.log'),
     pidFile: path.join(runDir, 'qemu.pid'),
   };
@@ -44,7 +45,7 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     memoryMiB: vmMemoryMiB(i),
     kernel: i.kernel,
     initrd: i.initrd,
-    console: { logFile: f.consoleLog },
+    console: { logFile: f.consoleLog, socket: f.consoleSocket },
     qmpSocket: f.qmpSocket,
     agentChannelSocket: f.agentChannelSocket,
     sharedDir: i.shareDir,

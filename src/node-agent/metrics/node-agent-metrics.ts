@@ -50,6 +50,8 @@ export function nodeAgentMetrics(collect: {
   proc?: ProcessReader;
   /** The node's warm VMs by pool and state. */
   warmVms?: () => WarmVmCount[];
+  /** Streams open on the stream endpoint (followed logs and consoles, exec, attach). */
+  openStreams?: () => number;
 }) {
   const node = collect.node ?? '';
   const proc = collect.proc ?? PROC;
@@ -110,6 +112,14 @@ export function nodeAgentMetrics(collect: {
       collect() {
         this.reset();
         for (const [phase, n] of collect.phases()) this.set({ phase }, n);
+      },
+    }),
+    openStreams: new Gauge({
+      name: 'kata_node_open_streams',
+      help: "Streams open on the node agent's stream endpoint (log, console, exec, attach).",
+      registers: [registry],
+      collect() {
+        this.set(collect.openStreams?.() ?? 0);
       },
     }),
     runningQemu: new Gauge({

@@ -174,3 +174,28 @@ export function buildContainerSpec(inputs: SpecInputs): BuiltSpec {
   };
   return { ...built, spec };
 }
+
+/**
+ * The process of an exec in a container: `command` with the container's environment, working
+ * directory and user (as a Pod's exec inherits them).
+ */
+export function buildExecProcess(
+  inputs: Pick<SpecInputs, 'container' | 'field' | 'image' | 'imageUserGroups'>,
+  command: string[],
+  terminal: boolean,
+): BuiltProcess {
+  const c = inputs.container;
+  return buildProcess({
+    args: [...command],
+    env: mergeEnv(c.env, inputs.image),
+    cwd: resolveWorkingDir(c.workingDir, inputs.image),
+    user: resolveUser(inputs.field, c.user, inputs.image),
+    primaryGroup: c.primaryGroup,
+    supplementalGroups: resolveSupplementalGroups(
+      c.user,
+      c.supplementalGroups,
+      inputs.imageUserGroups,
+    ),
+    terminal,
+  });
+}

@@ -1,9 +1,11 @@
-// A container's output file, <logDir>/<ns>_<name>_<uid>/<container>.log: appended in order,
+// A container's output file, <logDir>/<ns>_<name>_<uid>/<container>.log, in kubelet's format
+// (log-format.ts: a time, the stream and the output per line): appended in order,
 // rotated at a size cap (<file>.1 the newest rotated, up to maxFiles kept), with the last lines
 // kept in memory for status messages. A restart keeps the ended run's file as
 // <container>.previous.log (what `log?previous=true` serves, as kubelet keeps the last one).
 import { appendFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { LogRenderer, encodeChunk, type LogStream } from './log-format.js';
 
 export function sandboxLogDir(
   logDir: string,
@@ -57,10 +59,11 @@ export class ContainerLog {
     return this.opts.file;
   }
 
-  /** Queues a write; writes happen in call order. */
-  write(chunk: Buffer): Promise<void> {
+  /** Queues a write of `stream`'s output, stamped with the time now; writes happen in call order. */
+  write(chunk: Buffer, stream: LogStream = 'stdout', now: Date = new Date()): Promise<void> {
     this.remember(chunk.toString('utf8'));
-    const next = this.chain.then(() => this.append(chunk));
+    const records = encodeChunk(chunk, stream, now.toISOString());
+    const next = this.chain.then(() => this.append(records));
     this.chain = next.catch(() => {});
     return next;
   }
@@ -76,7 +79,9 @@ export class ContainerLog {
     const mem = [...this.recent, ...(this.partial ? [this.partial] : [])];
     if (mem.length > 0) return mem.slice(-lines);
     try {
-      const text = await readFile(this.opts.file, 'utf8');
+      const r = new LogRenderer({ timestamps: false });
+      const raw = await readFile(this.opts.file);
+      const text = Buffer.concat([r.push(raw), r.flush()]).toString('utf8');
       return text
         .split('\n')
         .filter((l) => l !== '')

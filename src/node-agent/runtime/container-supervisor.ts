@@ -12,6 +12,7 @@ import type { Logger } from '../../observability/logger.js';
 import { pause } from '../../common/sleep.js';
 import type { NodeAgentConfig } from '../config.js';
 import { ContainerLog, sandboxLogDir } from './container-log.js';
+import { OutputTap } from './output-tap.js';
 import {
   containerFailedMessage,
   restartBackoffMs,
@@ -61,6 +62,7 @@ export class ContainerSupervisor {
   private readonly watchers = new Map<string, Promise<void>>();
   private readonly restarting = new Set<string>();
   private readonly logs = new Map<string, ContainerLog>();
+  private readonly taps = new Map<string, OutputTap>();
 
   constructor(private readonly host: ContainerHost) {}
 
@@ -77,6 +79,16 @@ export class ContainerSupervisor {
       this.logs.set(name, log);
     }
     return log;
+  }
+
+  /** Where a container's output goes besides its log (attach), made on first use. */
+  tapOf(name: string): OutputTap {
+    let tap = this.taps.get(name);
+    if (!tap) {
+      tap = new OutputTap();
+      this.taps.set(name, tap);
+    }
+    return tap;
   }
 
   /** Brings one container to where its recorded state says it should be: run, watched or done. */
@@ -155,7 +167,7 @@ export class ContainerSupervisor {
     const client = this.host.agent();
     if (this.watchers.has(name) || !client) return;
     const host = this.host;
-    const w = watchContainerRun(client, name, this.logOf(name), host.signal).then(
+    const w = watchContainerRun(client, name, this.logOf(name), host.signal, this.tapOf(name)).then(
       async (status) => {
         this.watchers.delete(name);
         const st = host.state.containers[name];

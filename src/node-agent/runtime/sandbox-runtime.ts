@@ -13,6 +13,10 @@ import { failureCause } from './failure-cause.js';
 import { newSandboxState, type SandboxState } from '../state-store.js';
 import { adoptVm } from './adoption.js';
 import { ContainerSupervisor } from './container-supervisor.js';
+import type { AgentClient } from '../../agent/agent-client.js';
+import type { BuiltProcess } from '../../agent/process-spec.js';
+import { buildExecProcess } from '../oci/container-spec.js';
+import type { OutputTap } from './output-tap.js';
 import { createSandbox, startContainers } from './create-steps.js';
 import { SandboxContext, type SandboxContextDeps } from './sandbox-context.js';
 import { nodeSandboxHost, type NodeSandboxHostOptions } from './sandbox-host.js';
@@ -103,6 +107,33 @@ export class SandboxRuntime {
 
   get ended(): boolean {
     return this.ctx.ended;
+  }
+
+  /** The running VM's agent client, for exec and attach; none before boot or after the end. */
+  get agentClient(): AgentClient | undefined {
+    return this.ctx.vmRunning && !this.ended ? this.ctx.agent?.client : undefined;
+  }
+
+  /** The process of an exec of `command` in container `name` (its env, working dir, user). */
+  execProcess(name: string, command: string[], tty: boolean): BuiltProcess {
+    const index = this.spec.containers.findIndex((c) => c.name === name);
+    const c = this.spec.containers[index];
+    if (!c) throw new Error(`container ${name} is not in the sandbox`);
+    const image = this.ctx.imageConfigs.get(name);
+    return buildExecProcess(
+      {
+        container: c,
+        field: `spec.containers[${index}]`,
+        ...(image && { image: image.config, imageUserGroups: image.userGroups }),
+      },
+      command,
+      tty,
+    );
+  }
+
+  /** A container's output as it is written, for attach. */
+  outputOf(name: string): OutputTap {
+    return this.containers.tapOf(name);
   }
 
   get qemuPid(): number | undefined {

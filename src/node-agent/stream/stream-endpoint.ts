@@ -2,6 +2,8 @@
 // to publish on the node's Lease so kata-api finds it and trusts exactly that certificate.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { isIP } from 'node:net';
+import path from 'node:path';
+import { vmFiles } from '../hypervisor/sandbox-vm.js';
 import { reviewBoundToken } from '../../kube/access-reviews.js';
 import type { Logger } from '../../observability/logger.js';
 import { selfSignedCertificate } from '../../observability/self-signed-cert.js';
@@ -56,8 +58,14 @@ export async function startStreamEndpoint(
           logDir: sandboxLogDir(cfg.logDir, st),
           containerNames: rt.spec.containers.map((c) => c.name),
           container: (c) => rt.state.containers[c],
-          ...(st.qemu?.info.consoleLog && { consoleFile: st.qemu.info.consoleLog }),
+          ...(st.qemu?.info.consoleLog && {
+            consoleFile: st.qemu.info.consoleLog,
+            consoleSocket: vmFiles(path.dirname(st.qemu.info.consoleLog)).consoleSocket,
+          }),
           ended: () => rt.ended,
+          agent: () => rt.agentClient,
+          execProcess: (c, command, tty) => rt.execProcess(c, command, tty),
+          output: (c) => rt.outputOf(c),
         };
       }
       return undefined;

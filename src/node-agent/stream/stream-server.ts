@@ -4,15 +4,29 @@
 // kata-api has already authorized the user; this endpoint trusts kata-api's word, nobody else's.
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../observability/logger.js';
 import { bearerToken } from '../../observability/metrics-auth.js';
 import { KATA_API_USERNAME, STREAM_TOKEN_AUDIENCE } from '../../subresources/contract.js';
-import { parseLogOptions } from '../../subresources/log-options.js';
+import { parseLogOptions, sinceMs } from '../../subresources/log-options.js';
+import { LogRenderer } from '../runtime/log-format.js';
 import type { ContainerRunState } from '../state-store.js';
 import { readLog, type LogReadOptions } from './log-reader.js';
 import { previousLogFile } from '../runtime/container-log.js';
+import type { BuiltProcess } from '../../agent/process-spec.js';
+import type { OutputTap } from '../runtime/output-tap.js';
+import {
+  chooseProtocol,
+  errorStatus,
+  parseConsoleOptions,
+  parseStreamOptions,
+  type StreamOptions,
+} from '../../subresources/stream-protocol.js';
+import { runAttach, runExec, sendStatusAndClose, type ProcessAgent } from './process-session.js';
+import { runConsole } from './console-session.js';
 
 /** What the endpoint needs of a sandbox this node agent runs. */
 export interface StreamSandbox {
@@ -22,8 +36,16 @@ export interface StreamSandbox {
   container(name: string): ContainerRunState | undefined;
   /** The VM's serial console output, once QEMU was started. */
   consoleFile?: string;
+  /** QEMU's console socket (input), for VMs started with one. */
+  consoleSocket?: string;
   /** The sandbox has ended (its VM is gone or going). */
   ended(): boolean;
+  /** The guest agent of the running VM (exec, attach); undefined while there is none. */
+  agent?(): ProcessAgent | undefined;
+  /** exec's process in a container: `command` with the container's env, working dir, user. */
+  execProcess?(container: string, command: string[], tty: boolean): BuiltProcess;
+  /** A container's output as it is written (attach). */
+  output?(container: string): OutputTap;
 }
 
 export interface StreamServerOptions {
@@ -49,6 +71,17 @@ function reply(res: ServerResponse, code: number, message: string): void {
   }
   res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8' });
   res.end(`${message}\n`);
+}
+
+/** An HTTP answer on a socket whose upgrade is refused, then closed. */
+function refuseUpgrade(socket: Duplex, code: number, message: string): void {
+  if (socket.destroyed) return;
+  const body = `${message}\n`;
+  socket.end(
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? 'Error'}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Remembers accepted tokens briefly (by hash) so a follow per keystroke is not a TokenReview each. */
@@ -84,6 +117,11 @@ export class StreamServer {
   private server?: Server;
   private readonly tokens = new TokenCache();
   private readonly open = new Set<AbortController>();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 4 << 20,
+    handleProtocols: (offered) => chooseProtocol(offered) ?? false,
+  });
 
   constructor(private readonly opts: StreamServerOptions) {}
 
@@ -95,6 +133,12 @@ export class StreamServer {
       });
     });
     this.server = server;
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgrade(req, socket, head).catch((err: unknown) => {
+        this.opts.logger.warn({ err }, 'stream upgrade failed');
+        refuseUpgrade(socket, 500, 'internal error');
+      });
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => resolve());
@@ -110,6 +154,7 @@ export class StreamServer {
 
   async close(): Promise<void> {
     for (const a of this.open) a.abort(new Error('stream server closing'));
+    for (const ws of this.wss.clients) ws.terminate();
     const server = this.server;
     if (!server) return;
     server.closeAllConnections();
@@ -154,6 +199,128 @@ export class StreamServer {
     reply(res, 501, `${sub}: not implemented by this node agent`);
   }
 
+  /** exec and attach: WebSocket streams (v5.channel.k8s.io), refused before the upgrade if bad. */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const refused = await this.authenticated(req);
+    if (refused) {
+      this.opts.logger.warn({ why: refused, remote: req.socket.remoteAddress }, 'stream refused');
+      return refuseUpgrade(socket, refused === 'no bearer token' ? 401 : 403, refused);
+    }
+    const url = new URL(req.url ?? '/', 'https://node-agent');
+    const m = ROUTE.exec(url.pathname);
+    const sub = m?.[3];
+    if (!m || req.method !== 'GET' || (sub !== 'exec' && sub !== 'attach' && sub !== 'console')) {
+      return refuseUpgrade(socket, 404, 'not found');
+    }
+    const [, namespace = '', name = ''] = m;
+    const sandbox = this.opts.sandbox(namespace, name);
+    if (!sandbox) {
+      return refuseUpgrade(
+        socket,
+        404,
+        `katasandbox ${namespace}/${name} does not run on this node`,
+      );
+    }
+    if (sub === 'console') return this.upgradeConsole(url.searchParams, sandbox, req, socket, head);
+    const parsed = parseStreamOptions(url.searchParams, sub);
+    if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
+    const o = parsed.value;
+    const container =
+      o.container ?? (sandbox.containerNames.length === 1 ? sandbox.containerNames[0] : undefined);
+    if (!container || !sandbox.containerNames.includes(container)) {
+      return refuseUpgrade(
+        socket,
+        400,
+        `container: ${o.container ?? '(none)'} is not one of ${sandbox.containerNames.join(', ')}`,
+      );
+    }
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
+    if (!chooseProtocol(offered)) {
+      return refuseUpgrade(socket, 400, 'Sec-WebSocket-Protocol: offer v5.channel.k8s.io');
+    }
+    const abort = new AbortController();
+    this.open.add(abort);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      abort.signal.addEventListener('abort', () => ws.terminate(), { once: true });
+      this.session(ws, sub, sandbox, container, o)
+        .catch((err: unknown) => {
+          this.opts.logger.warn({ err, namespace, name, sub }, 'stream session failed');
+          ws.terminate();
+        })
+        .finally(() => this.open.delete(abort));
+    });
+  }
+
+  /** console: the VM's serial console, output followed and (with stdin=true) input. */
+  private upgradeConsole(
+    q: URLSearchParams,
+    sandbox: StreamSandbox,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const parsed = parseConsoleOptions(q);
+    if (!parsed.ok) return refuseUpgrade(socket, 400, parsed.message);
+    const logFile = sandbox.consoleFile;
+    if (!logFile) return refuseUpgrade(socket, 404, 'the sandbox has no VM console yet');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
+    if (!chooseProtocol(offered)) {
+      return refuseUpgrade(socket, 400, 'Sec-WebSocket-Protocol: offer v5.channel.k8s.io');
+    }
+    const abort = new AbortController();
+    this.open.add(abort);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      abort.signal.addEventListener('abort', () => ws.terminate(), { once: true });
+      runConsole(ws, {
+        logFile,
+        ...(sandbox.consoleSocket && { socket: sandbox.consoleSocket }),
+        stdin: parsed.value.stdin,
+        ...(parsed.value.tailLines !== undefined && { tailLines: parsed.value.tailLines }),
+        ended: () => sandbox.ended(),
+        logger: this.opts.logger,
+      })
+        .catch((err: unknown) => this.opts.logger.warn({ err }, 'console session failed'))
+        .finally(() => this.open.delete(abort));
+    });
+  }
+
+  private async session(
+    ws: WebSocket,
+    sub: 'exec' | 'attach',
+    sandbox: StreamSandbox,
+    container: string,
+    o: StreamOptions,
+  ): Promise<void> {
+    const agent = sandbox.agent?.();
+    const run = sandbox.container(container);
+    if (!agent || sandbox.ended()) {
+      return sendStatusAndClose(ws, errorStatus('the sandbox has no running VM'));
+    }
+    if (run?.state !== 'Running') {
+      return sendStatusAndClose(
+        ws,
+        errorStatus(`container ${container} is not running (${run?.state ?? 'not created'})`),
+      );
+    }
+    const target = { agent, containerId: container, options: o, logger: this.opts.logger };
+    if (sub === 'exec') {
+      if (!sandbox.execProcess) return sendStatusAndClose(ws, errorStatus('exec not available'));
+      let built: BuiltProcess;
+      try {
+        built = sandbox.execProcess(container, o.command, o.tty);
+      } catch (err) {
+        return sendStatusAndClose(ws, errorStatus((err as Error).message));
+      }
+      return runExec(ws, target, built);
+    }
+    const tap = sandbox.output?.(container);
+    if (!tap) return sendStatusAndClose(ws, errorStatus('attach not available'));
+    return runAttach(ws, target, tap, () =>
+      agent.waitProcess(container, container, { timeoutMs: 5_000 }).catch(() => undefined),
+    );
+  }
+
   /** The console's output so far (read only), followed while the sandbox lives. */
   private async serveConsole(
     q: URLSearchParams,
@@ -165,6 +332,13 @@ export class StreamServer {
     if (!parsed.ok) return reply(res, 400, parsed.message);
     const o = parsed.value;
     if (o.container || o.previous) return reply(res, 400, 'console: no container, no previous');
+    if (o.timestamps || o.sinceSeconds !== undefined || o.sinceTime !== undefined) {
+      return reply(
+        res,
+        400,
+        'console: no timestamps, sinceSeconds or sinceTime (QEMU keeps no times)',
+      );
+    }
     if (!sandbox.consoleFile) return reply(res, 404, 'the sandbox has no VM console yet');
     await this.stream(res, req, {
       file: sandbox.consoleFile,
@@ -204,13 +378,22 @@ export class StreamServer {
       const now = sandbox.container(name);
       return !now || now.state === 'Exited' || now.restartCount !== startedCount;
     };
-    await this.stream(res, req, {
-      file: o.previous ? previousLogFile(current) : current,
-      follow: o.follow && !o.previous,
-      ended,
-      ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
-      ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
-    });
+    const since = sinceMs(o, Date.now());
+    await this.stream(
+      res,
+      req,
+      {
+        file: o.previous ? previousLogFile(current) : current,
+        follow: o.follow && !o.previous,
+        ended,
+        ...(o.tailLines !== undefined && { tailLines: o.tailLines }),
+      },
+      new LogRenderer({
+        timestamps: o.timestamps,
+        ...(since !== undefined && { sinceMs: since }),
+        ...(o.limitBytes !== undefined && { limitBytes: o.limitBytes }),
+      }),
+    );
   }
 
   /** Writes a file's content (and what is appended, if followed) with backpressure. */
@@ -218,6 +401,8 @@ export class StreamServer {
     res: ServerResponse,
     req: IncomingMessage,
     read: Omit<LogReadOptions, 'signal'>,
+    /** A container log's records turned back into output; none: the file as it is (console). */
+    render?: LogRenderer,
   ): Promise<void> {
     const abort = new AbortController();
     this.open.add(abort);
@@ -227,9 +412,13 @@ export class StreamServer {
     try {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.flushHeaders();
-      for await (const chunk of readLog({ ...read, signal: abort.signal })) {
-        if (!res.write(chunk)) await drained(res, abort.signal);
+      for await (const raw of readLog({ ...read, signal: abort.signal })) {
+        const chunk = render ? render.push(raw) : raw;
+        if (chunk.length > 0 && !res.write(chunk)) await drained(res, abort.signal);
+        if (render?.full) break;
       }
+      const last = render?.flush();
+      if (last && last.length > 0) res.write(last);
       res.end();
     } catch (err) {
       if (!abort.signal.aborted) throw err;

@@ -190,6 +190,17 @@ describe('buildQemuArgs', () => {
     ]);
   });
 
+  it('a console socket logs to the console file, appending, and takes input', () => {
+    const args = buildQemuArgs({
+      ...base,
+      console: { logFile: '/run/vm/console.log', socket: '/run/vm/console.sock' },
+    });
+    expect(values(args, '-chardev')[0]).toBe(
+      'socket,id=con0,path=/run/vm/console.sock,server=on,wait=off,logfile=/run/vm/console.log,logappend=on',
+    );
+    expect(values(args, '-serial')).toEqual(['chardev:con0']);
+  });
+
   it('virtconsole puts the console on hvc0 behind the virtio-serial bus', () => {
     const args = buildQemuArgs({ ...base, console: { logFile: '/c.log', kind: 'virtconsole' } });
     expect(values(args, '-serial')).toEqual([]);

@@ -3,7 +3,11 @@ import { parseApiPath } from '../../../src/kata-api/request-path.js';
 import { apiStatus } from '../../../src/kata-api/api-status.js';
 import { chooseContainer, forbiddenMessage } from '../../../src/kata-api/api-handler.js';
 import { apiResourceList } from '../../../src/kata-api/discovery.js';
-import { logOptionsQuery, parseLogOptions } from '../../../src/subresources/log-options.js';
+import {
+  logOptionsQuery,
+  parseLogOptions,
+  sinceMs,
+} from '../../../src/subresources/log-options.js';
 
 const P = '/apis/subresources.kata.sandbox.io/v1alpha1';
 
@@ -27,13 +31,23 @@ describe('kata-api requests', () => {
     }
   });
 
-  it('parses log options as Pods do, naming a bad one, and refuses what the node cannot do', () => {
+  it('parses log options as Pods do, naming a bad one', () => {
     const q = (s: string) => parseLogOptions(new URLSearchParams(s));
     expect(q('container=main&follow=true&tailLines=0&limitBytes=10&previous=1')).toEqual({
       ok: true,
-      value: { container: 'main', follow: true, previous: true, tailLines: 0, limitBytes: 10 },
+      value: {
+        container: 'main',
+        follow: true,
+        previous: true,
+        timestamps: false,
+        tailLines: 0,
+        limitBytes: 10,
+      },
     });
-    expect(q('')).toEqual({ ok: true, value: { follow: false, previous: false } });
+    expect(q('')).toEqual({
+      ok: true,
+      value: { follow: false, previous: false, timestamps: false },
+    });
     expect(q('tailLines=-1')).toMatchObject({
       ok: false,
       message: expect.stringMatching(/^tailLines:/),
@@ -50,15 +64,38 @@ describe('kata-api requests', () => {
       ok: false,
       message: expect.stringMatching(/^container:/),
     });
-    expect(q('timestamps=true')).toMatchObject({
-      ok: false,
-      message: expect.stringMatching(/^timestamps:/),
+    expect(q('timestamps=true&sinceSeconds=5')).toMatchObject({
+      ok: true,
+      value: { timestamps: true, sinceSeconds: 5 },
     });
-    expect(q('sinceSeconds=5')).toMatchObject({
+    expect(q('sinceTime=2026-12-04T10:00:00Z')).toMatchObject({
+      ok: true,
+      value: { sinceTime: '2026-12-04T10:00:00Z' },
+    });
+    expect(q('sinceSeconds=0')).toMatchObject({
       ok: false,
       message: expect.stringMatching(/^sinceSeconds:/),
     });
-    const round = q('container=c&follow=true&tailLines=3');
+    expect(q('sinceTime=yesterday')).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/^sinceTime:/),
+    });
+    expect(q('sinceSeconds=5&sinceTime=2026-12-04T10:00:00Z')).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/^sinceSeconds, sinceTime: at most one/),
+    });
+    expect(
+      sinceMs({ follow: false, previous: false, timestamps: false, sinceSeconds: 5 }, 10_000),
+    ).toBe(5_000);
+    expect(
+      sinceMs(
+        { follow: false, previous: false, timestamps: false, sinceTime: '1970-01-01T00:00:02Z' },
+        10_000,
+      ),
+    ).toBe(2_000);
+    const round = q(
+      'container=c&follow=true&tailLines=3&timestamps=1&sinceTime=2026-12-04T10:00:00.5Z',
+    );
     if (!round.ok) throw new Error(round.message);
     expect(q(logOptionsQuery(round.value))).toEqual(round);
   });

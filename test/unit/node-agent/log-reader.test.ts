@@ -5,6 +5,7 @@ import path from 'node:path';
 import { readLog, tailOffset } from '../../../src/node-agent/stream/log-reader.js';
 import { ContainerLog, previousLogFile } from '../../../src/node-agent/runtime/container-log.js';
 import { readFileSync, existsSync } from 'node:fs';
+import { LogRenderer } from '../../../src/node-agent/runtime/log-format.js';
 
 let dir: string;
 beforeEach(() => {
@@ -99,8 +100,13 @@ describe('ContainerLog.newRun', () => {
     await log.newRun();
     await log.write(Buffer.from('new'));
     expect(previousLogFile(f)).toBe(path.join(dir, 'main.previous.log'));
-    expect(readFileSync(previousLogFile(f), 'utf8')).toBe('old2');
-    expect(readFileSync(f, 'utf8')).toBe('new');
+    // The files hold records (log-format.ts): their output, rendered back.
+    const output = (file: string) => {
+      const r = new LogRenderer({ timestamps: false });
+      return Buffer.concat([r.push(readFileSync(file)), r.flush()]).toString();
+    };
+    expect(output(previousLogFile(f))).toBe('old2');
+    expect(output(f)).toBe('new');
     expect(existsSync(`${f}.1`)).toBe(false);
     expect(await log.tail()).toEqual(['new']);
   });
