@@ -280,9 +280,10 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       state: 'Exited',
       exitCode: 0,
     });
-    // A container with tty: true ran on a terminal, and its output reached its log.
+    // A container with tty: true ran on a terminal, and its output reached its log (kubelet's
+    // format: time, stream, F for a full line; a line may keep the terminal's carriage return).
     expect(await waitForFile(logFileOf(sb as KataSandbox, 'term'), /on-a-terminal/)).toMatch(
-      /^\/dev\/pts\/[0-9]+\r\non-a-terminal\r\n/,
+      /^\S+ stdout F \/dev\/pts\/[0-9]+\r?\n\S+ stdout F on-a-terminal\r?\n/,
     );
     // The end frees the host: no VM, no mounts, but the state (with the end) stays until deletion.
     // QEMU is stopped after the status is written, so wait for it to go rather than for a fixed time.
