@@ -204,6 +204,9 @@ export class WarmPools implements WarmPoolClaims {
         await this.destroy(v.record.vmUid, 'its QEMU exited while idle');
       }
     }
+    // Until the pool informer has listed once, "no pools" means "not known yet": planning on it
+    // would stop every adopted warm VM right after a restart.
+    if (!this.o.pools.hasSynced()) return;
     const pools = await this.plannedPools();
     this.selected = new Set(
       pools.filter((p) => p.selected && p.replicasPerNode > 0).map((p) => shapeKey(p.shape)),

@@ -40,6 +40,7 @@ class World {
   pools: KataWarmPool[] = [];
   free = { memoryMiB: 8192, slots: 16 };
   hold = false;
+  synced = true;
   private pid = 100;
   readonly store = new WarmVmStore(mkdtempSync(path.join(scratch, 'state-')));
 
@@ -91,6 +92,7 @@ class World {
       get: (_ns: string | undefined, name: string) =>
         this.pools.find((p) => p.metadata.name === name),
       addHandlers: () => {},
+      hasSynced: () => this.synced,
     } as unknown as Informer<KataWarmPool>;
     return new WarmPools({
       deps: {
@@ -203,6 +205,25 @@ describe('WarmPools', () => {
     expect(w.calls.filter((c) => c.startsWith('stop'))).toHaveLength(2);
     expect((await w.store.list()).records).toEqual([]);
     expect(m.keeps(shapeOf({ memoryMiB: 512 }))).toBe(false);
+  });
+
+  it('stops no warm VM while the pool informer has not listed yet (its empty cache is not "no pools")', async () => {
+    const w = new World();
+    w.pools = [pool('small', 2)];
+    const m = w.manager();
+    for (let i = 0; i < 3; i++) await m.reconcileOnce(signal);
+    const before = (await w.store.list()).records.map((r) => r.vmUid).sort();
+    expect(before).toHaveLength(2);
+    // As after a node agent restart: the informer's cache is empty until its first list.
+    w.synced = false;
+    w.pools = [];
+    await m.reconcileOnce(signal);
+    expect(w.calls.filter((c) => c.startsWith('stop'))).toEqual([]);
+    w.synced = true;
+    w.pools = [pool('small', 2)];
+    await m.reconcileOnce(signal);
+    expect(w.calls.filter((c) => c.startsWith('stop'))).toEqual([]);
+    expect((await w.store.list()).records.map((r) => r.vmUid).sort()).toEqual(before);
   });
 
   it('recovery forgets records a sandbox holds and destroys those it cannot adopt', async () => {
