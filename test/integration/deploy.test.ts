@@ -20,7 +20,7 @@ interface Obj {
     labels?: Record<string, string>;
     deletionTimestamp?: string;
   };
-  status?: { phase?: string };
+  status?: { phase?: string; conditions?: { type: string; reason?: string }[] };
 }
 
 const SAMPLES_DIR = path.join(DEPLOY_DIR, 'samples');
@@ -110,13 +110,19 @@ describe('kubectl delete -k removes every object of ours', () => {
   });
 
   it('leaves nothing but namespace kata-system, Terminating for want of a namespace controller', async () => {
-    const deadline = Date.now() + 60_000;
+    // A CRD goes only when kube-apiserver's CRD finalizer has emptied it: that controller polls
+    // for up to a minute and requeues with exponential backoff after an error, so under a loaded
+    // CI run one minute was not enough (seen once). What is left is reported with its conditions.
+    const deadline = Date.now() + 240_000;
     let left: string[] = [];
     do {
       left = [];
       for (const o of base) {
         if (o.kind === 'Namespace') continue;
-        if (await getObject(o)) left.push(ref(o));
+        const got = await getObject(o);
+        if (!got) continue;
+        const conditions = got.status?.conditions?.map((c) => `${c.type}:${c.reason ?? ''}`);
+        left.push(conditions ? `${ref(o)} (${conditions.join(', ')})` : ref(o));
       }
       if (left.length === 0) break;
       await new Promise((r) => setTimeout(r, 500));
