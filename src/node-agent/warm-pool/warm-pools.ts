@@ -117,13 +117,16 @@ export class WarmPools implements WarmPoolClaims {
           this.kicked = false;
           continue;
         }
+        // The abort listener goes with each wait: the loop's signal lives as long as the process.
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, resync);
-          this.wake = () => {
+          const done = (): void => {
             clearTimeout(t);
+            signal.removeEventListener('abort', done);
             resolve();
           };
-          signal.addEventListener('abort', () => this.wake?.(), { once: true });
+          const t = setTimeout(done, resync);
+          this.wake = done;
+          signal.addEventListener('abort', done, { once: true });
         });
         this.wake = undefined;
         this.kicked = false;

@@ -2,6 +2,7 @@
 // one boot per round up to replicasPerNode, entries reported, take/keeps/miss, makeRoom, a pool
 // removed, refills held, recovery of records.
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { getEventListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -86,7 +87,7 @@ class World {
     },
   } as unknown as SandboxHost;
 
-  manager(): WarmPools {
+  manager(resyncMs?: number): WarmPools {
     const informer = {
       list: () => this.pools,
       get: (_ns: string | undefined, name: string) =>
@@ -119,6 +120,7 @@ class World {
       freeForWarm: () => this.free,
       claimedByPool: () => new Map([['small', 1]]),
       holdRefills: () => this.hold,
+      ...(resyncMs !== undefined && { resyncMs }),
     });
   }
 }
@@ -224,6 +226,26 @@ describe('WarmPools', () => {
     await m.reconcileOnce(signal);
     expect(w.calls.filter((c) => c.startsWith('stop'))).toEqual([]);
     expect((await w.store.list()).records.map((r) => r.vmUid).sort()).toEqual(before);
+  });
+
+  it('its loop leaves no listener behind on the process-long signal, however often it waits', async () => {
+    const w = new World();
+    w.pools = [pool('small', 1)];
+    const m = w.manager(1);
+    let rounds = 0;
+    const round = m.reconcileOnce.bind(m);
+    m.reconcileOnce = (sig) => (rounds++, round(sig));
+    const ctl = new AbortController();
+    m.start(ctl.signal);
+    for (let i = 0; i < 30; i++) {
+      m.kick();
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    expect(rounds).toBeGreaterThan(10);
+    expect(getEventListeners(ctl.signal, 'abort').length).toBeLessThanOrEqual(1);
+    ctl.abort();
+    await m.stop();
+    expect(getEventListeners(ctl.signal, 'abort')).toHaveLength(0);
   });
 
   it('recovery forgets records a sandbox holds and destroys those it cannot adopt', async () => {
