@@ -8,6 +8,9 @@ import { AGENT_CHANNEL_NAME, SHARED_MOUNT_TAG } from '../../agent/contract.js';
 export type MachineType = 'pc' | 'q35' | 'microvm';
 export type Accelerator = 'kvm' | 'tcg';
 
+/** The TCG translation cache each VM gets (`-accel tcg,tb-size=`; vm-memory-limit.ts says why). */
+export const TCG_TRANSLATION_CACHE_MIB = 128;
+
 export const SHARE_MOUNT_TAG = SHARED_MOUNT_TAG;
 export const QMP_CHARDEV_ID = 'qmp';
 export const CONSOLE_CHARDEV_ID = 'con0';
@@ -60,6 +63,8 @@ export interface VmConfig {
   cpu?: string;
   /** TCG only: `single` runs vCPUs and device emulation on one thread. */
   tcgThread?: 'single' | 'multi';
+  /** TCG only: the translation cache in MiB (vm-memory-limit.ts says why it is bounded). */
+  tcgTranslationCacheMiB?: number;
   vcpus: number;
   memoryMiB: number;
   kernel: string;
@@ -168,7 +173,14 @@ export function buildQemuArgs(config: VmConfig): string[] {
   if (config.accelerator === 'kvm') {
     a.push('-accel', 'kvm');
   } else if (config.accelerator === 'tcg') {
-    a.push('-accel', config.tcgThread ? `tcg,thread=${config.tcgThread}` : 'tcg');
+    const tbMiB = checkInt(
+      'tcgTranslationCacheMiB',
+      config.tcgTranslationCacheMiB ?? TCG_TRANSLATION_CACHE_MIB,
+      16,
+      4096,
+    );
+    const thread = config.tcgThread ? `,thread=${config.tcgThread}` : '';
+    a.push('-accel', `tcg,tb-size=${tbMiB}${thread}`);
   } else {
     throw new InvalidInputError(
       'accelerator',

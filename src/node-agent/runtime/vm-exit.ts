@@ -5,6 +5,7 @@ import type { ExitStatus } from '../hypervisor/qemu-process.js';
 import type { SandboxContext } from './sandbox-context.js';
 import type { RunningVm } from '../hypervisor/qemu-process.js';
 import type { StepFailure } from './sandbox-status.js';
+import { describeVmMemoryLimit, vmMemoryLimit } from '../hypervisor/vm-memory-limit.js';
 import { VM_END_REASONS } from './step-failure.js';
 
 /** A step cut off because the VM died (an agent RPC failing as QEMU goes) fails for the VM's reason. */
@@ -41,12 +42,15 @@ async function vmExitCause(ctx: SandboxContext, q: RunningVm, how: string): Prom
   const consoleText = `console (last ${tail.length} lines):\n${tail.join('\n')}`;
   const oomKills = await ctx.host.vmOomKills(ctx.vmUid).catch(() => undefined);
   if (oomKills) {
-    const guest = vmMemoryMiB(ctx.spec);
-    const overhead = ctx.config.vmMemoryOverheadMiB;
+    const limit = vmMemoryLimit(
+      vmMemoryMiB(ctx.spec),
+      ctx.config.vmMemoryOverheadMiB,
+      ctx.state.qemu?.accelerator ?? 'tcg',
+    );
     return {
       condition: 'VMReady',
       reason: 'VMOutOfMemory',
-      message: `QEMU (pid ${q.pid}) was killed by the kernel's OOM killer (${how}): its cgroup's limit is ${guest + overhead} MiB (${guest} MiB guest memory + ${overhead} MiB QEMU overhead, the node agent's --vm-memory-overhead-mib); ${consoleText}`,
+      message: `QEMU (pid ${q.pid}) was killed by the kernel's OOM killer (${how}): its cgroup's limit is ${describeVmMemoryLimit(limit)}; ${consoleText}`,
     };
   }
   return {

@@ -10,6 +10,7 @@ import type { GuestImagePaths } from '../hypervisor/guest-image.js';
 import type { DriveConfig, NicConfig } from '../hypervisor/qemu-args.js';
 import { chooseLaunchStrategy, type LaunchOptions } from '../hypervisor/qemu-process.js';
 import { sandboxVmConfig, vmFiles, type BootedVm } from '../hypervisor/sandbox-vm.js';
+import { vmMemoryLimit } from '../hypervisor/vm-memory-limit.js';
 import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import { netnsLaunchPrefix } from '../network/tcfilter.js';
 import type { QemuState } from '../state-store.js';
@@ -90,8 +91,12 @@ export async function launchVm(
     nics: l.nics ?? [],
     drives: l.drives ?? [],
   });
-  // The guest's memory plus QEMU's own.
-  const limitBytes = (vmMemoryMiB({ vm: l.vm }) + config.vmMemoryOverheadMiB) * 1024 * 1024;
+  const limit = vmMemoryLimit(
+    vmMemoryMiB({ vm: l.vm }),
+    config.vmMemoryOverheadMiB,
+    choice.accelerator,
+  );
+  const limitBytes = limit.totalMiB * 1024 * 1024;
   const cgroups = await step('VMReady', 'VMCgroupFailed', () =>
     host.createVmCgroups(l.vmUid, limitBytes),
   );

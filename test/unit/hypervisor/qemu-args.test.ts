@@ -44,7 +44,7 @@ describe('buildQemuArgs', () => {
       '-machine',
       'pc',
       '-accel',
-      'tcg',
+      'tcg,tb-size=128',
       '-smp',
       '1',
       '-m',
@@ -79,8 +79,15 @@ describe('buildQemuArgs', () => {
     expect(values(kvm, '-cpu')).toEqual(['host']);
     expect(values(buildQemuArgs(base), '-cpu')).toEqual([]);
     const tcg = buildQemuArgs({ ...base, cpu: 'max', tcgThread: 'single' });
-    expect(values(tcg, '-accel')).toEqual(['tcg,thread=single']);
+    expect(values(tcg, '-accel')).toEqual(['tcg,tb-size=128,thread=single']);
     expect(values(tcg, '-cpu')).toEqual(['max']);
+  });
+
+  it('TCG always gets a bounded translation cache (QEMU would take 1 GiB); its size is checked', () => {
+    const tcg = buildQemuArgs({ ...base, tcgTranslationCacheMiB: 64 });
+    expect(values(tcg, '-accel')).toEqual(['tcg,tb-size=64']);
+    refuses({ ...base, tcgTranslationCacheMiB: 0 }, 'tcgTranslationCacheMiB');
+    refuses({ ...base, tcgTranslationCacheMiB: 1.5 }, 'tcgTranslationCacheMiB');
   });
 
   it('9p share, agent channel, drives, NICs and pidfile: golden tail', () => {
