@@ -4,146 +4,28 @@
 // stream end when the container exits, and reads the run before a restart with --previous.
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import path from 'node:path';
-import { REPO_ROOT, adminKubeConfig, freshNamespace } from '../integration/cluster.js';
-import {
-  eventually,
-  grantElectionLease,
-  installControllerPrereqs,
-  kubectl,
-  revokeElectionLease,
-  startController,
-  type RunningController,
-} from '../integration/controller-harness.js';
-import {
-  API_SERVICE,
-  registerApiService,
-  runProgram,
-  serviceAccountToken,
-  startKataApi,
-  unregisterApiService,
-  userKubeConfig,
-  type RunningKataApi,
-} from '../integration/kata-api-harness.js';
-import { freePort } from '../integration/metrics-harness.js';
-import { STREAM_TOKEN_AUDIENCE } from '../../src/subresources/contract.js';
-import {
-  installNodeAgentRbac,
-  makeBusyboxRootfs,
-  startNodeAgent,
-  type RunningNodeAgent,
-} from './node-agent-harness.js';
-import { ensureImage } from './sandbox-vm.js';
-import { phase, removeScratch, SandboxApi } from './sandbox-api.js';
+import { eventually } from '../integration/controller-harness.js';
+import { runProgram } from '../integration/kata-api-harness.js';
+import { KUBECTL_KATA, startKataApiStack, type KataApiStack } from './kata-api-stack.js';
+import { phase, type SandboxApi } from './sandbox-api.js';
 
 jest.setTimeout(900_000);
 
-const ELECTION_ID = `kata-controller-e2e-kapi-${process.pid}`;
-const NODE = `e2e-kapi-${process.pid}`;
-const KUBECTL_KATA = path.join(REPO_ROOT, 'bin/kubectl-kata');
-
-let base: string;
+let stack: KataApiStack | undefined;
 let rootfs: string;
 let sandboxes: SandboxApi;
-let controller: RunningController | undefined;
-let agent: RunningNodeAgent | undefined;
-let api: RunningKataApi | undefined;
 let viewer: string;
 let editor: string;
 
 beforeAll(async () => {
-  ensureImage();
-  await installControllerPrereqs();
-  await installNodeAgentRbac();
-  for (const f of ['deploy/rbac/kata-api.yaml', 'deploy/rbac/user-roles.yaml']) {
-    await kubectl(['apply', '--server-side', '-f', path.join(REPO_ROOT, f)]);
-  }
-  await grantElectionLease(ELECTION_ID);
-  const ns = await freshNamespace('kata-api-logs');
-  sandboxes = new SandboxApi(await adminKubeConfig(), ns, NODE);
-  await kubectl([
-    '-n',
-    ns,
-    'create',
-    'rolebinding',
-    'viewer',
-    '--clusterrole=kata-sandbox-view',
-    '--user=kapi-e2e-viewer',
-  ]);
-  viewer = await userKubeConfig('kapi-e2e-viewer', 'kapi-e2e-viewer');
-  await kubectl([
-    '-n',
-    ns,
-    'create',
-    'rolebinding',
-    'editor',
-    '--clusterrole=kata-sandbox-edit',
-    '--user=kapi-e2e-editor',
-  ]);
-  editor = await userKubeConfig('kapi-e2e-editor', 'kapi-e2e-editor');
-  await kubectl([
-    '--kubeconfig',
-    editor,
-    'config',
-    'set-context',
-    '--current',
-    `--namespace=${ns}`,
-  ]);
-  await kubectl([
-    '--kubeconfig',
-    viewer,
-    'config',
-    'set-context',
-    '--current',
-    `--namespace=${ns}`,
-  ]);
-
-  base = mkdtempSync('/tmp/kapi-e2e-');
-  const roots = path.join(base, 'roots');
-  rootfs = path.join(roots, 'busybox');
-  makeBusyboxRootfs(rootfs);
-  controller = await startController(`e2e-kapi-${process.pid}`, {
-    namespace: ns,
-    electionId: ELECTION_ID,
-  });
-  agent = await startNodeAgent(
-    NODE,
-    {
-      stateDir: path.join(base, 'state'),
-      runDir: path.join(base, 'run'),
-      logDir: path.join(base, 'logs'),
-      roots: [roots],
-    },
-    path.join(base, 'node-agent.log'),
-  );
-  const port = await freePort();
-  await registerApiService(port);
-  api = await startKataApi(
-    base,
-    await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
-    port,
-  );
-  await kubectl(
-    ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
-    undefined,
-    130_000,
-  );
+  stack = await startKataApiStack('kapi');
+  ({ rootfs, sandboxes } = stack);
+  viewer = await stack.user('kapi-e2e-viewer', 'kata-sandbox-view');
+  editor = await stack.user('kapi-e2e-editor', 'kata-sandbox-edit');
 }, 30 * 60_000);
 
 afterAll(async () => {
-  if (sandboxes) {
-    await sandboxes.delete('counter').catch(() => undefined);
-    await sandboxes
-      .waitFor('counter', 'deleted', (sb) => sb === undefined, 180_000)
-      .catch(() => undefined);
-  }
-  await api?.stop();
-  await unregisterApiService().catch(() => undefined);
-  await agent?.stop('SIGKILL');
-  await controller?.stop();
-  await revokeElectionLease(ELECTION_ID).catch(() => '');
-  if (base) await removeScratch(base);
+  await stack?.stop(['counter']);
 }, 300_000);
 
 describe('kubectl kata logs on a real VM', () => {
