@@ -3,11 +3,13 @@
 // kata-api (process) → the node agent's stream endpoint (process) → the guest agent's process
 // calls in the QEMU guest. Prints: exec round trip of `true` (p50/p99; also through
 // `kubectl kata exec`, which starts kubectl proxy each time), stdout and stdin throughput of one
-// exec, and log follow latency (a line written to an exec's stdin, which writes it to the
-// container's stdout → that line at a `log?follow=true` client: the guest's write, the node
-// agent's ReadStdout pump, its log file and the follow's poll). QEMU CPU-seconds beside the wall
-// times (TCG wall time follows host load). Ends with one line `bench-result {json}`.
-// Usage: node kata-api-exec.mjs [EXEC_RUNS=30] [FOLLOW_SAMPLES=30]   (from the repository root)
+// exec, and log follow latency (a line written to an exec's stdin, which passes it through a FIFO
+// to the container, which writes it to its stdout → that line at a `log?follow=true` client: the
+// guest's write, the node agent's ReadStdout pump, its log file and the follow's poll). QEMU
+// CPU-seconds beside the wall times (TCG wall time follows host load). Ends with one line
+// `bench-result {json}`.
+// Usage: node kata-api-exec.mjs [EXEC_RUNS=30] [FOLLOW_SAMPLES=30] [THROUGHPUT_MIB=16]
+// (from the repository root)
 import { newKubeConfig } from '../src/kube/shared-agent.js';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -31,6 +33,7 @@ import { cpuSeconds } from './proc-stats.js';
 
 const EXEC_RUNS = Number(process.argv[2] ?? 30);
 const FOLLOW_SAMPLES = Number(process.argv[3] ?? 30);
+const THROUGHPUT_MIB = Number(process.argv[4] ?? 16);
 const SUB = '/apis/subresources.kata.sandbox.io/v1alpha1';
 const MiB = 1024 * 1024;
 
@@ -82,7 +85,14 @@ async function main(): Promise<void> {
         {
           name: 'main',
           rootfs: { hostPath: { path: rootfs } },
-          command: ['/bin/sh', '-c', 'echo up; while true; do sleep 1; done'],
+          // What arrives in the FIFO goes to the container's own stdout (log follow latency):
+          // an exec cannot write there itself, the container's stdio being sockets. The FIFO is
+          // on tmpfs: 9p refuses mknod of one (ENXIO).
+          command: [
+            '/bin/sh',
+            '-c',
+            'mkfifo /dev/shm/lines || exit 1; echo up; while true; do while read l; do echo "$l"; done < /dev/shm/lines; done',
+          ],
         },
       ],
     });
@@ -120,22 +130,23 @@ async function main(): Promise<void> {
           ws.emit('error', new Error(`upgrade refused: ${res.statusCode} ${body}`)),
         );
       });
-      return {
-        ws,
-        opened: new Promise((resolve, reject) => {
-          ws.once('open', () => resolve());
-          ws.once('error', reject);
-        }),
-        done: new Promise((resolve, reject) => {
-          ws.once('error', reject);
-          ws.once('close', (code, reason) =>
-            status === undefined
-              ? reject(new Error(`closed without a status: ${code} ${reason.toString()}`))
-              : resolve({ ...exitCodeOf(status), stdoutBytes: bytes }),
-          );
-        }),
-        onStdout: (fn) => listeners.push(fn),
-      };
+      const opened = new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      const done = new Promise<Awaited<Exec['done']>>((resolve, reject) => {
+        ws.once('error', reject);
+        ws.once('close', (code, reason) =>
+          status === undefined
+            ? reject(new Error(`closed without a status: ${code} ${reason.toString()}`))
+            : resolve({ ...exitCodeOf(status), stdoutBytes: bytes }),
+        );
+      });
+      // An exec nobody awaits (the follow phase's writer, one cut short by a signal) must not
+      // end the process before the teardown has deleted what the bench created.
+      opened.catch(() => {});
+      done.catch(() => {});
+      return { ws, opened, done, onStdout: (fn) => listeners.push(fn) };
     };
 
     // Exec round trip of `true`: connect, start, wait, status.
@@ -168,16 +179,16 @@ async function main(): Promise<void> {
       plugin.push(performance.now() - t0);
     }
 
-    // stdout throughput: 64 MiB of zeros from the guest.
+    // stdout throughput: THROUGHPUT_MIB of zeros from the guest.
     const outMiBps: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
-      const r = await exec(['head', '-c', String(64 * MiB), '/dev/zero']).done;
-      if (r.stdoutBytes !== 64 * MiB) throw new Error(`stdout: ${r.stdoutBytes} bytes`);
-      outMiBps.push(64 / ((performance.now() - t0) / 1000));
+      const r = await exec(['head', '-c', String(THROUGHPUT_MIB * MiB), '/dev/zero']).done;
+      if (r.stdoutBytes !== THROUGHPUT_MIB * MiB) throw new Error(`stdout: ${r.stdoutBytes} bytes`);
+      outMiBps.push(THROUGHPUT_MIB / ((performance.now() - t0) / 1000));
     }
 
-    // stdin throughput: 64 MiB into `wc -c`, sent as fast as the socket takes it.
+    // stdin throughput: THROUGHPUT_MIB into `wc -c`, sent as fast as the socket takes it.
     const inMiBps: number[] = [];
     const block = frame(CHANNEL.stdin, Buffer.alloc(64 * 1024, 0x61));
     for (let i = 0; i < 3; i++) {
@@ -186,7 +197,7 @@ async function main(): Promise<void> {
       e.onStdout((b) => (out += b.toString()));
       await e.opened;
       const t0 = performance.now();
-      for (let n = 0; n < 1024; n++) {
+      for (let n = 0; n < THROUGHPUT_MIB * 16; n++) {
         await new Promise<void>((resolve, reject) =>
           e.ws.send(block, (err) => (err ? reject(err) : resolve())),
         );
@@ -195,8 +206,9 @@ async function main(): Promise<void> {
       }
       e.ws.send(frame(CHANNEL.close, Buffer.from([CHANNEL.stdin])));
       await e.done;
-      if (Number(out.trim()) !== 64 * MiB) throw new Error(`stdin: wc says ${out.trim()}`);
-      inMiBps.push(64 / ((performance.now() - t0) / 1000));
+      if (Number(out.trim()) !== THROUGHPUT_MIB * MiB)
+        throw new Error(`stdin: wc says ${out.trim()}`);
+      inMiBps.push(THROUGHPUT_MIB / ((performance.now() - t0) / 1000));
     }
 
     // Log follow latency: a line to an exec's stdin → the container's stdout → a log follower.
@@ -211,9 +223,14 @@ async function main(): Promise<void> {
       wake?.();
     });
     const arrived = (line: string) =>
-      new Promise<void>((resolve) => {
+      new Promise<void>((resolve, reject) => {
+        const late = setTimeout(() => {
+          wake = undefined;
+          reject(new Error(`${JSON.stringify(line)} not followed in 120 s; got ${followed}`));
+        }, 120_000);
         const check = () => {
           if (followed.includes(line)) {
+            clearTimeout(late);
             wake = undefined;
             resolve();
           }
@@ -221,7 +238,8 @@ async function main(): Promise<void> {
         wake = check;
         check();
       });
-    const writer = exec(['sh', '-c', 'while read l; do echo "$l" > /proc/1/fd/1; done'], true);
+    // Line by line (sh's read): busybox cat passed the first line on and not the next ones.
+    const writer = exec(['sh', '-c', 'while read l; do echo "$l"; done > /dev/shm/lines'], true);
     await writer.opened;
     const line = (s: string) => writer.ws.send(frame(CHANNEL.stdin, `${s}\n`));
     line('warm-up');
@@ -230,7 +248,13 @@ async function main(): Promise<void> {
     for (let i = 0; i < FOLLOW_SAMPLES; i++) {
       const t0 = performance.now();
       line(`sample-${i}`);
-      await arrived(`sample-${i}\n`);
+      await arrived(`sample-${i}\n`).catch(async (err: Error) => {
+        const log = await kubectl([
+          ...['--kubeconfig', userFile, 'get', '--raw'],
+          `${SUB}/namespaces/${ns}/katasandboxes/b/log?tailLines=5`,
+        ]).catch((e: Error) => e.message);
+        throw new Error(`${err.message}; the container's log ends: ${log}`);
+      });
       follow.push(performance.now() - t0);
     }
     writer.ws.close();
@@ -246,8 +270,8 @@ async function main(): Promise<void> {
         `p50 ${f1(pct(plugin, 0.5))} ms`,
     );
     console.log(
-      `exec stdout 64 MiB: median ${f1(pct(outMiBps, 0.5))} MiB/s; ` +
-        `stdin 64 MiB: median ${f1(pct(inMiBps, 0.5))} MiB/s`,
+      `exec stdout ${THROUGHPUT_MIB} MiB: median ${f1(pct(outMiBps, 0.5))} MiB/s; ` +
+        `stdin ${THROUGHPUT_MIB} MiB: median ${f1(pct(inMiBps, 0.5))} MiB/s`,
     );
     console.log(
       `log follow latency (line to an exec's stdin → container stdout → follower), ` +
