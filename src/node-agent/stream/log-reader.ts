@@ -3,7 +3,7 @@
 // appended afterwards (across a rotation) until the container's run ends. Yields chunks so the
 // caller writes each with backpressure; stops when `signal` aborts.
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { pause } from '../../common/sleep.js';
+import { FileChange } from './file-change.js';
 
 export interface LogReadOptions {
   file: string;
@@ -13,7 +13,7 @@ export interface LogReadOptions {
   /** True once the run that writes `file` has ended and its output is flushed. */
   ended: () => boolean;
   signal: AbortSignal;
-  /** How often a followed file is looked at for more output (default 200 ms). */
+  /** How often a followed file is looked at for more output when no write woke us (200 ms). */
   pollMs?: number;
 }
 
@@ -68,7 +68,10 @@ export async function* readLog(o: LogReadOptions): AsyncGenerator<Buffer> {
   let fh: FileHandle | undefined;
   let ino = -1;
   let offset = 0;
+  const change = o.follow ? new FileChange(o.file) : undefined;
   try {
+    // Armed before the first read: a write between that read and the first wait still wakes it.
+    change?.arm();
     const first = await sizeAndIno(o.file);
     if (first) {
       fh = await open(o.file, 'r');
@@ -82,6 +85,7 @@ export async function* readLog(o: LogReadOptions): AsyncGenerator<Buffer> {
       const now = await sizeAndIno(o.file);
       if (now && (now.ino !== ino || now.size < offset)) {
         // Rotated (a new file under the name) or truncated: read the new one from its start.
+        change?.arm();
         await fh?.close();
         fh = await open(o.file, 'r');
         ino = now.ino;
@@ -96,9 +100,10 @@ export async function* readLog(o: LogReadOptions): AsyncGenerator<Buffer> {
         yield chunk;
       }
       if (!o.follow || budget <= 0 || endedBefore) return;
-      await pause(o.pollMs ?? 200, o.signal);
+      await change?.wait(o.pollMs ?? 200, o.signal);
     }
   } finally {
+    change?.close();
     await fh?.close();
   }
 }

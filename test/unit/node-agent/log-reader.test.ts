@@ -78,6 +78,28 @@ describe('readLog', () => {
     expect(got).toEqual(['a\n', 'b\n', 'c\n', 'd\n']);
   });
 
+  it('a follower is woken by the write itself, not by its poll', async () => {
+    const f = path.join(dir, 'c.log');
+    writeFileSync(f, 'a\n');
+    const abort = new AbortController();
+    // A poll an hour apart: only the file's change can bring the next chunk within the test.
+    const gen = readLog(
+      opts(f, { follow: true, ended: () => false, signal: abort.signal, pollMs: 3_600_000 }),
+    );
+    expect((await gen.next()).value?.toString()).toBe('a\n');
+    const pending = gen.next();
+    appendFileSync(f, 'b\n');
+    expect((await pending).value?.toString()).toBe('b\n');
+    renameSync(f, `${f}.1`);
+    writeFileSync(f, 'c\n');
+    expect((await gen.next()).value?.toString()).toBe('c\n');
+    const after = gen.next();
+    appendFileSync(f, 'd\n');
+    expect((await after).value?.toString()).toBe('d\n');
+    abort.abort(new Error('done'));
+    await expect(gen.next()).rejects.toThrow('done');
+  });
+
   it('stops when cancelled', async () => {
     const f = path.join(dir, 'c.log');
     writeFileSync(f, 'a\n');
