@@ -12,6 +12,7 @@
 // (from the repository root)
 import { newKubeConfig } from '../src/kube/shared-agent.js';
 import { spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import { STREAM_TOKEN_AUDIENCE } from '../src/subresources/contract.js';
@@ -277,9 +278,12 @@ async function main(): Promise<void> {
       `log follow latency (line to an exec's stdin → container stdout → follower), ` +
         `${FOLLOW_SAMPLES} samples: p50 ${f1(pct(follow, 0.5))} ms  p99 ${f1(pct(follow, 0.99))} ms`,
     );
+    const load = loadavg()[0] ?? NaN;
+    console.log(`host load average (1 min) at the end: ${load.toFixed(2)}`);
     console.log(
       `bench-result ${JSON.stringify({
         accelerator,
+        load,
         execTrueMs: { p50: pct(rtt, 0.5), p99: pct(rtt, 0.99), qemuCpuSeconds: execCpu },
         pluginExecTrueMs: { p50: pct(plugin, 0.5) },
         stdoutMiBps: pct(outMiBps, 0.5),
