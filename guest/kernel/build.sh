@@ -3,8 +3,8 @@
 # source package into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/kernel/<hash>/{vmlinux,bzImage,config,manifest.json}
 # and points .../kernel/current at it. <hash> covers every input: the source package's exact
-# version, guest/kernel/guest.config, this script, and the compiler and linker versions; a second
-# run with the same inputs prints "up to date" and the directory at once.
+# version, guest/kernel/guest.config, this script and check-config.sh, and the compiler and linker
+# versions; a second run with the same inputs prints "up to date" and the directory at once.
 #
 # The configuration is `make allnoconfig` with guest/kernel/guest.config merged on top by the
 # kernel's scripts/kconfig/merge_config.sh; the build fails, naming the option, if any line of the
@@ -58,6 +58,7 @@ inputs=$(
   printf 'source-package %s=%s\n' "$SOURCE_PACKAGE" "$version"
   printf 'fragment %s\n' "$(sha256sum "$FRAGMENT" | cut -d' ' -f1)"
   printf 'build.sh %s\n' "$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
+  printf 'check-config.sh %s\n' "$(sha256sum "$KERNEL_DIR/check-config.sh" | cut -d' ' -f1)"
   printf 'gcc %s\n' "$(gcc --version | head -n1)"
   printf 'ld %s\n' "$(ld --version | head -n1)"
 )
@@ -113,20 +114,8 @@ log "configuring: allnoconfig + $(basename "$FRAGMENT")"
   die "merge_config.sh failed"
 }
 
-# Every line of the fragment must be in the result: "CONFIG_X=v" exactly, "# CONFIG_X is not set"
-# as not set (or absent: not even visible).
-lost=()
-while IFS= read -r line; do
-  if [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
-    grep -qxF -- "$line" "$obj/.config" || lost+=("${BASH_REMATCH[1]} (wanted ${BASH_REMATCH[2]}, got $(grep -E "^(# )?${BASH_REMATCH[1]}[= ]" "$obj/.config" || echo 'absent'))")
-  elif [[ "$line" =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
-    ! grep -qE "^${BASH_REMATCH[1]}=" "$obj/.config" || lost+=("${BASH_REMATCH[1]} (wanted not set, got $(grep -E "^${BASH_REMATCH[1]}=" "$obj/.config"))")
-  fi
-done <"$FRAGMENT"
-if [ ${#lost[@]} -gt 0 ]; then
-  for l in "${lost[@]}"; do log "option did not survive into .config: $l"; done
-  die "${#lost[@]} option(s) of $(basename "$FRAGMENT") are not in the final .config"
-fi
+# Every option of the fragment must be in the result (guest/kernel/check-config.sh names the lost).
+"$KERNEL_DIR/check-config.sh" "$FRAGMENT" "$obj/.config" || die "the final .config lacks options of $(basename "$FRAGMENT") (above)"
 
 # --- build ----------------------------------------------------------------------------------
 log "building vmlinux and bzImage (make -j$JOBS under nice -n 19)"
