@@ -75,7 +75,7 @@ guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_
 	guest/build.sh
 
 .PHONY: guest-kernel
-guest-kernel: ## build the guest kernel made for the job (guest/kernel/guest.config, no modules) from Debian's linux-source into $(CACHE_DIR)/kernel/current (cold: tens of minutes on 2 cores; cached by its inputs)
+guest-kernel: ## build the guest kernel made for the job (guest/kernel/guest.config, no modules) from Debian's linux-source into $(CACHE_DIR)/kernel/current (cold: about 8 minutes on 2 cores; cached by a hash of its inputs)
 	guest/kernel/build.sh
 
 .PHONY: controlplane controlplane-up controlplane-down
