@@ -2,6 +2,9 @@
 // `make guest`, the guest agent, virtio-serial + yamux, grpc-js). `make bench` bundles this file
 // with esbuild and runs it with node from the repo root.
 //   node guest-boot.mjs [boots=5] [checks=1000]
+//   GUEST_IMAGE_DIR=<dir>  boot the image in <dir> (vmlinux or vmlinuz, initrd) instead of
+//                          ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current, e.g. a
+//                          copy with another kernel to compare kernels
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
 // sequential Check calls over one VM's serial+mux channel.
@@ -15,10 +18,12 @@ import { cpuSeconds } from './proc-stats.js';
 
 const BOOTS = Number(process.argv[2] ?? 5);
 const CHECKS = Number(process.argv[3] ?? 1000);
-const IMAGE = path.join(
-  process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
-  'kata-sandbox-operator/guest/current',
-);
+const IMAGE =
+  process.env.GUEST_IMAGE_DIR ??
+  path.join(
+    process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
+    'kata-sandbox-operator/guest/current',
+  );
 
 const ms = (n: number): string => `${n.toFixed(0)} ms`;
 
@@ -43,13 +48,14 @@ async function main(): Promise<void> {
   const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
   console.log(
-    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); kernel ${path.basename(kernel)}; ` +
+    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); kernel ${kernel}; ` +
       `1 vCPU, 512 MiB, machine pc; host ${cpus().length} cores, load ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}`,
   );
 
   const boots: number[] = [];
+  const bootCpus: number[] = [];
   const uptimes: number[] = [];
   let rtts: number[] = [];
   let rpcCpuMs = NaN;
@@ -81,6 +87,7 @@ async function main(): Promise<void> {
       const cpu = cpuSeconds(res.process.pid);
       const up = agentStartUptime(path.join(dir, 'console.log'));
       boots.push(res.bootMillis);
+      bootCpus.push(cpu);
       if (up !== undefined) uptimes.push(up);
       console.log(
         `boot ${i + 1}: QEMU start -> Check answered ${ms(res.bootMillis)}; guest uptime at agent start ` +
@@ -112,7 +119,11 @@ async function main(): Promise<void> {
   const b = [...boots].sort((x, y) => x - y);
   console.log(
     `boot (QEMU start -> agent Check answered), ${b.length} boots: median ${ms(quantile(b, 0.5))}, ` +
-      `min ${ms(b[0] ?? NaN)}, max ${ms(b[b.length - 1] ?? NaN)}`,
+      `min ${ms(b[0] ?? NaN)}, max ${ms(b[b.length - 1] ?? NaN)}; ` +
+      `QEMU CPU per boot median ${quantile(
+        [...bootCpus].sort((x, y) => x - y),
+        0.5,
+      ).toFixed(2)} s`,
   );
   if (uptimes.length > 0) {
     const u = [...uptimes].sort((x, y) => x - y);
