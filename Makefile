@@ -121,9 +121,7 @@ BENCH_OUT := node_modules/.cache/bench
 bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest boot, agent RPC round trip (ours and the Kata 1.x client's), 9p security model, network, create → Running, image pulls, controller scale, kata-host-fs calls, log follow latency and read throughput through the aggregated API
 	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
-	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
-		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
-	node $(BENCH_OUT)/guest-boot.mjs
+	$(MAKE) --no-print-directory bench-guest
 	@npx esbuild bench/ninep.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/ninep.mjs
 	node $(BENCH_OUT)/ninep.mjs 2 300
@@ -165,6 +163,16 @@ soak: deps guest controlplane host-fs ## randomized soak with fault injection on
 	@npx esbuild test/soak/main.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(SOAK_OUT)/soak.mjs
 	SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_SEED=$(SOAK_SEED) KATA_REPO_ROOT=$(CURDIR) node $(SOAK_OUT)/soak.mjs
+
+.PHONY: bench-guest
+GUEST_BOOTS ?= 8
+GUEST_CHECKS ?= 1000
+bench-guest: deps guest guest-kernel ## guest boot and agent Check round trip, the image's stock kernel beside the kernel made for the job, in one run (ends with a bench-result line)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
+	GUEST_COMPARE_KERNEL=$(CACHE_DIR)/kernel/current/vmlinux \
+		node $(BENCH_OUT)/guest-boot.mjs $(GUEST_BOOTS) $(GUEST_CHECKS)
 
 .PHONY: bench-warm
 bench-warm: deps guest controlplane host-fs ## create → Running from a warm pool beside a cold create (ends with a bench-result line)

@@ -1,17 +1,23 @@
 // Benchmark: guest boot and agent round trip on the real stack (QEMU, the guest image from
-// `make guest`, the guest agent, virtio-serial + yamux, grpc-js). `make bench` bundles this file
-// with esbuild and runs it with node from the repo root.
+// `make guest`, the guest agent, virtio-serial + yamux, grpc-js). `make bench` and
+// `make bench-guest` bundle this file with esbuild and run it with node from the repo root.
 //   node guest-boot.mjs [boots=5] [checks=1000]
 //   GUEST_IMAGE_DIR=<dir>  boot the image in <dir> (vmlinux or vmlinuz, initrd) instead of
-//                          ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current, e.g. a
-//                          copy with another kernel to compare kernels
+//                          ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current
+//   GUEST_COMPARE_KERNEL=<file>  also boot the same initrd with this kernel (e.g. the one
+//                          `make guest-kernel` builds), in the same run, as a second row
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
-// sequential Check calls over one VM's serial+mux channel.
+// sequential Check calls over one VM's serial+mux channel, with the host load; per row. Ends with
+// one line `bench-result {json}`: the image's own kernel at the top level, every row in `rows`.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
+import {
+  chooseAccelerator,
+  kvmBootProbe,
+  type AcceleratorChoice,
+} from '../src/node-agent/hypervisor/accelerator.js';
 import { bootVm } from '../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
 import { cpuSeconds } from './proc-stats.js';
@@ -31,6 +37,7 @@ function quantile(sorted: number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[i] ?? NaN;
 }
+const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
 
 /** "kata-guest-init: starting kata-guest-agent at uptime 2.31s" → 2.31 */
 function agentStartUptime(consoleLog: string): number | undefined {
@@ -40,103 +47,141 @@ function agentStartUptime(consoleLog: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-async function main(): Promise<void> {
-  const vmlinux = path.join(IMAGE, 'vmlinux');
-  const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
-  const initrd = path.join(IMAGE, 'initrd');
-  if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
-  const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
-  const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
-  console.log(
-    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); kernel ${kernel}; ` +
-      `1 vCPU, 512 MiB, machine pc; host ${cpus().length} cores, load ${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(' ')}`,
-  );
+interface Row {
+  kernel: string;
+  boot_median_s: number;
+  boot_qemu_cpu_s: number;
+  agent_start_uptime_s: number;
+  rpc_p50_ms: number;
+  rpc_p99_ms: number;
+  rpc_qemu_cpu_ms: number;
+  load: number;
+}
 
+/** BOOTS boots of `kernel` + `initrd`, CHECKS sequential Checks on the last one. */
+async function measure(
+  kernel: string,
+  initrd: string,
+  accel: AcceleratorChoice,
+  scratch: string,
+): Promise<Row> {
+  console.log(`-- kernel ${kernel}`);
   const boots: number[] = [];
   const bootCpus: number[] = [];
   const uptimes: number[] = [];
   let rtts: number[] = [];
   let rpcCpuMs = NaN;
-  try {
-    for (let i = 0; i < BOOTS; i++) {
-      const dir = path.join(scratch, `vm${i}`);
-      mkdirSync(path.join(dir, 'shared'), { recursive: true });
-      const grpcSocket = path.join(dir, 'agent.sock');
-      const vm: VmConfig = {
-        name: `bench-boot-${i}`,
-        machine: 'pc',
-        accelerator: accel.accelerator,
-        vcpus: 1,
-        memoryMiB: 512,
-        kernel,
-        initrd,
-        console: { logFile: path.join(dir, 'console.log') },
-        qmpSocket: path.join(dir, 'qmp.sock'),
-        agentChannelSocket: path.join(dir, 'agent-channel.sock'),
-        sharedDir: path.join(dir, 'shared'),
-        pidFile: path.join(dir, 'qemu.pid'),
-      };
-      const res = await bootVm({
-        vm,
-        waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
-        deadlineMs: 300_000,
-        stderrLog: path.join(dir, 'qemu.log'),
-      });
-      const cpu = cpuSeconds(res.process.pid);
-      const up = agentStartUptime(path.join(dir, 'console.log'));
-      boots.push(res.bootMillis);
-      bootCpus.push(cpu);
-      if (up !== undefined) uptimes.push(up);
-      console.log(
-        `boot ${i + 1}: QEMU start -> Check answered ${ms(res.bootMillis)}; guest uptime at agent start ` +
-          `${up === undefined ? 'n/a' : `${up.toFixed(2)} s`}; QEMU CPU ${cpu.toFixed(2)} s`,
-      );
-      try {
-        if (i === BOOTS - 1 && res.agent) {
-          const c = res.agent.client;
-          for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
-          rtts = [];
-          const cpuBefore = cpuSeconds(res.process.pid);
-          for (let k = 0; k < CHECKS; k++) {
-            const t0 = performance.now();
-            await c.check({ timeoutMs: 10_000 });
-            rtts.push(performance.now() - t0);
-          }
-          // Per call, the guest's CPU (host-side QEMU time) is what TCG multiplies; stabler than wall.
-          rpcCpuMs = ((cpuSeconds(res.process.pid) - cpuBefore) * 1000) / CHECKS;
+  for (let i = 0; i < BOOTS; i++) {
+    const dir = mkdtempSync(path.join(scratch, `vm${i}-`));
+    mkdirSync(path.join(dir, 'shared'), { recursive: true });
+    const grpcSocket = path.join(dir, 'agent.sock');
+    const vm: VmConfig = {
+      name: `bench-boot-${i}`,
+      machine: 'pc',
+      accelerator: accel.accelerator,
+      vcpus: 1,
+      memoryMiB: 512,
+      kernel,
+      initrd,
+      console: { logFile: path.join(dir, 'console.log') },
+      qmpSocket: path.join(dir, 'qmp.sock'),
+      agentChannelSocket: path.join(dir, 'agent-channel.sock'),
+      sharedDir: path.join(dir, 'shared'),
+      pidFile: path.join(dir, 'qemu.pid'),
+    };
+    const res = await bootVm({
+      vm,
+      waitFor: { kind: 'agent', grpcSocket, checkTimeoutMs: 5_000 },
+      deadlineMs: 300_000,
+      stderrLog: path.join(dir, 'qemu.log'),
+    });
+    const cpu = cpuSeconds(res.process.pid);
+    const up = agentStartUptime(path.join(dir, 'console.log'));
+    boots.push(res.bootMillis);
+    bootCpus.push(cpu);
+    if (up !== undefined) uptimes.push(up);
+    console.log(
+      `boot ${i + 1}: QEMU start -> Check answered ${ms(res.bootMillis)}; guest uptime at agent start ` +
+        `${up === undefined ? 'n/a' : `${up.toFixed(2)} s`}; QEMU CPU ${cpu.toFixed(2)} s`,
+    );
+    try {
+      if (i === BOOTS - 1 && res.agent) {
+        const c = res.agent.client;
+        for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
+        rtts = [];
+        const cpuBefore = cpuSeconds(res.process.pid);
+        for (let k = 0; k < CHECKS; k++) {
+          const t0 = performance.now();
+          await c.check({ timeoutMs: 10_000 });
+          rtts.push(performance.now() - t0);
         }
-      } finally {
-        await res.agent?.close();
-        await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
+        // Per call, the guest's CPU (host-side QEMU time) is what TCG multiplies; stabler than wall.
+        rpcCpuMs = ((cpuSeconds(res.process.pid) - cpuBefore) * 1000) / CHECKS;
       }
+    } finally {
+      await res.agent?.close();
+      await res.process.stop({ powerdownGraceMs: 0, quitGraceMs: 5_000 });
+    }
+  }
+
+  const b = sorted(boots);
+  const row: Row = {
+    kernel,
+    boot_median_s: quantile(b, 0.5) / 1000,
+    boot_qemu_cpu_s: quantile(sorted(bootCpus), 0.5),
+    agent_start_uptime_s: quantile(sorted(uptimes), 0.5),
+    rpc_p50_ms: quantile(sorted(rtts), 0.5),
+    rpc_p99_ms: quantile(sorted(rtts), 0.99),
+    rpc_qemu_cpu_ms: rpcCpuMs,
+    load: loadavg()[0] ?? NaN,
+  };
+  console.log(
+    `boot (QEMU start -> agent Check answered), ${b.length} boots: median ${ms(quantile(b, 0.5))}, ` +
+      `min ${ms(b[0] ?? NaN)}, max ${ms(b[b.length - 1] ?? NaN)}; ` +
+      `QEMU CPU per boot median ${row.boot_qemu_cpu_s.toFixed(2)} s`,
+  );
+  if (uptimes.length > 0) {
+    const u = sorted(uptimes);
+    console.log(
+      `guest uptime when init started the agent: median ${row.agent_start_uptime_s.toFixed(2)} s, ` +
+        `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s`,
+    );
+  }
+  const r = sorted(rtts);
+  console.log(
+    `agent RPC round trip over serial+mux (Health.Check x${r.length}): p50 ${row.rpc_p50_ms.toFixed(2)} ms, ` +
+      `p99 ${row.rpc_p99_ms.toFixed(2)} ms, max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms; ` +
+      `QEMU CPU per call ${rpcCpuMs.toFixed(2)} ms; load ${row.load.toFixed(2)}`,
+  );
+  return row;
+}
+
+async function main(): Promise<void> {
+  const vmlinux = path.join(IMAGE, 'vmlinux');
+  const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
+  const initrd = path.join(IMAGE, 'initrd');
+  if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
+  const compare = process.env.GUEST_COMPARE_KERNEL;
+  if (compare && !existsSync(compare)) throw new Error(`GUEST_COMPARE_KERNEL=${compare}: no file`);
+  const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
+  const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
+  console.log(
+    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); initrd ${initrd}; ` +
+      `1 vCPU, 512 MiB, machine pc; host ${cpus().length} cores, load ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+  );
+  const rows: Row[] = [];
+  try {
+    for (const k of compare ? [kernel, compare] : [kernel]) {
+      rows.push(await measure(k, initrd, accel, scratch));
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-
-  const b = [...boots].sort((x, y) => x - y);
+  const [own] = rows;
   console.log(
-    `boot (QEMU start -> agent Check answered), ${b.length} boots: median ${ms(quantile(b, 0.5))}, ` +
-      `min ${ms(b[0] ?? NaN)}, max ${ms(b[b.length - 1] ?? NaN)}; ` +
-      `QEMU CPU per boot median ${quantile(
-        [...bootCpus].sort((x, y) => x - y),
-        0.5,
-      ).toFixed(2)} s`,
-  );
-  if (uptimes.length > 0) {
-    const u = [...uptimes].sort((x, y) => x - y);
-    console.log(
-      `guest uptime when init started the agent: median ${quantile(u, 0.5).toFixed(2)} s, ` +
-        `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s`,
-    );
-  }
-  const r = [...rtts].sort((x, y) => x - y);
-  console.log(
-    `agent RPC round trip over serial+mux (Health.Check x${r.length}): p50 ${quantile(r, 0.5).toFixed(2)} ms, ` +
-      `p99 ${quantile(r, 0.99).toFixed(2)} ms, max ${(r[r.length - 1] ?? NaN).toFixed(2)} ms; ` +
-      `QEMU CPU per call ${rpcCpuMs.toFixed(2)} ms; load ${(loadavg()[0] ?? NaN).toFixed(2)}`,
+    `bench-result ${JSON.stringify({ accelerator: accel.accelerator, ...own, rows: rows })}`,
   );
 }
 
