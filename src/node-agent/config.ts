@@ -6,6 +6,7 @@ import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 import { metricsCertProblem } from '../observability/metrics-serving-config.js';
 import { ConfigError, convertSetting, type SettingKind } from './config-value.js';
+import { TCG_TRANSLATION_CACHE_MIB } from './hypervisor/qemu-args.js';
 
 export { ConfigError };
 
@@ -40,6 +41,8 @@ export interface NodeAgentConfig {
   vmCgroupParent: string;
   /** QEMU's own memory above the guest's, in the VM cgroup's limit. */
   vmMemoryOverheadMiB: number;
+  /** Each TCG VM's translation cache (`-accel tcg,tb-size=`), also in its cgroup's limit. */
+  tcgTranslationCacheMiB: number;
   defaultAccelerator: AcceleratorSetting;
   maxSandboxes: number;
   memoryMiB: number;
@@ -223,6 +226,13 @@ const OPTIONS: readonly Option[] = [
     doc: "QEMU's own memory on top of the guest's, in each VM cgroup's limit (default 256)",
   },
   {
+    flag: 'tcg-translation-cache-mib',
+    env: 'TCG_TRANSLATION_CACHE_MIB',
+    key: 'tcgTranslationCacheMiB',
+    kind: 'int',
+    doc: "each TCG VM's translation cache, 16–4096, counted in its cgroup's limit (default 128)",
+  },
+  {
     flag: 'default-accelerator',
     env: 'DEFAULT_ACCELERATOR',
     key: 'defaultAccelerator',
@@ -393,7 +403,7 @@ ${nodeAgentFlagHelp()}
 /** Help lines of the node agent's flags (all, or those named), for tools that take the same ones. */
 export function nodeAgentFlagHelp(only?: readonly string[]): string {
   return OPTIONS.filter((o) => !only || only.includes(o.flag))
-    .map((o) => `  --${o.flag.padEnd(24)}${o.doc} [${o.env}]`)
+    .map((o) => `  --${o.flag.padEnd(27)} ${o.doc} [${o.env}]`)
     .join('\n');
 }
 
@@ -412,6 +422,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   cgroupRoot: '/sys/fs/cgroup',
   vmCgroupParent: 'kata-sandboxes',
   vmMemoryOverheadMiB: 256,
+  tcgTranslationCacheMiB: TCG_TRANSLATION_CACHE_MIB,
   defaultAccelerator: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
@@ -505,6 +516,10 @@ export function parseNodeAgentSettings(
   const cfg = out as unknown as NodeAgentConfig;
   const certProblem = metricsCertProblem(cfg);
   if (certProblem) throw new ConfigError(certProblem);
+  const tb = cfg.tcgTranslationCacheMiB;
+  if (!Number.isInteger(tb) || tb < 16 || tb > 4096) {
+    throw new ConfigError(`--tcg-translation-cache-mib: ${tb} is not between 16 and 4096`);
+  }
   const extra = Object.fromEntries(Object.keys(opts.extra ?? {}).map((k) => [k, flags[k]]));
   return { config: cfg, extra };
 }

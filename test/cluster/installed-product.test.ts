@@ -31,6 +31,8 @@ import {
   type Pod,
 } from './cluster-harness.js';
 import { cgroupOf, hostSnapshot, startTimeOf, type HostSnapshot } from './host-snapshot.js';
+import { vmMemoryLimit } from '../../src/node-agent/hypervisor/vm-memory-limit.js';
+import { TCG_TRANSLATION_CACHE_MIB } from '../../src/node-agent/hypervisor/qemu-args.js';
 
 const MIN = 60_000;
 const NS = 'cluster-test';
@@ -44,7 +46,7 @@ interface Sandbox {
     reason?: string;
     message?: string;
     nodeName?: string;
-    vm?: { pid?: number };
+    vm?: { pid?: number; accelerator?: 'kvm' | 'tcg' };
     conditions?: { type: string; status: string }[];
   };
 }
@@ -279,7 +281,14 @@ describe('the installed product on a real single-node cluster', () => {
           'utf8',
         ),
       );
-      expect(limit).toBe((512 + 256) * 1024 * 1024);
+      // Guest + QEMU overhead, and the translation cache under TCG.
+      const expected = vmMemoryLimit(
+        512,
+        256,
+        sb.status?.vm?.accelerator ?? 'tcg',
+        TCG_TRANSLATION_CACHE_MIB,
+      );
+      expect(limit).toBe(expected.totalMiB * 1024 * 1024);
       // What the VM holds is on the node's Lease for whoever plans the node (the kubelet does not
       // see it: docs/operations.md "VM cgroups").
       await waitFor(

@@ -36,6 +36,8 @@ import {
 } from './node-agent-harness.js';
 import { ensureImage } from './sandbox-vm.js';
 import { phase, qemuPidsOf, removeScratch, SandboxApi, waitForFile } from './sandbox-api.js';
+import { vmMemoryLimit } from '../../src/node-agent/hypervisor/vm-memory-limit.js';
+import { TCG_TRANSLATION_CACHE_MIB } from '../../src/node-agent/hypervisor/qemu-args.js';
 
 // Project-level testTimeout is not applied to tests run with --selectProjects: set it here.
 jest.setTimeout(600_000);
@@ -229,8 +231,10 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     }
     const memory = cgroupDirs.find((d) => existsSync(path.join(d, 'memory.limit_in_bytes')));
     if (memory) {
+      // Guest + QEMU overhead, and the translation cache under TCG.
+      const limit = vmMemoryLimit(512, 256, st.vm!.accelerator ?? 'tcg', TCG_TRANSLATION_CACHE_MIB);
       expect(Number(readFileSync(path.join(memory, 'memory.limit_in_bytes'), 'utf8'))).toBe(
-        (512 + 256) * 1024 * 1024,
+        limit.totalMiB * 1024 * 1024,
       );
       const peak = Number(readFileSync(path.join(memory, 'memory.max_usage_in_bytes'), 'utf8'));
       log(`main's VM cgroup peak memory after boot: ${Math.round(peak / 1024 / 1024)} MiB`);
@@ -408,10 +412,11 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
   });
 
   it('a VM whose QEMU outgrows its cgroup → Failed/VMOutOfMemory naming the limit, host cleaned', async () => {
-    // No room for QEMU's own memory: the cgroup's limit is the guest's 512 MiB alone, and the
-    // container asks the guest for more than it has, so QEMU touches all of it.
+    // No room for QEMU's own memory: the cgroup's limit is the guest's 512 MiB (and the smallest
+    // TCG translation cache), and the container asks the guest for more than it has, so QEMU
+    // touches all of it.
     await agent!.stop('SIGTERM');
-    agent = await runAgent(['--vm-memory-overhead-mib', '0']);
+    agent = await runAgent(['--vm-memory-overhead-mib', '0', '--tcg-translation-cache-mib', '16']);
     const fill = 'dd if=/dev/zero bs=300M count=1 | sleep 600';
     await create('oom', {
       restartPolicy: 'Never',
@@ -420,7 +425,7 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     const sb = await waitFor('oom', 'Failed', phase('Failed'), 300_000);
     expect(sb!.status!.reason).toBe('VMOutOfMemory');
     expect(sb!.status!.message).toMatch(
-      /killed by the kernel's OOM killer .*limit is 512 MiB \(512 MiB guest memory \+ 0 MiB QEMU overhead/,
+      /killed by the kernel's OOM killer .*limit is (528|512) MiB \(512 MiB guest memory( \+ 16 MiB TCG translation cache)? \+ 0 MiB QEMU overhead/,
     );
     expect(sb!.status!.containers?.map((c) => c.reason)).toEqual([
       'VMOutOfMemory',

@@ -32,6 +32,8 @@ export interface VmInputs {
   shareDir: string;
   nics?: readonly NicConfig[];
   drives?: readonly DriveConfig[];
+  /** TCG's translation cache (the node agent's --tcg-translation-cache-mib). */
+  tcgTranslationCacheMiB?: number;
 }
 
 /** The QEMU config of a sandbox. Pure. */
@@ -52,6 +54,9 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     pidFile: f.pidFile,
     ...(i.nics && i.nics.length > 0 && { nics: i.nics }),
     ...(i.drives && i.drives.length > 0 && { drives: i.drives }),
+    ...(i.tcgTranslationCacheMiB !== undefined && {
+      tcgTranslationCacheMiB: i.tcgTranslationCacheMiB,
+    }),
   };
 }
 

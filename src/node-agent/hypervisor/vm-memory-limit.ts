@@ -2,7 +2,7 @@
 // cache, which QEMU (7.2) sizes at 1 GiB unless told and fills as the guest runs new code — every
 // exec'd process adds some — so an unbounded cache walks a long-lived sandbox into the OOM killer
 // (measured: a 512 MiB guest's QEMU was killed after ~30 execs under a 768 MiB limit).
-import { TCG_TRANSLATION_CACHE_MIB, type Accelerator } from './qemu-args.js';
+import type { Accelerator } from './qemu-args.js';
 
 export interface VmMemoryLimit {
   guestMiB: number;
@@ -16,8 +16,9 @@ export function vmMemoryLimit(
   guestMiB: number,
   overheadMiB: number,
   accelerator: Accelerator,
+  tcgCacheMiB: number,
 ): VmMemoryLimit {
-  const translationCacheMiB = accelerator === 'tcg' ? TCG_TRANSLATION_CACHE_MIB : 0;
+  const translationCacheMiB = accelerator === 'tcg' ? tcgCacheMiB : 0;
   return {
     guestMiB,
     overheadMiB,

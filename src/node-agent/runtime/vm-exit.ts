@@ -46,6 +46,7 @@ async function vmExitCause(ctx: SandboxContext, q: RunningVm, how: string): Prom
       vmMemoryMiB(ctx.spec),
       ctx.config.vmMemoryOverheadMiB,
       ctx.state.qemu?.accelerator ?? 'tcg',
+      ctx.config.tcgTranslationCacheMiB,
     );
     return {
       condition: 'VMReady',

@@ -90,11 +90,13 @@ export async function launchVm(
     shareDir: l.shareDir,
     nics: l.nics ?? [],
     drives: l.drives ?? [],
+    tcgTranslationCacheMiB: config.tcgTranslationCacheMiB,
   });
   const limit = vmMemoryLimit(
     vmMemoryMiB({ vm: l.vm }),
     config.vmMemoryOverheadMiB,
     choice.accelerator,
+    config.tcgTranslationCacheMiB,
   );
   const limitBytes = limit.totalMiB * 1024 * 1024;
   const cgroups = await step('VMReady', 'VMCgroupFailed', () =>

@@ -7,7 +7,7 @@ import {
 
 describe('vmMemoryLimit', () => {
   it('TCG adds the translation cache QEMU is given to the guest and QEMU overhead', () => {
-    const l = vmMemoryLimit(512, 256, 'tcg');
+    const l = vmMemoryLimit(512, 256, 'tcg', TCG_TRANSLATION_CACHE_MIB);
     expect(l).toEqual({
       guestMiB: 512,
       overheadMiB: 256,
@@ -21,7 +21,7 @@ describe('vmMemoryLimit', () => {
   });
 
   it('KVM has no translation cache', () => {
-    const l = vmMemoryLimit(1024, 256, 'kvm');
+    const l = vmMemoryLimit(1024, 256, 'kvm', TCG_TRANSLATION_CACHE_MIB);
     expect(l.totalMiB).toBe(1280);
     expect(describeVmMemoryLimit(l)).toBe(
       "1280 MiB (1024 MiB guest memory + 256 MiB QEMU overhead, the node agent's --vm-memory-overhead-mib)",

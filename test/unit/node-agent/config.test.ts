@@ -138,7 +138,17 @@ describe('node agent config', () => {
       cgroupRoot: '/sys/fs/cgroup',
       vmCgroupParent: 'kata-sandboxes',
       vmMemoryOverheadMiB: 256,
+      tcgTranslationCacheMiB: 128,
     });
+    expect(
+      nodeAgentConfig(['--node-name', 'n', '--tcg-translation-cache-mib', '64'], {})
+        .tcgTranslationCacheMiB,
+    ).toBe(64);
+    for (const bad of ['8', '5000']) {
+      expect(() =>
+        nodeAgentConfig(['--node-name', 'n'], { TCG_TRANSLATION_CACHE_MIB: bad }),
+      ).toThrow(new RegExp(`--tcg-translation-cache-mib: ${bad} is not between 16 and 4096`));
+    }
     const c = nodeAgentConfig(
       [
         '--node-name',
