@@ -1,6 +1,7 @@
 // The cluster of hack/cluster.sh as the tests drive it: its scripts, kubectl with its admin
 // kubeconfig, and waits that say what they waited for.
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -71,6 +72,24 @@ export class Cluster {
       ],
       opts,
     );
+  }
+
+  /** A kubeconfig file holding only this cluster and a bearer token (for kubectl plugins). */
+  async tokenKubeconfig(token: string, file: string): Promise<string> {
+    const server = await this.kubectl([
+      ...['config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.server}'],
+    ]);
+    const ca = path.join(path.dirname(this.kubeconfig), 'pki/ca.crt');
+    const config = {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server, 'certificate-authority': ca } }],
+      users: [{ name: 'u', user: { token } }],
+      contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'x',
+    };
+    writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+    return file;
   }
 
   async json<T = Record<string, unknown>>(args: string[]): Promise<T> {

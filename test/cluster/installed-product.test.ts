@@ -15,6 +15,7 @@ import {
   startPrometheus,
   type RunningPrometheus,
 } from '../integration/metrics-harness.js';
+import { runProgram } from '../integration/kata-api-harness.js';
 import {
   Cluster,
   CLUSTER_IMAGE,
@@ -38,6 +39,7 @@ const MIN = 60_000;
 const NS = 'cluster-test';
 const ROOTFS = '/var/lib/kata-rootfs/cluster-test-busybox';
 const NODE = 'kata-node';
+const KUBECTL_KATA = path.join(REPO, 'bin/kubectl-kata');
 
 interface Sandbox {
   metadata: { name: string; uid: string; labels?: Record<string, string> };
@@ -309,6 +311,49 @@ describe('the installed product on a real single-node cluster', () => {
       expect(firstQemu.start).not.toBe('');
     },
     6 * MIN,
+  );
+
+  it(
+    "kata-api runs as 2 Pods behind its APIService: an edit user's `kubectl kata` execs in and reads the log through the aggregator",
+    async () => {
+      await cluster.kubectl(
+        ['-n', SYSTEM_NS, 'rollout', 'status', 'deployment/kata-api', '--timeout=240s'],
+        { timeoutMs: 5 * MIN },
+      );
+      const apis = await cluster.pods('kata-api');
+      expect(apis.filter(isReady)).toHaveLength(2);
+      for (const p of apis) expect(p.spec.serviceAccountName).toBe('kata-api');
+      await cluster.kubectl(
+        [
+          ...['wait', '--for=condition=Available', '--timeout=180s'],
+          'apiservice/v1alpha1.subresources.kata.sandbox.io',
+        ],
+        { timeoutMs: 4 * MIN },
+      );
+      // A namespace user as an operator would make one: a ServiceAccount's token, bound to edit.
+      await cluster.kubectl(['-n', NS, 'create', 'serviceaccount', 'kata-user']);
+      await cluster.kubectl([
+        ...['-n', NS, 'create', 'rolebinding', 'kata-user', '--clusterrole=kata-sandbox-edit'],
+        `--serviceaccount=${NS}:kata-user`,
+      ]);
+      const token = (await cluster.kubectl(['-n', NS, 'create', 'token', 'kata-user'])).trim();
+      const kubeconfig = await cluster.tokenKubeconfig(
+        token,
+        path.join(path.dirname(cluster.kubeconfig), 'kata-user.kubeconfig'),
+      );
+      const kata = (args: string[]) =>
+        runProgram(KUBECTL_KATA, ['--kubeconfig', kubeconfig, '-n', NS, ...args]);
+      expect(await kata(['exec', 'ksb/first', '--', 'sh', '-c', 'echo $((6*7)); exit 3'])).toEqual({
+        code: 3,
+        stdout: '42\n',
+        stderr: 'command terminated with exit code 3\n',
+      });
+      const logs = await kata(['logs', 'ksb/first']);
+      expect(logs).toMatchObject({ code: 0, stderr: '' });
+      expect(logs.stdout).toContain('ready');
+      await cluster.kubectl(['-n', NS, 'delete', 'rolebinding,serviceaccount', 'kata-user']);
+    },
+    10 * MIN,
   );
 
   it(
