@@ -15,18 +15,13 @@ import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
-import { STREAM_TOKEN_AUDIENCE } from '../src/subresources/contract.js';
 import { CHANNEL, exitCodeOf, frame } from '../src/subresources/stream-protocol.js';
 import { kubectl } from '../test/integration/controller-harness.js';
 import {
-  API_SERVICE,
-  registerApiService,
-  serviceAccountToken,
-  startKataApi,
   unregisterApiService,
   userKubeConfig,
+  serveKataApi,
 } from '../test/integration/kata-api-harness.js';
-import { freePort } from '../test/integration/metrics-harness.js';
 import { makeBusyboxRootfs } from '../test/e2e/node-agent-harness.js';
 import { phase } from '../test/e2e/sandbox-api.js';
 import { REPO, startBenchStack } from './bench-stack.js';
@@ -64,20 +59,9 @@ async function main(): Promise<void> {
       ...['--clusterrole=kata-sandbox-edit', '--user=kexec-bench'],
     ]);
     const userFile = await userKubeConfig('kexec-bench', 'kexec-bench');
-    const port = await freePort();
-    await registerApiService(port);
+    const api = await serveKataApi(stack.base);
     stack.onTeardown(() => unregisterApiService());
-    const api = await startKataApi(
-      stack.base,
-      await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
-      port,
-    );
     stack.onTeardown(() => api.stop());
-    await kubectl(
-      ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
-      undefined,
-      130_000,
-    );
     const rootfs = path.join(stack.roots, 'busybox');
     makeBusyboxRootfs(rootfs);
     await stack.api.create('b', {

@@ -15,21 +15,16 @@ import { REPO_ROOT, adminKubeConfig, freshNamespace } from '../test/integration/
 import { installControllerPrereqs, kubectl } from '../test/integration/controller-harness.js';
 import { installNodeAgentRbac } from '../test/e2e/node-agent-harness.js';
 import {
-  API_SERVICE,
-  registerApiService,
-  serviceAccountToken,
-  startKataApi,
   unregisterApiService,
   userKubeConfig,
   writeNodeLease,
+  serveKataApi,
 } from '../test/integration/kata-api-harness.js';
-import { freePort } from '../test/integration/metrics-harness.js';
 import { StreamServer } from '../src/node-agent/stream/stream-server.js';
 import { endpointUrl, streamAnnotations } from '../src/node-agent/stream/stream-endpoint.js';
 import { selfSignedCertificate } from '../src/observability/self-signed-cert.js';
 import { reviewBoundToken } from '../src/kube/access-reviews.js';
 import { createLogger } from '../src/observability/logger.js';
-import { STREAM_TOKEN_AUDIENCE } from '../src/subresources/contract.js';
 
 const FOLLOW_SAMPLES = Number(process.argv[2] ?? 50);
 const READS = Number(process.argv[3] ?? 3);
@@ -90,19 +85,8 @@ async function main(): Promise<void> {
   });
   const url = endpointUrl('127.0.0.1', await node.start());
   await writeNodeLease(NODE, streamAnnotations(url, cert.certPem));
-  const port = await freePort();
-  await registerApiService(port);
-  const api = await startKataApi(
-    work,
-    await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
-    port,
-  );
+  const api = await serveKataApi(work);
   try {
-    await kubectl(
-      ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
-      undefined,
-      130_000,
-    );
     const logPath = `${SUB}/namespaces/${ns}/katasandboxes/b/log`;
 
     // Follow latency: one line at a time, the next only after the last arrived.

@@ -14,16 +14,11 @@ import {
   type RunningController,
 } from '../integration/controller-harness.js';
 import {
-  API_SERVICE,
-  registerApiService,
-  serviceAccountToken,
-  startKataApi,
   unregisterApiService,
   userKubeConfig,
   type RunningKataApi,
+  serveKataApi,
 } from '../integration/kata-api-harness.js';
-import { freePort } from '../integration/metrics-harness.js';
-import { STREAM_TOKEN_AUDIENCE } from '../../src/subresources/contract.js';
 import {
   installNodeAgentRbac,
   makeBusyboxRootfs,
@@ -102,18 +97,7 @@ export async function startKataApiStack(id: string): Promise<KataApiStack> {
     );
     const serving = /"port":(\d+)[^\n]*serving \/metrics/;
     const metricsPort = Number(serving.exec(await waitForFile(agentLog, serving))?.[1]);
-    const port = await freePort();
-    await registerApiService(port);
-    api = await startKataApi(
-      base,
-      await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
-      port,
-    );
-    await kubectl(
-      ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
-      undefined,
-      130_000,
-    );
+    api = await serveKataApi(base);
     return {
       base,
       rootfs,

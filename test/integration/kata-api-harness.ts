@@ -25,6 +25,8 @@ import {
   type RunningProcess,
 } from './controller-harness.js';
 import { nodeLeaseName } from '../../src/crds/index.js';
+import { STREAM_TOKEN_AUDIENCE } from '../../src/subresources/contract.js';
+import { freePort } from './metrics-harness.js';
 
 const execFileAsync = promisify(execFile);
 export const API_SERVICE = 'v1alpha1.subresources.kata.sandbox.io';
@@ -111,6 +113,34 @@ export async function startKataApi(
     throw err;
   });
   return { ...proc, port };
+}
+
+/**
+ * kata-api as the aggregator reaches it: a free port registered as the APIService's, kata-api
+ * started there with its stream token, and the APIService Available. The caller unregisters the
+ * APIService and stops kata-api when done; a failure on the way undoes both.
+ */
+export async function serveKataApi(workDir: string): Promise<RunningKataApi> {
+  const port = await freePort();
+  await registerApiService(port);
+  let api: RunningKataApi | undefined;
+  try {
+    api = await startKataApi(
+      workDir,
+      await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
+      port,
+    );
+    await kubectl(
+      ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
+      undefined,
+      130_000,
+    );
+    return api;
+  } catch (err) {
+    await api?.stop();
+    await unregisterApiService().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** A client certificate identity (CN, groups) from the plane's client CA. */

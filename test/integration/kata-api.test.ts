@@ -23,19 +23,17 @@ import path from 'node:path';
 import { REPO_ROOT, freshNamespace } from './cluster.js';
 import { eventually, installControllerPrereqs, kubectl } from './controller-harness.js';
 import { installNodeAgentRbac } from '../e2e/node-agent-harness.js';
-import { freePort, httpsGet } from './metrics-harness.js';
+import { httpsGet } from './metrics-harness.js';
 import {
-  API_SERVICE,
   planePki,
   rawGet,
-  registerApiService,
   runProgram,
   serviceAccountToken,
-  startKataApi,
   unregisterApiService,
   userKubeConfig,
   writeNodeLease,
   type RunningKataApi,
+  serveKataApi,
 } from './kata-api-harness.js';
 import { StreamServer, type StreamSandbox } from '../../src/node-agent/stream/stream-server.js';
 import { endpointUrl, streamAnnotations } from '../../src/node-agent/stream/stream-endpoint.js';
@@ -198,18 +196,7 @@ beforeAll(async () => {
   nodeUrl = endpointUrl('127.0.0.1', await node.start());
   await writeNodeLease(NODE, streamAnnotations(nodeUrl, cert.certPem));
 
-  const port = await freePort();
-  await registerApiService(port);
-  api = await startKataApi(
-    work,
-    await serviceAccountToken('kata-api', [STREAM_TOKEN_AUDIENCE]),
-    port,
-  );
-  await kubectl(
-    ['wait', '--for=condition=Available', '--timeout=120s', `apiservice/${API_SERVICE}`],
-    undefined,
-    130_000,
-  );
+  api = await serveKataApi(work);
   servingCa = Buffer.from(
     (
       await kubectl([
