@@ -8,7 +8,8 @@
 //                          `make guest-kernel` builds), in the same run, as a second row
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
-// sequential Check calls over one VM's serial+mux channel, with the host load; per row. Ends with
+// sequential Check calls over one VM's serial+mux channel, the guest's memory in use once its
+// agent answers, with the host load; per row. Ends with
 // one line `bench-result {json}`: the image's own kernel at the top level, every row in `rows`.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
@@ -55,6 +56,8 @@ interface Row {
   rpc_p50_ms: number;
   rpc_p99_ms: number;
   rpc_qemu_cpu_ms: number;
+  /** MemTotal − MemAvailable in the guest once its agent answers (GetGuestDetails). */
+  guest_mem_used_mib: number;
   load: number;
 }
 
@@ -71,6 +74,7 @@ async function measure(
   const uptimes: number[] = [];
   let rtts: number[] = [];
   let rpcCpuMs = NaN;
+  let memUsedMiB = NaN;
   for (let i = 0; i < BOOTS; i++) {
     const dir = mkdtempSync(path.join(scratch, `vm${i}-`));
     mkdirSync(path.join(dir, 'shared'), { recursive: true });
@@ -107,6 +111,8 @@ async function measure(
     try {
       if (i === BOOTS - 1 && res.agent) {
         const c = res.agent.client;
+        const mem = (await c.guestDetails({ timeoutMs: 10_000 })).guestMemory;
+        if (mem) memUsedMiB = (mem.totalBytes - mem.availableBytes) / (1024 * 1024);
         for (let k = 0; k < 20; k++) await c.check({ timeoutMs: 10_000 }); // warm-up
         rtts = [];
         const cpuBefore = cpuSeconds(res.process.pid);
@@ -133,6 +139,7 @@ async function measure(
     rpc_p50_ms: quantile(sorted(rtts), 0.5),
     rpc_p99_ms: quantile(sorted(rtts), 0.99),
     rpc_qemu_cpu_ms: rpcCpuMs,
+    guest_mem_used_mib: memUsedMiB,
     load: loadavg()[0] ?? NaN,
   };
   console.log(
@@ -147,6 +154,9 @@ async function measure(
         `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s`,
     );
   }
+  console.log(
+    `guest memory used after boot (MemTotal − MemAvailable): ${memUsedMiB.toFixed(0)} MiB`,
+  );
   const r = sorted(rtts);
   console.log(
     `agent RPC round trip over serial+mux (Health.Check x${r.length}): p50 ${row.rpc_p50_ms.toFixed(2)} ms, ` +
