@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Builds the guest image (vmlinuz + initrd + manifest.json) into
+# Builds the guest image into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kata-sandbox-operator/guest/<hash>/
-# and points .../guest/current at it. <hash> covers every input (exact Debian package versions of
+# and points .../guest/current at it. The image dir holds
+#   vmlinux, vmlinuz, config   the kernel made for the job (guest/kernel/build.sh, cached apart;
+#                              everything built in): `spec.vm.kernel: default`
+#   debian/{vmlinux,vmlinuz,config}  Debian's stock kernel (linux-image-amd64), whose modules are
+#                              in the initrd: `spec.vm.kernel: debian`
+#   initrd, manifest.json, inputs.txt
+# (A GUEST_EXEC_AGENT variant has only the stock kernel, at the top level.) <hash> covers every input (exact Debian package versions of
 # the kernel, busybox-static, crun, iproute2 and every library they and node link, the node
 # binary's sha256, the init, this script, the agent bundle's sha256, the terminal relay's Go sources
 # and toolchain, the initrd compression), so
@@ -126,6 +132,14 @@ if [ -z "$EXEC_AGENT" ]; then
 fi
 pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 
+# The kernel made for the job (the default): built once per machine and cached by a hash of its
+# inputs; that hash names its directory and is one of the image's inputs.
+TUNED_KERNEL_DIR=
+if [ -z "$EXEC_AGENT" ]; then
+  TUNED_KERNEL_DIR=$("$GUEST_DIR/kernel/build.sh" | tail -n1)
+  [ -f "$TUNED_KERNEL_DIR/vmlinux" ] || die "guest/kernel/build.sh gave no vmlinux in $TUNED_KERNEL_DIR"
+fi
+
 KERNEL_PKG=${GUEST_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null |
   sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)}
 [ -n "$KERNEL_PKG" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-get update?)"
@@ -177,6 +191,7 @@ owner_of() {
     echo "exec-agent"
   fi
   echo "kernel $KERNEL_PKG=$KERNEL_DEB_VERSION"
+  if [ -z "$EXEC_AGENT" ]; then echo "tuned-kernel $(basename "$TUNED_KERNEL_DIR")"; fi
   echo "busybox-static=$(pkg_version busybox-static)"
   echo "crun=$(pkg_version crun)"
   echo "iproute2=$(pkg_version iproute2)"
@@ -421,10 +436,20 @@ esac
 rm -f "$WORK/payload"
 [ "$(head -c 4 "$STAGE/vmlinux" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] || die "extracted vmlinux is not ELF"
 cp "$KX/boot/config-$KVER" "$STAGE/config"
+DEFAULT_KVER=$KVER
+if [ -n "$TUNED_KERNEL_DIR" ]; then
+  mkdir "$STAGE/debian"
+  mv "$STAGE/vmlinux" "$STAGE/vmlinuz" "$STAGE/config" "$STAGE/debian/"
+  cp "$TUNED_KERNEL_DIR/vmlinux" "$STAGE/vmlinux"
+  cp "$TUNED_KERNEL_DIR/bzImage" "$STAGE/vmlinuz"
+  cp "$TUNED_KERNEL_DIR/config" "$STAGE/config"
+  DEFAULT_KVER=$(sed -n 's/.*"kernelRelease": *"\([^"]*\)".*/\1/p' "$TUNED_KERNEL_DIR/manifest.json")
+  [ -n "$DEFAULT_KVER" ] || die "no kernelRelease in $TUNED_KERNEL_DIR/manifest.json"
+fi
 cp "$WORK/inputs.txt" "$STAGE/inputs.txt"
 rootfs_bytes=$(du -sb --apparent-size "$R" | cut -f1)
 
-HASH=$HASH KVER=$KVER KPKG="$KERNEL_PKG=$KERNEL_DEB_VERSION" COMPRESSION=$COMPRESSION \
+HASH=$HASH DEBIAN_KVER=$KVER KVER=$DEFAULT_KVER TUNED=${TUNED_KERNEL_DIR:+1} KPKG="$KERNEL_PKG=$KERNEL_DEB_VERSION" COMPRESSION=$COMPRESSION \
   ROOTFS_BYTES=$rootfs_bytes AGENT_SOURCE=$AGENT_SOURCE AGENT_PATH=$AGENT_PATH MODS="${ORDER[*]}" BOOT_MODS="${BOOT_ORDER[*]}" NODE_OPTS="$NODE_OPTIONS_GUEST" \
   "$NODE_BIN" -e '
 const fs = require("fs");
@@ -435,6 +460,10 @@ const m = {
   hash: e.HASH,
   kernelVersion: e.KVER,
   kernelPackage: e.KPKG,
+  // spec.vm.kernel name -> files of this dir; "default" is the top level.
+  kernels: e.TUNED
+    ? { default: { release: e.KVER, source: "guest/kernel" }, debian: { release: e.DEBIAN_KVER, source: e.KPKG, dir: "debian" } }
+    : { default: { release: e.KVER, source: e.KPKG } },
   nodeVersion: e.AGENT_PATH.endsWith(".js") ? process.version : "",
   agentSource: e.AGENT_SOURCE,
   agentPath: e.AGENT_PATH,

@@ -119,8 +119,10 @@ export const vmSpecSchema = obj(
     }),
     kernel: str({
       description:
-        'Name of the guest kernel and image, which the node agent maps to files on the node ' +
-        '(a lowercase name such as "default").',
+        'Name of the guest kernel, which the node agent maps to files of its guest image: ' +
+        '"default" (a kernel made for the job, everything built in: the fastest boot) or ' +
+        '"debian" (Debian\'s stock kernel, for comparison). A name the node has no kernel for ' +
+        'fails the sandbox with reason KernelNotFound.',
       maxLength: 63,
       minLength: 1,
       pattern: '^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$',

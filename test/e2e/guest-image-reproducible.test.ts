@@ -24,7 +24,18 @@ import path from 'node:path';
 import { guestImageCacheRoot } from '../../src/node-agent/hypervisor/guest-image.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
-const ARTEFACTS = ['initrd', 'vmlinux', 'vmlinuz', 'manifest.json', 'config', 'inputs.txt'];
+// The default kernel (made for the job) at the top level, Debian's stock one under debian/.
+const ARTEFACTS = [
+  'initrd',
+  'vmlinux',
+  'vmlinuz',
+  'manifest.json',
+  'config',
+  'inputs.txt',
+  'debian/vmlinux',
+  'debian/vmlinuz',
+  'debian/config',
+];
 const BUILD_TIMEOUT_MS = 10 * 60_000;
 
 let scratch: string;

@@ -148,6 +148,7 @@ afterAll(async () => {
 // The main sandbox: a long-running container reading/writing volumes and trapping SIGTERM.
 const MAIN_SCRIPT = [
   'echo hello-from-main',
+  'echo kernel $(uname -r)',
   'cat /ro/hello.txt',
   '(echo x > /ro/denied) 2>/dev/null && echo ro-write-succeeded || echo ro-write-refused',
   // A tenant writing into its hostPath rootfs: allowed inside, into its own overlay upper layer.
@@ -202,9 +203,11 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
       ],
     });
     await create('vm-killed', { containers: [container('idle', 'while true; do sleep 1; done')] });
+    // Debian's stock kernel instead of the default one made for the job.
     await create('idle', {
       terminationGracePeriodSeconds: 2,
-      containers: [container('idle', 'while true; do sleep 1; done')],
+      vm: { kernel: 'debian' },
+      containers: [container('idle', 'echo kernel $(uname -r); while true; do sleep 1; done')],
     });
 
     const sb = await waitFor('main', 'Running', phase('Running'));
@@ -241,9 +244,13 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     }
     const text = await waitForFile(logFileOf(mainSb, 'main'), /rw-write-ok/);
     expect(text).toContain('hello-from-main');
+    // The default kernel is the one made for the job (guest/kernel/guest.config's LOCALVERSION).
+    expect(text).toMatch(/kernel \S+-kata-guest\n/);
     for (const name of ['main', 'ends-failed', 'restarts', 'vm-killed', 'idle']) {
       await waitForEvent(name, 'Ready');
     }
+    const idle = (await get('idle'))!;
+    expect(await waitForFile(logFileOf(idle, 'idle'), /kernel /)).toMatch(/kernel \S+-amd64\n/);
     log('all five reached Running');
   });
 

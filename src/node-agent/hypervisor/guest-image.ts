@@ -1,5 +1,6 @@
 // Where the guest image that `make guest` (guest/build.sh) built lives:
 //   ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current/{vmlinux,vmlinuz,initrd,manifest.json}
+// and, besides the default kernel (made for the job), Debian's stock one in debian/{vmlinux,vmlinuz}.
 // `current` is a symlink to the newest <input-hash>/ directory; the paths returned here are the
 // resolved hash directory, so a rebuild while a VM boots does not change what that VM reads.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
@@ -18,6 +19,11 @@ export interface GuestImagePaths {
   kernel: string;
   /** The bzImage, always present. */
   vmlinuz: string;
+  /**
+   * The kernels this image offers by `spec.vm.kernel` name: `default` (= `kernel`) always,
+   * `debian` (the stock kernel, `debian/`) when the image has it.
+   */
+  kernels: Readonly<Record<string, string>>;
   initrd: string;
   manifest: string;
 }
@@ -85,9 +91,17 @@ export function resolveGuestImage(options: ResolveGuestImageOptions = {}): Guest
   const vmlinuz = file('vmlinuz');
   const initrd = file('initrd');
   const manifest = file('manifest.json');
-  const vmlinux = path.join(dir, 'vmlinux');
-  const kernel = !options.preferBzImage && existsSync(vmlinux) ? vmlinux : vmlinuz;
-  return { dir, kernel, vmlinuz, initrd, manifest };
+  const bootable = (d: string): string | undefined => {
+    const vmlinux = path.join(d, 'vmlinux');
+    if (!options.preferBzImage && existsSync(vmlinux)) return vmlinux;
+    const bz = path.join(d, 'vmlinuz');
+    return existsSync(bz) ? bz : undefined;
+  };
+  const kernel = bootable(dir) ?? vmlinuz;
+  const kernels: Record<string, string> = { default: kernel };
+  const debian = bootable(path.join(dir, 'debian'));
+  if (debian) kernels['debian'] = debian;
+  return { dir, kernel, vmlinuz, kernels, initrd, manifest };
 }
 
 /** Reads and checks an image's manifest.json. */

@@ -17,7 +17,10 @@ import type { QemuState } from '../state-store.js';
 import type { SandboxHost } from './sandbox-host.js';
 import { step, StepError } from './step-failure.js';
 
-/** The guest image for this VM spec, or the refusal (KernelNotFound, MemoryTooSmall). */
+/**
+ * The guest image for this VM spec, its `kernel` the one `spec.vm.kernel` names, or the refusal
+ * (KernelNotFound, MemoryTooSmall).
+ */
 export async function checkVmSpec(
   host: SandboxHost,
   vm: VmSpec | undefined,
@@ -26,11 +29,15 @@ export async function checkVmSpec(
     Promise.resolve(host.guestImage()),
   );
   const kernelName = vm?.kernel ?? 'default';
-  if (kernelName !== 'default') {
+  const kernel = Object.hasOwn(image.kernels, kernelName) ? image.kernels[kernelName] : undefined;
+  if (kernel === undefined) {
+    const names = Object.keys(image.kernels)
+      .map((n) => JSON.stringify(n))
+      .join(', ');
     throw new StepError({
       condition: 'VMReady',
       reason: 'KernelNotFound',
-      message: `spec.vm.kernel: ${JSON.stringify(kernelName)} is not a kernel this node has (only "default")`,
+      message: `spec.vm.kernel: ${JSON.stringify(kernelName)} is not a kernel this node has (it has ${names})`,
     });
   }
   // Below what the image needs the guest dies half-booted (out of memory unpacking or running
@@ -42,7 +49,7 @@ export async function checkVmSpec(
   if (shortfall) {
     throw new StepError({ condition: 'VMReady', reason: 'MemoryTooSmall', message: shortfall });
   }
-  return image;
+  return { ...image, kernel };
 }
 
 export interface VmLaunch {

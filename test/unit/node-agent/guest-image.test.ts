@@ -65,10 +65,40 @@ describe('resolveGuestImage', () => {
       dir,
       kernel: path.join(dir, 'vmlinux'),
       vmlinuz: path.join(dir, 'vmlinuz'),
+      kernels: { default: path.join(dir, 'vmlinux') },
       initrd: path.join(dir, 'initrd'),
       manifest: path.join(dir, 'manifest.json'),
     });
-    for (const p of Object.values(img)) expect(path.isAbsolute(p)).toBe(true);
+    const { kernels, ...paths } = img;
+    for (const p of [...Object.values(paths), ...Object.values(kernels)]) {
+      expect(path.isAbsolute(p)).toBe(true);
+    }
+  });
+
+  it('offers the stock kernel of debian/ as "debian" beside the default', () => {
+    const dir = makeImage(tmp, 'h5', ['vmlinux', 'vmlinuz', 'initrd', 'manifest.json']);
+    pointCurrent(tmp, 'h5');
+    expect(resolveGuestImage({ env: { XDG_CACHE_HOME: tmp } }).kernels).toEqual({
+      default: path.join(dir, 'vmlinux'),
+    });
+    // A debian/ without any kernel in it offers nothing.
+    mkdirSync(path.join(dir, 'debian'));
+    expect(Object.keys(resolveGuestImage({ env: { XDG_CACHE_HOME: tmp } }).kernels)).toEqual([
+      'default',
+    ]);
+    writeFileSync(path.join(dir, 'debian', 'vmlinuz'), 'bz');
+    expect(resolveGuestImage({ env: { XDG_CACHE_HOME: tmp } }).kernels['debian']).toBe(
+      path.join(dir, 'debian', 'vmlinuz'),
+    );
+    writeFileSync(path.join(dir, 'debian', 'vmlinux'), 'elf');
+    const img = resolveGuestImage({ env: { XDG_CACHE_HOME: tmp } });
+    expect(img.kernels).toEqual({
+      default: path.join(dir, 'vmlinux'),
+      debian: path.join(dir, 'debian', 'vmlinux'),
+    });
+    expect(
+      resolveGuestImage({ env: { XDG_CACHE_HOME: tmp }, preferBzImage: true }).kernels['debian'],
+    ).toBe(path.join(dir, 'debian', 'vmlinuz'));
   });
 
   it('boots the bzImage when there is no vmlinux or when asked to', () => {

@@ -181,6 +181,7 @@ class World {
       dir: '/img',
       kernel: '/img/vmlinuz',
       vmlinuz: '/img/vmlinuz',
+      kernels: { default: '/img/vmlinuz' },
       initrd: '/img/initrd',
       manifest: '/img/manifest.json',
     }),

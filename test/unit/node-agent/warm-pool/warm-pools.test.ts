@@ -65,7 +65,11 @@ class World {
   }
 
   readonly host = {
-    guestImage: () => ({ kernel: '/img/vmlinuz', initrd: '/img/initrd' }),
+    guestImage: () => ({
+      kernel: '/img/vmlinuz',
+      kernels: { default: '/img/vmlinuz' },
+      initrd: '/img/initrd',
+    }),
     fileSize: async () => 40 << 20,
     makeDir: async () => {},
     addNetns: async (n: string) => void this.calls.push(`addNetns ${n.slice(0, 9)}`),
