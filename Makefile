@@ -71,7 +71,7 @@ test-peers: deps guest host-fs controlplane ## only the peer layer: our guest ag
 	TEST_LAYERS=peers hack/run-tests.sh
 
 .PHONY: guest
-guest: deps ## build the guest VM image (vmlinuz, vmlinux, initrd) into $(CACHE_DIR)/guest/current
+guest: deps ## build the guest VM image (the kernel made for the job, Debian's stock kernel under debian/, initrd) into $(CACHE_DIR)/guest/current; builds the kernel first when it is not cached (8 min cold)
 	guest/build.sh
 
 .PHONY: guest-kernel
