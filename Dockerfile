@@ -4,9 +4,10 @@
 #   kata-node-agent   the node agent (privileged DaemonSet, root; launches QEMU)
 #   kata-api          the aggregated API subresources.kata.sandbox.io (Deployment, non-root)
 # Stages: build (TypeScript → one bundled file per component), host-fs (the kata-host-fs helper
-# from host-fs/, Go, static; the node agent opens host paths through it), guest (the VM's kernel +
-# initramfs from Debian packages, with guest/build.sh, the same builder `make guest` uses; its
-# terminal relay is built with the host-fs stage's Go),
+# from host-fs/, Go, static; the node agent opens host paths through it), kernel (the guest kernel
+# made for the job, guest/kernel/build.sh), guest (the VM's kernels + initramfs from Debian
+# packages, with guest/build.sh, the same builder `make guest` uses; its terminal relay is built
+# with the host-fs stage's Go),
 # runtime (slim Debian with Node.js 20, QEMU and the host tools the node agent runs).
 #
 # Build: make image   (or: docker build -t kata-sandbox-operator:latest .)
@@ -46,7 +47,20 @@ RUN cd /src/tty-relay && go mod download
 COPY host-fs/ ./
 RUN CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -ldflags='-s -w' -o /out/kata-host-fs .
 
-# --- guest: kernel + initramfs (busybox, crun, node, the guest agent, the terminal relay) -----
+# --- kernel: the guest kernel made for the job (guest/kernel/), a stage of its own so that its
+# ~8-minute build is redone only when guest/kernel/ changes, not with every source change ----------
+FROM ${NODE_IMAGE} AS kernel
+WORKDIR /src
+COPY hack/setup.sh hack/setup.sh
+COPY guest/kernel/ guest/kernel/
+# guest/kernel/build.sh installs linux-source and the toolchain through hack/setup.sh.
+RUN apt-get update -qq \
+ && XDG_CACHE_HOME=/tmp/kernel-cache guest/kernel/build.sh >/tmp/kernel-dir \
+ && mkdir -p /out \
+ && cp -rL "$(tail -n1 /tmp/kernel-dir)" /out/kernel \
+ && rm -rf /tmp/kernel-cache
+
+# --- guest: kernels + initramfs (busybox, crun, node, the guest agent, the terminal relay) ----
 FROM build AS guest
 # guest/build.sh builds the terminal relay (guest/tty-relay, Go, static): the toolchain and the
 # module downloads of the host-fs stage.
@@ -55,10 +69,11 @@ COPY --from=host-fs /go/pkg/mod /go/pkg/mod
 ENV PATH=/usr/local/go/bin:$PATH GOPATH=/go GOTOOLCHAIN=local GOPROXY=off
 COPY hack/setup.sh hack/setup.sh
 COPY guest/ guest/
+COPY --from=kernel /out/kernel/ /opt/guest-kernel/
 # guest/build.sh installs what it needs (busybox-static, crun, kmod, ...) through hack/setup.sh,
-# downloads the kernel package, and prints the image directory as its last line.
+# downloads the stock kernel package, and prints the image directory as its last line.
 RUN apt-get update -qq \
- && GUEST_CACHE_ROOT=/tmp/guest-cache guest/build.sh >/tmp/guest-dir \
+ && GUEST_KERNEL_DIR=/opt/guest-kernel GUEST_CACHE_ROOT=/tmp/guest-cache guest/build.sh >/tmp/guest-dir \
  && mkdir -p /out \
  && cp -rL "$(tail -n1 /tmp/guest-dir)" /out/guest
 

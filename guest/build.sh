@@ -26,7 +26,10 @@
 #                             rest itself. No node, crun or iproute2 in it. Its images go to
 #                             GUEST_CACHE_ROOT, default .../kata-sandbox-operator/guest-exec-agent, so
 #                             the Node agent's `current` is never touched.
-#   GUEST_KERNEL_PACKAGE      override the kernel package (default: what linux-image-amd64 depends on)
+#   GUEST_KERNEL_PACKAGE      override the stock kernel package (default: what linux-image-amd64 depends on)
+#   GUEST_KERNEL_DIR          a kernel dir guest/kernel/build.sh made (vmlinux, bzImage, config,
+#                             manifest.json) to use as the default kernel instead of running it
+#                             (the Dockerfile builds the kernel in a stage of its own)
 #   GUEST_FORCE=1             rebuild even when the cached image exists
 #   GUEST_KEEP_IMAGES         how many <hash> image dirs to keep (default 3, newest used first);
 #                             older ones are removed after each run, never the one `current` names
@@ -136,7 +139,7 @@ pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 # inputs; that hash names its directory and is one of the image's inputs.
 TUNED_KERNEL_DIR=
 if [ -z "$EXEC_AGENT" ]; then
-  TUNED_KERNEL_DIR=$("$GUEST_DIR/kernel/build.sh" | tail -n1)
+  TUNED_KERNEL_DIR=${GUEST_KERNEL_DIR:-$("$GUEST_DIR/kernel/build.sh" | tail -n1)}
   [ -f "$TUNED_KERNEL_DIR/vmlinux" ] || die "guest/kernel/build.sh gave no vmlinux in $TUNED_KERNEL_DIR"
 fi
 
