@@ -120,10 +120,11 @@ function hasElfInterpreter(elf: Buffer): boolean {
 }
 
 describe('Dockerfile', () => {
-  it('has the build, host-fs, guest and runtime stages, and --from names only earlier stages', () => {
-    // host-fs before guest: the guest's terminal relay is built with that stage's Go toolchain.
-    expect(stages.slice(0, 3)).toEqual(['build', 'host-fs', 'guest']);
-    expect(stages).toHaveLength(4);
+  it('has the build, host-fs, kernel, guest and runtime stages, and --from names only earlier stages', () => {
+    // host-fs and kernel before guest: the guest's terminal relay is built with that stage's Go
+    // toolchain, and its default kernel is the kernel stage's.
+    expect(stages.slice(0, 4)).toEqual(['build', 'host-fs', 'kernel', 'guest']);
+    expect(stages).toHaveLength(5);
     for (const i of list) {
       const from = /--from=(\S+)/.exec(i.args)?.[1];
       if (from) expect(stages.slice(0, i.stage)).toContain(from);
