@@ -9,7 +9,8 @@
 # same bytes (sorted cpio, fixed mtimes, owner root).
 #
 # Environment:
-#   GUEST_AGENT_BUNDLE        a ready agent bundle (.js/.mjs) to put in the image; default: bundle
+#   GUEST_AGENT_BUNDLE        a ready agent bundle to put in the image (.cjs: run through the
+#                             loader with a code cache, as the default one); default: bundle
 #                             src/agent/guest/main.ts with esbuild (CommonJS, run by
 #                             guest/agent-loader.cjs with a V8 code cache made at build time), or
 #                             guest/placeholder-agent.mjs while that does not exist
@@ -96,6 +97,8 @@ elif [ -n "${GUEST_AGENT_BUNDLE:-}" ]; then
   [ -f "$GUEST_AGENT_BUNDLE" ] || die "GUEST_AGENT_BUNDLE=$GUEST_AGENT_BUNDLE does not exist"
   AGENT_BUNDLE=$GUEST_AGENT_BUNDLE
   AGENT_SOURCE=$GUEST_AGENT_BUNDLE
+  # A CommonJS bundle (.cjs, made as below) runs through the loader with a code cache too.
+  case "$GUEST_AGENT_BUNDLE" in *.cjs) AGENT_LOADER=$GUEST_DIR/agent-loader.cjs ;; esac
 elif [ -f "$REPO_DIR/src/agent/guest/main.ts" ]; then
   AGENT_BUNDLE=$WORK/kata-guest-agent.cjs
   AGENT_SOURCE=src/agent/guest/main.ts
