@@ -56,8 +56,6 @@ function healthCheck(socketPath) {
   });
 }
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'agent-code-cache-'));
-const socketPath = path.join(scratch, 'agent.sock');
 const bytes = readFileSync(bundle);
 if (!isAscii(bytes)) {
   // The loader reads it as latin1: a non-ASCII byte would change the text.
@@ -66,6 +64,10 @@ if (!isAscii(bytes)) {
   );
   process.exit(1);
 }
+const scratch = mkdtempSync(path.join(tmpdir(), 'agent-code-cache-'));
+// However this process ends (the agent may throw), the scratch dir goes with it.
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
+const socketPath = path.join(scratch, 'agent.sock');
 const source = loader.readBundle(bundle);
 const script = loader.compileBundle(source, imagePath, undefined);
 process.argv = [process.execPath, imagePath, '--no-port', '--socket', socketPath];
@@ -81,7 +83,6 @@ for (;;) {
       process.stderr.write(
         `agent-code-cache: the agent did not answer Health.Check within ${DEADLINE_MS} ms: ${err.message}\n`,
       );
-      rmSync(scratch, { recursive: true, force: true });
       process.exit(1);
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -89,6 +90,5 @@ for (;;) {
 }
 const cache = script.createCachedData();
 writeFileSync(out, cache);
-rmSync(scratch, { recursive: true, force: true });
 process.stderr.write(`agent-code-cache: ${cache.length} bytes of code cache for ${imagePath}\n`);
 process.exit(0);

@@ -5,7 +5,15 @@
 // under other flags) or none must still start the agent; the same inputs must give the same cache.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,17 +54,25 @@ afterAll(() => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
+/** The maker's TMPDIR: empty again after every run (its scratch socket dir is gone). */
+function makerTmp(): string {
+  const d = path.join(scratch, 'tmp');
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
 /** Makes a cache of the bundle with node `flags`, as guest/build.sh does; returns its bytes. */
 function makeCache(out: string, flags: string[] = []): Buffer {
   const r = spawnSync(
     process.execPath,
     ['--random-seed=1', ...flags, MAKER, bundle, out, IN_IMAGE],
     {
-      env,
+      env: { ...env, TMPDIR: makerTmp() },
       encoding: 'utf8',
       timeout: 90_000,
     },
   );
+  expect(readdirSync(makerTmp())).toEqual([]);
   expect({ status: r.status, stderr: r.stderr }).toEqual({
     status: 0,
     stderr: expect.stringContaining('bytes of code cache'),
@@ -138,12 +154,13 @@ describe('the guest agent through its loader with a V8 code cache', () => {
       process.execPath,
       [MAKER, nonAscii, path.join(scratch, 'x.cache'), IN_IMAGE],
       {
-        env,
+        env: { ...env, TMPDIR: makerTmp() },
         encoding: 'utf8',
         timeout: 30_000,
       },
     );
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('is not ASCII');
+    expect(readdirSync(makerTmp())).toEqual([]);
   });
 });
