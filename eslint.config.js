@@ -43,6 +43,12 @@ export default tseslint.config(
     },
   },
   {
+    // CommonJS on purpose: the guest agent's loader (guest/agent-loader.cjs) runs as a script.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // The CRD schema is one source by design (types, OpenAPI, CEL rules and explain text together).
     files: ['src/crds/katasandbox.ts'],
     rules: { 'max-lines': 'off' },

@@ -48,11 +48,31 @@ function agentStartUptime(consoleLog: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The agent loader's console line: "code cache accepted (N bytes); read+compile M ms", or undefined. */
+function loaderVerdict(consoleLog: string): string | undefined {
+  const m = /kata-guest-agent-loader: ([^\r\n]+)/.exec(
+    existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '',
+  );
+  return m?.[1];
+}
+
+/** The guest's uptime when the agent started serving its port (the agent's log line). */
+function agentReadyUptime(consoleLog: string): number | undefined {
+  const m = /"uptimeS":([0-9.]+)[^\n]*"msg":"serving the agent port"/.exec(
+    existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '',
+  );
+  return m ? Number(m[1]) : undefined;
+}
+
 interface Row {
   kernel: string;
   boot_median_s: number;
   boot_qemu_cpu_s: number;
   agent_start_uptime_s: number;
+  /** Guest uptime when the agent serves its port (ready to answer). */
+  agent_ready_uptime_s: number;
+  /** Node's start + loading the agent + listening: per boot, ready − start uptime (median). */
+  agent_start_to_ready_s: number;
   rpc_p50_ms: number;
   rpc_p99_ms: number;
   rpc_qemu_cpu_ms: number;
@@ -72,6 +92,8 @@ async function measure(
   const boots: number[] = [];
   const bootCpus: number[] = [];
   const uptimes: number[] = [];
+  const readyUptimes: number[] = [];
+  const startToReady: number[] = [];
   let rtts: number[] = [];
   let rpcCpuMs = NaN;
   let memUsedMiB = NaN;
@@ -101,12 +123,18 @@ async function measure(
     });
     const cpu = cpuSeconds(res.process.pid);
     const up = agentStartUptime(path.join(dir, 'console.log'));
+    const ready = agentReadyUptime(path.join(dir, 'console.log'));
+    const verdict = loaderVerdict(path.join(dir, 'console.log'));
     boots.push(res.bootMillis);
     bootCpus.push(cpu);
     if (up !== undefined) uptimes.push(up);
+    if (ready !== undefined) readyUptimes.push(ready);
+    if (up !== undefined && ready !== undefined) startToReady.push(ready - up);
+    const s = (x: number | undefined): string => (x === undefined ? 'n/a' : `${x.toFixed(2)} s`);
     console.log(
       `boot ${i + 1}: QEMU start -> Check answered ${ms(res.bootMillis)}; guest uptime at agent start ` +
-        `${up === undefined ? 'n/a' : `${up.toFixed(2)} s`}; QEMU CPU ${cpu.toFixed(2)} s`,
+        `${s(up)}, agent serving its port ${s(ready)}; QEMU CPU ${cpu.toFixed(2)} s` +
+        (verdict ? `; loader: ${verdict}` : ''),
     );
     try {
       if (i === BOOTS - 1 && res.agent) {
@@ -136,6 +164,8 @@ async function measure(
     boot_median_s: quantile(b, 0.5) / 1000,
     boot_qemu_cpu_s: quantile(sorted(bootCpus), 0.5),
     agent_start_uptime_s: quantile(sorted(uptimes), 0.5),
+    agent_ready_uptime_s: quantile(sorted(readyUptimes), 0.5),
+    agent_start_to_ready_s: quantile(sorted(startToReady), 0.5),
     rpc_p50_ms: quantile(sorted(rtts), 0.5),
     rpc_p99_ms: quantile(sorted(rtts), 0.99),
     rpc_qemu_cpu_ms: rpcCpuMs,
@@ -152,6 +182,14 @@ async function measure(
     console.log(
       `guest uptime when init started the agent: median ${row.agent_start_uptime_s.toFixed(2)} s, ` +
         `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s`,
+    );
+  }
+  if (readyUptimes.length > 0) {
+    const u = sorted(readyUptimes);
+    console.log(
+      `guest uptime when the agent served its port: median ${row.agent_ready_uptime_s.toFixed(2)} s, ` +
+        `min ${(u[0] ?? NaN).toFixed(2)} s, max ${(u[u.length - 1] ?? NaN).toFixed(2)} s; ` +
+        `agent start -> serving its port median ${row.agent_start_to_ready_s.toFixed(2)} s`,
     );
   }
   console.log(

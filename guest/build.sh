@@ -15,9 +15,12 @@
 # same bytes (sorted cpio, fixed mtimes, owner root).
 #
 # Environment:
-#   GUEST_AGENT_BUNDLE        a ready agent bundle (.js/.mjs) to put in the image; default: bundle
-#                             src/agent/guest/main.ts with esbuild, or guest/placeholder-agent.mjs
-#                             while that does not exist
+#   GUEST_AGENT_BUNDLE        a ready agent bundle to put in the image (.cjs: run through the
+#                             loader with a code cache, as the default one); default: bundle
+#                             src/agent/guest/main.ts with esbuild (CommonJS, run by
+#                             guest/agent-loader.cjs with a V8 code cache made at build time), or
+#                             guest/placeholder-agent.mjs while that does not exist
+#   GUEST_AGENT_CODE_CACHE    on (default) | off: our own bundle's loader without a code cache
 #   GUEST_INITRD_COMPRESSION  none (default, fastest to unpack under TCG) | lz4 | zstd | gzip
 #   GUEST_NODE_OPTIONS        extra node flags for the agent (written to the image)
 #   GUEST_EXEC_AGENT          a VARIANT image: this static executable is the guest's agent instead
@@ -95,6 +98,7 @@ WORK=$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 # --- agent bundle ---------------------------------------------------------------------------
+AGENT_LOADER= # set for our own bundle: it then runs through guest/agent-loader.cjs with a code cache
 if [ -n "$EXEC_AGENT" ]; then
   AGENT_BUNDLE=$EXEC_AGENT
   AGENT_SOURCE=$EXEC_AGENT
@@ -102,18 +106,49 @@ elif [ -n "${GUEST_AGENT_BUNDLE:-}" ]; then
   [ -f "$GUEST_AGENT_BUNDLE" ] || die "GUEST_AGENT_BUNDLE=$GUEST_AGENT_BUNDLE does not exist"
   AGENT_BUNDLE=$GUEST_AGENT_BUNDLE
   AGENT_SOURCE=$GUEST_AGENT_BUNDLE
+  # A CommonJS bundle (.cjs, made as below) runs through the loader with a code cache too.
+  case "$GUEST_AGENT_BUNDLE" in *.cjs) AGENT_LOADER=$GUEST_DIR/agent-loader.cjs ;; esac
 elif [ -f "$REPO_DIR/src/agent/guest/main.ts" ]; then
-  AGENT_BUNDLE=$WORK/kata-guest-agent.js
+  AGENT_BUNDLE=$WORK/kata-guest-agent.cjs
   AGENT_SOURCE=src/agent/guest/main.ts
+  AGENT_LOADER=$GUEST_DIR/agent-loader.cjs
   log "bundling $AGENT_SOURCE with esbuild"
+  # CommonJS: the loader compiles it as a vm.Script with its V8 code cache (below). No comments
+  # (--minify-whitespace), so it is ASCII and the loader reads it without UTF-8 decoding; names stay.
   (cd "$REPO_DIR" && npx --no-install esbuild src/agent/guest/main.ts --bundle --platform=node \
-    --format=esm --target=node20 --log-level=warning --outfile="$AGENT_BUNDLE" \
-    "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);")
+    --format=cjs --target=node20 --minify-whitespace --charset=ascii --log-level=warning \
+    --outfile="$AGENT_BUNDLE")
 else
   AGENT_BUNDLE=$GUEST_DIR/placeholder-agent.mjs
   AGENT_SOURCE=guest/placeholder-agent.mjs
   log "src/agent/guest/main.ts does not exist yet: using the placeholder agent"
 fi
+
+# --- agent code cache (our own bundle only) ---------------------------------------------------
+# The image's /usr/bin/kata-guest-agent.js is then guest/agent-loader.cjs: it compiles the bundle
+# (/usr/lib/kata-guest-agent/agent.cjs) with the V8 code cache made here by
+# guest/agent-code-cache.mjs, with the image's node binary and the guest's node flags (V8 rejects a
+# cache from another V8 or other flags). --random-seed=1 (not part of V8's flag check) makes the
+# cache the same bytes on every build. A cache this node rejects fails the build.
+AGENT_CODE_CACHE_MAKER=$GUEST_DIR/agent-code-cache.mjs
+AGENT_CODE_CACHE=${GUEST_AGENT_CODE_CACHE:-on} # off: the loader without a cache (to measure it)
+case "$AGENT_CODE_CACHE" in on | off) ;; *) die "GUEST_AGENT_CODE_CACHE=$AGENT_CODE_CACHE (on|off)" ;; esac
+install_agent_with_code_cache() { # root-dir agent-path
+  local lib=/usr/lib/kata-guest-agent/agent.cjs verdict
+  mkdir -p "$1$(dirname "$lib")"
+  cp "$AGENT_BUNDLE" "$1$lib"
+  cp "$AGENT_LOADER" "$1$2"
+  chmod 0644 "$1$lib" "$1$2"
+  if [ "$AGENT_CODE_CACHE" = off ]; then return 0; fi
+  # shellcheck disable=SC2086 # NODE_OPTIONS_GUEST is a list of flags
+  env -u NODE_OPTIONS "$NODE_BIN" --random-seed=1 $NODE_OPTIONS_GUEST "$AGENT_CODE_CACHE_MAKER" \
+    "$AGENT_BUNDLE" "$1$lib.cache" "$lib" >&2 || die "making the agent's code cache failed"
+  chmod 0644 "$1$lib.cache"
+  # shellcheck disable=SC2086
+  verdict=$(env -u NODE_OPTIONS "$NODE_BIN" $NODE_OPTIONS_GUEST "$1$2" --version 2>&1 >/dev/null) || true
+  case "$verdict" in *"code cache accepted"*) log "agent ${verdict#kata-guest-agent-loader: }" ;;
+  *) die "the agent's code cache does not load: $verdict" ;; esac
+}
 
 # --- inputs ---------------------------------------------------------------------------------
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -186,6 +221,9 @@ owner_of() {
   echo "builder sha256=$(sha "$GUEST_DIR/build.sh")"
   echo "init $(basename "$INIT_FILE") sha256=$(sha "$INIT_FILE")"
   echo "agent $AGENT_SOURCE sha256=$(sha "$AGENT_BUNDLE")"
+  if [ -n "$AGENT_LOADER" ]; then
+    echo "agent-loader sha256=$(sha "$AGENT_LOADER") code-cache-maker sha256=$(sha "$AGENT_CODE_CACHE_MAKER") code-cache $AGENT_CODE_CACHE"
+  fi
   if [ -z "$EXEC_AGENT" ]; then
     echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
     echo "node-options $NODE_OPTIONS_GUEST"
@@ -396,8 +434,12 @@ if [ -n "$EXEC_AGENT" ]; then
   echo "$AGENT_PATH" >"$R/etc/kata-exec-agent"
 else
   AGENT_PATH=/usr/bin/kata-guest-agent.js
-  cp "$AGENT_BUNDLE" "$R$AGENT_PATH"
-  chmod 0644 "$R$AGENT_PATH"
+  if [ -n "$AGENT_LOADER" ]; then
+    install_agent_with_code_cache "$R" "$AGENT_PATH"
+  else
+    cp "$AGENT_BUNDLE" "$R$AGENT_PATH"
+    chmod 0644 "$R$AGENT_PATH"
+  fi
 fi
 
 # The kernel opens /dev/console for PID 1 before the init mounts devtmpfs.

@@ -89,19 +89,21 @@ const hashDirs = (root: string): string[] =>
 
 beforeAll(() => {
   scratch = mkdtempSync(path.join(tmpdir(), 'guest-repro-'));
-  agentBundle = path.join(scratch, 'kata-guest-agent.js');
-  // The same esbuild invocation as guest/build.sh's default.
+  // The same esbuild invocation as guest/build.sh's default; a .cjs bundle goes through the
+  // loader with a V8 code cache, so the cache's bytes are compared too.
+  agentBundle = path.join(scratch, 'kata-guest-agent.cjs');
   execFileSync(
     path.join(REPO, 'node_modules/.bin/esbuild'),
     [
       'src/agent/guest/main.ts',
       '--bundle',
       '--platform=node',
-      '--format=esm',
+      '--format=cjs',
       '--target=node20',
+      '--minify-whitespace',
+      '--charset=ascii',
       '--log-level=warning',
       `--outfile=${agentBundle}`,
-      "--banner:js=import{createRequire}from'module';const require=createRequire(import.meta.url);",
     ],
     { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 },
   );
@@ -125,6 +127,7 @@ describe('guest image builder (real build)', () => {
       );
 
       expect(a.hash).toMatch(/^[0-9a-f]{16}$/);
+      expect(a.stderr).toMatch(/agent code cache accepted/);
       expect(b.hash).toBe(a.hash);
       expect(a.dir).toBe(path.join(rootA, a.hash));
       expect(readlinkSync(path.join(rootA, 'current'))).toBe(a.hash);

@@ -1,5 +1,6 @@
 // kata-guest-agent: the agent inside the VM. Starts the gRPC server on a unix socket, then serves
 // the virtio-serial port (yamux; each stream becomes a connection to that socket).
+import { readFile } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { servePort } from '../transport/guest-port.js';
 import { forwardStreamsTo } from '../transport/stream-to-socket.js';
@@ -8,6 +9,13 @@ import { AGENT_VERSION } from './health.js';
 import { startAgentServer } from './server.js';
 import { waitForVirtioPort } from './virtio-port.js';
 import { logOptions } from '../../observability/logger.js';
+
+/** Seconds since the guest booted (/proc/uptime), or undefined where there is none. */
+async function guestUptime(): Promise<number | undefined> {
+  const text = await readFile('/proc/uptime', 'utf8').catch(() => '');
+  const up = Number(text.split(' ')[0]);
+  return text && Number.isFinite(up) ? up : undefined;
+}
 
 /** Serves the agent port until `signal` aborts; returns at once if there is no such port. */
 export async function serveAgentPort(
@@ -20,7 +28,11 @@ export async function serveAgentPort(
     logger.warn({ portName: opts.portName }, 'no virtio-serial agent port: unix socket only');
     return;
   }
-  logger.info({ device, portName: opts.portName }, 'serving the agent port');
+  // The guest's uptime here is when the agent became reachable (bench/guest-boot.ts reads it).
+  logger.info(
+    { device, portName: opts.portName, uptimeS: await guestUptime() },
+    'serving the agent port',
+  );
   await servePort(device, forwardStreamsTo(opts.socketPath), signal, {
     onSessionStart: () => logger.info({ device }, 'host connected: mux session started'),
     onSessionEnd: (err) =>
