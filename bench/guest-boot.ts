@@ -4,8 +4,10 @@
 //   node guest-boot.mjs [boots=5] [checks=1000]
 //   GUEST_IMAGE_DIR=<dir>  boot the image in <dir> (vmlinux or vmlinuz, initrd) instead of
 //                          ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current
-//   GUEST_COMPARE_KERNEL=<file>  also boot the same initrd with this kernel (e.g. the one
-//                          `make guest-kernel` builds), in the same run, as a second row
+//   GUEST_COMPARE_KERNEL=<file>  also boot the same initrd with this kernel, in the same run, as
+//                          a further row
+// Rows: Debian's stock kernel (the image's debian/, spec.vm.kernel: debian) when the image has
+// it, then the image's default kernel (made for the job), which is also the top-level result.
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
 // sequential Check calls over one VM's serial+mux channel, the guest's memory in use once its
@@ -211,6 +213,9 @@ async function main(): Promise<void> {
   if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
   const compare = process.env.GUEST_COMPARE_KERNEL;
   if (compare && !existsSync(compare)) throw new Error(`GUEST_COMPARE_KERNEL=${compare}: no file`);
+  const stock = ['vmlinux', 'vmlinuz']
+    .map((f) => path.join(IMAGE, 'debian', f))
+    .find((f) => existsSync(f));
   const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
   console.log(
@@ -221,13 +226,13 @@ async function main(): Promise<void> {
   );
   const rows: Row[] = [];
   try {
-    for (const k of compare ? [kernel, compare] : [kernel]) {
-      rows.push(await measure(k, initrd, accel, scratch));
+    for (const k of [stock, kernel, compare]) {
+      if (k) rows.push(await measure(k, initrd, accel, scratch));
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  const [own] = rows;
+  const own = rows[stock ? 1 : 0];
   console.log(
     `bench-result ${JSON.stringify({ accelerator: accel.accelerator, ...own, rows: rows })}`,
   );
