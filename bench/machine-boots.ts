@@ -4,8 +4,9 @@
 // it is stopped (QMP query-status, `info cpus`, `info registers`, RIP as a kernel symbol, the
 // console's last lines). `make bench-machine` bundles this file with esbuild and runs it.
 //   node machine-boots.mjs [boots=200] [variant ...]      (default variant: microvm)
-//   variants: pc, pc-notsc, q35, microvm, microvm-notsc, microvm-bios, microvm-nolegacy,
-//             microvm-noacpi, microvm-nopic (the -notsc ones boot without tsc_early_khz)
+//   variants: pc, q35, microvm, microvm-notsc (without tsc_early_khz), microvm-bios (an
+//             explicit -bios bios-microvm.bin), microvm-nolegacy (PIT, PIC, RTC off),
+//             microvm-noacpi, microvm-nopic
 //   GUEST_KERNEL=<vmlinux>   (default: `make guest-kernel`'s cache, kernel/current/vmlinux)
 //   GUEST_IMAGE_DIR=<dir>    its initrd (default: `make guest`'s cache, guest/current)
 //   BOOT_DEADLINE_S=<s>      per boot (default 60)
@@ -36,9 +37,8 @@ interface Variant {
 }
 
 const VARIANTS: Record<string, Variant> = {
-  pc: { machine: 'pc', tsc: true },
-  'pc-notsc': { machine: 'pc', tsc: false },
-  q35: { machine: 'q35', tsc: true },
+  pc: { machine: 'pc', tsc: false },
+  q35: { machine: 'q35', tsc: false },
   microvm: { machine: 'microvm', tsc: true },
   'microvm-notsc': { machine: 'microvm', tsc: false },
   'microvm-bios': { machine: 'microvm', tsc: true, bios: '/usr/share/qemu/bios-microvm.bin' },

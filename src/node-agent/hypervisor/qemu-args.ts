@@ -91,10 +91,10 @@ export interface VmConfig {
   microvm?: Partial<MicrovmOptions>;
   accelerator: Accelerator;
   /**
-   * TCG only: the guest TSC's rate in kHz (under TCG it is the host's TSC), given to the kernel as
-   * `tsc_early_khz` so it never calibrates the TSC against the PIT: that calibration fails now
-   * and then on a busy host, and on microvm (no HPET or PM timer to fall back to) the boot then
-   * stalls. host-tsc.ts reads it.
+   * microvm under TCG only: the guest TSC's rate in kHz (under TCG it is the host's TSC), given
+   * to the kernel as `tsc_early_khz` so it never calibrates the TSC against the PIT: that
+   * calibration fails now and then on a busy host, and microvm has no HPET or PM timer to fall
+   * back to, so the boot then stalls in calibrate_delay. host-tsc.ts reads it.
    */
   tscKhz?: number;
   /** Defaults: `host` under KVM, QEMU's default model under TCG (`max` costs boot time under TCG). */
@@ -169,7 +169,9 @@ export function kernelCommandLine(config: VmConfig): string {
   const defaults = config.replaceDefaultKernelParams
     ? []
     : [`console=${consoleDev}`, 'panic=-1', 'quiet', 'tsc=reliable', 'no_timer_check'];
-  if (!config.replaceDefaultKernelParams && config.accelerator === 'tcg' && config.tscKhz) {
+  // pc and q35 need it not: their HPET and PM timer are the calibration's fallback references.
+  const tcgMicrovm = config.machine === 'microvm' && config.accelerator === 'tcg';
+  if (!config.replaceDefaultKernelParams && tcgMicrovm && config.tscKhz !== undefined) {
     defaults.push(`tsc_early_khz=${checkInt('tscKhz', config.tscKhz, 1_000, 100_000_000)}`);
   }
   const extra = config.kernelParams ?? [];
