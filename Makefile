@@ -173,6 +173,15 @@ bench-guest: deps guest ## guest boot and agent Check round trip: Debian's stock
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
 	node $(BENCH_OUT)/guest-boot.mjs $(GUEST_BOOTS) $(GUEST_CHECKS)
 
+.PHONY: bench-machine
+MACHINE_BOOTS ?= 200
+MACHINE_VARIANTS ?= microvm
+bench-machine: deps guest guest-kernel ## consecutive boots of the tuned kernel per machine type (MACHINE_BOOTS, MACHINE_VARIANTS e.g. "microvm pc"): hangs with their reason, wall and QEMU CPU-seconds (ends with a bench-result line)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/machine-boots.ts --bundle --platform=node --format=esm --target=node20 \
+		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/machine-boots.mjs
+	node $(BENCH_OUT)/machine-boots.mjs $(MACHINE_BOOTS) $(MACHINE_VARIANTS)
+
 .PHONY: bench-warm
 bench-warm: deps guest controlplane host-fs ## create → Running from a warm pool beside a cold create (ends with a bench-result line)
 	@mkdir -p $(BENCH_OUT)

@@ -4,7 +4,16 @@ import { checkCgroupParent } from './cgroups/cgroup-hierarchies.js';
 import { isAllowedRegistryEntry } from './images/registry-allow.js';
 
 export type SettingKind =
-  'string' | 'int' | 'bool' | 'list' | 'hosts' | 'registries' | 'accel' | 'launch' | 'cgroupParent';
+  | 'string'
+  | 'int'
+  | 'bool'
+  | 'list'
+  | 'hosts'
+  | 'registries'
+  | 'accel'
+  | 'launch'
+  | 'cgroupParent'
+  | 'machine';
 
 const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$/;
 
@@ -68,6 +77,9 @@ export function convertSetting(
       }
     case 'accel':
       if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
+      return raw;
+    case 'machine':
+      if (raw !== 'pc' && raw !== 'q35' && raw !== 'microvm') throw bad('pc, q35 or microvm');
       return raw;
   }
 }

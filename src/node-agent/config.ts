@@ -6,7 +6,7 @@ import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 import { metricsCertProblem } from '../observability/metrics-serving-config.js';
 import { ConfigError, convertSetting, type SettingKind } from './config-value.js';
-import { TCG_TRANSLATION_CACHE_MIB } from './hypervisor/qemu-args.js';
+import { TCG_TRANSLATION_CACHE_MIB, type MachineType } from './hypervisor/qemu-args.js';
 
 export { ConfigError };
 
@@ -44,6 +44,11 @@ export interface NodeAgentConfig {
   /** Each TCG VM's translation cache (`-accel tcg,tb-size=`), also in its cgroup's limit. */
   tcgTranslationCacheMiB: number;
   defaultAccelerator: AcceleratorSetting;
+  /**
+   * QEMU's machine type for every VM. microvm boots faster but has no PCI, so nothing can be
+   * hot-plugged into a running VM (warm pools serve only sandboxes without drives or network).
+   */
+  machineType: MachineType;
   maxSandboxes: number;
   memoryMiB: number;
   /** The stream endpoint for kata-api (logs): bind address ('' = streamAddress), port (0 picks one), published host. */
@@ -240,6 +245,13 @@ const OPTIONS: readonly Option[] = [
     doc: 'auto, kvm or tcg, for sandboxes asking auto (default auto)',
   },
   {
+    flag: 'machine-type',
+    env: 'MACHINE_TYPE',
+    key: 'machineType',
+    kind: 'machine',
+    doc: "QEMU's machine type: pc, q35 or microvm (faster boot; no hot-plug, so warm VMs serve only sandboxes without block drives or network) (default pc)",
+  },
+  {
     flag: 'max-sandboxes',
     env: 'MAX_SANDBOXES',
     key: 'maxSandboxes',
@@ -424,6 +436,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   vmMemoryOverheadMiB: 256,
   tcgTranslationCacheMiB: TCG_TRANSLATION_CACHE_MIB,
   defaultAccelerator: 'auto',
+  machineType: 'pc',
   maxSandboxes: 16,
   memoryMiB: 8192,
   streamPort: 0,

@@ -6,6 +6,35 @@ import { virtioBlkSerial } from './block-serial.js';
 import { AGENT_CHANNEL_NAME, SHARED_MOUNT_TAG } from '../../agent/contract.js';
 
 export type MachineType = 'pc' | 'q35' | 'microvm';
+export const MACHINE_TYPES: readonly MachineType[] = ['pc', 'q35', 'microvm'];
+
+/**
+ * microvm's own switches. The node agent uses MICROVM_DEFAULTS; bench/machine-boots.ts compares
+ * the others (docs/performance.md, "Machine type", has the figures).
+ */
+export interface MicrovmOptions {
+  /**
+   * ACPI tables describe the virtio-mmio devices and let `poweroff -f` end QEMU. Off, QEMU appends
+   * `virtio_mmio.device=` to the command line instead, and a guest powering off only halts.
+   */
+  acpi: boolean;
+  /**
+   * The legacy i8254 PIT: the kernel's only reference to calibrate the TSC against on microvm
+   * (no HPET, no ACPI PM timer); without it and without tsc_early_khz the boot stalls.
+   */
+  pit: boolean;
+  /** The i8259 PIC (the IO-APIC routes every interrupt anyway). */
+  pic: boolean;
+  /** The MC146818 RTC: the guest's wall clock at boot (off: it starts in 1970). */
+  rtc: boolean;
+}
+
+export const MICROVM_DEFAULTS: Readonly<MicrovmOptions> = {
+  acpi: true,
+  pit: true,
+  pic: true,
+  rtc: true,
+};
 export type Accelerator = 'kvm' | 'tcg';
 
 /** The TCG translation cache each VM gets (`-accel tcg,tb-size=`; vm-memory-limit.ts says why). */
@@ -58,7 +87,16 @@ export interface VmConfig {
   /** Shown in `ps` and QMP; letters, digits, '-', '_', '.'. */
   name: string;
   machine: MachineType;
+  /** microvm only: overrides of MICROVM_DEFAULTS. */
+  microvm?: Partial<MicrovmOptions>;
   accelerator: Accelerator;
+  /**
+   * microvm under TCG only: the guest TSC's rate in kHz (under TCG it is the host's TSC), given
+   * to the kernel as `tsc_early_khz` so it never calibrates the TSC against the PIT: that
+   * calibration fails now and then on a busy host, and microvm has no HPET or PM timer to fall
+   * back to, so the boot then stalls in calibrate_delay. host-tsc.ts reads it.
+   */
+  tscKhz?: number;
   /** Defaults: `host` under KVM, QEMU's default model under TCG (`max` costs boot time under TCG). */
   cpu?: string;
   /** TCG only: `single` runs vCPUs and device emulation on one thread. */
@@ -73,7 +111,7 @@ export interface VmConfig {
   kernelParams?: readonly string[];
   /** Replace the default kernel parameters entirely (console= included). */
   replaceDefaultKernelParams?: boolean;
-  /** Firmware image; microvm defaults to QEMU's bios-microvm.bin. */
+  /** Firmware image; QEMU's own default when unset (SeaBIOS on pc/q35, bios-microvm.bin on microvm). */
   bios?: string;
   /**
    * The console's output goes to `logFile`; with `socket`, QEMU also listens there (a chardev
@@ -131,6 +169,11 @@ export function kernelCommandLine(config: VmConfig): string {
   const defaults = config.replaceDefaultKernelParams
     ? []
     : [`console=${consoleDev}`, 'panic=-1', 'quiet', 'tsc=reliable', 'no_timer_check'];
+  // pc and q35 need it not: their HPET and PM timer are the calibration's fallback references.
+  const tcgMicrovm = config.machine === 'microvm' && config.accelerator === 'tcg';
+  if (!config.replaceDefaultKernelParams && tcgMicrovm && config.tscKhz !== undefined) {
+    defaults.push(`tsc_early_khz=${checkInt('tscKhz', config.tscKhz, 1_000, 100_000_000)}`);
+  }
   const extra = config.kernelParams ?? [];
   extra.forEach((p, i) => {
     if (!KERNEL_PARAM.test(p)) {
@@ -141,6 +184,16 @@ export function kernelCommandLine(config: VmConfig): string {
     }
   });
   return [...defaults, ...extra].join(' ');
+}
+
+/** `-machine microvm,...` with MICROVM_DEFAULTS overridden by `options`. */
+export function microvmMachineOption(options: Partial<MicrovmOptions> = {}): string {
+  const o = { ...MICROVM_DEFAULTS, ...options };
+  const onOff = (b: boolean): string => (b ? 'on' : 'off');
+  for (const k of ['acpi', 'pit', 'pic', 'rtc'] as const) {
+    if (typeof o[k] !== 'boolean') throw new InvalidInputError(`microvm.${k}`, 'is not a boolean');
+  }
+  return `microvm,acpi=${onOff(o.acpi)},pit=${onOff(o.pit)},pic=${onOff(o.pic)},rtc=${onOff(o.rtc)}`;
 }
 
 /** Every QEMU argument after the binary name. Throws InvalidInputError on any unsafe input. */
@@ -164,8 +217,7 @@ export function buildQemuArgs(config: VmConfig): string[] {
       a.push('-machine', config.machine);
       break;
     case 'microvm':
-      // No legacy PIT/PIC/RTC to emulate; ACPI lets the stock kernel find the virtio-mmio devices.
-      a.push('-machine', 'microvm,acpi=on,pit=off,pic=off,rtc=off');
+      a.push('-machine', microvmMachineOption(config.microvm));
       break;
     default:
       throw new InvalidInputError('machine', `${JSON.stringify(config.machine)} is not supported`);
@@ -198,8 +250,7 @@ export function buildQemuArgs(config: VmConfig): string[] {
   a.push('-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot');
   a.push('-msg', 'timestamp=on');
 
-  const bios = config.bios ?? (mmio ? '/usr/share/qemu/bios-microvm.bin' : undefined);
-  if (bios !== undefined) a.push('-bios', checkPath('bios', bios));
+  if (config.bios !== undefined) a.push('-bios', checkPath('bios', config.bios));
   a.push('-kernel', checkPath('kernel', config.kernel));
   if (config.initrd !== undefined) a.push('-initrd', checkPath('initrd', config.initrd));
   a.push('-append', kernelCommandLine(config));

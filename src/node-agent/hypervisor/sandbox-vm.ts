@@ -5,7 +5,8 @@ import type { AgentConnection, RpcObserver } from '../../agent/agent-connection.
 import type { VmSpec } from '../../crds/index.js';
 import type { Logger } from '../../observability/logger.js';
 import { bootVm } from './boot.js';
-import type { Accelerator, DriveConfig, NicConfig, VmConfig } from './qemu-args.js';
+import { chooseMachine } from './machine-type.js';
+import type { Accelerator, DriveConfig, MachineType, NicConfig, VmConfig } from './qemu-args.js';
 import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './qemu-process.js';
 import { vmMemoryMiB, vmVcpus } from '../../crds/index.js';
 
@@ -34,6 +35,10 @@ export interface VmInputs {
   drives?: readonly DriveConfig[];
   /** TCG's translation cache (the node agent's --tcg-translation-cache-mib). */
   tcgTranslationCacheMiB?: number;
+  /** The node agent's --machine-type (default pc). */
+  machine?: MachineType;
+  /** The host's TSC rate (host-tsc.ts), given to a TCG guest so it need not calibrate. */
+  tscKhz?: number;
 }
 
 /** The QEMU config of a sandbox. Pure. */
@@ -41,8 +46,9 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
   const f = vmFiles(i.runDir);
   return {
     name: `ksb-${i.uid}`.slice(0, 63),
-    machine: 'pc',
+    machine: chooseMachine(i.machine ?? 'pc', i.accelerator, i.tscKhz).machine,
     accelerator: i.accelerator,
+    ...(i.accelerator === 'tcg' && i.tscKhz !== undefined && { tscKhz: i.tscKhz }),
     vcpus: vmVcpus(i),
     memoryMiB: vmMemoryMiB(i),
     kernel: i.kernel,

@@ -19,7 +19,7 @@ export function warmPoolMetrics(registry: Registry, vms: () => WarmVmCount[] | u
       name: 'kata_node_warm_pool_misses_total',
       help:
         'Sandboxes of a shape a pool of the node keeps that booted cold, by reason (NoneReady, ' +
-        'TooManyDevices).',
+        'TooManyDevices, NoHotplug: the machine type cannot hot-plug its drives or NICs).',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -11,6 +11,7 @@ import type { DriveConfig, NicConfig } from '../hypervisor/qemu-args.js';
 import { chooseLaunchStrategy, type LaunchOptions } from '../hypervisor/qemu-process.js';
 import { sandboxVmConfig, vmFiles, type BootedVm } from '../hypervisor/sandbox-vm.js';
 import { vmMemoryLimit } from '../hypervisor/vm-memory-limit.js';
+import { hostTscKhz } from '../hypervisor/host-tsc.js';
 import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import { netnsLaunchPrefix } from '../network/tcfilter.js';
 import type { QemuState } from '../state-store.js';
@@ -98,6 +99,8 @@ export async function launchVm(
     nics: l.nics ?? [],
     drives: l.drives ?? [],
     tcgTranslationCacheMiB: config.tcgTranslationCacheMiB,
+    machine: config.machineType,
+    tscKhz: hostTscKhz(),
   });
   const limit = vmMemoryLimit(
     vmMemoryMiB({ vm: l.vm }),

@@ -2,11 +2,12 @@
 // that needs nothing a running VM cannot be given, takes a ready one (its run dir, share, netns
 // and cgroup stay named by the VM's own uid, recorded in the state file); its share is filled
 // after the fact (bind mounts into the exported directory), its block drives and network are
-// plugged in live.
+// plugged in live (only on a machine type that can hot-plug: machine-type.ts).
 // Otherwise it boots cold, and status.vm.warmMiss says why when a pool could have served it.
 import { NETNS_RUN_DIR } from '../network/cni.js';
 import path from 'node:path';
 import { warmIneligibility, shapeOf } from '../../crds/warm-shape.js';
+import { hotplugIneligibility } from '../hypervisor/machine-type.js';
 import { prepareNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { step } from './step-failure.js';
@@ -21,10 +22,14 @@ export async function claimWarmVm(ctx: SandboxContext): Promise<boolean> {
   if (!pools.keeps(shape)) return false;
   const t0 = performance.now();
   const nics = (ctx.spec.network?.mode ?? 'none') === 'none' ? 0 : 1;
-  const ineligible = warmIneligibility((ctx.blockPlan?.drives.length ?? 0) + nics);
+  const devices = (ctx.blockPlan?.drives.length ?? 0) + nics;
+  const noHotplug = hotplugIneligibility(ctx.config.machineType, devices);
+  const ineligible = noHotplug ?? warmIneligibility(devices);
   const got = ineligible ? { miss: ineligible } : pools.take(shape);
   if ('miss' in got) {
-    if (ineligible) ctx.metrics.warm.misses.inc({ reason: 'TooManyDevices' });
+    if (ineligible) {
+      ctx.metrics.warm.misses.inc({ reason: noHotplug ? 'NoHotplug' : 'TooManyDevices' });
+    }
     ctx.state.warmMiss = got.miss;
     return false;
   }

@@ -5,6 +5,7 @@ import {
   buildQemuArgs,
   escapeOptionValue,
   kernelCommandLine,
+  microvmMachineOption,
   type VmConfig,
 } from '../../../src/node-agent/hypervisor/qemu-args.js';
 
@@ -176,7 +177,7 @@ describe('buildQemuArgs', () => {
     );
   });
 
-  it('microvm uses virtio-mmio devices, its own firmware and no legacy timers', () => {
+  it('microvm uses virtio-mmio devices, ACPI and the legacy PIT/PIC/RTC, and QEMU picks its firmware', () => {
     const args = buildQemuArgs({
       ...base,
       machine: 'microvm',
@@ -185,8 +186,8 @@ describe('buildQemuArgs', () => {
       drives: [{ path: '/d.img', serialId: 'x' }],
       nics: [{ tap: 'tap0', mac: '02:00:00:00:00:01' }],
     });
-    expect(values(args, '-machine')).toEqual(['microvm,acpi=on,pit=off,pic=off,rtc=off']);
-    expect(values(args, '-bios')).toEqual(['/usr/share/qemu/bios-microvm.bin']);
+    expect(values(args, '-machine')).toEqual(['microvm,acpi=on,pit=on,pic=on,rtc=on']);
+    expect(values(args, '-bios')).toEqual([]);
     const devices = values(args, '-device').map((d) => d.split(',')[0]);
     expect(devices).toEqual([
       'virtio-serial-device',
@@ -195,6 +196,37 @@ describe('buildQemuArgs', () => {
       'virtio-blk-device',
       'virtio-net-device',
     ]);
+  });
+
+  it('microvm switches override the defaults one by one; a non-boolean is refused', () => {
+    const machine = (microvm: VmConfig['microvm']): string[] =>
+      values(buildQemuArgs({ ...base, machine: 'microvm', microvm }), '-machine');
+    expect(machine({ acpi: false })).toEqual(['microvm,acpi=off,pit=on,pic=on,rtc=on']);
+    expect(machine({ pit: false, pic: false, rtc: false })).toEqual([
+      'microvm,acpi=on,pit=off,pic=off,rtc=off',
+    ]);
+    expect(microvmMachineOption()).toBe('microvm,acpi=on,pit=on,pic=on,rtc=on');
+    refuses({ ...base, machine: 'microvm', microvm: { pit: 'off' as never } }, 'microvm.pit');
+    // pc and q35 take no microvm switches.
+    expect(
+      values(buildQemuArgs({ ...base, machine: 'q35', microvm: { acpi: false } }), '-machine'),
+    ).toEqual(['q35']);
+  });
+
+  it('a TCG microvm guest gets the host TSC rate as tsc_early_khz (not pc, KVM or replaced defaults)', () => {
+    const tcg = kernelCommandLine({ ...base, machine: 'microvm', tscKhz: 2_596_144 });
+    expect(tcg.split(' ')).toContain('tsc_early_khz=2596144');
+    const mv = { ...base, machine: 'microvm' as const };
+    expect(kernelCommandLine({ ...mv, accelerator: 'kvm', tscKhz: 2_596_144 })).not.toContain(
+      'tsc_early_khz',
+    );
+    expect(
+      kernelCommandLine({ ...mv, tscKhz: 2_596_144, replaceDefaultKernelParams: true }),
+    ).not.toContain('tsc_early_khz');
+    expect(kernelCommandLine({ ...base, tscKhz: 2_596_144 })).not.toContain('tsc_early_khz');
+    expect(kernelCommandLine(mv)).not.toContain('tsc_early_khz');
+    refuses({ ...mv, tscKhz: 12.5 }, 'tscKhz');
+    refuses({ ...mv, tscKhz: 10 }, 'tscKhz');
   });
 
   it('a console socket logs to the console file, appending, and takes input', () => {

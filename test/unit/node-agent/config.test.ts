@@ -132,6 +132,17 @@ describe('node agent config', () => {
     );
   });
 
+  it('machine type: pc unless --machine-type / MACHINE_TYPE says q35 or microvm', () => {
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).machineType).toBe('pc');
+    expect(nodeAgentConfig(['--node-name', 'n', '--machine-type', 'microvm'], {}).machineType).toBe(
+      'microvm',
+    );
+    expect(nodeAgentConfig(['--node-name', 'n'], { MACHINE_TYPE: 'q35' }).machineType).toBe('q35');
+    expect(() => nodeAgentConfig(['--node-name', 'n', '--machine-type', 'isapc'], {})).toThrow(
+      /--machine-type: "isapc" is not pc, q35 or microvm/,
+    );
+  });
+
   it('places VMs in cgroups under kata-sandboxes unless told otherwise', () => {
     const d = nodeAgentConfig(['--node-name', 'n'], {});
     expect(d).toMatchObject({
