@@ -10,7 +10,7 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kata-sandbox-operator
 APT_PACKAGES := protobuf-compiler libprotobuf-dev qemu-system-x86 busybox-static cpio crun e2fsprogs xfsprogs \
 	iproute2 openssl jq curl zstd containernetworking-plugins prometheus \
 	skopeo umoci docker-registry apache2-utils ca-certificates \
-	containerd runc conntrack procps buildah debootstrap
+	containerd runc conntrack procps buildah debootstrap erofs-utils
 NPM_STAMP := node_modules/.package-lock.json
 # The host-filesystem helper the node agent runs (host-fs/); tests, demo and bench find it here.
 export KATA_HOST_FS_BINARY := $(CACHE_DIR)/bin/kata-host-fs

@@ -88,7 +88,7 @@ die() {
 case "$COMPRESSION" in none | lz4 | zstd | gzip) ;; *) die "GUEST_INITRD_COMPRESSION=$COMPRESSION (none|lz4|zstd|gzip)" ;; esac
 [[ "$KEEP_IMAGES" =~ ^[1-9][0-9]*$ ]] || die "GUEST_KEEP_IMAGES=$KEEP_IMAGES (a number >= 1)"
 
-"$REPO_DIR/hack/setup.sh" busybox-static cpio crun kmod iproute2 zstd lz4 xz-utils
+"$REPO_DIR/hack/setup.sh" busybox-static cpio crun kmod iproute2 zstd lz4 xz-utils erofs-utils
 
 mkdir -p "$CACHE_ROOT" "$DEB_CACHE"
 exec 9>"$CACHE_ROOT/.lock"
