@@ -448,6 +448,19 @@ if [ "$(id -u)" = 0 ]; then
   mknod -m 0666 "$R/dev/null" c 1 3
 fi
 
+
+# --- rootfs.erofs: the same root tree as a read-only erofs image (issue #18) ----------------
+# For the tuned kernel (erofs built in): root=/dev/vda ro rootfstype=erofs, so the root is read
+# from the virtio-blk drive through the page cache instead of living unpacked in guest RAM.
+# The stock kernel's modules stay out (only `spec.vm.kernel: debian` loads them, from the initrd).
+# Reproducible: fixed timestamp and UUID, every file owned by root (erofs sorts dirents itself).
+# STATUS: written, not yet exercised by a guest boot (see the branch's report).
+EROFS_UUID=6b617461-2d72-6f6f-7466-732d65726f66
+build_rootfs_erofs() { # root-dir out-file
+  mkfs.erofs -T0 -U"$EROFS_UUID" --all-root --exclude-path=lib/modules -- "$2" "$1" >/dev/null ||
+    die "mkfs.erofs failed"
+}
+
 # --- initrd: reproducible cpio --------------------------------------------------------------
 find "$R" -exec touch -h -d @0 {} +
 (cd "$R" && find . -mindepth 1 | sort | cpio --quiet --reproducible -o -H newc -R 0:0) >"$WORK/initrd.cpio"
@@ -457,11 +470,13 @@ lz4) lz4 -q -l -9 "$WORK/initrd.cpio" "$WORK/initrd" && rm "$WORK/initrd.cpio" ;
 zstd) zstd -q -19 --no-check "$WORK/initrd.cpio" -o "$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
 gzip) gzip -n -9 -c "$WORK/initrd.cpio" >"$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
 esac
+build_rootfs_erofs "$R" "$WORK/rootfs.erofs"
 
 # --- output ---------------------------------------------------------------------------------
 STAGE=$WORK/out
 mkdir -p "$STAGE"
 mv "$WORK/initrd" "$STAGE/initrd"
+mv "$WORK/rootfs.erofs" "$STAGE/rootfs.erofs"
 cp "$VMLINUZ" "$STAGE/vmlinuz"
 # vmlinux: the uncompressed ELF kernel inside the bzImage. QEMU boots it directly through its PVH
 # entry point (CONFIG_PVH=y), which skips the in-guest decompression of the bzImage: ~4 s under TCG.
@@ -514,9 +529,11 @@ const m = {
   agentPath: e.AGENT_PATH,
   agentNodeOptions: e.NODE_OPTS,
   initrdCompression: e.COMPRESSION,
+  // read-only root image for the tuned kernel (virtio-blk, root=/dev/vda ro rootfstype=erofs)
+  rootfs: { file: "rootfs.erofs", fsType: "erofs" },
   modules: e.MODS.split(" "),
   bootModules: e.BOOT_MODS.split(" "),
-  sizes: { vmlinuz: size("vmlinuz"), vmlinux: size("vmlinux"), initrd: size("initrd"), rootfsUncompressed: Number(e.ROOTFS_BYTES) },
+  sizes: { vmlinuz: size("vmlinuz"), vmlinux: size("vmlinux"), initrd: size("initrd"), rootfsErofs: size("rootfs.erofs"), rootfsUncompressed: Number(e.ROOTFS_BYTES) },
   cmdline: "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
   inputs: fs.readFileSync(`${d}/inputs.txt`, "utf8").trim().split("\n"),
 };
