@@ -1,28 +1,37 @@
 // Measurement: the smallest VM memory (MiB) the guest image boots in, up to the guest agent
 // answering Health.Check over serial+mux. It bisects between a size that fails and one that
-// boots, booting the real image (QEMU, the image from `make guest`) once per probe, and prints
-// the image's sizes next to the result: the figure behind the CRD's spec.vm.memoryMiB minimum
-// and the node agent's per-image check (docs/operations.md, "Guest memory").
+// boots, booting the real image (QEMU, the image from `make guest`) once per probe with the root
+// the node agent gives that kernel (the default kernel: the erofs root drive; debian: the
+// initrd), and prints the image's sizes next to the result: the figures behind the CRD's
+// spec.vm.memoryMiB minimum and the node agent's per-image check (docs/operations.md, "Guest memory").
 //   npx esbuild bench/guest-min-memory.ts --bundle --platform=node --format=esm \
-//     --outfile=/tmp/gmm.mjs && node /tmp/gmm.mjs [lowMiB=64] [highMiB=512] [stepMiB=8]
+//     --outfile=/tmp/gmm.mjs && node /tmp/gmm.mjs [kernel=default] [lowMiB=64] [highMiB=512] [stepMiB=8]
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AgentConnection } from '../src/agent/agent-connection.js';
 import { chooseAccelerator, kvmBootProbe } from '../src/node-agent/hypervisor/accelerator.js';
 import { bootVm } from '../src/node-agent/hypervisor/boot.js';
+import {
+  guestRootFor,
+  resolveGuestImage,
+  type GuestRoot,
+} from '../src/node-agent/hypervisor/guest-image.js';
 import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
 
-const LOW = Number(process.argv[2] ?? 64);
-const HIGH = Number(process.argv[3] ?? 512);
-const STEP = Number(process.argv[4] ?? 8);
-const IMAGE = path.join(
-  process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'),
-  'kata-sandbox-operator/guest/current',
-);
+const KERNEL = process.argv[2] ?? 'default';
+const LOW = Number(process.argv[3] ?? 64);
+const HIGH = Number(process.argv[4] ?? 512);
+const STEP = Number(process.argv[5] ?? 8);
 const MiB = 1024 * 1024;
 
-async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 'kvm' | 'tcg') {
+async function boots(
+  memoryMiB: number,
+  scratch: string,
+  kernel: string,
+  root: GuestRoot,
+  accel: 'kvm' | 'tcg',
+) {
   const dir = path.join(scratch, `vm-${memoryMiB}`);
   mkdirSync(path.join(dir, 'shared'), { recursive: true });
   const grpcSocket = path.join(dir, 'agent.sock');
@@ -33,7 +42,7 @@ async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 
     vcpus: 1,
     memoryMiB,
     kernel,
-    initrd: path.join(IMAGE, 'initrd'),
+    ...root,
     console: { logFile: path.join(dir, 'console.log') },
     qmpSocket: path.join(dir, 'qmp.sock'),
     agentChannelSocket: path.join(dir, 'agent-channel.sock'),
@@ -61,14 +70,16 @@ async function boots(memoryMiB: number, scratch: string, kernel: string, accel: 
 }
 
 async function main(): Promise<void> {
-  const vmlinux = path.join(IMAGE, 'vmlinux');
-  const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
-  const initrd = path.join(IMAGE, 'initrd');
-  if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
+  const image = resolveGuestImage();
+  const kernel = image.kernels[KERNEL];
+  if (kernel === undefined) throw new Error(`the image has no kernel ${JSON.stringify(KERNEL)}`);
+  const root = guestRootFor(image, KERNEL);
+  const rootFile = 'initrd' in root ? root.initrd : root.rootDisk.path;
   const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
   console.log(
-    `guest image ${IMAGE}: kernel ${path.basename(kernel)} ${(statSync(kernel).size / MiB).toFixed(1)} MiB, ` +
-      `initrd ${(statSync(initrd).size / MiB).toFixed(1)} MiB; accelerator ${accel.accelerator}`,
+    `guest image ${image.dir}: kernel ${KERNEL} ${(statSync(kernel).size / MiB).toFixed(1)} MiB, ` +
+      `${'initrd' in root ? 'initrd' : 'root drive'} ${path.basename(rootFile)} ` +
+      `${(statSync(rootFile).size / MiB).toFixed(1)} MiB; accelerator ${accel.accelerator}`,
   );
   const scratch = mkdtempSync(path.join(tmpdir(), 'guest-min-memory-'));
   let lo = LOW; // assumed to fail (checked)
@@ -78,13 +89,13 @@ async function main(): Promise<void> {
       [hi, true],
       [lo, false],
     ] as const) {
-      const r = await boots(m, scratch, kernel, accel.accelerator);
+      const r = await boots(m, scratch, kernel, root, accel.accelerator);
       console.log(`${m} MiB: ${r.ok ? 'boots' : 'fails'} (${r.detail})`);
       if (r.ok !== want) throw new Error(`${m} MiB was expected to ${want ? 'boot' : 'fail'}`);
     }
     while (hi - lo > STEP) {
       const mid = Math.round((lo + hi) / 2 / STEP) * STEP;
-      const r = await boots(mid, scratch, kernel, accel.accelerator);
+      const r = await boots(mid, scratch, kernel, root, accel.accelerator);
       console.log(`${mid} MiB: ${r.ok ? 'boots' : 'fails'} (${r.detail})`);
       if (r.ok) hi = mid;
       else lo = mid;
@@ -92,7 +103,9 @@ async function main(): Promise<void> {
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  console.log(`smallest memory that boots the guest image: ${hi} MiB (${lo} MiB fails)`);
+  console.log(
+    `smallest memory that boots the guest image (kernel ${KERNEL}): ${hi} MiB (${lo} MiB fails)`,
+  );
 }
 
 main().then(

@@ -6,11 +6,13 @@
 #                              everything built in): `spec.vm.kernel: default`
 #   debian/{vmlinux,vmlinuz,config}  Debian's stock kernel (linux-image-amd64), whose modules are
 #                              in the initrd: `spec.vm.kernel: debian`
+#   rootfs.erofs               the default kernel's root: the same tree as the initrd (without the
+#                              stock kernel's modules) as a read-only erofs image on virtio-blk
 #   initrd, manifest.json, inputs.txt
 # (A GUEST_EXEC_AGENT variant has only the stock kernel, at the top level.) <hash> covers every input (exact Debian package versions of
 # the kernel, busybox-static, crun, iproute2 and every library they and node link, the node
 # binary's sha256, the init, this script, the agent bundle's sha256, the terminal relay's Go sources
-# and toolchain, the initrd compression), so
+# and toolchain, the initrd compression, erofs-utils), so
 # the image is rebuilt only when an input changes, and the same inputs give the same hash and the
 # same bytes (sorted cpio, fixed mtimes, owner root).
 #
@@ -239,6 +241,7 @@ owner_of() {
   echo "modules ${MODULES[*]}"
   echo "boot-modules ${BOOT_MODULES[*]}"
   echo "compression $COMPRESSION"
+  if [ -z "$EXEC_AGENT" ]; then echo "erofs-utils=$(pkg_version erofs-utils) root-image uncompressed"; fi
   for l in "${LIBS[@]}"; do echo "lib $l $(owner_of "$l")"; done
 } >"$WORK/inputs.txt"
 HASH=$(sha256sum "$WORK/inputs.txt" | cut -c1-16)
@@ -449,12 +452,13 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 
-# --- rootfs.erofs: the same root tree as a read-only erofs image (issue #18) ----------------
-# For the tuned kernel (erofs built in): root=/dev/vda ro rootfstype=erofs, so the root is read
-# from the virtio-blk drive through the page cache instead of living unpacked in guest RAM.
-# The stock kernel's modules stay out (only `spec.vm.kernel: debian` loads them, from the initrd).
-# Reproducible: fixed timestamp and UUID, every file owned by root (erofs sorts dirents itself).
-# STATUS: written, not yet exercised by a guest boot (see the branch's report).
+# --- rootfs.erofs: the root tree as a read-only erofs image, for the kernel made for the job ------
+# That kernel (erofs and virtio-blk built in) boots with no initrd: root=/dev/vda ro rootfstype=erofs
+# on a virtio-blk drive the node agent attaches, so the guest reads its root through the page cache
+# (pages it can drop again) instead of holding the whole tree unpacked in RAM, and every VM on the
+# node shares one copy in the host's page cache. Uncompressed: decompressing costs more CPU under
+# TCG than reading. The stock kernel's modules stay out (only `kernel: debian` loads them, from the
+# initrd). Reproducible: timestamps 0, a fixed UUID, every file owned by root.
 EROFS_UUID=6b617461-2d72-6f6f-7466-732d65726f66
 build_rootfs_erofs() { # root-dir out-file
   mkfs.erofs -T0 -U"$EROFS_UUID" --all-root --exclude-path=lib/modules -- "$2" "$1" >/dev/null ||
@@ -470,13 +474,13 @@ lz4) lz4 -q -l -9 "$WORK/initrd.cpio" "$WORK/initrd" && rm "$WORK/initrd.cpio" ;
 zstd) zstd -q -19 --no-check "$WORK/initrd.cpio" -o "$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
 gzip) gzip -n -9 -c "$WORK/initrd.cpio" >"$WORK/initrd" && rm "$WORK/initrd.cpio" ;;
 esac
-build_rootfs_erofs "$R" "$WORK/rootfs.erofs"
+if [ -n "$TUNED_KERNEL_DIR" ]; then build_rootfs_erofs "$R" "$WORK/rootfs.erofs"; fi
 
 # --- output ---------------------------------------------------------------------------------
 STAGE=$WORK/out
 mkdir -p "$STAGE"
 mv "$WORK/initrd" "$STAGE/initrd"
-mv "$WORK/rootfs.erofs" "$STAGE/rootfs.erofs"
+if [ -n "$TUNED_KERNEL_DIR" ]; then mv "$WORK/rootfs.erofs" "$STAGE/rootfs.erofs"; fi
 cp "$VMLINUZ" "$STAGE/vmlinuz"
 # vmlinux: the uncompressed ELF kernel inside the bzImage. QEMU boots it directly through its PVH
 # entry point (CONFIG_PVH=y), which skips the in-guest decompression of the bzImage: ~4 s under TCG.
@@ -529,11 +533,11 @@ const m = {
   agentPath: e.AGENT_PATH,
   agentNodeOptions: e.NODE_OPTS,
   initrdCompression: e.COMPRESSION,
-  // read-only root image for the tuned kernel (virtio-blk, root=/dev/vda ro rootfstype=erofs)
-  rootfs: { file: "rootfs.erofs", fsType: "erofs" },
+  // The read-only root of the default kernel (a virtio-blk drive; the debian kernel boots the initrd).
+  ...(e.TUNED && { rootDisk: { file: "rootfs.erofs", fsType: "erofs", kernels: ["default"] } }),
   modules: e.MODS.split(" "),
   bootModules: e.BOOT_MODS.split(" "),
-  sizes: { vmlinuz: size("vmlinuz"), vmlinux: size("vmlinux"), initrd: size("initrd"), rootfsErofs: size("rootfs.erofs"), rootfsUncompressed: Number(e.ROOTFS_BYTES) },
+  sizes: { vmlinuz: size("vmlinuz"), vmlinux: size("vmlinux"), initrd: size("initrd"), ...(e.TUNED && { rootDisk: size("rootfs.erofs") }), rootfsUncompressed: Number(e.ROOTFS_BYTES) },
   cmdline: "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
   inputs: fs.readFileSync(`${d}/inputs.txt`, "utf8").trim().split("\n"),
 };

@@ -5,6 +5,13 @@
 /** The virtio-serial port the agent's gRPC channel runs over (Kata 1.x's name). */
 export const AGENT_CHANNEL_NAME = 'agent.channel.0';
 
+/**
+ * The virtio-blk serial of the guest's own read-only root drive (the image's rootfs.erofs).
+ * Upper case and '_' are never in a virtioBlkSerial of a DNS-label name, and the host refuses any
+ * other drive with it, so the guest agent can never be pointed at its own root as a tenant's disk.
+ */
+export const GUEST_ROOT_DRIVE_SERIAL = 'KATA_GUEST_ROOT';
+
 /** The 9p mount tag of the sandbox's shared directory. */
 export const SHARED_MOUNT_TAG = 'kataShared';
 

@@ -45,11 +45,12 @@ export const IMAGE_REFERENCE_PATTERN =
 const PATH_MAX_LENGTH = 1024;
 /**
  * The least spec.vm.memoryMiB admitted. Measured (bench/guest-min-memory.ts, docs/operations.md
- * "Guest memory"): the shipped guest image (initrd 116 MiB, unpacked into RAM) boots to its
- * agent answering in 392 MiB and not in 384; plus 64 MiB for the containers' processes that is
- * 456, rounded up to 512, which is also the default.
+ * "Guest memory"): the default kernel, booting the image's read-only root drive, has its agent
+ * answering in 64 MiB (thrashing below); with margin 96, plus 64 MiB for the containers'
+ * processes. A `kernel: debian` sandbox boots an initrd unpacked into RAM and needs more: the node
+ * agent refuses it below that image's floor (MemoryTooSmall).
  */
-export const MIN_MEMORY_MIB = 512;
+export const MIN_MEMORY_MIB = 160;
 const MAX_CONTAINERS = 16;
 const MAX_VOLUMES = 32;
 
@@ -102,10 +103,11 @@ export const vmSpecSchema = obj(
     }),
     memoryMiB: int({
       description:
-        `Memory of the sandbox VM in MiB, ${MIN_MEMORY_MIB} to 65536 (64 GiB). The guest image ` +
-        'lives in this memory (its initrd is unpacked into RAM), so below the minimum it does ' +
-        'not boot; a node agent whose image needs more refuses the sandbox (reason ' +
-        'MemoryTooSmall).',
+        `Memory of the sandbox VM in MiB, ${MIN_MEMORY_MIB} to 65536 (64 GiB). The default ` +
+        'kernel reads the guest root from a read-only drive, so this memory holds the kernel, ' +
+        'the guest agent and the containers; `kernel: debian` boots an initrd unpacked into it ' +
+        'and needs about 470 MiB. A node agent whose image needs more than asked refuses the ' +
+        'sandbox (reason MemoryTooSmall).',
       minimum: MIN_MEMORY_MIB,
       maximum: 65536,
       default: DEFAULT_MEMORY_MIB,

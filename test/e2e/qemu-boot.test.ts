@@ -1,5 +1,6 @@
-// Real QEMU (TCG here): boots the guest image built by `make guest`, waits for the agent's ready
-// line on the console, talks QMP, stops the VM and checks nothing is left; a broken initrd fails
+// Real QEMU (TCG here): boots the guest image built by `make guest` from its read-only erofs root
+// drive (as the node agent boots the default kernel), waits for the agent's ready line on the
+// console, talks QMP, stops the VM and checks nothing is left; a broken initrd fails
 // within the deadline with the console tail in the error. Every QEMU started here is killed in
 // afterAll, even when a test fails.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -14,7 +15,7 @@ import {
   type AcceleratorChoice,
 } from '../../src/node-agent/hypervisor/accelerator.js';
 import { BootError, bootVm } from '../../src/node-agent/hypervisor/boot.js';
-import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
+import type { RootDiskConfig, VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import {
   QemuProcess,
   isSameProcess,
@@ -32,7 +33,13 @@ const IMAGE = path.join(
 // The placeholder agent says "kata-guest-agent … ready"; the real one logs "serving the agent port".
 const READY = /kata-guest-agent[^\n]*\bready\b|serving the agent port/;
 
-function ensureImage(): { kernel: string; initrd: string } {
+interface Image {
+  kernel: string;
+  initrd: string;
+  rootDisk: RootDiskConfig;
+}
+
+function ensureImage(): Image {
   const initrd = path.join(IMAGE, 'initrd');
   // Idempotent and cached by an input hash: quick when the image matches the sources.
   execFileSync('make', ['--no-print-directory', 'guest'], {
@@ -43,12 +50,14 @@ function ensureImage(): { kernel: string; initrd: string } {
   // vmlinux boots through its PVH entry with no decompression: ~8 s faster under TCG than the
   // xz-compressed vmlinuz, which is the fallback.
   const vmlinux = path.join(IMAGE, 'vmlinux');
-  return { kernel: existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz'), initrd };
+  const rootDisk = { path: path.join(IMAGE, 'rootfs.erofs'), fsType: 'erofs' as const };
+  if (!existsSync(rootDisk.path)) throw new Error(`${rootDisk.path} is missing: make guest`);
+  return { kernel: existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz'), initrd, rootDisk };
 }
 
 const started: QemuProcess[] = [];
 let scratch: string;
-let image: { kernel: string; initrd: string };
+let image: Image;
 let accel: AcceleratorChoice;
 
 function vmConfig(dir: string, name: string, overrides: Partial<VmConfig> = {}): VmConfig {
@@ -59,7 +68,7 @@ function vmConfig(dir: string, name: string, overrides: Partial<VmConfig> = {}):
     vcpus: 1,
     memoryMiB: 512,
     kernel: image.kernel,
-    initrd: image.initrd,
+    rootDisk: image.rootDisk,
     console: { logFile: path.join(dir, 'console.log') },
     qmpSocket: path.join(dir, 'qmp.sock'),
     agentChannelSocket: path.join(dir, 'agent-channel.sock'),
@@ -118,8 +127,10 @@ describe('QEMU boot (real VM)', () => {
     const manifest = JSON.parse(readFileSync(path.join(IMAGE, 'manifest.json'), 'utf8')) as {
       agentSource: string;
     };
+    const consoleText = readFileSync(vm.console.logFile, 'utf8');
+    // The root is the read-only erofs drive, which stayed vda beside the test's own drive.
+    expect(consoleText).toMatch(/kata-guest-init: starting kata-guest-agent .*\(root erofs\)/);
     if (manifest.agentSource === 'src/agent/guest/main.ts') {
-      const consoleText = readFileSync(vm.console.logFile, 'utf8');
       expect(/kata-guest-agent-loader: [^\r\n]*/.exec(consoleText)?.[0]).toMatch(
         /code cache accepted/,
       );
@@ -206,7 +217,7 @@ describe('QEMU boot (real VM)', () => {
         vm: undefined,
         accelerator: accel.accelerator,
         kernel: image.kernel,
-        initrd: image.initrd,
+        root: { rootDisk: image.rootDisk },
         runDir: dir,
         shareDir: path.join(dir, 'shared'),
         machine: 'microvm',
@@ -256,10 +267,12 @@ describe('QEMU boot (real VM)', () => {
     const dir = vmDir('broken');
     const initrd = path.join(dir, 'broken-initrd');
     writeFileSync(initrd, randomBytes(256 * 1024));
+    const brokenRootVm = vmConfig(dir, 'e2e-broken', { initrd });
+    delete brokenRootVm.rootDisk;
     const deadlineMs = 60_000;
     const t0 = performance.now();
     const err = await bootVm({
-      vm: vmConfig(dir, 'e2e-broken', { initrd }),
+      vm: brokenRootVm,
       waitFor: { kind: 'console', pattern: READY },
       deadlineMs,
       stderrLog: path.join(dir, 'qemu.log'),
@@ -276,5 +289,25 @@ describe('QEMU boot (real VM)', () => {
     expect(be.message).toContain(be.consoleTail[be.consoleTail.length - 1]);
     expect(be.consoleTail.join('\n')).toMatch(/Kernel panic|VFS|initramfs|unpack/i);
     expect(existsSync(path.join(dir, 'qmp.sock'))).toBe(false);
+  }, 240_000);
+
+  it('a root drive that is not an erofs image fails the boot at once, saying why', async () => {
+    const dir = vmDir('broken-root');
+    const bad = path.join(dir, 'not-erofs.img');
+    writeFileSync(bad, randomBytes(4 << 20));
+    const err = await bootVm({
+      vm: vmConfig(dir, 'e2e-broken-root', { rootDisk: { path: bad, fsType: 'erofs' } }),
+      waitFor: { kind: 'console', pattern: READY },
+      deadlineMs: 60_000,
+      stderrLog: path.join(dir, 'qemu.log'),
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BootError);
+    // panic=-1 + -no-reboot: QEMU ends with the kernel's reason, not at the deadline.
+    expect((err as BootError).consoleTail.join('\n')).toMatch(
+      /VFS: Cannot open root device|unable to mount root/i,
+    );
   }, 240_000);
 });

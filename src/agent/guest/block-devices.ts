@@ -3,6 +3,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { virtioBlkSerial } from '../block-serial.js';
+import { GUEST_ROOT_DRIVE_SERIAL } from '../contract.js';
 import { deadlineExceeded } from './status-error.js';
 
 export interface BlockDrive {
@@ -70,6 +71,8 @@ export class BlockDevices {
     }
     for (const name of names) {
       const got = await readTrimmed(path.join(this.sysBlockDir, name, 'serial'));
+      // The guest's own root drive is never a storage or device the host can point at.
+      if (got === GUEST_ROOT_DRIVE_SERIAL) continue;
       if (got !== undefined && got !== '' && wanted.has(got)) {
         return this.drive(name);
       }

@@ -1,12 +1,14 @@
 // Where the guest image that `make guest` (guest/build.sh) built lives:
-//   ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current/{vmlinux,vmlinuz,initrd,manifest.json}
+//   ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current/{vmlinux,vmlinuz,initrd,rootfs.erofs,manifest.json}
 // and, besides the default kernel (made for the job), Debian's stock one in debian/{vmlinux,vmlinuz}.
+// The default kernel boots from rootfs.erofs (read-only, virtio-blk), the stock one from the initrd.
 // `current` is a symlink to the newest <input-hash>/ directory; the paths returned here are the
 // resolved hash directory, so a rebuild while a VM boots does not change what that VM reads.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { StepCondition } from '../../crds/index.js';
+import type { RootDiskConfig } from './qemu-args.js';
 
 export interface GuestImagePaths {
   /** The image directory (symlinks resolved). */
@@ -25,7 +27,23 @@ export interface GuestImagePaths {
    */
   kernels: Readonly<Record<string, string>>;
   initrd: string;
+  /** The default kernel's read-only root image (rootfs.erofs), when the image has one. */
+  rootDisk?: string;
   manifest: string;
+}
+
+/** How a kernel finds its root filesystem: in RAM from the initrd, or on the read-only drive. */
+export type GuestRoot = { initrd: string } | { rootDisk: RootDiskConfig };
+
+/**
+ * The root for the kernel named `kernelName`: the default kernel (everything built in) boots the
+ * image's erofs root when there is one; the stock kernel needs its modules, so the initrd. Pure.
+ */
+export function guestRootFor(image: GuestImagePaths, kernelName: string): GuestRoot {
+  if (kernelName === 'default' && image.rootDisk !== undefined) {
+    return { rootDisk: { path: image.rootDisk, fsType: 'erofs' } };
+  }
+  return { initrd: image.initrd };
 }
 
 /** The parts of manifest.json that code reads (guest/build.sh writes more). */
@@ -101,7 +119,16 @@ export function resolveGuestImage(options: ResolveGuestImageOptions = {}): Guest
   const kernels: Record<string, string> = { default: kernel };
   const debian = bootable(path.join(dir, 'debian'));
   if (debian) kernels['debian'] = debian;
-  return { dir, kernel, vmlinuz, kernels, initrd, manifest };
+  const rootDisk = path.join(dir, 'rootfs.erofs');
+  return {
+    dir,
+    kernel,
+    vmlinuz,
+    kernels,
+    initrd,
+    ...(existsSync(rootDisk) && { rootDisk }),
+    manifest,
+  };
 }
 
 /** Reads and checks an image's manifest.json. */

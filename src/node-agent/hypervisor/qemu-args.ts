@@ -3,7 +3,11 @@
 import path from 'node:path';
 import { InvalidInputError } from '../../agent/errors.js';
 import { virtioBlkSerial } from './block-serial.js';
-import { AGENT_CHANNEL_NAME, SHARED_MOUNT_TAG } from '../../agent/contract.js';
+import {
+  AGENT_CHANNEL_NAME,
+  GUEST_ROOT_DRIVE_SERIAL,
+  SHARED_MOUNT_TAG,
+} from '../../agent/contract.js';
 
 export type MachineType = 'pc' | 'q35' | 'microvm';
 export const MACHINE_TYPES: readonly MachineType[] = ['pc', 'q35', 'microvm'];
@@ -83,6 +87,16 @@ export interface NicConfig {
   mac: string;
 }
 
+/**
+ * The guest's root filesystem as a read-only drive instead of an initrd: the image's
+ * rootfs.erofs, booted with root=/dev/vda (it is the first virtio-blk device on the bus).
+ */
+export interface RootDiskConfig {
+  /** The image file (absolute; the node's own guest image, opened read-only by QEMU). */
+  path: string;
+  fsType: 'erofs';
+}
+
 export interface VmConfig {
   /** Shown in `ps` and QMP; letters, digits, '-', '_', '.'. */
   name: string;
@@ -107,6 +121,8 @@ export interface VmConfig {
   memoryMiB: number;
   kernel: string;
   initrd?: string;
+  /** Boot from this read-only root drive (with `initrd` unset: the two are exclusive). */
+  rootDisk?: RootDiskConfig;
   /** Added after the defaults (console, panic=-1, quiet). Each item one kernel parameter. */
   kernelParams?: readonly string[];
   /** Replace the default kernel parameters entirely (console= included). */
@@ -173,6 +189,10 @@ export function kernelCommandLine(config: VmConfig): string {
   const tcgMicrovm = config.machine === 'microvm' && config.accelerator === 'tcg';
   if (!config.replaceDefaultKernelParams && tcgMicrovm && config.tscKhz !== undefined) {
     defaults.push(`tsc_early_khz=${checkInt('tscKhz', config.tscKhz, 1_000, 100_000_000)}`);
+  }
+  if (config.rootDisk) {
+    // init=/init: the image's PID 1 is /init, as in the initrd (the kernel's default is /sbin/init).
+    defaults.push('root=/dev/vda', `rootfstype=${config.rootDisk.fsType}`, 'ro', 'init=/init');
   }
   const extra = config.kernelParams ?? [];
   extra.forEach((p, i) => {
@@ -252,7 +272,16 @@ export function buildQemuArgs(config: VmConfig): string[] {
 
   if (config.bios !== undefined) a.push('-bios', checkPath('bios', config.bios));
   a.push('-kernel', checkPath('kernel', config.kernel));
+  if (config.initrd !== undefined && config.rootDisk !== undefined) {
+    throw new InvalidInputError('rootDisk', 'a VM boots from an initrd or a root disk, not both');
+  }
   if (config.initrd !== undefined) a.push('-initrd', checkPath('initrd', config.initrd));
+  if (config.rootDisk !== undefined && config.rootDisk.fsType !== 'erofs') {
+    throw new InvalidInputError(
+      'rootDisk.fsType',
+      `${JSON.stringify(config.rootDisk.fsType)} is not erofs`,
+    );
+  }
   a.push('-append', kernelCommandLine(config));
 
   // Console: a file, so it survives the node agent and its tail can explain a failed boot; with a
@@ -281,6 +310,20 @@ export function buildQemuArgs(config: VmConfig): string[] {
     `socket,id=${QMP_CHARDEV_ID},path=${optPath('qmpSocket', config.qmpSocket)},server=on,wait=off`,
   );
   a.push('-mon', `chardev=${QMP_CHARDEV_ID},mode=control`);
+
+  if (config.rootDisk !== undefined) {
+    // The first virtio device, so the guest probes it first and names it vda (root=/dev/vda);
+    // read-only, and cached by the host so every VM of the node shares one copy of the image.
+    const file = optPath('rootDisk.path', config.rootDisk.path);
+    a.push(
+      '-drive',
+      `file=${file},if=none,id=drive-root,format=raw,readonly=on,cache=writeback,auto-read-only=off`,
+    );
+    a.push(
+      '-device',
+      `${dev('virtio-blk')},drive=drive-root,id=blk-root,serial=${GUEST_ROOT_DRIVE_SERIAL}`,
+    );
+  }
 
   if (config.agentChannelSocket !== undefined || virtconsole) {
     a.push('-device', `${dev('virtio-serial')},id=${VIRTIO_SERIAL_ID}`);
@@ -326,6 +369,9 @@ export function buildQemuArgs(config: VmConfig): string[] {
       serial = virtioBlkSerial(d.serialId);
     } catch (e) {
       throw new InvalidInputError(`drives[${n}].serialId`, (e as Error).message);
+    }
+    if (serial === GUEST_ROOT_DRIVE_SERIAL) {
+      throw new InvalidInputError(`drives[${n}].serialId`, `${serial} is the guest root's serial`);
     }
     const ro = d.readOnly ? 'on' : 'off';
     if (d.fd) {

@@ -6,7 +6,14 @@ import type { VmSpec } from '../../crds/index.js';
 import type { Logger } from '../../observability/logger.js';
 import { bootVm } from './boot.js';
 import { chooseMachine } from './machine-type.js';
-import type { Accelerator, DriveConfig, MachineType, NicConfig, VmConfig } from './qemu-args.js';
+import type {
+  Accelerator,
+  DriveConfig,
+  MachineType,
+  NicConfig,
+  RootDiskConfig,
+  VmConfig,
+} from './qemu-args.js';
 import type { LaunchOptions, LaunchStrategyKind, QemuProcess } from './qemu-process.js';
 import { vmMemoryMiB, vmVcpus } from '../../crds/index.js';
 
@@ -28,7 +35,8 @@ export interface VmInputs {
   vm: VmSpec | undefined;
   accelerator: Accelerator;
   kernel: string;
-  initrd: string;
+  /** The guest's root: an initrd, or a read-only root drive (the default kernel's erofs image). */
+  root: { initrd: string } | { rootDisk: RootDiskConfig };
   runDir: string;
   shareDir: string;
   nics?: readonly NicConfig[];
@@ -52,7 +60,7 @@ export function sandboxVmConfig(i: VmInputs): VmConfig {
     vcpus: vmVcpus(i),
     memoryMiB: vmMemoryMiB(i),
     kernel: i.kernel,
-    initrd: i.initrd,
+    ...i.root,
     console: { logFile: f.consoleLog, socket: f.consoleSocket },
     qmpSocket: f.qmpSocket,
     agentChannelSocket: f.agentChannelSocket,

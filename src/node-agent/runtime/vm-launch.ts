@@ -6,7 +6,7 @@ import { vmMemoryMiB } from '../../crds/index.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NodeAgentConfig } from '../config.js';
 import { memoryShortfall } from '../hypervisor/guest-memory.js';
-import type { GuestImagePaths } from '../hypervisor/guest-image.js';
+import { guestRootFor, type GuestImagePaths, type GuestRoot } from '../hypervisor/guest-image.js';
 import type { DriveConfig, NicConfig } from '../hypervisor/qemu-args.js';
 import { chooseLaunchStrategy, type LaunchOptions } from '../hypervisor/qemu-process.js';
 import { sandboxVmConfig, vmFiles, type BootedVm } from '../hypervisor/sandbox-vm.js';
@@ -18,14 +18,14 @@ import type { QemuState } from '../state-store.js';
 import type { SandboxHost } from './sandbox-host.js';
 import { step, StepError } from './step-failure.js';
 
+/** The guest image as one VM boots it: the kernel `spec.vm.kernel` names and that kernel's root. */
+export type VmImage = GuestImagePaths & { root: GuestRoot };
+
 /**
  * The guest image for this VM spec, its `kernel` the one `spec.vm.kernel` names, or the refusal
  * (KernelNotFound, MemoryTooSmall).
  */
-export async function checkVmSpec(
-  host: SandboxHost,
-  vm: VmSpec | undefined,
-): Promise<GuestImagePaths> {
+export async function checkVmSpec(host: SandboxHost, vm: VmSpec | undefined): Promise<VmImage> {
   const image = await step('VMReady', 'GuestImageMissing', () =>
     Promise.resolve(host.guestImage()),
   );
@@ -43,21 +43,25 @@ export async function checkVmSpec(
   }
   // Below what the image needs the guest dies half-booted (out of memory unpacking or running
   // its agent): refuse it with the reason instead, before any host work for the VM.
-  const shortfall = memoryShortfall(
-    vmMemoryMiB({ vm }),
-    await step('VMReady', 'GuestImageMissing', () => host.fileSize(image.initrd)),
-  );
+  const root = guestRootFor(image, kernelName);
+  const need =
+    'rootDisk' in root
+      ? { rootDisk: true as const }
+      : {
+          initrdBytes: await step('VMReady', 'GuestImageMissing', () => host.fileSize(root.initrd)),
+        };
+  const shortfall = memoryShortfall(vmMemoryMiB({ vm }), need);
   if (shortfall) {
     throw new StepError({ condition: 'VMReady', reason: 'MemoryTooSmall', message: shortfall });
   }
-  return { ...image, kernel };
+  return { ...image, kernel, root };
 }
 
 export interface VmLaunch {
   /** What the VM's host objects are named by: the sandbox's uid, or a warm VM's own. */
   vmUid: string;
   vm: VmSpec | undefined;
-  image: GuestImagePaths;
+  image: VmImage;
   runDir: string;
   shareDir: string;
   nics?: readonly NicConfig[];
@@ -93,7 +97,7 @@ export async function launchVm(
     vm: l.vm,
     accelerator: choice.accelerator,
     kernel: l.image.kernel,
-    initrd: l.image.initrd,
+    root: l.image.root,
     runDir: l.runDir,
     shareDir: l.shareDir,
     nics: l.nics ?? [],

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { virtioBlkSerial } from '../../../src/agent/block-serial.js';
+import { GUEST_ROOT_DRIVE_SERIAL } from '../../../src/agent/contract.js';
 import { BlockDevices, serialForms } from '../../../src/agent/guest/block-devices.js';
 import { virtioBlkSerial as hostSerial } from '../../../src/node-agent/hypervisor/block-serial.js';
 
@@ -24,6 +25,7 @@ beforeAll(() => {
   disk('vdb', '254:16', virtioBlkSerial(LONG_B));
   disk('vdc', '254:32', 'short-id');
   disk('vdd', '254:48', '');
+  disk('vde', '254:64', GUEST_ROOT_DRIVE_SERIAL);
 });
 afterAll(() => rmSync(sys, { recursive: true, force: true }));
 
@@ -53,5 +55,12 @@ describe('guest serial lookup', () => {
 
   it('a drive with an empty serial never matches by serial', async () => {
     expect(await devices().lookup('')).toBeUndefined();
+  });
+
+  it("the guest's own root drive is never found for a storage or device", async () => {
+    expect(await devices().lookup(GUEST_ROOT_DRIVE_SERIAL)).toBeUndefined();
+    await expect(devices().find(GUEST_ROOT_DRIVE_SERIAL, '/dev/vde')).rejects.toThrow(
+      /no virtio-blk drive with serial "KATA_GUEST_ROOT"/,
+    );
   });
 });

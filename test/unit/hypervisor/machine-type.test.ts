@@ -38,7 +38,7 @@ describe('machine type abilities', () => {
       vm: undefined,
       accelerator: 'tcg' as const,
       kernel: '/k',
-      initrd: '/i',
+      root: { initrd: '/i' },
       runDir: '/run/x',
       shareDir: '/share/x',
     };

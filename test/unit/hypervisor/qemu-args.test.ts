@@ -135,6 +135,49 @@ describe('buildQemuArgs', () => {
     ]);
   });
 
+  it('a root drive: read-only, the first virtio device (vda), booted with root= and no -initrd', () => {
+    const { initrd: _, ...noInitrd } = base;
+    const args = buildQemuArgs({
+      ...noInitrd,
+      rootDisk: { path: '/img/rootfs.erofs', fsType: 'erofs' },
+      agentChannelSocket: '/run/vm/ch.sock',
+      sharedDir: '/run/vm/share',
+      drives: [{ path: '/dev/vg/data', serialId: 'data' }],
+    });
+    expect(args).not.toContain('-initrd');
+    expect(values(args, '-drive')[0]).toBe(
+      'file=/img/rootfs.erofs,if=none,id=drive-root,format=raw,readonly=on,cache=writeback,auto-read-only=off',
+    );
+    const devices = values(args, '-device');
+    expect(devices[0]).toBe('virtio-blk-pci,drive=drive-root,id=blk-root,serial=KATA_GUEST_ROOT');
+    expect(devices.slice(1).some((d) => d.includes('drive-root'))).toBe(false);
+    expect(values(args, '-append')[0]).toBe(
+      'console=ttyS0 panic=-1 quiet tsc=reliable no_timer_check root=/dev/vda rootfstype=erofs ro init=/init',
+    );
+    const mv = buildQemuArgs({
+      ...noInitrd,
+      machine: 'microvm',
+      rootDisk: { path: '/img/rootfs.erofs', fsType: 'erofs' },
+    });
+    expect(values(mv, '-device')[0]).toMatch(/^virtio-blk-device,drive=drive-root,/);
+  });
+
+  it('a root drive is refused beside an initrd, with another file system, or as a tenant drive', () => {
+    const rootDisk = { path: '/img/rootfs.erofs', fsType: 'erofs' as const };
+    refuses({ ...base, rootDisk }, 'rootDisk');
+    const { initrd: _, ...noInitrd } = base;
+    refuses(
+      { ...noInitrd, rootDisk: { ...rootDisk, fsType: 'ext4' as 'erofs' } },
+      'rootDisk.fsType',
+    );
+    refuses({ ...noInitrd, rootDisk: { ...rootDisk, path: 'rootfs.erofs' } }, 'rootDisk.path');
+    // No drive may carry the root's serial, so the guest never takes its own root for a tenant's.
+    refuses(
+      { ...base, drives: [{ path: '/d', serialId: 'KATA_GUEST_ROOT' }] },
+      'drives[0].serialId',
+    );
+  });
+
   it('drives as inherited descriptors: -add-fd fd sets and /dev/fdset, never the host path', () => {
     const args = buildQemuArgs({
       ...base,

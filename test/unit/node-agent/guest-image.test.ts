@@ -7,6 +7,7 @@ import {
   guestImageCacheRoot,
   readGuestImageManifest,
   resolveGuestImage,
+  guestRootFor,
 } from '../../../src/node-agent/hypervisor/guest-image.js';
 
 const manifest = {
@@ -99,6 +100,28 @@ describe('resolveGuestImage', () => {
     expect(
       resolveGuestImage({ env: { XDG_CACHE_HOME: tmp }, preferBzImage: true }).kernels['debian'],
     ).toBe(path.join(dir, 'debian', 'vmlinuz'));
+  });
+
+  it("offers rootfs.erofs as the default kernel's root drive; debian boots the initrd", () => {
+    const dir = makeImage(tmp, 'h6', [
+      'vmlinux',
+      'vmlinuz',
+      'initrd',
+      'rootfs.erofs',
+      'manifest.json',
+    ]);
+    mkdirSync(path.join(dir, 'debian'));
+    writeFileSync(path.join(dir, 'debian', 'vmlinux'), 'elf');
+    pointCurrent(tmp, 'h6');
+    const img = resolveGuestImage({ env: { XDG_CACHE_HOME: tmp } });
+    expect(img.rootDisk).toBe(path.join(dir, 'rootfs.erofs'));
+    expect(guestRootFor(img, 'default')).toEqual({
+      rootDisk: { path: path.join(dir, 'rootfs.erofs'), fsType: 'erofs' },
+    });
+    expect(guestRootFor(img, 'debian')).toEqual({ initrd: path.join(dir, 'initrd') });
+    // An image without one (a GUEST_EXEC_AGENT variant) boots every kernel from the initrd.
+    const { rootDisk: _, ...older } = img;
+    expect(guestRootFor(older, 'default')).toEqual({ initrd: path.join(dir, 'initrd') });
   });
 
   it('boots the bzImage when there is no vmlinux or when asked to', () => {

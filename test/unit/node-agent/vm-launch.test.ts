@@ -10,6 +10,7 @@ const image: GuestImagePaths = {
   vmlinuz: '/img/vmlinuz',
   kernels: { default: '/img/vmlinux', debian: '/img/debian/vmlinux' },
   initrd: '/img/initrd',
+  rootDisk: '/img/rootfs.erofs',
   manifest: '/img/manifest.json',
 };
 
@@ -27,14 +28,26 @@ async function refusal(p: Promise<unknown>): Promise<StepError> {
 }
 
 describe('checkVmSpec: spec.vm.kernel picks the kernel the VM boots', () => {
-  it('boots the default kernel when the field is unset or "default"', async () => {
-    expect((await checkVmSpec(host(image), undefined)).kernel).toBe('/img/vmlinux');
-    expect((await checkVmSpec(host(image), { kernel: 'default' })).kernel).toBe('/img/vmlinux');
+  it('boots the default kernel from the read-only root drive when the field is unset or "default"', async () => {
+    for (const vm of [undefined, { kernel: 'default' }]) {
+      const got = await checkVmSpec(host(image), vm);
+      expect(got.kernel).toBe('/img/vmlinux');
+      expect(got.root).toEqual({ rootDisk: { path: '/img/rootfs.erofs', fsType: 'erofs' } });
+    }
   });
 
-  it('boots the stock kernel for "debian", the rest of the image unchanged', async () => {
+  it('boots the default kernel from the initrd on an image without a root drive', async () => {
+    const { rootDisk: _, ...older } = image;
+    expect((await checkVmSpec(host(older), undefined)).root).toEqual({ initrd: '/img/initrd' });
+  });
+
+  it('boots the stock kernel for "debian" from the initrd, the rest of the image unchanged', async () => {
     const got = await checkVmSpec(host(image), { kernel: 'debian' });
-    expect(got).toEqual({ ...image, kernel: '/img/debian/vmlinux' });
+    expect(got).toEqual({
+      ...image,
+      kernel: '/img/debian/vmlinux',
+      root: { initrd: '/img/initrd' },
+    });
   });
 
   it('refuses a name the node has no kernel for, naming the field and the names it has', async () => {
@@ -56,10 +69,18 @@ describe('checkVmSpec: spec.vm.kernel picks the kernel the VM boots', () => {
     );
   });
 
-  it('still refuses too little memory for the image, whichever kernel', async () => {
+  it('refuses too little memory for the root the kernel boots', async () => {
+    // The stock kernel unpacks the initrd into RAM: its size counts.
     const err = await refusal(
       checkVmSpec(host(image, 400 << 20), { kernel: 'debian', memoryMiB: 512 }),
     );
     expect(err.failure.reason).toBe('MemoryTooSmall');
+    expect(err.failure.message).toMatch(/^spec\.vm\.memoryMiB: 512 MiB is less than the 744 MiB/);
+    // The default kernel reads its root from the drive: the initrd's size does not count.
+    await expect(
+      checkVmSpec(host(image, 400 << 20), { kernel: 'default', memoryMiB: 160 }),
+    ).resolves.toMatchObject({ kernel: '/img/vmlinux' });
+    const small = await refusal(checkVmSpec(host(image), { memoryMiB: 128 }));
+    expect(small.failure.message).toMatch(/less than the 160 MiB .* read-only root drive/);
   });
 });
