@@ -2,12 +2,14 @@
 // `make guest`, the guest agent, virtio-serial + yamux, grpc-js). `make bench` and
 // `make bench-guest` bundle this file with esbuild and run it with node from the repo root.
 //   node guest-boot.mjs [boots=5] [checks=1000]
-//   GUEST_IMAGE_DIR=<dir>  boot the image in <dir> (vmlinux or vmlinuz, initrd) instead of
-//                          ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current
-//   GUEST_COMPARE_KERNEL=<file>  also boot the same initrd with this kernel, in the same run, as
-//                          a further row
-// Rows: Debian's stock kernel (the image's debian/, spec.vm.kernel: debian) when the image has
-// it, then the image's default kernel (made for the job), which is also the top-level result.
+//   GUEST_IMAGE_DIR=<dir>  boot the image in <dir> (vmlinux or vmlinuz, initrd, rootfs.erofs)
+//                          instead of ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current
+//   GUEST_COMPARE_KERNEL=<file>  also boot the initrd with this kernel, in the same run, as a
+//                          further row
+// Rows, each lever added to the one before: Debian's stock kernel with the initrd on pc (the
+// image's debian/, spec.vm.kernel: debian; the path before #18); the kernel made for the job
+// with the same initrd; that kernel with the read-only erofs root drive (what the node agent
+// boots: the top-level result); the same on microvm (when the host's TSC rate is known).
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
 // sequential Check calls over one VM's serial+mux channel, the guest's memory in use once its
@@ -22,7 +24,9 @@ import {
   type AcceleratorChoice,
 } from '../src/node-agent/hypervisor/accelerator.js';
 import { bootVm } from '../src/node-agent/hypervisor/boot.js';
-import type { VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
+import type { GuestRoot } from '../src/node-agent/hypervisor/guest-image.js';
+import { hostTscKhz } from '../src/node-agent/hypervisor/host-tsc.js';
+import type { MachineType, VmConfig } from '../src/node-agent/hypervisor/qemu-args.js';
 import { cpuSeconds } from './proc-stats.js';
 
 const BOOTS = Number(process.argv[2] ?? 5);
@@ -66,8 +70,19 @@ function agentReadyUptime(consoleLog: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-interface Row {
+/** One way to boot: a row of the comparison. */
+interface BootPath {
+  label: string;
   kernel: string;
+  root: GuestRoot;
+  machine: MachineType;
+}
+
+interface Row {
+  label: string;
+  kernel: string;
+  root: 'initrd' | 'erofs';
+  machine: MachineType;
   boot_median_s: number;
   boot_qemu_cpu_s: number;
   agent_start_uptime_s: number;
@@ -83,14 +98,10 @@ interface Row {
   load: number;
 }
 
-/** BOOTS boots of `kernel` + `initrd`, CHECKS sequential Checks on the last one. */
-async function measure(
-  kernel: string,
-  initrd: string,
-  accel: AcceleratorChoice,
-  scratch: string,
-): Promise<Row> {
-  console.log(`-- kernel ${kernel}`);
+/** BOOTS boots the `p` way, CHECKS sequential Checks on the last one. */
+async function measure(p: BootPath, accel: AcceleratorChoice, scratch: string): Promise<Row> {
+  console.log(`-- ${p.label}: kernel ${p.kernel}`);
+  const tscKhz = hostTscKhz();
   const boots: number[] = [];
   const bootCpus: number[] = [];
   const uptimes: number[] = [];
@@ -105,12 +116,13 @@ async function measure(
     const grpcSocket = path.join(dir, 'agent.sock');
     const vm: VmConfig = {
       name: `bench-boot-${i}`,
-      machine: 'pc',
+      machine: p.machine,
       accelerator: accel.accelerator,
+      ...(p.machine === 'microvm' && tscKhz !== undefined && { tscKhz }),
       vcpus: 1,
       memoryMiB: 512,
-      kernel,
-      initrd,
+      kernel: p.kernel,
+      ...p.root,
       console: { logFile: path.join(dir, 'console.log') },
       qmpSocket: path.join(dir, 'qmp.sock'),
       agentChannelSocket: path.join(dir, 'agent-channel.sock'),
@@ -162,7 +174,10 @@ async function measure(
 
   const b = sorted(boots);
   const row: Row = {
-    kernel,
+    label: p.label,
+    kernel: p.kernel,
+    root: 'initrd' in p.root ? 'initrd' : 'erofs',
+    machine: p.machine,
     boot_median_s: quantile(b, 0.5) / 1000,
     boot_qemu_cpu_s: quantile(sorted(bootCpus), 0.5),
     agent_start_uptime_s: quantile(sorted(uptimes), 0.5),
@@ -211,30 +226,72 @@ async function main(): Promise<void> {
   const kernel = existsSync(vmlinux) ? vmlinux : path.join(IMAGE, 'vmlinuz');
   const initrd = path.join(IMAGE, 'initrd');
   if (!existsSync(initrd)) throw new Error(`no guest image at ${IMAGE}: run make guest`);
+  const rootDisk = path.join(IMAGE, 'rootfs.erofs');
   const compare = process.env.GUEST_COMPARE_KERNEL;
   if (compare && !existsSync(compare)) throw new Error(`GUEST_COMPARE_KERNEL=${compare}: no file`);
   const stock = ['vmlinux', 'vmlinuz']
     .map((f) => path.join(IMAGE, 'debian', f))
     .find((f) => existsSync(f));
   const accel = await chooseAccelerator('auto', kvmBootProbe({ kernel, timeoutMs: 5_000 }));
+  const paths: BootPath[] = [];
+  const fromInitrd = { initrd };
+  if (stock) {
+    paths.push({
+      label: 'debian kernel, initrd, pc',
+      kernel: stock,
+      root: fromInitrd,
+      machine: 'pc',
+    });
+  }
+  paths.push({ label: 'default kernel, initrd, pc', kernel, root: fromInitrd, machine: 'pc' });
+  let own = paths.length - 1;
+  if (existsSync(rootDisk)) {
+    const fromDrive = { rootDisk: { path: rootDisk, fsType: 'erofs' as const } };
+    own = paths.length;
+    paths.push({ label: 'default kernel, erofs root, pc', kernel, root: fromDrive, machine: 'pc' });
+    // Under TCG microvm needs the host's TSC rate (machine-type.ts); the node agent falls back too.
+    if (accel.accelerator === 'kvm' || hostTscKhz() !== undefined) {
+      paths.push({
+        label: 'default kernel, erofs root, microvm',
+        kernel,
+        root: fromDrive,
+        machine: 'microvm',
+      });
+    }
+  }
+  if (compare) {
+    paths.push({
+      label: 'GUEST_COMPARE_KERNEL, initrd, pc',
+      kernel: compare,
+      root: fromInitrd,
+      machine: 'pc',
+    });
+  }
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-guest-boot-'));
   console.log(
-    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); initrd ${initrd}; ` +
-      `1 vCPU, 512 MiB, machine pc; host ${cpus().length} cores, load ${loadavg()
+    `guest boot bench: accelerator ${accel.accelerator} (${accel.reason}); image ${IMAGE}; ` +
+      `1 vCPU, 512 MiB; host ${cpus().length} cores, load ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}`,
   );
   const rows: Row[] = [];
   try {
-    for (const k of [stock, kernel, compare]) {
-      if (k) rows.push(await measure(k, initrd, accel, scratch));
-    }
+    for (const p of paths) rows.push(await measure(p, accel, scratch));
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  const own = rows[stock ? 1 : 0];
   console.log(
-    `bench-result ${JSON.stringify({ accelerator: accel.accelerator, ...own, rows: rows })}`,
+    '-- summary (median boot, QEMU CPU-s per boot, guest memory used, Check p50, QEMU CPU per Check)',
+  );
+  for (const r of rows) {
+    console.log(
+      `${r.label.padEnd(38)} ${r.boot_median_s.toFixed(2)} s  ${r.boot_qemu_cpu_s.toFixed(2)} CPU-s  ` +
+        `${r.guest_mem_used_mib.toFixed(0)} MiB  ${r.rpc_p50_ms.toFixed(1)} ms  ` +
+        `${r.rpc_qemu_cpu_ms.toFixed(1)} ms CPU  load ${r.load.toFixed(2)}`,
+    );
+  }
+  console.log(
+    `bench-result ${JSON.stringify({ accelerator: accel.accelerator, ...rows[own], rows: rows })}`,
   );
 }
 
