@@ -24,9 +24,11 @@ import path from 'node:path';
 import { guestImageCacheRoot } from '../../src/node-agent/hypervisor/guest-image.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
-// The default kernel (made for the job) at the top level, Debian's stock one under debian/.
+// The default kernel (made for the job) at the top level with its erofs root, Debian's stock one
+// under debian/.
 const ARTEFACTS = [
   'initrd',
+  'rootfs.erofs',
   'vmlinux',
   'vmlinuz',
   'manifest.json',

@@ -251,6 +251,14 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     }
     const idle = (await get('idle'))!;
     expect(await waitForFile(logFileOf(idle, 'idle'), /kernel /)).toMatch(/kernel \S+-amd64\n/);
+    // Their roots, as the guest's init saw them: the default kernel's read-only erofs drive, and
+    // the initramfs (rootfs) the stock kernel needs for its modules.
+    const rootOf = (sb: KataSandbox): string =>
+      /starting kata-guest-agent [^\n]*\(root (\w+)\)/.exec(
+        readFileSync(path.join(dirs.runDir, 'sandboxes', sb.metadata!.uid!, 'console.log'), 'utf8'),
+      )?.[1] ?? 'not found';
+    expect(rootOf(mainSb)).toBe('erofs');
+    expect(rootOf(idle)).toBe('rootfs');
     log('all five reached Running');
   });
 

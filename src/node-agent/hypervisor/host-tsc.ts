@@ -23,11 +23,21 @@ export function tscKhzFromCpuinfo(cpuinfo: string): number | undefined {
   return Math.round(mhz * 1000);
 }
 
-/** This host's TSC rate in kHz, or undefined when /proc/cpuinfo does not say it reliably. */
+const readOnce = new Map<string, number | undefined>();
+
+/**
+ * This host's TSC rate in kHz, or undefined when /proc/cpuinfo does not say it reliably. Read
+ * once per process (it does not change while the host runs), not on every VM launch.
+ */
 export function hostTscKhz(cpuinfoPath = '/proc/cpuinfo'): number | undefined {
-  try {
-    return tscKhzFromCpuinfo(readFileSync(cpuinfoPath, 'utf8'));
-  } catch {
-    return undefined;
+  if (!readOnce.has(cpuinfoPath)) {
+    let khz: number | undefined;
+    try {
+      khz = tscKhzFromCpuinfo(readFileSync(cpuinfoPath, 'utf8'));
+    } catch {
+      khz = undefined;
+    }
+    readOnce.set(cpuinfoPath, khz);
   }
+  return readOnce.get(cpuinfoPath);
 }
