@@ -184,11 +184,12 @@ describe('kata-node-agent (real control plane, real QEMU)', () => {
     await create('ends-failed', {
       restartPolicy: 'Never',
       containers: [
-        // The sleeps let both containers be seen running (the Ready Event) before they end.
-        container('ok', 'echo fine; sleep 10; exit 0'),
-        container('bad', 'echo line-one; echo line-two; echo last-words >&2; sleep 10; exit 2'),
+        // The sleeps let all three be seen running together (the Ready Event) before they end:
+        // under TCG on a loaded host their starts can lie seconds apart, hence 30 s, not less.
+        container('ok', 'echo fine; sleep 30; exit 0'),
+        container('bad', 'echo line-one; echo line-two; echo last-words >&2; sleep 30; exit 2'),
         // On a terminal: its output, carriage returns included, is the log.
-        container('term', 'tty; echo on-a-terminal; sleep 10', { tty: true }),
+        container('term', 'tty; echo on-a-terminal; sleep 30', { tty: true }),
       ],
     });
     await create('restarts', {
