@@ -8,7 +8,7 @@
 // The agent is bundled once here and handed to every build (GUEST_AGENT_BUNDLE): other people edit
 // src/ while this runs, and an edit between two builds is a changed input, not a broken builder.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -22,6 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { guestImageCacheRoot } from '../../src/node-agent/hypervisor/guest-image.js';
+import { bundleGuestAgent } from '../fixtures/agent-bundle.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 // The default kernel (made for the job) at the top level with its erofs root, Debian's stock one
@@ -91,24 +92,10 @@ const hashDirs = (root: string): string[] =>
 
 beforeAll(() => {
   scratch = mkdtempSync(path.join(tmpdir(), 'guest-repro-'));
-  // The same esbuild invocation as guest/build.sh's default; a .cjs bundle goes through the
-  // loader with a V8 code cache, so the cache's bytes are compared too.
+  // guest/build.sh's own bundle: a .cjs bundle goes through the loader with a V8 code cache, so
+  // the cache's bytes are compared too.
   agentBundle = path.join(scratch, 'kata-guest-agent.cjs');
-  execFileSync(
-    path.join(REPO, 'node_modules/.bin/esbuild'),
-    [
-      'src/agent/guest/main.ts',
-      '--bundle',
-      '--platform=node',
-      '--format=cjs',
-      '--target=node20',
-      '--minify-whitespace',
-      '--charset=ascii',
-      '--log-level=warning',
-      `--outfile=${agentBundle}`,
-    ],
-    { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 },
-  );
+  bundleGuestAgent(agentBundle);
 }, 180_000);
 
 afterAll(() => {

@@ -4,7 +4,7 @@
 // say the cache was accepted and the agent must answer Health.Check; a cache V8 rejects (made
 // under other flags) or none must still start the agent; the same inputs must give the same cache.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
   mkdirSync,
@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../../../src/agent/agent-client.js';
+import { bundleGuestAgent } from '../../fixtures/agent-bundle.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAKER = path.join(REPO, 'guest/agent-code-cache.mjs');
@@ -32,22 +33,7 @@ let bundle = '';
 beforeAll(() => {
   scratch = mkdtempSync(path.join(tmpdir(), 'agent-code-cache-test-'));
   bundle = path.join(scratch, 'agent.cjs');
-  // guest/build.sh's esbuild invocation for the agent bundle.
-  execFileSync(
-    path.join(REPO, 'node_modules/.bin/esbuild'),
-    [
-      'src/agent/guest/main.ts',
-      '--bundle',
-      '--platform=node',
-      '--format=cjs',
-      '--target=node20',
-      '--minify-whitespace',
-      '--charset=ascii',
-      '--log-level=warning',
-      `--outfile=${bundle}`,
-    ],
-    { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 },
-  );
+  bundleGuestAgent(bundle);
 }, 180_000);
 
 afterAll(() => {
