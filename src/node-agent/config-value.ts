@@ -79,7 +79,9 @@ export function convertSetting(
       if (raw !== 'auto' && raw !== 'kvm' && raw !== 'tcg') throw bad('auto, kvm or tcg');
       return raw;
     case 'machine':
-      if (raw !== 'pc' && raw !== 'q35' && raw !== 'microvm') throw bad('pc, q35 or microvm');
+      if (raw !== 'auto' && raw !== 'pc' && raw !== 'q35' && raw !== 'microvm') {
+        throw bad('auto, pc, q35 or microvm');
+      }
       return raw;
   }
 }

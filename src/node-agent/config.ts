@@ -6,7 +6,8 @@ import { DEFAULT_CNI_BIN_DIRS, DEFAULT_CNI_CONF_DIR } from './network/cni.js';
 import { DEFAULT_NETNS_ROOTS } from './network/netns-path.js';
 import { metricsCertProblem } from '../observability/metrics-serving-config.js';
 import { ConfigError, convertSetting, type SettingKind } from './config-value.js';
-import { TCG_TRANSLATION_CACHE_MIB, type MachineType } from './hypervisor/qemu-args.js';
+import type { MachineSetting } from './hypervisor/machine-type.js';
+import { TCG_TRANSLATION_CACHE_MIB } from './hypervisor/qemu-args.js';
 
 export { ConfigError };
 
@@ -45,10 +46,10 @@ export interface NodeAgentConfig {
   tcgTranslationCacheMiB: number;
   defaultAccelerator: AcceleratorSetting;
   /**
-   * QEMU's machine type for every VM. microvm boots faster but has no PCI, so nothing can be
-   * hot-plugged into a running VM (warm pools serve only sandboxes without drives or network).
+   * QEMU's machine type for every VM, or auto: microvm for a sandbox's own VM (faster boot, no
+   * hot-plug needed), pc for warm-pool VMs (claims hot-plug drives and NICs).
    */
-  machineType: MachineType;
+  machineType: MachineSetting;
   maxSandboxes: number;
   memoryMiB: number;
   /** The stream endpoint for kata-api (logs): bind address ('' = streamAddress), port (0 picks one), published host. */
@@ -249,7 +250,7 @@ const OPTIONS: readonly Option[] = [
     env: 'MACHINE_TYPE',
     key: 'machineType',
     kind: 'machine',
-    doc: "QEMU's machine type: pc, q35 or microvm (faster boot; no hot-plug, so warm VMs serve only sandboxes without block drives or network) (default pc)",
+    doc: "QEMU's machine type: auto (microvm for sandboxes' own VMs, pc for warm-pool VMs, which take hot-plugged drives and NICs), or pc, q35 or microvm for every VM (microvm and q35 cannot hot-plug, so their warm VMs serve only sandboxes without block drives or network) (default auto)",
   },
   {
     flag: 'max-sandboxes',
@@ -436,7 +437,7 @@ export const DEFAULTS: Omit<NodeAgentConfig, 'nodeName' | 'help'> = {
   vmMemoryOverheadMiB: 256,
   tcgTranslationCacheMiB: TCG_TRANSLATION_CACHE_MIB,
   defaultAccelerator: 'auto',
-  machineType: 'pc',
+  machineType: 'auto',
   maxSandboxes: 16,
   memoryMiB: 8192,
   streamPort: 0,

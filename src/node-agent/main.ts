@@ -48,7 +48,7 @@ import { startStreamEndpoint } from './stream/stream-endpoint.js';
 import type { StreamServer } from './stream/stream-server.js';
 import { CONSOLE_CHECK_MS, capConsoleLog } from './runtime/console-cap.js';
 import { vmFiles } from './hypervisor/sandbox-vm.js';
-import { chooseMachine } from './hypervisor/machine-type.js';
+import { chooseMachine, machineFor } from './hypervisor/machine-type.js';
 import { hostTscKhz } from './hypervisor/host-tsc.js';
 import { nodeSandboxHost } from './runtime/sandbox-host.js';
 import { WarmPools } from './warm-pool/warm-pools.js';
@@ -84,9 +84,18 @@ async function main(): Promise<void> {
     log.info({ hierarchies: await vmCgroups.hierarchyMounts() }, 'VM cgroups ready');
   }
   // The machine type TCG VMs really get (machine-type.ts): said once here, not per boot.
-  const machine = chooseMachine(cfg.machineType, 'tcg', hostTscKhz());
+  const machine = chooseMachine(machineFor(cfg.machineType, 'sandbox'), 'tcg', hostTscKhz());
   if (machine.fallback) log.warn({ why: machine.fallback }, 'TCG VMs boot on pc, not microvm');
-  else log.info({ machineType: cfg.machineType }, 'machine type');
+  else {
+    log.info(
+      {
+        machineType: cfg.machineType,
+        sandboxVms: machine.machine,
+        warmVms: machineFor(cfg.machineType, 'warm'),
+      },
+      'machine type',
+    );
+  }
   const kc = loadKubeConfigStrict(cfg.kubeconfig);
   const clients = makeClients(kc);
   const stop = new AbortController();

@@ -2,6 +2,23 @@
 import type { Accelerator, MachineType } from './qemu-args.js';
 
 /**
+ * The node agent's --machine-type: one QEMU machine type for every VM, or `auto`: `microvm` for a
+ * sandbox's own VM (all its devices are there at boot, and microvm boots with less CPU: no
+ * firmware PCI enumeration) and `pc` for warm-pool VMs, which take a claimed sandbox's drives and
+ * NICs by hot-plug.
+ */
+export type MachineSetting = MachineType | 'auto';
+
+/** What a VM is booted for. */
+export type VmRole = 'sandbox' | 'warm';
+
+/** The machine type `setting` gives a VM booted for `role`, before chooseMachine's fallback. */
+export function machineFor(setting: MachineSetting, role: VmRole): MachineType {
+  if (setting !== 'auto') return setting;
+  return role === 'warm' ? 'pc' : 'microvm';
+}
+
+/**
  * Whether drives and NICs can be plugged into a running VM of this machine type the way
  * drive-hotplug.ts and nic-hotplug.ts do it (device_add of a virtio PCI device on the root bus):
  * `pc`'s root bus takes hot-plugged devices (ACPI PCI hot-plug); q35's PCIe root bus does not

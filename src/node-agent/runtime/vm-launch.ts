@@ -12,6 +12,7 @@ import { chooseLaunchStrategy, type LaunchOptions } from '../hypervisor/qemu-pro
 import { sandboxVmConfig, vmFiles, type BootedVm } from '../hypervisor/sandbox-vm.js';
 import { vmMemoryLimit } from '../hypervisor/vm-memory-limit.js';
 import { hostTscKhz } from '../hypervisor/host-tsc.js';
+import { machineFor, type VmRole } from '../hypervisor/machine-type.js';
 import type { NodeAgentMetrics } from '../metrics/node-agent-metrics.js';
 import { netnsLaunchPrefix } from '../network/tcfilter.js';
 import type { QemuState } from '../state-store.js';
@@ -60,6 +61,8 @@ export async function checkVmSpec(host: SandboxHost, vm: VmSpec | undefined): Pr
 export interface VmLaunch {
   /** What the VM's host objects are named by: the sandbox's uid, or a warm VM's own. */
   vmUid: string;
+  /** A sandbox's own VM, or a warm-pool VM (which must take hot-plugged devices later). */
+  role: VmRole;
   vm: VmSpec | undefined;
   image: VmImage;
   runDir: string;
@@ -103,7 +106,7 @@ export async function launchVm(
     nics: l.nics ?? [],
     drives: l.drives ?? [],
     tcgTranslationCacheMiB: config.tcgTranslationCacheMiB,
-    machine: config.machineType,
+    machine: machineFor(config.machineType, l.role),
     tscKhz: hostTscKhz(),
   });
   const limit = vmMemoryLimit(

@@ -17,6 +17,7 @@ export async function startVm(
   const network = await prepareNetwork(ctx, runDir, signal);
   const { booted, qemu } = await launchVm(ctx, {
     vmUid: ctx.uid,
+    role: 'sandbox',
     vm: spec.vm,
     image,
     runDir,

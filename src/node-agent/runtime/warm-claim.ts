@@ -7,7 +7,7 @@
 import { NETNS_RUN_DIR } from '../network/cni.js';
 import path from 'node:path';
 import { warmIneligibility, shapeOf } from '../../crds/warm-shape.js';
-import { hotplugIneligibility } from '../hypervisor/machine-type.js';
+import { hotplugIneligibility, machineFor } from '../hypervisor/machine-type.js';
 import { prepareNetwork } from './network-steps.js';
 import type { SandboxContext } from './sandbox-context.js';
 import { step } from './step-failure.js';
@@ -23,7 +23,8 @@ export async function claimWarmVm(ctx: SandboxContext): Promise<boolean> {
   const t0 = performance.now();
   const nics = (ctx.spec.network?.mode ?? 'none') === 'none' ? 0 : 1;
   const devices = (ctx.blockPlan?.drives.length ?? 0) + nics;
-  const noHotplug = hotplugIneligibility(ctx.config.machineType, devices);
+  // A microvm node whose TCG VMs fell back to pc still refuses here: a cold boot, never a failed claim.
+  const noHotplug = hotplugIneligibility(machineFor(ctx.config.machineType, 'warm'), devices);
   const ineligible = noHotplug ?? warmIneligibility(devices);
   const got = ineligible ? { miss: ineligible } : pools.take(shape);
   if ('miss' in got) {

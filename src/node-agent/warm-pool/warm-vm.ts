@@ -70,6 +70,7 @@ export async function bootWarmVm(
     await host.addNetns(rec.netnsName);
     const { booted, qemu } = await launchVm(deps, {
       vmUid: rec.vmUid,
+      role: 'warm',
       vm: vmSpecOf(rec.shape),
       image,
       runDir: rec.runDir,

@@ -3,11 +3,23 @@ import {
   canHotplug,
   chooseMachine,
   hotplugIneligibility,
+  machineFor,
 } from '../../../src/node-agent/hypervisor/machine-type.js';
 import { tscKhzFromCpuinfo } from '../../../src/node-agent/hypervisor/host-tsc.js';
 import { sandboxVmConfig } from '../../../src/node-agent/hypervisor/sandbox-vm.js';
 
 describe('machine type abilities', () => {
+  it("auto: microvm for a sandbox's own VM, pc for warm-pool VMs; a fixed type for both", () => {
+    expect(machineFor('auto', 'sandbox')).toBe('microvm');
+    expect(machineFor('auto', 'warm')).toBe('pc');
+    for (const m of ['pc', 'q35', 'microvm'] as const) {
+      expect(machineFor(m, 'sandbox')).toBe(m);
+      expect(machineFor(m, 'warm')).toBe(m);
+    }
+    // Warm VMs under auto take hot-plugged drives and NICs.
+    expect(hotplugIneligibility(machineFor('auto', 'warm'), 3)).toBeUndefined();
+  });
+
   it('only pc hot-plugs drives and NICs the way the node agent does', () => {
     expect(canHotplug('pc')).toBe(true);
     expect(canHotplug('q35')).toBe(false);

@@ -132,14 +132,15 @@ describe('node agent config', () => {
     );
   });
 
-  it('machine type: pc unless --machine-type / MACHINE_TYPE says q35 or microvm', () => {
-    expect(nodeAgentConfig(['--node-name', 'n'], {}).machineType).toBe('pc');
+  it('machine type: auto unless --machine-type / MACHINE_TYPE says pc, q35 or microvm', () => {
+    expect(nodeAgentConfig(['--node-name', 'n'], {}).machineType).toBe('auto');
+    expect(nodeAgentConfig(['--node-name', 'n'], { MACHINE_TYPE: 'pc' }).machineType).toBe('pc');
     expect(nodeAgentConfig(['--node-name', 'n', '--machine-type', 'microvm'], {}).machineType).toBe(
       'microvm',
     );
     expect(nodeAgentConfig(['--node-name', 'n'], { MACHINE_TYPE: 'q35' }).machineType).toBe('q35');
     expect(() => nodeAgentConfig(['--node-name', 'n', '--machine-type', 'isapc'], {})).toThrow(
-      /--machine-type: "isapc" is not pc, q35 or microvm/,
+      /--machine-type: "isapc" is not auto, pc, q35 or microvm/,
     );
   });
 
