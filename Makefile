@@ -59,9 +59,10 @@ host-fs: ## build the kata-host-fs helper (Go, static) into $(CACHE_DIR)/bin/ wh
 	@CACHE_DIR=$(CACHE_DIR) hack/host-fs.sh >/dev/null
 
 .PHONY: host-fs-check
-host-fs-check: ## go vet and the Go unit tests of host-fs/ and of the guest's terminal relay (guest/tty-relay/)
+host-fs-check: ## go vet and the Go unit tests of host-fs/ and of the guest's terminal and agent port relays (guest/tty-relay/, guest/port-relay/)
 	cd host-fs && go vet ./... && go test ./...
 	cd guest/tty-relay && go vet ./... && go test ./...
+	cd guest/port-relay && go vet ./... && go test ./...
 
 .PHONY: test-peers
 # The Kata 1.x peers (client and agent) are built by hand outside this repository: code fetched

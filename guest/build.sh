@@ -170,6 +170,11 @@ if [ -z "$EXEC_AGENT" ]; then
   export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
   TTY_RELAY_HASH=$(tty_relay_sources | sha256sum | cut -d' ' -f1)
 fi
+# The agent port's relay (guest/port-relay: Go, static, ours), hashed the same way.
+PORT_RELAY_DIR=$GUEST_DIR/port-relay
+if [ -z "$EXEC_AGENT" ]; then
+  PORT_RELAY_HASH=$(TTY_RELAY_DIR=$PORT_RELAY_DIR tty_relay_sources | sha256sum | cut -d' ' -f1)
+fi
 pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 
 # The kernel made for the job (the default): built once per machine and cached by a hash of its
@@ -230,6 +235,7 @@ owner_of() {
     echo "node $NODE_BIN sha256=$(sha "$NODE_BIN") version=$("$NODE_BIN" --version)"
     echo "node-options $NODE_OPTIONS_GUEST"
     echo "tty-relay sources sha256=$TTY_RELAY_HASH"
+    echo "port-relay sources sha256=$PORT_RELAY_HASH"
   else
     echo "exec-agent"
   fi
@@ -380,6 +386,10 @@ if [ -z "$EXEC_AGENT" ]; then
   (cd "$TTY_RELAY_DIR" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags='-s -w -buildid=' \
     -o "$WORK/kata-tty-relay" .) >&2 || die "go build of guest/tty-relay failed"
   install_bin "$WORK/kata-tty-relay" /usr/bin/kata-tty-relay
+  log "building the agent port relay (guest/port-relay)"
+  (cd "$PORT_RELAY_DIR" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags='-s -w -buildid=' \
+    -o "$WORK/kata-port-relay" .) >&2 || die "go build of guest/port-relay failed"
+  install_bin "$WORK/kata-port-relay" /usr/bin/kata-port-relay
   install_bin "$NODE_BIN" /usr/bin/node
   install_bin "$CRUN_BIN" /usr/bin/crun
   install_bin "$IP_BIN" /sbin/ip # iproute2's ip (JSON output); busybox's stays as "busybox ip"

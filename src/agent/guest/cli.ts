@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { AGENT_PORT_NAME } from './virtio-port.js';
 
 export const DEFAULT_SOCKET = '/run/kata-agent.sock';
+export const DEFAULT_PORT_RELAY = '/usr/bin/kata-port-relay';
 
 export const USAGE = `Usage: kata-guest-agent [options]
 
@@ -15,6 +16,9 @@ Options:
   --port-device PATH   serve this device instead of looking the port up by name (env KATA_AGENT_PORT_DEVICE)
   --no-port            serve the unix socket only (tests on the host)
   --port-wait-ms N     how long to wait for the port to appear (default 5000)
+  --port-relay PATH    drive the port through this kata-port-relay (env KATA_AGENT_PORT_RELAY;
+                       default ${DEFAULT_PORT_RELAY} when it exists, else the port directly);
+                       "off": the port directly (blocking I/O on the thread pool)
   --log-level LEVEL    pino level (env LOG_LEVEL, default info); logs are JSON on stderr
   --version            print the version
   -h, --help           print this help
@@ -26,6 +30,8 @@ export interface CliOptions {
   portDevice?: string;
   servePort: boolean;
   portWaitMs: number;
+  /** The relay to drive the port through; `required`: named explicitly, so it must run. */
+  portRelay?: { path: string; required: boolean };
   logLevel: string;
   help: boolean;
   version: boolean;
@@ -41,6 +47,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
       'port-device': { type: 'string' },
       'no-port': { type: 'boolean' },
       'port-wait-ms': { type: 'string' },
+      'port-relay': { type: 'string' },
       'log-level': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -54,12 +61,23 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   const socketPath = values.socket ?? env.KATA_AGENT_SOCKET ?? DEFAULT_SOCKET;
   if (!socketPath.startsWith('/'))
     throw new Error(`--socket ${JSON.stringify(socketPath)} is not absolute`);
+  const relayText = values['port-relay'] ?? env.KATA_AGENT_PORT_RELAY;
+  if (relayText !== undefined && relayText !== 'off' && !relayText.startsWith('/')) {
+    throw new Error(`--port-relay ${JSON.stringify(relayText)} is neither "off" nor absolute`);
+  }
+  const portRelay =
+    relayText === undefined
+      ? { path: DEFAULT_PORT_RELAY, required: false }
+      : relayText === 'off'
+        ? undefined
+        : { path: relayText, required: true };
   return {
     socketPath,
     portName: values['port-name'] ?? env.KATA_AGENT_PORT_NAME ?? AGENT_PORT_NAME,
     portDevice: values['port-device'] ?? env.KATA_AGENT_PORT_DEVICE,
     servePort: !values['no-port'],
     portWaitMs,
+    portRelay,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
     help: values.help ?? false,
     version: values.version ?? false,

@@ -1,8 +1,11 @@
 // kata-guest-agent: the agent inside the VM. Starts the gRPC server on a unix socket, then serves
 // the virtio-serial port (yamux; each stream becomes a connection to that socket).
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { servePort } from '../transport/guest-port.js';
+import { servePort, type ServePortOptions } from '../transport/guest-port.js';
+import { servePortViaRelay } from '../transport/relay-port.js';
 import { forwardStreamsTo } from '../transport/stream-to-socket.js';
 import { parseCli, USAGE, type CliOptions } from './cli.js';
 import { AGENT_VERSION } from './health.js';
@@ -28,18 +31,35 @@ export async function serveAgentPort(
     logger.warn({ portName: opts.portName }, 'no virtio-serial agent port: unix socket only');
     return;
   }
+  // The port through kata-port-relay (non-blocking, a gone host's bytes dropped), or directly.
+  const relay = opts.portRelay;
+  const useRelay = relay !== undefined && (relay.required || existsSync(relay.path));
   // The guest's uptime here is when the agent became reachable (bench/guest-boot.ts reads it).
   logger.info(
-    { device, portName: opts.portName, uptimeS: await guestUptime() },
+    {
+      device,
+      portName: opts.portName,
+      relay: useRelay ? relay.path : 'off',
+      uptimeS: await guestUptime(),
+    },
     'serving the agent port',
   );
-  await servePort(device, forwardStreamsTo(opts.socketPath), signal, {
+  const sessionLog: ServePortOptions = {
     onSessionStart: () => logger.info({ device }, 'host connected: mux session started'),
     onSessionEnd: (err) =>
       logger.info({ device, err: err?.message }, 'host went away: mux session ended'),
     onSessionBoundary: (reason) =>
       logger.info({ device, reason }, 'mux session cut in the frames: old session ended'),
-  });
+  };
+  const onStream = forwardStreamsTo(opts.socketPath);
+  if (!useRelay) return servePort(device, onStream, signal, sessionLog);
+  const socketPath = path.join(path.dirname(opts.socketPath), 'kata-port-relay.sock');
+  await servePortViaRelay(
+    { relayPath: relay.path, device, socketPath },
+    onStream,
+    signal,
+    sessionLog,
+  );
 }
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ describe('parseCli', () => {
       portDevice: undefined,
       servePort: true,
       portWaitMs: 5000,
+      portRelay: { path: '/usr/bin/kata-port-relay', required: false },
       logLevel: 'info',
       help: false,
       version: false,
@@ -31,6 +32,12 @@ describe('parseCli', () => {
     expect(
       parseCli(['--socket', '/f.sock', '--no-port', '--port-device', '/dev/vport0p1'], env),
     ).toMatchObject({ socketPath: '/f.sock', servePort: false, portDevice: '/dev/vport0p1' });
+  });
+
+  it('takes the port relay from the flag or the environment; "off" drives the port directly', () => {
+    expect(parseCli(['--port-relay', '/r'], {}).portRelay).toEqual({ path: '/r', required: true });
+    expect(parseCli([], { KATA_AGENT_PORT_RELAY: 'off' }).portRelay).toBeUndefined();
+    expect(() => parseCli(['--port-relay', 'rel'], {})).toThrow(/--port-relay "rel"/);
   });
 
   it('refuses unknown flags, relative sockets and bad numbers', () => {
