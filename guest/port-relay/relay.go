@@ -6,7 +6,13 @@ package main
 //     after "no host" opens;
 //   - the port read returning 0 means no host is connected (virtio_console's host_connected is
 //     false): the session is over, its connection is closed and whatever it still had pending in
-//     either direction is dropped;
+//     either direction is dropped — once the host was seen connected (below);
+//   - a new host's first bytes can be read before the driver has marked it connected: the
+//     driver takes data in its interrupt handler but the host's "port open" message later, in a
+//     work queue, and in between a read that finds no more data returns 0 as if no host were
+//     there. So "no host" ends a session only after the relay has seen its host connected (a read
+//     that would block, or a write that went through); until then the session waits for the
+//     driver's wake-up that comes with the "port open" message;
 //   - a write to the port that would block is checked at once: with no host connected it is
 //     dropped, never held for whichever host comes next, and the session ends as above; with a
 //     host connected the port's queue is full and the bytes wait for it to drain.
@@ -57,6 +63,10 @@ type relay struct {
 	toHost   []byte    // read from conn, not yet written to the port
 	buf      []byte
 
+	// hostSeen: the driver has shown the current host connected (a read returned EAGAIN or a
+	// write went through) since the last session ended. Until it has, a read of 0 is no end.
+	hostSeen bool
+
 	// Counters, for tests and the exit report.
 	sessions     int // agent connections opened
 	droppedBytes int // bytes for a host that was gone, discarded
@@ -72,6 +82,7 @@ func (r *relay) endSession(why string) {
 	dropped := len(r.toHost) + len(r.fromHost)
 	r.droppedBytes += dropped
 	r.toHost, r.fromHost = nil, nil
+	r.hostSeen = false
 	if r.conn != nil {
 		_ = r.conn.Close() // nothing to do about a failed close of a socket we drop
 		r.conn = nil
@@ -104,12 +115,13 @@ func (r *relay) pump() error {
 			n, err := r.port.Read(r.buf[:min(room, len(r.buf))])
 			switch {
 			case errors.Is(err, unix.EAGAIN):
+				r.hostSeen = true // no data, and a host connected
 			case errors.Is(err, unix.EINTR):
 				moved = true
 			case err != nil:
 				return fmt.Errorf("reading the port: %w", err)
 			case n == 0:
-				if r.conn != nil || len(r.toHost) > 0 {
+				if r.hostSeen && (r.conn != nil || len(r.toHost) > 0) {
 					r.endSession("no host connected")
 				}
 			default:
@@ -172,7 +184,7 @@ func (r *relay) pump() error {
 				if perr != nil {
 					return fmt.Errorf("polling the port: %w", perr)
 				}
-				if !up {
+				if !up && r.hostSeen {
 					r.endSession("write with no host connected")
 					moved = true
 				}
@@ -182,6 +194,7 @@ func (r *relay) pump() error {
 				return fmt.Errorf("writing the port: %w", err)
 			default:
 				r.toHost = shift(r.toHost, n)
+				r.hostSeen = r.hostSeen || n > 0
 				moved = moved || n > 0
 			}
 		}

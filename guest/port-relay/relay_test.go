@@ -169,6 +169,35 @@ func TestHostGoneEndsTheSessionAndTheNextHostGetsAFreshConnection(t *testing.T) 
 	}
 }
 
+func TestANewHostsBytesBeforeItsPortOpenDoNotEndTheSession(t *testing.T) {
+	h := newHarness(t)
+	// The driver took the new host's first bytes (interrupt handler) but has not yet handled its
+	// "port open" message (work queue): host_connected is still false, so the read after the
+	// data returns 0.
+	h.port.in = append(h.port.in, []byte("SYN+preface"))
+	h.pump()
+	c := h.conn(0)
+	if c.closed {
+		t.Fatal("a read of 0 before the host was seen connected ended its session")
+	}
+	c.send = []byte("SETTINGS")
+	h.pump() // the write would block: held, not dropped
+	if h.r.droppedBytes != 0 || c.closed {
+		t.Fatalf("dropped %d bytes, closed %v", h.r.droppedBytes, c.closed)
+	}
+	h.port.hostUp = true // the "port open" message: the driver wakes the relay
+	h.port.in = append(h.port.in, []byte(" more"))
+	h.pump()
+	if len(h.conns) != 1 || c.got.String() != "SYN+preface more" || h.port.out.String() != "SETTINGS" {
+		t.Fatalf("%d connections, agent got %q, host got %q", len(h.conns), c.got.String(), h.port.out.String())
+	}
+	h.port.hostUp = false // now a read of 0 is the host leaving
+	h.pump()
+	if !c.closed {
+		t.Fatal("the session outlived its host")
+	}
+}
+
 func TestAWriteWithNoHostIsDroppedNotHeldForTheNextHost(t *testing.T) {
 	h := newHarness(t)
 	h.port.hostSends("call")
