@@ -6,6 +6,10 @@
 //                          instead of ${XDG_CACHE_HOME:-~/.cache}/kata-sandbox-operator/guest/current
 //   GUEST_COMPARE_KERNEL=<file>  also boot the initrd with this kernel, in the same run, as a
 //                          further row
+//   GUEST_COMPARE_PORT_RELAY=off  also boot the top-level row's way with the agent's port driven
+//                          directly (KATA_AGENT_PORT_RELAY=off on the kernel command line, which
+//                          the kernel hands to init's environment), in the same run, as a further
+//                          row: kata-port-relay against the blocking port, per Check
 // Rows, each lever added to the one before: Debian's stock kernel with the initrd on pc (the
 // image's debian/, spec.vm.kernel: debian; the path before #18); the kernel made for the job
 // with the same initrd; that kernel with the read-only erofs root drive (what the node agent
@@ -76,6 +80,7 @@ interface BootPath {
   kernel: string;
   root: GuestRoot;
   machine: MachineType;
+  kernelParams?: readonly string[];
 }
 
 interface Row {
@@ -128,6 +133,7 @@ async function measure(p: BootPath, accel: AcceleratorChoice, scratch: string): 
       agentChannelSocket: path.join(dir, 'agent-channel.sock'),
       sharedDir: path.join(dir, 'shared'),
       pidFile: path.join(dir, 'qemu.pid'),
+      ...(p.kernelParams && { kernelParams: p.kernelParams }),
     };
     const res = await bootVm({
       vm,
@@ -259,6 +265,18 @@ async function main(): Promise<void> {
       });
     }
   }
+  const relayOff = process.env.GUEST_COMPARE_PORT_RELAY;
+  if (relayOff !== undefined && relayOff !== 'off') {
+    throw new Error(`GUEST_COMPARE_PORT_RELAY=${relayOff}: only "off" is known`);
+  }
+  const top = paths[own];
+  if (relayOff && top) {
+    paths.push({
+      ...top,
+      label: `${top.label}, port relay off`,
+      kernelParams: ['KATA_AGENT_PORT_RELAY=off'],
+    });
+  }
   if (compare) {
     paths.push({
       label: 'GUEST_COMPARE_KERNEL, initrd, pc',
@@ -285,7 +303,7 @@ async function main(): Promise<void> {
   );
   for (const r of rows) {
     console.log(
-      `${r.label.padEnd(38)} ${r.boot_median_s.toFixed(2)} s  ${r.boot_qemu_cpu_s.toFixed(2)} CPU-s  ` +
+      `${r.label.padEnd(48)} ${r.boot_median_s.toFixed(2)} s  ${r.boot_qemu_cpu_s.toFixed(2)} CPU-s  ` +
         `${r.guest_mem_used_mib.toFixed(0)} MiB  ${r.rpc_p50_ms.toFixed(1)} ms  ` +
         `${r.rpc_qemu_cpu_ms.toFixed(1)} ms CPU  load ${r.load.toFixed(2)}`,
     );
