@@ -67,6 +67,9 @@ type relay struct {
 	// write went through) since the last session ended. Until it has, a read of 0 is no end.
 	hostSeen bool
 
+	// frames finds a new host's SYN for stream 1 in the live session's bytes (frames.go).
+	frames frameScanner
+
 	// Counters, for tests and the exit report.
 	sessions     int // agent connections opened
 	droppedBytes int // bytes for a host that was gone, discarded
@@ -83,6 +86,7 @@ func (r *relay) endSession(why string) {
 	r.droppedBytes += dropped
 	r.toHost, r.fromHost = nil, nil
 	r.hostSeen = false
+	r.frames = frameScanner{}
 	if r.conn != nil {
 		_ = r.conn.Close() // nothing to do about a failed close of a socket we drop
 		r.conn = nil
@@ -125,6 +129,20 @@ func (r *relay) pump() error {
 					r.endSession("no host connected")
 				}
 			default:
+				got := r.buf[:n]
+				if r.conn != nil {
+					// A new host with no disconnect seen: the old session ends where its
+					// first frame begins, before anything more is written to the port; what
+					// the gone host sent last goes with the rest of its session.
+					if at := r.frames.newHostAt(got); at >= 0 {
+						r.droppedBytes += at
+						r.endSession("SYN for stream 1 of a new host")
+						got = got[at:]
+						r.frames.newHostAt(got)
+					}
+				} else {
+					r.frames.newHostAt(got)
+				}
 				if r.conn == nil {
 					c, err := r.dial()
 					if err != nil {
@@ -133,7 +151,7 @@ func (r *relay) pump() error {
 					r.conn = c
 					r.sessions++
 				}
-				r.fromHost = append(r.fromHost, r.buf[:n]...)
+				r.fromHost = append(r.fromHost, got...)
 				moved = true
 			}
 		}
