@@ -5,10 +5,6 @@
 // first RPCs must work, with no silent redial, and answer that host's own requests. A 1.x host
 // has no barrier against bytes the guest wrote for an earlier host: the guest alone must keep
 // them from it (kata-port-relay, docs/architecture.md "Reconnects").
-// Run only with KATA1_STORM=1 (e.g. `KATA1_STORM=1 make test-peers`): about 1 host in 500 still
-// fails after a 0 ms gap (the previous host's last answer, written before the guest has read the
-// new host's SYN, reaches it; the guest sees no disconnect), and a test that fails that rarely would
-// only flake in the peer layer. It is the storm's runner until that is closed.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -23,8 +19,7 @@ import { ensureImage, vmConfig } from '../e2e/sandbox-vm.js';
 import { kata1Client } from './peer-binaries.js';
 
 const CLIENT = kata1Client();
-const OPTED_IN = process.env.KATA1_STORM === '1';
-const RUNS = 'path' in CLIENT && OPTED_IN;
+const RUNS = 'path' in CLIENT;
 const HOSTS = 100;
 const MAX_GAP_MS = 250;
 const SEED = Number(process.env.KATA1_STORM_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -44,7 +39,7 @@ let stderrOfRun = '';
 let consoleLog = '';
 
 beforeAll(async () => {
-  if (!('path' in CLIENT) || !OPTED_IN) return;
+  if (!('path' in CLIENT)) return;
   scratch = mkdtempSync(path.join(tmpdir(), 'peers-kata1-storm-'));
   const vmDir = path.join(scratch, 'vm');
   mkdirSync(path.join(vmDir, 'shared'), { recursive: true });
@@ -88,8 +83,9 @@ beforeAll(async () => {
     `1.x reconnect storm: seed ${SEED}, ${HOSTS - failed}/${HOSTS} first RPCs ok, ` +
       `${gaps.filter((g) => g === 0).length} gaps of 0 ms; guest log: ` +
       `${count(/kata-port-relay: host session ended/g)} host sessions ended by the relay ` +
-      `(${count(/kata-port-relay: host session ended \(write with no host connected\)/g)} on a ` +
-      `write with no host), ${count(/mux session cut in the frames/g)} cut in the frames`,
+      `(${count(/\(write with no host connected\)/g)} on a write with no host, ` +
+      `${count(/\(SYN for stream 1 of a new host\)/g)} at a new host's SYN), ` +
+      `${count(/mux session cut in the frames/g)} cut in the agent's demux`,
   );
 }, 30 * 60_000);
 
@@ -100,13 +96,7 @@ afterAll(async () => {
 
 (RUNS ? describe : describe.skip)(
   'reconnect storm with the Kata 1.x client as each host' +
-    (RUNS
-      ? ''
-      : ` — skipped: ${
-          'missing' in CLIENT
-            ? CLIENT.missing
-            : 'KATA1_STORM=1 runs it (about 1 host in 500 still fails after a 0 ms gap: docs/architecture.md "Reconnects")'
-        }`),
+    (RUNS ? '' : ` — skipped: ${(CLIENT as { missing: string }).missing}`),
   () => {
     it('the guest drives its port through kata-port-relay (the image default)', () => {
       expect(consoleLog).toMatch(
