@@ -1,15 +1,15 @@
 // kata-guest-agent: the agent inside the VM. Starts the gRPC server on a unix socket, then serves
-// the virtio-serial port (yamux; each stream becomes a connection to that socket).
+// the virtio-serial port (yamux; each stream becomes a connection of that server, in-process).
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { servePort, type ServePortOptions } from '../transport/guest-port.js';
 import { servePortViaRelay } from '../transport/relay-port.js';
-import { forwardStreamsTo } from '../transport/stream-to-socket.js';
+import { serveStreamsOn } from '../transport/stream-to-server.js';
 import { parseCli, USAGE, type CliOptions } from './cli.js';
 import { AGENT_VERSION } from './health.js';
-import { startAgentServer } from './server.js';
+import { startAgentServer, type AgentServer } from './server.js';
 import { waitForVirtioPort } from './virtio-port.js';
 import { logOptions } from '../../observability/logger.js';
 
@@ -23,6 +23,7 @@ async function guestUptime(): Promise<number | undefined> {
 /** Serves the agent port until `signal` aborts; returns at once if there is no such port. */
 export async function serveAgentPort(
   opts: CliOptions,
+  agent: AgentServer,
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -51,7 +52,7 @@ export async function serveAgentPort(
     onSessionBoundary: (reason) =>
       logger.info({ device, reason }, 'mux session cut in the frames: old session ended'),
   };
-  const onStream = forwardStreamsTo(opts.socketPath);
+  const onStream = serveStreamsOn(agent.server);
   if (!useRelay) return servePort(device, onStream, signal, sessionLog);
   const socketPath = path.join(path.dirname(opts.socketPath), 'kata-port-relay.sock');
   await servePortViaRelay(
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 
   if (opts.servePort) {
-    serveAgentPort(opts, logger, stop.signal).catch((err: unknown) => {
+    serveAgentPort(opts, agent, logger, stop.signal).catch((err: unknown) => {
       // Without the port the host cannot reach us: die so the init reports it and powers off.
       logger.fatal({ err }, 'agent port failed');
       process.exit(1);

@@ -1,5 +1,4 @@
 // The gRPC handlers: each RPC validates through the agent's parts and ends with their status.
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { CommandRunner } from '../../common/run-command.js';
 import type { AgentServiceServer } from '../../generated/agent.js';
 import type { HealthServer } from '../../generated/health.js';
@@ -13,13 +12,8 @@ import type { GuestNetwork } from './network.js';
 import type { OomEvents } from './oom-events.js';
 import { filterPsOutput, psArgv } from './process-list.js';
 import type { Sandbox } from './sandbox.js';
-import {
-  endOfStream,
-  failedPrecondition,
-  invalidArgument,
-  StatusError,
-  toServiceError,
-} from './status-error.js';
+import { instant, unary, type Handler } from './rpc-adapters.js';
+import { endOfStream, failedPrecondition, invalidArgument } from './status-error.js';
 import { validateContainerId, validateId } from './path-guard.js';
 import { sizeLine } from './tty-control.js';
 
@@ -36,25 +30,6 @@ export interface AgentParts {
   memoryBlockSizeFile?: string;
   meminfoFile?: string;
   run: CommandRunner;
-}
-
-type Handler<Q, R> = (req: Q, signal: AbortSignal) => Promise<R>;
-
-/** Adapts an async handler: errors become their gRPC status, a cancelled call aborts the work. */
-function unary<Q, R>(rpc: string, logger: Logger, fn: Handler<Q, R>) {
-  return (call: ServerUnaryCall<Q, R>, callback: sendUnaryData<R>): void => {
-    const ac = new AbortController();
-    call.on('cancelled', () => ac.abort());
-    fn(call.request, ac.signal).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        const e = toServiceError(err);
-        if (!(err instanceof StatusError)) logger.error({ rpc, err }, 'rpc failed');
-        else logger.debug({ rpc, code: e.code, details: e.details }, 'rpc refused');
-        callback(e as never);
-      },
-    );
-  };
 }
 
 const empty = {};
@@ -215,7 +190,7 @@ export function agentService(parts: AgentParts): AgentServiceServer {
 
 export function healthService(logger: Logger): HealthServer {
   return {
-    check: unary('Check', logger, async () => health.check()),
-    version: unary('Version', logger, async () => health.version()),
+    check: instant('Check', logger, async () => health.check()),
+    version: instant('Version', logger, async () => health.version()),
   };
 }

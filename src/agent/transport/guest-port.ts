@@ -49,7 +49,7 @@ export async function openPort(path: string): Promise<PortIo> {
 
 /**
  * Serves yamux streams from the port at `path` until `signal` aborts; each stream the host opens
- * is passed to `onStream` (see stream-to-socket.ts to hand it to a grpc-js server).
+ * is passed to `onStream` (see stream-to-server.ts to hand it to a grpc-js server).
  */
 export async function servePort(
   path: string,

@@ -28,6 +28,8 @@ interface RelayConnection {
   chunks: Buffer[];
   queued: number;
   ended: boolean;
+  /** Writes are being gathered until the loop's check phase (one write for them all). */
+  corked?: boolean;
 }
 
 /**
@@ -92,7 +94,19 @@ export class RelayConnections implements PortIo {
 
   write(buf: Buffer): Promise<void> {
     const c = this.current;
-    if (c && !c.ended && !c.socket.destroyed) c.socket.write(buf);
+    if (c && !c.ended && !c.socket.destroyed) {
+      // The frames of one turn of the event loop (an answer's headers and data, a window update)
+      // leave in one write: the relay, the port and QEMU then handle them once, not per frame.
+      if (!c.corked) {
+        c.corked = true;
+        c.socket.cork();
+        setImmediate(() => {
+          c.corked = false;
+          c.socket.uncork();
+        });
+      }
+      c.socket.write(buf);
+    }
     return Promise.resolve();
   }
 

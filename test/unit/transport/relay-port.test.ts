@@ -106,6 +106,36 @@ describe('RelayConnections (one relay connection per host session)', () => {
     expect(Buffer.concat(seen).includes('stale')).toBe(false);
   });
 
+  it('sends the writes of one turn of the event loop to the relay in one write, in order', async () => {
+    const dir = await scratch();
+    const conns = new RelayConnections();
+    const [relayEnd, agentEnd] = await socketPair(dir);
+    cleanups.push(() => void relayEnd.destroy());
+    cleanups.push(() => conns.close());
+    conns.add(agentEnd);
+    relayEnd.write('host');
+    await conns.read(Buffer.alloc(16)); // writes go to the connection being read
+    const writes: number[] = [];
+    const socket = agentEnd as Socket & {
+      _write: (...a: unknown[]) => void;
+      _writev: (...a: unknown[]) => void;
+    };
+    const [write, writev] = [socket._write, socket._writev];
+    socket._write = (...a) => (writes.push(1), write.apply(socket, a));
+    socket._writev = (chunks, ...rest) => (
+      writes.push((chunks as unknown[]).length),
+      writev.apply(socket, [chunks, ...rest])
+    );
+    let got = '';
+    relayEnd.on('data', (c: Buffer) => (got += c.toString()));
+    for (const frame of ['headers|', 'data|', 'window|']) await conns.write(Buffer.from(frame));
+    await conns.write(Buffer.from('later|')).then(() => new Promise((r) => setImmediate(r)));
+    await conns.write(Buffer.from('next turn'));
+    await waitFor(() => got.length === 'headers|data|window|later|next turn'.length);
+    expect(got).toBe('headers|data|window|later|next turn');
+    expect(writes).toEqual([4, 1]);
+  });
+
   it('stops reading a connection whose bytes are not taken, and resumes', async () => {
     const dir = await scratch();
     const conns = new RelayConnections();

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { connectivityState, type Client } from '@grpc/grpc-js';
+import { connectivityState, type Client, type Server as GrpcServer } from '@grpc/grpc-js';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { servePortIo } from '../../../src/agent/transport/guest-port.js';
 import { SerialBridge } from '../../../src/agent/transport/serial-bridge.js';
-import { forwardStreamsTo } from '../../../src/agent/transport/stream-to-socket.js';
+import { serveStreamsOn } from '../../../src/agent/transport/stream-to-server.js';
 import { YamuxSession } from '../../../src/agent/transport/yamux-session.js';
 import { callEcho, echoClient, startEchoServer, stopServer } from './grpc-echo.js';
 import { FakePort, tempDir, waitFor } from './helpers.js';
@@ -29,12 +29,13 @@ afterEach(async () => {
  * QEMU's chardev, simulated: a unix socket server taking one client, whose bytes go to the guest.
  * Here the "guest" is a yamux server session forwarding each stream to a grpc-js server.
  */
-async function startFakeQemu(chardevPath: string, grpcPath: string) {
+async function startFakeQemu(chardevPath: string, guestServer: GrpcServer) {
+  const onStream = serveStreamsOn(guestServer);
   const conns = new Set<Socket>();
   const server: Server = createServer({ allowHalfOpen: true }, (sock) => {
     conns.add(sock);
     sock.on('close', () => conns.delete(sock));
-    new YamuxSession(sock, { role: 'server', onStream: forwardStreamsTo(grpcPath) });
+    new YamuxSession(sock, { role: 'server', onStream });
   });
   server.listen(chardevPath);
   await once(server, 'listening');
@@ -58,9 +59,10 @@ async function startBridge(chardevPath: string, listenPath: string) {
   return bridge;
 }
 
-async function grpcServer(path: string) {
+async function grpcServer(path: string): Promise<GrpcServer> {
   const server = await startEchoServer(path);
   teardown.push(() => stopServer(server));
+  return server;
 }
 
 function client(path: string): Client {
@@ -74,8 +76,8 @@ describe('SerialBridge', () => {
     const chardev = join(dir, 'agent.channel.0.sock');
     const grpcPath = join(dir, 'guest-grpc.sock');
     const listenPath = join(dir, 'agent.sock');
-    await grpcServer(grpcPath);
-    const qemu1 = await startFakeQemu(chardev, grpcPath);
+    const guestServer = await grpcServer(grpcPath);
+    const qemu1 = await startFakeQemu(chardev, guestServer);
     const bridge = await startBridge(chardev, listenPath);
     const c = client(listenPath);
 
@@ -93,7 +95,7 @@ describe('SerialBridge', () => {
     // call may race onto the dying connection (a real client would retry UNAVAILABLE).
     await waitFor(() => c.getChannel().getConnectivityState(false) !== connectivityState.READY);
 
-    await startFakeQemu(chardev, grpcPath);
+    await startFakeQemu(chardev, guestServer);
     await bridge.waitConnected();
     expect(await callEcho(c, 'two')).toBe('echo:two');
   });
@@ -102,11 +104,11 @@ describe('SerialBridge', () => {
     const chardev = join(dir, 'chardev.sock');
     const grpcPath = join(dir, 'guest-grpc.sock');
     const listenPath = join(dir, 'agent.sock');
-    await grpcServer(grpcPath);
+    const guestServer = await grpcServer(grpcPath);
     await startBridge(chardev, listenPath);
     const c = client(listenPath);
     const call = callEcho(c, 'early');
-    await startFakeQemu(chardev, grpcPath);
+    await startFakeQemu(chardev, guestServer);
     expect(await call).toBe('echo:early');
   });
 
@@ -159,12 +161,12 @@ describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', (
     const chardev = join(dir, 'chardev.sock');
     const grpcPath = join(dir, 'guest-grpc.sock');
     const listenPath = join(dir, 'agent.sock');
-    await grpcServer(grpcPath);
+    const guestServer = await grpcServer(grpcPath);
     const port = new FakePort();
     await startQemuWithPort(chardev, port);
     const ac = new AbortController();
     const sessions: number[] = [];
-    const guest = servePortIo(port, forwardStreamsTo(grpcPath), ac.signal, {
+    const guest = servePortIo(port, serveStreamsOn(guestServer), ac.signal, {
       eofPollMs: 5,
       onSessionStart: () => sessions.push(sessions.length + 1),
     });
@@ -189,12 +191,12 @@ describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', (
   it('a new bridge arriving before the guest read EOF (0 ms): the guest finds the new session from its frames', async () => {
     const chardev = join(dir, 'chardev.sock');
     const grpcPath = join(dir, 'guest-grpc.sock');
-    await grpcServer(grpcPath);
+    const guestServer = await grpcServer(grpcPath);
     const port = new FakePort();
     await startQemuWithPort(chardev, port);
     const ac = new AbortController();
     const boundaries: string[] = [];
-    const guest = servePortIo(port, forwardStreamsTo(grpcPath), ac.signal, {
+    const guest = servePortIo(port, serveStreamsOn(guestServer), ac.signal, {
       eofPollMs: 5,
       onSessionBoundary: (why) => boundaries.push(why),
     });
@@ -231,7 +233,7 @@ describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', (
     const chardev = join(dir, 'chardev.sock');
     const grpcPath = join(dir, 'guest-grpc.sock');
     const listenPath = join(dir, 'agent.sock');
-    await grpcServer(grpcPath);
+    const guestServer = await grpcServer(grpcPath);
     // The guest's frames for the previous host's streams 1, 3 and 5 (an answer, FINs, a frame cut
     // in two) reach the new host first, as QEMU and the guest kernel hand them over.
     const frame = (type: number, flags: number, id: number, payload = Buffer.alloc(0)) =>
@@ -248,7 +250,7 @@ describe('host bridge ↔ virtio-serial port ↔ guest port loop, end to end', (
     ]);
     const server = createServer({ allowHalfOpen: true }, (sock) => {
       sock.write(stale);
-      new YamuxSession(sock, { role: 'server', onStream: forwardStreamsTo(grpcPath) });
+      new YamuxSession(sock, { role: 'server', onStream: serveStreamsOn(guestServer) });
     });
     server.listen(chardev);
     await once(server, 'listening');
