@@ -123,6 +123,7 @@ bench: deps guest controlplane host-fs ## benchmarks on the real stack: guest bo
 	hack/bench-guard.sh
 	@mkdir -p $(BENCH_OUT)
 	$(MAKE) --no-print-directory bench-guest
+	$(MAKE) --no-print-directory bench-agent-rpc
 	@npx esbuild bench/ninep.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/ninep.mjs
 	node $(BENCH_OUT)/ninep.mjs 2 300
@@ -173,6 +174,14 @@ bench-guest: deps guest ## guest boot and agent Check round trip, one row per le
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs
 	node $(BENCH_OUT)/guest-boot.mjs $(GUEST_BOOTS) $(GUEST_CHECKS)
+
+.PHONY: bench-agent-rpc
+AGENT_RPC_CALLS ?= 4000
+bench-agent-rpc: deps ## the agent's own CPU per call with no VM (guest side and host side, Health.Check over the real transport; what a per-call change saves, without TCG's noise; ends with a bench-result line)
+	@mkdir -p $(BENCH_OUT)
+	@npx esbuild bench/agent-rpc.ts bench/agent-rpc-guest.ts --bundle --platform=node --format=esm \
+		--target=node20 --packages=external --log-level=warning --out-extension:.js=.mjs --outdir=$(BENCH_OUT)
+	node $(BENCH_OUT)/agent-rpc.mjs $(BENCH_OUT)/agent-rpc-guest.mjs $(AGENT_RPC_CALLS)
 
 .PHONY: bench-machine
 MACHINE_BOOTS ?= 200
