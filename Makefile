@@ -169,7 +169,7 @@ soak: deps guest controlplane host-fs ## randomized soak with fault injection on
 .PHONY: bench-guest
 GUEST_BOOTS ?= 8
 GUEST_CHECKS ?= 1000
-bench-guest: deps guest ## guest boot and agent Check round trip, one row per lever in one run: stock kernel + initrd on pc, the kernel made for the job, its erofs root drive (what the node agent boots: the top-level figures of the closing bench-result line), microvm
+bench-guest: deps guest ## guest boot and agent Check round trip, one row per lever in one run: stock kernel + initrd on pc, the kernel made for the job, its erofs root drive (what a warm-pool VM boots), the same on microvm (what a sandbox boots: the top-level figures of the closing bench-result line)
 	@mkdir -p $(BENCH_OUT)
 	@npx esbuild bench/guest-boot.ts --bundle --platform=node --format=esm --target=node20 \
 		--packages=external --log-level=warning --outfile=$(BENCH_OUT)/guest-boot.mjs

@@ -12,8 +12,9 @@
 //                          row: kata-port-relay against the blocking port, per Check
 // Rows, each lever added to the one before: Debian's stock kernel with the initrd on pc (the
 // image's debian/, spec.vm.kernel: debian; the path before #18); the kernel made for the job
-// with the same initrd; that kernel with the read-only erofs root drive (what the node agent
-// boots: the top-level result); the same on microvm (when the host's TSC rate is known).
+// with the same initrd; that kernel with the read-only erofs root drive (what a warm-pool VM
+// boots); the same on microvm when the host's TSC rate is known (what a sandbox's own VM boots
+// under the node agent's --machine-type auto: the top-level result; else the row before).
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
 // sequential Check calls over one VM's serial+mux channel, the guest's memory in use once its
@@ -257,6 +258,7 @@ async function main(): Promise<void> {
     paths.push({ label: 'default kernel, erofs root, pc', kernel, root: fromDrive, machine: 'pc' });
     // Under TCG microvm needs the host's TSC rate (machine-type.ts); the node agent falls back too.
     if (accel.accelerator === 'kvm' || hostTscKhz() !== undefined) {
+      own = paths.length; // what a sandbox's own VM boots (--machine-type auto)
       paths.push({
         label: 'default kernel, erofs root, microvm',
         kernel,
