@@ -21,7 +21,10 @@ interface Seen {
 }
 
 /** An HTTP/2 server on a unix socket, and a relay socket in front of it (rewriting or not). */
-async function serverBehindRelay(rewrite: boolean): Promise<{ relay: string; seen: Seen[] }> {
+async function serverBehindRelay(
+  rewrite: boolean,
+  taps?: { in: Buffer[]; out: Buffer[] },
+): Promise<{ relay: string; seen: Seen[] }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'h2-authority-'));
   const seen: Seen[] = [];
   const h2 = http2.createServer();
@@ -35,8 +38,14 @@ async function serverBehindRelay(rewrite: boolean): Promise<{ relay: string; see
   await once(h2, 'listening');
   const relay: Server = createServer((client) => {
     const server = connect(serverPath);
-    if (rewrite) client.pipe(new AuthorityRewriter()).pipe(server);
-    else client.pipe(server);
+    if (rewrite) {
+      const rewriter = new AuthorityRewriter();
+      if (taps) {
+        client.on('data', (c: Buffer) => taps.in.push(c));
+        rewriter.on('data', (c: Buffer) => taps.out.push(c));
+      }
+      client.pipe(rewriter).pipe(server);
+    } else client.pipe(server);
     server.pipe(client);
     client.on('error', () => server.destroy());
     server.on('error', () => client.destroy());
@@ -110,6 +119,49 @@ describe('AuthorityRewriter', () => {
       expect(s.headers['x-varying']).toBe(sent[n]);
       expect(s.headers['x-big']).toHaveLength(n % 5 === 0 ? 5000 : 10);
     });
+  });
+
+  it("passes a connection whose first authority is valid byte for byte: the server decodes every block with the client's own table", async () => {
+    const taps = { in: [] as Buffer[], out: [] as Buffer[] };
+    const { relay, seen } = await serverBehindRelay(true, taps);
+    const session = clientTo(relay);
+    const sent: string[] = [];
+    for (let n = 0; n < 60; n++) {
+      const varying = randomBytes(1 + (n % 97)).toString('base64');
+      sent.push(varying);
+      const body = await request(session, {
+        ':method': 'POST',
+        ':path': `/grpc.health.v1.Health/Check${n % 3}`,
+        'x-n': String(n),
+        'x-varying': varying,
+      });
+      expect(body).toBe(String(n));
+    }
+    seen.forEach((s, n) => {
+      expect(s.authority).toBe('localhost:80');
+      expect(s.headers['x-varying']).toBe(sent[n]);
+    });
+    expect(Buffer.concat(taps.out).equals(Buffer.concat(taps.in))).toBe(true);
+  });
+
+  it('keeps rewriting a connection whose first authority it rewrote, valid ones after it too', async () => {
+    const { relay, seen } = await serverBehindRelay(true);
+    const session = clientTo(relay);
+    const authorities = [KATA1_AUTHORITY, 'localhost', KATA1_AUTHORITY, 'agent:1'];
+    for (const [n, a] of authorities.entries()) {
+      expect(await request(session, { ':authority': a, 'x-n': String(n) })).toBe(String(n));
+    }
+    expect(seen.map((s) => s.authority)).toEqual(authorities.map(safeAuthority));
+  });
+
+  it('on a connection it passes, a later authority the server refuses costs only that stream', async () => {
+    const { relay } = await serverBehindRelay(true);
+    const session = clientTo(relay);
+    expect(await request(session, { 'x-n': '1' })).toBe('1');
+    await expect(request(session, { ':authority': KATA1_AUTHORITY, 'x-n': '2' })).rejects.toThrow(
+      /PROTOCOL_ERROR|Stream closed with error code/,
+    );
+    expect(await request(session, { 'x-n': '3' })).toBe('3');
   });
 
   it('leaves a valid authority as it is and refuses a stream that is not HTTP/2', async () => {
