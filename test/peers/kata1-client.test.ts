@@ -5,15 +5,14 @@
 // The Go program prints one JSON line per step; each is asserted here. The VM is the program's
 // only host: booted to the agent's ready line on the console, no serial bridge of ours.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import type { QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { busyboxRootfs, ensureImage, vmConfig } from '../e2e/sandbox-vm.js';
+import { runKata1Client, type Kata1Step as Step } from './kata1-client-run.js';
 import { kata1Client } from './peer-binaries.js';
 
 const CLIENT = kata1Client();
@@ -27,13 +26,6 @@ const UNKNOWN = 2;
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const FAILED_PRECONDITION = 9;
-
-interface Step {
-  step: string;
-  code: number;
-  message?: string;
-  result?: Record<string, unknown>;
-}
 
 let scratch: string;
 let vm: VmConfig;
@@ -70,7 +62,7 @@ beforeAll(async () => {
   qemu = res.process;
   console.log(`guest booted to its ready line in ${res.bootMillis} ms`);
 
-  const run = await promisify(execFile)(
+  const run = await runKata1Client(
     bin,
     [
       '-sock',
@@ -80,19 +72,10 @@ beforeAll(async () => {
       '-script',
       'echo hello-from-kata1; echo to-stderr >&2; exit 7',
     ],
-    { timeout: 5 * 60_000, encoding: 'utf8' },
-  ).catch((err: { stdout?: string; stderr?: string }) => ({
-    stdout: err.stdout ?? '',
-    stderr: err.stderr ?? String(err),
-  }));
-  stderrOfRun = run.stderr;
-  steps = new Map(
-    run.stdout
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Step)
-      .map((s) => [s.step, s]),
+    5 * 60_000,
   );
+  stderrOfRun = run.stderr;
+  steps = new Map(run.steps.map((s) => [s.step, s]));
   console.log(run.stdout);
 }, 25 * 60_000);
 

@@ -6,16 +6,15 @@
 // has no barrier against bytes the guest wrote for an earlier host: the guest alone must keep
 // them from it (kata-port-relay, docs/architecture.md "Reconnects").
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { bootVm } from '../../src/node-agent/hypervisor/boot.js';
 import type { VmConfig } from '../../src/node-agent/hypervisor/qemu-args.js';
 import type { QemuProcess } from '../../src/node-agent/hypervisor/qemu-process.js';
 import { reconnectGaps } from '../e2e/reconnect-gaps.js';
 import { ensureImage, vmConfig } from '../e2e/sandbox-vm.js';
+import { runKata1Client, type Kata1Step as Line } from './kata1-client-run.js';
 import { kata1Client } from './peer-binaries.js';
 
 const CLIENT = kata1Client();
@@ -23,13 +22,6 @@ const RUNS = 'path' in CLIENT;
 const HOSTS = 100;
 const MAX_GAP_MS = 250;
 const SEED = Number(process.env.KATA1_STORM_SEED ?? Math.floor(Math.random() * 2 ** 31));
-
-interface Line {
-  step: string;
-  code: number;
-  message?: string;
-  result?: Record<string, unknown>;
-}
 
 let scratch: string;
 let vm: VmConfig;
@@ -54,7 +46,7 @@ beforeAll(async () => {
   });
   qemu = res.process;
   const gaps = reconnectGaps(SEED, HOSTS - 1, MAX_GAP_MS);
-  const run = await promisify(execFile)(
+  const run = await runKata1Client(
     (CLIENT as { path: string }).path,
     [
       '-sock',
@@ -66,16 +58,10 @@ beforeAll(async () => {
       '-timeout',
       '20m',
     ],
-    { timeout: 25 * 60_000, encoding: 'utf8', maxBuffer: 64 << 20 },
-  ).catch((err: { stdout?: string; stderr?: string }) => ({
-    stdout: err.stdout ?? '',
-    stderr: err.stderr ?? String(err),
-  }));
+    25 * 60_000,
+  );
   stderrOfRun = run.stderr;
-  lines = run.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Line);
+  lines = run.steps;
   consoleLog = readFileSync(vm.console?.logFile as string, 'utf8');
   const count = (re: RegExp): number => consoleLog.match(re)?.length ?? 0;
   const failed = lines.filter((l) => l.step === 'StormHost' && l.code !== 0).length;
