@@ -19,9 +19,8 @@
 // Prints plain lines: per boot QEMU start → Health.Check answered, the guest's uptime when its
 // init started the agent (from the console), QEMU's CPU time; then median/min/max, then p50/p99 of
 // sequential Check calls over the serial+mux channel of each of the row's last GUEST_CHECK_VMS
-// (default 3) VMs, pooled, the guest's memory in use once its
-// agent answers, with the host load; per row. Ends with
-// one line `bench-result {json}`: the image's own kernel at the top level, every row in `rows`.
+// VMs, pooled, the guest's memory in use once its agent answers, with the host load; per row.
+// Ends with one line `bench-result {json}`: the top-level row's figures, every row in `rows`.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
